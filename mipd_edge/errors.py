@@ -1,0 +1,43 @@
+"""Every error mipd-edge raises for bad input derives from MipdEdgeError.
+
+Callers can catch the family (``except MipdEdgeError``) around a frame loop and keep
+going, or a specific subclass when they want to react differently, for example to skip
+an unreadable image but stop on a broken bundle.
+"""
+
+
+class MipdEdgeError(Exception):
+    """Base class of all errors the SDK raises on purpose."""
+
+
+class DatasetError(MipdEdgeError):
+    """A dataset file (space, annotations, split, predictions) is missing or malformed."""
+
+
+class VocabularyError(MipdEdgeError):
+    """A vocabulary edit or file is inconsistent (unknown entry, other encoder, other size)."""
+
+
+class InvalidImageError(MipdEdgeError):
+    """An image cannot be read or has a shape / dtype the pre-processing cannot take."""
+
+
+class BundleError(MipdEdgeError):
+    """A deployable bundle is missing a file or its files disagree with each other."""
+
+
+class MissingDependencyError(MipdEdgeError, ImportError):
+    """An optional extra is needed for this feature; the message names it."""
+
+
+def require(module: str, extra: str, feature: str):
+    """Import an optional module or fail with the pip command that provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{feature} needs the Python package '{module}', which is not installed: "
+            f"pip install 'mipd-edge[{extra}]'"
+        ) from exc

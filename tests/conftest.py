@@ -1,0 +1,82 @@
+"""Shared fixtures: small real datasets written to disk, and the real bundled text encoder."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TINY_SPACE = {
+    "verbs": {
+        "lifting": {"framenet": "Cause_motion", "abstract": "the AGENT lifts the ITEM at the PLACE",
+                    "def": "raise something up", "order": ["agent", "item", "place"],
+                    "roles": {"agent": {"framenet": "Agent", "def": "the one lifting"},
+                              "item": {"framenet": "Theme", "def": "the thing lifted"},
+                              "place": {"framenet": "Place", "def": "where it happens"}}},
+        "running": {"framenet": "Self_motion", "abstract": "the AGENT runs at the PLACE",
+                    "def": "move fast on foot", "order": ["agent", "place"],
+                    "roles": {"agent": {"framenet": "Agent", "def": "the runner"},
+                              "place": {"framenet": "Place", "def": "where it happens"}}},
+    },
+    "nouns": {"n1": {"gloss": ["man"], "def": "an adult male"},
+              "n2": {"gloss": ["box", "carton"], "def": "a container"},
+              "n3": {"gloss": ["field"], "def": "an open area"},
+              "n4": {"gloss": ["person"], "def": "a human being"}},
+}
+
+NO_BOX = [-1, -1, -1, -1]
+TINY_ANNOTATIONS = {
+    "img1.jpg": {"verb": "lifting", "width": 40, "height": 40,
+                 "bb": {"agent": [0, 0, 10, 10], "item": [20, 20, 30, 30], "place": NO_BOX},
+                 "frames": [{"agent": "n1", "item": "n2", "place": "n3"},
+                            {"agent": "n4", "item": "n2", "place": ""},
+                            {"agent": "n1", "item": "n2", "place": "n3"}]},
+    "img2.jpg": {"verb": "lifting", "width": 40, "height": 40,
+                 "bb": {"agent": [0, 0, 10, 10], "item": NO_BOX, "place": NO_BOX},
+                 "frames": [{"agent": "n1", "item": "", "place": "n3"}] * 3},
+    "img3.jpg": {"verb": "running", "width": 40, "height": 40,
+                 "bb": {"agent": [0, 0, 10, 10], "place": NO_BOX},
+                 "frames": [{"agent": "n1", "place": "n3"}] * 3},
+}
+
+
+def write_json(path: Path, obj) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+    return path
+
+
+@pytest.fixture
+def tiny_files(tmp_path):
+    """A three-image SWiG-format dataset with real JPEGs on disk."""
+    import cv2
+    import numpy as np
+
+    write_json(tmp_path / "imsitu_space.json", TINY_SPACE)
+    write_json(tmp_path / "train.json", TINY_ANNOTATIONS)
+    (tmp_path / "images").mkdir()
+    for name in TINY_ANNOTATIONS:
+        cv2.imwrite(str(tmp_path / "images" / name), np.full((40, 40, 3), 128, np.uint8))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory):
+    """A small SynthSitu dataset, generated once per test session."""
+    from mipd_edge.data.synthsitu import generate
+
+    out = tmp_path_factory.mktemp("synthsitu")
+    generate(out, seed=3, train=144, dev=48, test=96, image_size=128, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from mipd_edge.text import minilm
+
+    return minilm()

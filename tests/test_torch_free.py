@@ -1,0 +1,28 @@
+import subprocess
+import sys
+
+BLOCK_TORCH = """
+import importlib.abc, sys
+class BlockTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this interpreter")
+sys.meta_path.insert(0, BlockTorch())
+"""
+
+
+def run_without_torch(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True)
+
+
+def test_inference_core_imports_and_runs_without_torch(tiny_files):
+    r = run_without_torch(f"""
+import mipd_edge, mipd_edge.metrics, mipd_edge.vocabulary, mipd_edge.situation, mipd_edge.baseline
+from mipd_edge.data import SituDataset
+from mipd_edge.vocabulary import Vocabulary
+ds = SituDataset({str(tiny_files)!r}, "train")
+assert len(Vocabulary.from_space(ds.space).verbs) == 2
+print("ok", "torch" in sys.modules)
+""")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok False"
