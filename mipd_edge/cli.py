@@ -11,6 +11,8 @@ from typing import Callable, Optional, Sequence
 from .errors import MipdEdgeError
 
 log = logging.getLogger("mipd_edge")
+# third-party loggers that talk on import (optional CUDA kernels, torch.compile notes)
+QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "sentence_transformers", "httpx")
 
 
 def cmd_data_synth(args: argparse.Namespace) -> None:
@@ -57,10 +59,77 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"metrics written to {args.out}")
 
 
+def _train_config(args: argparse.Namespace, **defaults):
+    from .train.config import load_config
+
+    given = {"method": getattr(args, "method", None), "epochs": args.epochs, "student": getattr(args, "student", None),
+             "image_size": args.image_size, "seed": args.seed, "batch_size": args.batch_size}
+    return load_config(args.config, **{**defaults, **{k: v for k, v in given.items() if v is not None}})
+
+
+def cmd_train_teacher(args: argparse.Namespace) -> None:
+    from .train.teacher_train import train_teacher
+
+    result = train_teacher(args.data, args.out, _train_config(args, method="none"), resume=args.resume)
+    print(f"teacher written to {args.out} (best dev selection score {result['best_selection_score']:.2f})")
+
+
+def cmd_teacher_cache(args: argparse.Namespace) -> None:
+    from .data.split import load_split, training_verbs
+    from .data.swig import SituDataset
+    from .files import default_cache_dir
+    from .models.teacher import load_teacher
+    from .text import load_text_encoder
+    from .train.teacher_cache import teacher_cache
+    from .vocabulary import Vocabulary
+
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    split = load_split(Path(args.data) / "splits.json")
+    train_set = SituDataset(args.data, "train", ov_split=split)
+    encoder = load_text_encoder(args.text_encoder, cache_dir=cache_dir / "text")
+    vocab = Vocabulary({v: train_set.space.frames[v] for v in training_verbs(split)}, train_set.space.nouns, encoder)
+    cache = teacher_cache(load_teacher(args.teacher, text_encoder=encoder), train_set, vocab, cache_dir / "teacher")
+    print(f"teacher features for {len(cache.names)} training images: {cache_dir / 'teacher' / cache.key}")
+
+
+def cmd_rationales(args: argparse.Namespace) -> None:
+    from .train.rationales import generate_rationales
+
+    stats = generate_rationales(args.data, args.teacher, args.out, args.generator, args.endpoint, args.model,
+                                args.workers, timeout=args.timeout)
+    print(f"rationales: {stats['written']} written, {stats['failed']} failed, {stats['done_before']} already done "
+          f"-> {args.out}")
+
+
+def cmd_distill(args: argparse.Namespace) -> None:
+    from .train.distill import distill
+
+    result = distill(args.data, args.out, _train_config(args), args.teacher, args.rationales, resume=args.resume)
+    print(f"student written to {args.out} (best dev selection score {result['best_selection_score']:.2f})")
+
+
+def cmd_predict_dataset(args: argparse.Namespace) -> None:
+    from .data.swig import SituDataset
+    from .files import write_json
+    from .models.inference import predict_dataset
+    from .models.store import load_student
+    from .preprocess import Preprocess
+    from .text import load_text_encoder
+    from .vocabulary import Vocabulary
+
+    model, info = load_student(args.model)
+    data = SituDataset(args.data, args.split)
+    encoder = load_text_encoder(info.get("text_encoder_spec", "minilm"))
+    vocab = Vocabulary.from_space(data.space, encoder)
+    preds = predict_dataset(model, data, {"all": vocab}, Preprocess.from_json(info["preprocess"]), progress=True)
+    write_json(args.out, preds["all"], indent=None)
+    print(f"predictions for {len(preds['all'])} {args.split} images -> {args.out}")
+
+
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from .quickstart import run
 
-    run(Path(args.workdir), fast=args.fast, seed=args.seed)
+    run(Path(args.workdir), fast=args.fast, seed=args.seed, preset=args.preset)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,9 +169,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", default=None, help="splits.json, for seen / rare / unseen sections")
     p.add_argument("--out", default=None, help="write the metrics JSON here")
 
+    def training_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", required=True, help="a SWiG-format dataset directory with splits.json")
+        p.add_argument("--out", required=True)
+        p.add_argument("--config", default=None, help="YAML training configuration")
+        p.add_argument("--epochs", type=int, default=None)
+        p.add_argument("--image-size", type=int, default=None)
+        p.add_argument("--batch-size", type=int, default=None)
+        p.add_argument("--seed", type=int, default=None)
+        p.add_argument("--resume", action="store_true", help="continue from out/checkpoints/last.safetensors")
+
+    p = command("train-teacher", cmd_train_teacher, "train the built-in SynthSitu teacher on all verbs")
+    training_options(p)
+
+    p = command("teacher-cache", cmd_teacher_cache, "compute the teacher's features on the training images once")
+    p.add_argument("--data", required=True)
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--text-encoder", default="minilm")
+    p.add_argument("--cache-dir", default=None, help="default: $MIPD_EDGE_CACHE or ~/.cache/mipd-edge")
+
+    p = command("rationales", cmd_rationales, "JRG: positive and negative rationales per training image")
+    p.add_argument("--data", required=True)
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--out", required=True, help="rationales.jsonl (resumed if it exists)")
+    p.add_argument("--generator", choices=["template", "openai"], default="template")
+    p.add_argument("--endpoint", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--model", default=None, help="model name for the endpoint")
+    p.add_argument("--workers", type=int, default=4, help="concurrent requests to the endpoint")
+    p.add_argument("--timeout", type=float, default=60.0)
+
+    p = command("distill", cmd_distill, "train the student: none, kd or mipd")
+    training_options(p)
+    p.add_argument("--teacher", default=None)
+    p.add_argument("--rationales", default=None)
+    p.add_argument("--method", choices=["none", "kd", "mipd"], default=None)
+    p.add_argument("--student", default=None, help="edge-xs, edge-s (default) or reference")
+
+    p = command("predict-dataset", cmd_predict_dataset, "predict a dataset split with a trained student")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", choices=["train", "dev", "test"], default="test")
+    p.add_argument("--out", required=True)
+
     p = command("quickstart", cmd_quickstart, "run the whole SDK end to end on SynthSitu")
     p.add_argument("--workdir", default="runs/quickstart")
-    p.add_argument("--fast", action="store_true", help="a small run for a first look")
+    p.add_argument("--fast", action="store_true", help="a small run for a first look (about 3 minutes)")
+    p.add_argument("--preset", choices=["default", "fast", "quick"], default=None,
+                   help="sizes of the run; 'quick' is the tiny one the tests use")
     p.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -111,6 +224,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for chatter in QUIET_LOGGERS:
+        logging.getLogger(chatter).setLevel(logging.ERROR)
     try:
         args.fn(args)
     except MipdEdgeError as exc:

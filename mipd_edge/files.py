@@ -17,6 +17,11 @@ from .errors import DatasetError
 PathLike = Union[str, os.PathLike]
 
 
+def default_cache_dir() -> Path:
+    """Where derived data (text embeddings, teacher features) is cached; $MIPD_EDGE_CACHE wins."""
+    return Path(os.environ.get("MIPD_EDGE_CACHE", Path.home() / ".cache" / "mipd-edge"))
+
+
 def read_json(path: PathLike, what: str = "JSON file") -> Any:
     path = Path(path)
     if not path.is_file():

@@ -132,3 +132,17 @@ def format_table(metrics: Mapping[str, Mapping]) -> str:
     lines = ["  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
+
+
+def format_comparison(results: Mapping[str, Mapping], setting: str = "top1") -> str:
+    """Models side by side: verb and grnd-value per split (top-1 unless told), verb@5 too."""
+    splits = [s for s in ("all", "seen", "rare", "unseen") if all(s in m for m in results.values())]
+    header = ["model"] + [f"{s} {k}" for s in splits for k in ("verb", "verb@5", "grnd")]
+    rows = [header]
+    for name, m in results.items():
+        rows.append([name] + [f"{m[s][key][metric]:.1f}" for s in splits
+                              for key, metric in ((setting, "verb"), ("top5", "verb"), (setting, "grnd_value"))])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)

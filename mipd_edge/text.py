@@ -39,15 +39,17 @@ class TextEncoder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-def fingerprint(model_dir: PathLike) -> str:
-    """A short hash of a model directory's weight files: the same weights, the same id."""
+def fingerprint(model_path: PathLike) -> str:
+    """A short hash of a weights file, or of a model directory's weight files: the same
+    weights, the same id, wherever they are copied."""
+    model_path = Path(model_path)
     h = hashlib.sha256()
-    files = sorted(p for p in Path(model_dir).rglob("*")
-                   if p.is_file() and p.suffix in (".safetensors", ".bin", ".onnx", ".pt"))
+    files = [model_path] if model_path.is_file() else sorted(
+        p for p in model_path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".onnx", ".pt"))
     if not files:
-        raise MipdEdgeError(f"{model_dir}: no weight files (.safetensors, .bin) in this model directory")
+        raise MipdEdgeError(f"{model_path}: no weight files (.safetensors, .bin) in this model directory")
     for path in files:
-        h.update(path.relative_to(model_dir).as_posix().encode())
+        h.update(path.name.encode() if path == model_path else path.relative_to(model_path).as_posix().encode())
         with path.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)

@@ -80,3 +80,37 @@ def minilm():
     from mipd_edge.text import minilm
 
     return minilm()
+
+
+TINY_MODEL = {"width": 0.25, "d_model": 64, "heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn": 128}
+
+
+def tiny_config(**overrides):
+    """A training configuration small enough for tests: 64 px, a quarter-width ResNet-18."""
+    from mipd_edge.train.config import TrainConfig
+
+    base = dict(method="none", epochs=1, image_size=64, batch_size=16, eval_batch_size=32, model=TINY_MODEL)
+    return TrainConfig(**{**base, **overrides})
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    """Text-embedding and teacher caches shared by the session's tests."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["MIPD_EDGE_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory, cache_dir):
+    """Real SynthSitu data, a real (tiny) teacher and template rationales, made once."""
+    from mipd_edge.data.synthsitu import generate
+    from mipd_edge.train.rationales import generate_rationales
+    from mipd_edge.train.teacher_train import train_teacher
+
+    root = tmp_path_factory.mktemp("world")
+    generate(root / "data", seed=5, train=240, dev=48, test=48, image_size=96, workers=1, progress=False)
+    train_teacher(root / "data", root / "teacher", tiny_config(epochs=2), progress=False, cache_dir=cache_dir)
+    generate_rationales(root / "data", root / "teacher", root / "rationales.jsonl", progress=False,
+                        cache_dir=cache_dir)
+    return root

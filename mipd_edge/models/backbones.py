@@ -1,0 +1,180 @@
+"""Convolutional backbones in plain torch (no torchvision, no hub weights).
+
+Each returns two feature maps, stride 16 and stride 32, and says how many channels each
+has; the student fuses them so small objects keep a 16-pixel grid. Layer names follow
+torchvision's, so a local torchvision-layout checkpoint converted to safetensors loads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import MipdEdgeError
+
+
+def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1,
+            act: Callable[[], nn.Module] | None = nn.ReLU) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+                               nn.BatchNorm2d(cout)]
+    if act is not None:
+        layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, width: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, width, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU()
+        self.downsample = (nn.Sequential(nn.Conv2d(cin, width, 1, stride, bias=False), nn.BatchNorm2d(width))
+                           if stride != 1 or cin != width else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin: int, width: int, stride: int = 1):
+        super().__init__()
+        cout = width * self.expansion
+        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.downsample = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                           if stride != 1 or cin != cout else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + identity)
+
+
+class ResNet(nn.Module):
+    def __init__(self, block: type, layers: tuple[int, ...], width: float = 1.0):
+        super().__init__()
+        widths = [max(8, int(round(c * width))) for c in (64, 128, 256, 512)]
+        self.conv1 = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        cin = widths[0]
+        for i, (w, n) in enumerate(zip(widths, layers)):
+            blocks = []
+            for j in range(n):
+                blocks.append(block(cin, w, 2 if j == 0 and i > 0 else 1))
+                cin = w * block.expansion
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+        self.channels = (widths[2] * block.expansion, widths[3] * block.expansion)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        c4 = self.layer3(self.layer2(self.layer1(x)))
+        return c4, self.layer4(c4)
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        hidden = max(8, c // 4)
+        self.fc1 = nn.Conv2d(c, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, c, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        return x * nn.functional.hardsigmoid(self.fc2(nn.functional.relu(self.fc1(s))))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin: int, k: int, exp: int, cout: int, se: bool, hs: bool, stride: int):
+        super().__init__()
+        act = nn.Hardswish if hs else nn.ReLU
+        layers: list[nn.Module] = []
+        if exp != cin:
+            layers.append(conv_bn(cin, exp, 1, act=act))
+        layers.append(conv_bn(exp, exp, k, stride, groups=exp, act=act))
+        if se:
+            layers.append(SqueezeExcite(exp))
+        layers.append(conv_bn(exp, cout, 1, act=None))
+        self.block = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        return x + y if self.residual else y
+
+
+# MobileNetV3-Small: kernel, expansion, out, squeeze-excite, hard-swish, stride
+MBV3_SMALL = ((3, 16, 16, True, False, 2), (3, 72, 24, False, False, 2), (3, 88, 24, False, False, 1),
+              (5, 96, 40, True, True, 2), (5, 240, 40, True, True, 1), (5, 240, 40, True, True, 1),
+              (5, 120, 48, True, True, 1), (5, 144, 48, True, True, 1), (5, 288, 96, True, True, 2),
+              (5, 576, 96, True, True, 1), (5, 576, 96, True, True, 1))
+
+
+class MobileNetV3(nn.Module):
+    def __init__(self, width: float = 1.0):
+        super().__init__()
+        c = lambda v: max(8, int(round(v * width / 8)) * 8)  # noqa: E731
+        self.stem = conv_bn(3, c(16), 3, 2, act=nn.Hardswish)
+        blocks, cin = [], c(16)
+        for k, exp, out, se, hs, stride in MBV3_SMALL:
+            blocks.append(InvertedResidual(cin, k, c(exp), c(out), se, hs, stride))
+            cin = c(out)
+        self.stage16 = nn.Sequential(*blocks[:8])  # ends at stride 16
+        self.stage32 = nn.Sequential(*blocks[8:], conv_bn(cin, c(576), 1, act=nn.Hardswish))
+        self.channels = (c(48), c(576))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c4 = self.stage16(self.stem(x))
+        return c4, self.stage32(c4)
+
+
+BACKBONES: dict[str, Callable[[float], nn.Module]] = {
+    "mobilenetv3": MobileNetV3,
+    "resnet18": lambda width: ResNet(BasicBlock, (2, 2, 2, 2), width),
+    "resnet34": lambda width: ResNet(BasicBlock, (3, 4, 6, 3), width),
+    "resnet50": lambda width: ResNet(Bottleneck, (3, 4, 6, 3), width),
+}
+
+
+def build_backbone(name: str, width: float = 1.0, weights: str | Path | None = None) -> nn.Module:
+    if name not in BACKBONES:
+        raise MipdEdgeError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}")
+    model = BACKBONES[name](width)
+    if weights is not None:
+        load_backbone_weights(model, weights)
+    return model
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a local safetensors file; classifier weights (``fc.*``) are ignored."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise MipdEdgeError(f"backbone weights not found: {path}")
+    state = {k: v for k, v in load_file(str(path)).items() if not k.startswith("fc.")}
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    missing = [k for k in own if k not in state]
+    if wrong or missing:
+        raise MipdEdgeError(f"{path}: does not fit this backbone ({len(missing)} missing tensors, "
+                            f"e.g. {missing[:2]}; {len(wrong)} with other shapes, e.g. {wrong[:2]})")
+    model.load_state_dict(state, strict=False)

@@ -1,0 +1,63 @@
+"""Running a torch student (or teacher) over a dataset, through the shared post-processing."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.swig import SituDataset
+from ..postprocess import SituationDecoder, recognize
+from ..preprocess import Preprocess
+from ..vocabulary import Vocabulary
+from .student import Student
+
+
+def situation_decoder(model: Student, vocabulary: Vocabulary, top_k: int = 5) -> SituationDecoder:
+    return SituationDecoder(vocabulary, float(model.verb_scale().detach()), float(model.noun_scale().detach()),
+                            model.cfg.max_roles, top_k)
+
+
+def torch_decode_fn(model: Student, device: torch.device):
+    """The decoder graph as a numpy -> numpy callable, the signature every runtime has."""
+    def decode(memory, roles, verb, mask):
+        with torch.no_grad():
+            t = [torch.from_numpy(a).to(device) for a in (memory, roles, verb, mask)]
+            nouns, boxes, exists, _ = model.decode(*t)
+        return nouns.float().cpu().numpy(), boxes.float().cpu().numpy(), exists.float().cpu().numpy()
+    return decode
+
+
+@torch.no_grad()
+def predict_dataset(model: Student, dataset: SituDataset, vocabularies: dict[str, Vocabulary],
+                    preprocess: Preprocess, batch_size: int = 64, device: Optional[torch.device] = None,
+                    progress: bool = False, names: Optional[list[str]] = None) -> dict[str, dict]:
+    """Predictions (the metrics format, top-5 with roles and ``gt_verb_roles``) per vocabulary.
+
+    Several vocabularies share one encoder pass, which is most of the cost; training uses
+    this to log open-vocabulary metrics and select checkpoints on training verbs only.
+    """
+    device = device or next(model.parameters()).device
+    model.eval()
+    decode = torch_decode_fn(model, device)
+    decoders = {k: situation_decoder(model, v) for k, v in vocabularies.items()}
+    out: dict[str, dict] = {k: {} for k in vocabularies}
+    names = names if names is not None else dataset.names
+    index = {n: i for i, n in enumerate(dataset.names)}
+    for start in tqdm(range(0, len(names), batch_size), desc="predict", unit="batch", disable=not progress):
+        chunk = names[start:start + batch_size]
+        samples = [dataset[index[n]] for n in chunk]
+        prepared = [preprocess(s.image) for s in samples]
+        x = torch.from_numpy(np.stack([p[0] for p in prepared])).to(device)
+        memory, glance = model.encode(x)
+        memory, glance = memory.float().cpu().numpy(), glance.float().cpu().numpy()
+        letterboxes = [p[1] for p in prepared]
+        for key, decoder in decoders.items():
+            gold = [s.annotation.verb if s.annotation.verb in decoder.vocabulary.frames else None for s in samples]
+            known = [i for i, g in enumerate(gold) if g is not None]
+            situations = recognize(memory[known], glance[known], decode, [letterboxes[i] for i in known], decoder,
+                                   roles_for="topk", gold_verbs=[gold[i] for i in known])
+            out[key].update({chunk[i]: s.to_json() for i, s in zip(known, situations)})
+    return out

@@ -1,0 +1,149 @@
+"""The edge student for open-vocabulary grounded situation recognition.
+
+CoFormer's glance-then-gaze order on an edge budget:
+
+* a CNN backbone (stride 16 and 32 maps, fused on the 16-pixel grid) and a small
+  transformer encoder over the fused tokens;
+* **glance**: the pooled stride-32 map becomes an embedding in the text space; verbs are
+  scored by cosine against their text embeddings (with a learned temperature), so any
+  verb with a description can be scored, seen in training or not. (Pooling the CNN map
+  directly, rather than a [VERB] token of the encoder, trains several times faster from
+  scratch: measured on SynthSitu, 21% against 5% verb accuracy after 200 steps.)
+* **gaze**: one query per role of the chosen verb, built from that role's text embedding
+  plus the verb's; per role the decoder gives a noun embedding (cosine against noun text
+  embeddings), a box and a box-exists logit.
+
+``encode`` and ``decode`` are the two graphs of a bundle. The vocabulary stays outside:
+the decoder takes role and verb embeddings as inputs, so editing the vocabulary never
+needs a re-export.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Mapping, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import MipdEdgeError
+from .backbones import build_backbone
+from .layers import MASKED, MLP, DecoderBlock, EncoderBlock, sine_positions
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    name: str = "edge-s"
+    backbone: str = "resnet18"
+    width: float = 0.5
+    image_size: int = 160
+    d_model: int = 192
+    heads: int = 4
+    enc_layers: int = 2
+    dec_layers: int = 2
+    ffn: int = 384
+    text_dim: int = 384
+    max_roles: int = 6
+    dropout: float = 0.1
+    backbone_weights: Optional[str] = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> "StudentConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(obj) - known
+        if unknown:
+            raise MipdEdgeError(f"unknown student config keys: {sorted(unknown)}")
+        return cls(**obj)
+
+
+STUDENT_CONFIGS = {
+    "edge-xs": StudentConfig(name="edge-xs", backbone="mobilenetv3", width=1.0, d_model=128, heads=4,
+                             enc_layers=1, dec_layers=2, ffn=256),
+    "edge-s": StudentConfig(),
+    # a CoFormer-size stand-in: what a user would run without distillation to the edge
+    "reference": StudentConfig(name="reference", backbone="resnet50", width=1.0, d_model=256, heads=8,
+                               enc_layers=4, dec_layers=3, ffn=1024),
+}
+
+
+def student_config(name: str = "edge-s", **overrides: Any) -> StudentConfig:
+    if name not in STUDENT_CONFIGS:
+        raise MipdEdgeError(f"unknown student {name!r}; choose from {sorted(STUDENT_CONFIGS)}")
+    return replace(STUDENT_CONFIGS[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def create_student(name: str = "edge-s", **overrides: Any) -> "Student":
+    """The one way to build a student: a named configuration plus overrides."""
+    return Student(student_config(name, **overrides))
+
+
+class Student(nn.Module):
+    def __init__(self, cfg: StudentConfig):
+        super().__init__()
+        if cfg.image_size % 32:
+            raise MipdEdgeError(f"image_size must be a multiple of 32, got {cfg.image_size}")
+        self.cfg = cfg
+        d = cfg.d_model
+        self.backbone = build_backbone(cfg.backbone, cfg.width, cfg.backbone_weights)
+        c4, c5 = self.backbone.channels
+        self.proj4 = nn.Conv2d(c4, d, 1)
+        self.proj5 = nn.Conv2d(c5, d, 1)
+        grid = cfg.image_size // 16
+        self.register_buffer("pos", sine_positions(grid, grid, d)[None], persistent=False)
+        self.encoder = nn.ModuleList([EncoderBlock(d, cfg.heads, cfg.ffn, cfg.dropout) for _ in range(cfg.enc_layers)])
+        self.enc_norm = nn.LayerNorm(d)
+        self.glance_head = nn.Linear(c5, cfg.text_dim)
+        self.role_in = nn.Linear(cfg.text_dim, d)
+        self.verb_in = nn.Linear(cfg.text_dim, d)
+        self.slot = nn.Parameter(torch.randn(cfg.max_roles, d) * 0.02)
+        self.decoder = nn.ModuleList([DecoderBlock(d, cfg.heads, cfg.ffn, cfg.dropout) for _ in range(cfg.dec_layers)])
+        self.dec_norm = nn.LayerNorm(d)
+        self.noun_head = nn.Linear(d, cfg.text_dim)
+        self.box_head = MLP(d, d, 4)
+        self.exists_head = nn.Linear(d, 1)
+        # text embeddings of related verbs are close (cosine ~0.7), so the temperature starts
+        # lower than CLIP's 1/0.07; it stays learnable
+        self.verb_logit_scale = nn.Parameter(torch.tensor(math.log(30.0)))
+        self.noun_logit_scale = nn.Parameter(torch.tensor(math.log(30.0)))
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (B, 3, S, S) -> memory tokens (B, N, d) and the glance embedding (B, text_dim)."""
+        c4, c5 = self.backbone(images)
+        glance = F.normalize(self.glance_head(c5.mean((2, 3))), dim=-1)
+        x = self.proj4(c4) + F.interpolate(self.proj5(c5), scale_factor=2.0, mode="nearest")
+        x = x.flatten(2).transpose(1, 2)
+        for block in self.encoder:
+            x = block(x, self.pos)
+        return self.enc_norm(x), glance
+
+    def decode(self, memory: torch.Tensor, role_emb: torch.Tensor, verb_emb: torch.Tensor,
+               role_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per role: noun embedding (B, R, text_dim), box cx,cy,w,h in [0, 1], exists logit, features.
+
+        ``role_mask`` is 1.0 for a role the verb has and 0.0 for padding up to ``max_roles``.
+        """
+        q = self.role_in(role_emb) + self.verb_in(verb_emb)[:, None, :] + self.slot[None, : role_emb.shape[1]]
+        bias = ((1.0 - role_mask) * MASKED)[:, None, None, :]
+        for block in self.decoder:
+            q = block(q, memory, self.pos, bias)
+        q = self.dec_norm(q)
+        nouns = F.normalize(self.noun_head(q), dim=-1)
+        return nouns, self.box_head(q).sigmoid(), self.exists_head(q).squeeze(-1), q
+
+    def verb_scale(self) -> torch.Tensor:
+        return self.verb_logit_scale.exp().clamp(max=100.0)
+
+    def noun_scale(self) -> torch.Tensor:
+        return self.noun_logit_scale.exp().clamp(max=100.0)
+
+    def forward(self, images: torch.Tensor, role_emb: torch.Tensor, verb_emb: torch.Tensor,
+                role_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        memory, glance = self.encode(images)
+        nouns, boxes, exists, feats = self.decode(memory, role_emb, verb_emb, role_mask)
+        return {"memory": memory, "glance": glance, "nouns": nouns, "boxes": boxes, "exists": exists,
+                "role_feats": feats}

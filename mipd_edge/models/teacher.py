@@ -1,0 +1,227 @@
+"""Teachers: vision-language models with a global image feature, patch features and text
+features in one shared space (DESIGN section 4).
+
+Three kinds, behind one interface:
+
+* ``SynthSituTeacher``: the built-in teacher, a larger network that ``mipd-edge
+  train-teacher`` trains on *all* SynthSitu verbs. It stands in for a foundation model,
+  which cannot be downloaded here; its text tower is the bundled MiniLM.
+* ``HFClipTeacher``: a transformers CLIP or SigLIP checkpoint from a local directory.
+* ``OpenClipTeacher``: an open_clip model from a local checkpoint file.
+
+Nothing is ever fetched from a hub: every loader insists on local files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import MipdEdgeError, require
+from ..preprocess import Preprocess
+from ..text import TextEncoder, fingerprint, load_text_encoder
+from .store import load_weights, read_model_info
+from .student import Student, StudentConfig
+
+TEACHER_CONFIG = StudentConfig(name="synthsitu-teacher", backbone="resnet18", width=0.75, d_model=256, heads=8,
+                               enc_layers=3, dec_layers=2, ffn=512)
+
+
+class TeacherNet(Student):
+    """The SynthSitu teacher's network: a larger student plus a head that puts every image
+    patch into the text space, so role regions can be compared with noun descriptions."""
+
+    def __init__(self, cfg: StudentConfig):
+        super().__init__(cfg)
+        self.patch_head = nn.Linear(cfg.d_model, cfg.text_dim)
+
+    def patches(self, memory: torch.Tensor) -> torch.Tensor:
+        g = self.cfg.image_size // 16
+        return F.normalize(self.patch_head(memory), dim=-1).reshape(memory.shape[0], g, g, -1)
+
+
+def roi_pool(patches: torch.Tensor, boxes: torch.Tensor, has_box: torch.Tensor) -> torch.Tensor:
+    """Mean patch feature inside each role's box (the whole image for a role without one).
+
+    ``patches`` (B, h, w, D); ``boxes`` (B, R, 4) cx, cy, w, h in [0, 1]; -> (B, R, D), unit norm.
+    A box smaller than a cell takes the cell under its centre.
+    """
+    b, h, w, d = patches.shape
+    ys = (torch.arange(h, dtype=patches.dtype, device=patches.device) + 0.5) / h
+    xs = (torch.arange(w, dtype=patches.dtype, device=patches.device) + 0.5) / w
+    cx, cy, bw, bh = [t[..., None, None] for t in boxes.unbind(-1)]  # (B, R, 1, 1)
+    inside_y = (ys[:, None] >= cy - bh / 2) & (ys[:, None] <= cy + bh / 2)
+    inside_x = (xs[None, :] >= cx - bw / 2) & (xs[None, :] <= cx + bw / 2)
+    mask = (inside_y & inside_x).to(patches.dtype)  # (B, R, h, w)
+    centre = ((ys[:, None] - cy).abs() <= 0.5 / h) & ((xs[None, :] - cx).abs() <= 0.5 / w)
+    mask = torch.where(mask.flatten(2).sum(-1, keepdim=True)[..., None] > 0, mask, centre.to(patches.dtype))
+    mask = torch.where(has_box[..., None, None], mask, torch.ones_like(mask))
+    pooled = torch.einsum("brhw,bhwd->brd", mask, patches) / mask.flatten(2).sum(-1)[..., None].clamp(min=1)
+    return F.normalize(pooled, dim=-1)
+
+
+class Teacher:
+    """The interface distillation needs. ``encode_images`` returns unit-norm global features
+    (B, D) and patch features (B, h, w, D); ``encode_text`` unit-norm (N, D)."""
+
+    id: str
+    dim: int
+    preprocess: Preprocess
+    logit_scale: float
+
+    def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class SynthSituTeacher(Teacher):
+    def __init__(self, model_dir: str | os.PathLike, text_encoder: Optional[TextEncoder] = None,
+                 device: str = "cpu"):
+        model_dir = Path(model_dir)
+        info = read_model_info(model_dir)
+        if info.get("kind") != "teacher":
+            raise MipdEdgeError(f"{model_dir} is a trained {info.get('kind', 'model')}, not a teacher")
+        self.net = TeacherNet(StudentConfig.from_json(info["model"]))
+        self.net.load_state_dict(load_weights(model_dir / "weights.safetensors"))
+        self.net.eval().to(device)
+        self.text = text_encoder or load_text_encoder(info.get("text_encoder_spec", "minilm"))
+        if self.text.id != info["text_encoder"]:
+            raise MipdEdgeError(f"{model_dir}: trained with text encoder {info['text_encoder']}, given {self.text.id}")
+        self.id = f"synthsitu-teacher@{fingerprint(model_dir)}"
+        self.dim = self.net.cfg.text_dim
+        self.preprocess = Preprocess(self.net.cfg.image_size)
+        self.logit_scale = float(self.net.verb_scale().detach())
+        self.device = device
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        memory, glance = self.net.encode(images.to(self.device))
+        return glance, self.net.patches(memory)
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        return torch.from_numpy(self.text.encode(list(texts)))
+
+
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+
+class HFClipTeacher(Teacher):
+    """CLIP or SigLIP in the transformers format, from a local directory.
+
+    Patch features are the last-layer tokens mapped the way the pooled feature is (CLIP:
+    post-layernorm and visual projection; SigLIP: already normalised, no projection), the
+    usual dense reading of a CLIP image tower.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike, device: str = "cpu"):
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.json").is_file():
+            raise MipdEdgeError(f"{model_dir}: not a transformers model directory (no config.json)")
+        transformers = require("transformers", "train", "CLIP / SigLIP teachers")
+        self.model = transformers.AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval().to(device)
+        self.kind = self.model.config.model_type
+        if self.kind not in ("clip", "siglip", "siglip2"):
+            raise MipdEdgeError(f"{model_dir}: model type {self.kind!r} is not CLIP or SigLIP")
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        vision = self.model.config.vision_config
+        mean, std = (CLIP_MEAN, CLIP_STD) if self.kind == "clip" else ((0.5,) * 3, (0.5,) * 3)
+        processor = model_dir / "preprocessor_config.json"
+        if processor.is_file():
+            p = json.loads(processor.read_text())
+            mean, std = tuple(p.get("image_mean", mean)), tuple(p.get("image_std", std))
+        self.preprocess = Preprocess(vision.image_size, mean, std)
+        self.grid = vision.image_size // vision.patch_size
+        self.id = f"hf-{self.kind}@{fingerprint(model_dir)}"
+        self.dim = int(getattr(self.model.config, "projection_dim", None) or vision.hidden_size)
+        self.logit_scale = float(self.model.logit_scale.exp().detach())
+        self.device = device
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model.get_image_features(pixel_values=images.to(self.device))
+        tokens = out.last_hidden_state
+        if self.kind == "clip":
+            tokens = self.model.visual_projection(self.model.vision_model.post_layernorm(tokens[:, 1:]))
+        patches = tokens.reshape(tokens.shape[0], self.grid, self.grid, -1)
+        return F.normalize(out.pooler_output, dim=-1), F.normalize(patches, dim=-1)
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        padding = "max_length" if self.kind != "clip" else True
+        tokens = self.tokenizer(list(texts), padding=padding, truncation=True, return_tensors="pt",
+                                max_length=getattr(self.model.config.text_config, "max_position_embeddings", 64))
+        out = self.model.get_text_features(**{k: v.to(self.device) for k, v in tokens.items()
+                                              if k in ("input_ids", "attention_mask")})
+        return F.normalize(out.pooler_output, dim=-1).cpu()
+
+
+class OpenClipTeacher(Teacher):
+    """An open_clip ViT from a local checkpoint: ``open_clip:ARCH:/path/to/weights``.
+
+    open_clip depends on torchvision, which does not install beside the CPU torch used on
+    our development machines; this adapter is tested wherever open_clip imports.
+    """
+
+    def __init__(self, arch: str, checkpoint: str | os.PathLike, device: str = "cpu"):
+        open_clip = require("open_clip", "train", "open_clip teachers (pip install open_clip_torch)")
+        checkpoint = Path(checkpoint)
+        if not checkpoint.is_file():
+            raise MipdEdgeError(f"open_clip checkpoint not found: {checkpoint}")
+        self.model = open_clip.create_model(arch, pretrained=str(checkpoint)).eval().to(device)
+        self.tokenizer = open_clip.get_tokenizer(arch)
+        visual = self.model.visual
+        if not hasattr(visual, "output_tokens"):
+            raise MipdEdgeError(f"{arch}: only ViT image towers give patch features")
+        visual.output_tokens = True
+        size = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else visual.image_size
+        patch = visual.patch_size[0] if isinstance(visual.patch_size, (tuple, list)) else visual.patch_size
+        self.grid = size // patch
+        self.preprocess = Preprocess(size, CLIP_MEAN, CLIP_STD)
+        self.id = f"open_clip-{arch}@{fingerprint(checkpoint)}"
+        self.dim = int(visual.output_dim)
+        self.logit_scale = float(self.model.logit_scale.exp().detach())
+        self.device = device
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled, tokens = self.model.visual(images.to(self.device))
+        if self.model.visual.proj is not None:
+            tokens = tokens @ self.model.visual.proj
+        patches = tokens.reshape(tokens.shape[0], self.grid, self.grid, -1)
+        return F.normalize(pooled, dim=-1), F.normalize(patches, dim=-1)
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        return F.normalize(self.model.encode_text(self.tokenizer(list(texts)).to(self.device)), dim=-1).cpu()
+
+
+def load_teacher(spec: str | os.PathLike, device: str = "cpu", text_encoder: Optional[TextEncoder] = None) -> Teacher:
+    """A teacher from a local path: a SynthSitu teacher directory, a transformers CLIP /
+    SigLIP directory, or ``open_clip:ARCH:/path/to/checkpoint``."""
+    spec = str(spec)
+    if spec.startswith("open_clip:"):
+        _, arch, checkpoint = spec.split(":", 2)
+        return OpenClipTeacher(arch, checkpoint, device)
+    path = Path(spec)
+    config = path / "config.json"
+    if not config.is_file():
+        raise MipdEdgeError(f"no teacher at {path}: expected a directory with config.json "
+                            "(a SynthSitu teacher or a transformers CLIP / SigLIP model) or open_clip:ARCH:FILE")
+    raw = json.loads(config.read_text())
+    if raw.get("format") == "mipd-edge-model":
+        return SynthSituTeacher(path, text_encoder, device)
+    return HFClipTeacher(path, device)
+
+
+def teacher_scores(teacher: Teacher, image_feats: torch.Tensor, texts: Sequence[str]) -> np.ndarray:
+    """Cosine logits (scaled) of image features against texts in the teacher's space."""
+    return (teacher.logit_scale * image_feats.float() @ teacher.encode_text(texts).float().T).cpu().numpy()

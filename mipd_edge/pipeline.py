@@ -1,0 +1,161 @@
+"""The end-to-end pipeline on SynthSitu, as resumable stages: data, teacher, rationales,
+students, evaluation. ``mipd-edge quickstart`` and ``benchmarks/ablation.py`` both run it.
+
+Each stage writes into the work directory and records the parameters it ran with; a
+rerun with the same parameters reuses the stage, so an interrupted run resumes where it
+stopped and a changed setting redoes only what depends on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .files import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    seed: int = 0
+    train: int = 2400
+    dev: int = 480
+    test: int = 960
+    image_size: int = 192  # SynthSitu images (long side)
+    input_size: int = 128  # network input
+    teacher_epochs: int = 8
+    student_epochs: int = 12
+    methods: tuple[str, ...] = ("none", "mipd")
+    student: str = "edge-s"
+    model: dict = field(default_factory=dict)  # architecture overrides, for teacher and students alike
+    extra: dict = field(default_factory=dict)  # more TrainConfig overrides for the students
+
+
+PRESETS = {
+    "default": PipelineConfig(),
+    "fast": PipelineConfig(train=960, dev=240, test=480, teacher_epochs=4, student_epochs=5),
+    # the tiny run tests use: quarter-width networks at 64 px, to check the plumbing, not the method
+    "quick": PipelineConfig(train=480, dev=96, test=96, image_size=96, input_size=64, teacher_epochs=2,
+                            student_epochs=2, model={"width": 0.25, "d_model": 64, "heads": 2, "enc_layers": 1,
+                                                     "dec_layers": 1, "ffn": 128}),
+}
+
+
+def stage(workdir: Path, name: str, params: Any, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` unless a previous run with the same ``params`` finished it."""
+    marker = workdir / ".stages" / f"{name}.json"
+    if marker.is_file():
+        done = read_json(marker)
+        if done.get("params") == params:
+            log.info("stage %s: reusing the finished run in %s", name, workdir)
+            return done.get("result")
+    log.info("stage %s: running", name)
+    result = fn()
+    write_json(marker, {"params": params, "result": result})
+    return result
+
+
+class Pipeline:
+    def __init__(self, workdir: Path, cfg: PipelineConfig, progress: bool = True):
+        self.workdir, self.cfg, self.progress = Path(workdir), cfg, progress
+        self.data = self.workdir / "data"
+        self.teacher = self.workdir / "teacher"
+        self.rationales = self.workdir / "rationales.jsonl"
+
+    def data_params(self) -> dict:
+        c = self.cfg
+        return {"seed": c.seed, "train": c.train, "dev": c.dev, "test": c.test, "image_size": c.image_size}
+
+    def make_data(self) -> dict:
+        from .data.synthsitu import generate
+
+        return stage(self.workdir, "data", self.data_params(),
+                     lambda: generate(self.data, progress=self.progress, **self.data_params()))
+
+    def train_config(self, method: str, epochs: int, student: bool = True):
+        from .train.config import TrainConfig
+
+        base = TrainConfig(method=method, epochs=epochs, image_size=self.cfg.input_size, seed=self.cfg.seed,
+                           student=self.cfg.student, model=self.cfg.model)
+        return replace(base, **self.cfg.extra) if student else base
+
+    def make_teacher(self) -> dict:
+        from .train.teacher_train import train_teacher
+
+        cfg = self.train_config("none", self.cfg.teacher_epochs, student=False)
+        params = {"data": self.data_params(), "train": cfg.to_json()}
+        return stage(self.workdir, "teacher", params, lambda: _summary(
+            train_teacher(self.data, self.teacher, cfg, progress=self.progress)))
+
+    def make_rationales(self) -> dict:
+        from .train.rationales import generate_rationales
+
+        params = {"data": self.data_params(), "teacher": self.stage_params("teacher")}
+
+        def run() -> dict:
+            self.rationales.unlink(missing_ok=True)  # the teacher changed: judge everything again
+            return generate_rationales(self.data, self.teacher, self.rationales, progress=self.progress)
+        return stage(self.workdir, "rationales", params, run)
+
+    def make_student(self, method: str) -> Path:
+        from .train.distill import distill
+
+        out = self.workdir / f"student-{method}"
+        cfg = self.train_config(method, self.cfg.student_epochs)
+        params = {"data": self.data_params(), "train": cfg.to_json(),
+                  "teacher": self.stage_params("teacher") if method != "none" else None,
+                  "rationales": self.stage_params("rationales") if method == "mipd" else None}
+        stage(self.workdir, f"student-{method}", params, lambda: _summary(
+            distill(self.data, out, cfg, self.teacher if method != "none" else None,
+                    self.rationales if method == "mipd" else None, progress=self.progress)))
+        return out
+
+    def evaluate_model(self, model_dir: Path, name: str) -> dict:
+        """Test-split metrics of a trained model (student or teacher), with the Ov splits."""
+        def run() -> dict:
+            from .data.split import load_split
+            from .data.swig import SituDataset
+            from .metrics import evaluate
+            from .models.inference import predict_dataset
+            from .models.store import load_student
+            from .preprocess import Preprocess
+            from .text import load_text_encoder
+            from .vocabulary import Vocabulary
+
+            model, info = load_student(model_dir)
+            test = SituDataset(self.data, "test")
+            vocab = Vocabulary.from_space(test.space, load_text_encoder(info.get("text_encoder_spec", "minilm")))
+            preds = predict_dataset(model, test, {"all": vocab}, Preprocess.from_json(info["preprocess"]),
+                                    progress=self.progress)["all"]
+            write_json(model_dir / "test-predictions.json", preds, indent=None)
+            metrics = evaluate(test.annotations, test.space, preds, load_split(self.data / "splits.json"))
+            write_json(model_dir / "test-metrics.json", metrics)
+            return metrics
+        return stage(self.workdir, f"eval-{name}", {"model": self.stage_params(name)}, run)
+
+    def stage_params(self, name: str) -> Any:
+        marker = self.workdir / ".stages" / f"{name}.json"
+        return read_json(marker)["params"] if marker.is_file() else None
+
+    def run_ablation(self) -> dict[str, dict]:
+        """Teacher and one student per method, each evaluated on test."""
+        self.make_data()
+        results: dict[str, dict] = {}
+        needs_teacher = any(m != "none" for m in self.cfg.methods)
+        if needs_teacher:
+            self.make_teacher()
+        if "mipd" in self.cfg.methods:
+            self.make_rationales()
+        for method in self.cfg.methods:
+            results[method] = self.evaluate_model(self.make_student(method), f"student-{method}")
+        if needs_teacher:
+            results["teacher"] = self.evaluate_model(self.teacher, "teacher")
+        return results
+
+
+def _summary(result: dict) -> dict:
+    return {"best_selection_score": result["best_selection_score"], "epochs": len(result["history"])}
+

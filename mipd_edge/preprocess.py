@@ -1,0 +1,89 @@
+"""Image pre-processing shared by training, export checks and every runtime.
+
+One function turns a BGR image into the network input, and one object maps boxes between
+image pixels and the network's normalised coordinates. Training and deployment call the
+same code, so they cannot drift apart. No torch here: the Predictor runs it on devices
+that only have numpy, OpenCV and one runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import cv2
+import numpy as np
+
+from .errors import InvalidImageError
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where an image landed inside the square input: scale and padding, and its size."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+    width: int
+    height: int
+    size: int
+
+    def boxes_to_input(self, xyxy: np.ndarray) -> np.ndarray:
+        """Pixel [x1, y1, x2, y2] -> normalised [cx, cy, w, h] of the network input."""
+        b = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)
+        x1 = (b[:, 0] * self.scale + self.pad_x) / self.size
+        y1 = (b[:, 1] * self.scale + self.pad_y) / self.size
+        x2 = (b[:, 2] * self.scale + self.pad_x) / self.size
+        y2 = (b[:, 3] * self.scale + self.pad_y) / self.size
+        return np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=1)
+
+    def boxes_to_image(self, cxcywh: np.ndarray) -> np.ndarray:
+        """Normalised [cx, cy, w, h] -> pixel [x1, y1, x2, y2], clipped to the image."""
+        b = np.asarray(cxcywh, dtype=np.float32).reshape(-1, 4) * self.size
+        x1 = (b[:, 0] - b[:, 2] / 2 - self.pad_x) / self.scale
+        y1 = (b[:, 1] - b[:, 3] / 2 - self.pad_y) / self.scale
+        x2 = (b[:, 0] + b[:, 2] / 2 - self.pad_x) / self.scale
+        y2 = (b[:, 1] + b[:, 3] / 2 - self.pad_y) / self.scale
+        out = np.stack([x1, y1, x2, y2], axis=1)
+        return np.clip(out, 0, [self.width, self.height, self.width, self.height])
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Letterbox to a square, BGR -> RGB, scale to [0, 1], subtract mean, divide by std."""
+
+    size: int = 160
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    pad_value: int = 114
+
+    def letterbox(self, bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """The RGB uint8 (size, size, 3) canvas and where the image sits in it."""
+        if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
+            raise InvalidImageError(f"pre-processing takes BGR uint8 (H, W, 3), got {bgr.dtype} {bgr.shape}")
+        h, w = bgr.shape[:2]
+        scale = self.size / max(h, w)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        px, py = (self.size - nw) // 2, (self.size - nh) // 2
+        canvas = np.full((self.size, self.size, 3), self.pad_value, np.uint8)
+        resized = bgr if (nw, nh) == (w, h) else cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        canvas[py:py + nh, px:px + nw] = resized[:, :, ::-1]
+        return canvas, Letterbox(nw / w, float(px), float(py), w, h, self.size)
+
+    def normalize(self, rgb: np.ndarray) -> np.ndarray:
+        """RGB uint8 (..., H, W, 3) -> float32 (..., 3, H, W)."""
+        scale = np.float32(1 / 255) / np.asarray(self.std, np.float32)
+        x = rgb.astype(np.float32) * scale - np.asarray(self.mean, np.float32) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+
+    def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        canvas, box = self.letterbox(bgr)
+        return self.normalize(canvas), box
+
+    def to_json(self) -> dict[str, Any]:
+        return {"letterbox": True, "color": "RGB", **asdict(self)}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> "Preprocess":
+        return cls(size=int(obj["size"]), mean=tuple(obj["mean"]), std=tuple(obj["std"]),
+                   pad_value=int(obj.get("pad_value", 114)))

@@ -1,0 +1,154 @@
+"""``mipd-edge distill``: train the student with ``none``, ``kd`` or ``mipd``, one loop for all.
+
+* ``none``: GSR losses only; needs neither a teacher nor rationales.
+* ``kd``: plus plain distillation: the glance embedding and the role features are aligned
+  (through small projection heads) with the teacher's global and region features, and the
+  verb logits with the teacher's distribution over the training verbs.
+* ``mipd``: plus the knowledge that NMPA aligned with the positive and negative
+  rationales: the glance embedding is aligned with the scene knowledge of its image, the
+  role features with the instance knowledge of each role, and the same soft-label term.
+
+Open-vocabulary honesty: the student's data, vocabulary, teacher targets and rationales
+come only from training verbs (seen and rare). Unseen verbs appear only in the dev metrics
+that are logged, never in a loss or in checkpoint selection.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.split import load_split, training_verbs
+from ..data.swig import SituDataset
+from ..errors import MipdEdgeError
+from ..files import PathLike, default_cache_dir, read_json
+from ..models.student import Student, create_student
+from ..preprocess import Preprocess
+from ..text import load_text_encoder
+from ..vocabulary import Vocabulary
+from .config import TrainConfig
+from .data import Batch, GSRTrainSet
+from .evaluation import dev_evaluator
+from .loop import Distributed, Objective, init_distributed, main_first, train
+from .losses import cosine_alignment, soft_label_kl
+
+log = logging.getLogger(__name__)
+
+
+def _rows(table: np.ndarray, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Rows of a (possibly memory-mapped) array for a batch, as float32 on ``device``."""
+    return torch.from_numpy(np.asarray(table[index.cpu().numpy()], dtype=np.float32)).to(device)
+
+
+class FeatureKD(Objective):
+    """Plain feature + logit distillation (``kd``)."""
+
+    def __init__(self, teacher_global: np.ndarray, teacher_regions: np.ndarray, teacher_logits: np.ndarray,
+                 model: Student, cfg: TrainConfig):
+        super().__init__()
+        self.global_, self.regions, self.logits, self.cfg = teacher_global, teacher_regions, teacher_logits, cfg
+        self.glance_proj = nn.Linear(model.cfg.text_dim, teacher_global.shape[1])
+        self.role_proj = nn.Linear(model.cfg.d_model, teacher_regions.shape[2])
+
+    def forward(self, model: Student, out: dict[str, torch.Tensor], batch: Batch, verb_logits: torch.Tensor,
+                noun_emb: torch.Tensor) -> dict[str, torch.Tensor]:
+        dev, c = verb_logits.device, self.cfg
+        valid = batch.role_mask > 0
+        return {
+            "kd_glance": c.align_weight * cosine_alignment(self.glance_proj(out["glance"]), _rows(self.global_, batch.index, dev)),
+            "kd_gaze": c.gaze_align_weight * cosine_alignment(self.role_proj(out["role_feats"]),
+                                                              _rows(self.regions, batch.index, dev), valid),
+            "kd_soft": c.soft_weight * soft_label_kl(verb_logits, _rows(self.logits, batch.index, dev), c.temperature),
+        }
+
+
+class MIPDDistill(Objective):
+    """Distillation of NMPA-aligned scene and instance knowledge (``mipd``)."""
+
+    def __init__(self, scene: np.ndarray, instance: np.ndarray, teacher_logits: np.ndarray, model: Student,
+                 cfg: TrainConfig):
+        super().__init__()
+        self.scene, self.instance, self.logits, self.cfg = scene, instance, teacher_logits, cfg
+        self.role_proj = nn.Linear(model.cfg.d_model, instance.shape[2])
+
+    def forward(self, model: Student, out: dict[str, torch.Tensor], batch: Batch, verb_logits: torch.Tensor,
+                noun_emb: torch.Tensor) -> dict[str, torch.Tensor]:
+        dev, c = verb_logits.device, self.cfg
+        valid = batch.role_mask > 0
+        return {
+            "mipd_scene": c.align_weight * cosine_alignment(out["glance"], _rows(self.scene, batch.index, dev)),
+            "mipd_instance": c.gaze_align_weight * cosine_alignment(self.role_proj(out["role_feats"]),
+                                                                    _rows(self.instance, batch.index, dev), valid),
+            "mipd_soft": c.soft_weight * soft_label_kl(verb_logits, _rows(self.logits, batch.index, dev), c.temperature),
+        }
+
+
+def build_objective(cfg: TrainConfig, model: Student, train_set: SituDataset, vocab: Vocabulary,
+                    teacher: Optional[PathLike], rationales: Optional[PathLike], encoder,
+                    cache_dir: Path, env: Distributed, progress: bool) -> tuple[Objective, dict[str, Any]]:
+    """The method's objective and what it was built from (recorded in config.json)."""
+    if cfg.method == "none":
+        return Objective(), {}
+    if teacher is None:
+        raise MipdEdgeError(f"method {cfg.method!r} needs --teacher")
+    from ..models.teacher import load_teacher
+    from .teacher_cache import teacher_cache
+
+    t = load_teacher(teacher, text_encoder=encoder)
+    cache = main_first(env, lambda: teacher_cache(t, train_set, vocab, cache_dir / "teacher", model.cfg.max_roles,
+                                                  progress=progress))
+    provenance = {"teacher": t.id, "teacher_cache": cache.key}
+    if cfg.method == "kd":
+        return FeatureKD(cache.global_feats, cache.regions, cache.verb_logits, model, cfg), provenance
+    if rationales is None:
+        raise MipdEdgeError("method 'mipd' needs --rationales (make them with `mipd-edge rationales`)")
+    from .nmpa import aligned_knowledge
+
+    knowledge = main_first(env, lambda: aligned_knowledge(cache, rationales, train_set, encoder, vocab,
+                                                          cache_dir / "knowledge", model.cfg.max_roles, cfg.seed,
+                                                          progress=progress))
+    provenance.update(rationales=str(rationales), knowledge=knowledge.key)
+    return MIPDDistill(knowledge.scene, knowledge.instance, cache.verb_logits, model, cfg), provenance
+
+
+def distill(data_dir: PathLike, out: PathLike, cfg: TrainConfig, teacher: Optional[PathLike] = None,
+            rationales: Optional[PathLike] = None, resume: bool = False, progress: bool = True,
+            cache_dir: Optional[PathLike] = None) -> dict[str, Any]:
+    data_dir, out = Path(data_dir), Path(out)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    split = load_split(data_dir / "splits.json")
+    encoder = load_text_encoder(cfg.text_encoder, cache_dir=cache_dir / "text")
+    train_set = SituDataset(data_dir, "train", ov_split=split)
+    space = train_set.space
+    dev = SituDataset(data_dir, "dev", space=space)
+    verbs = training_verbs(split)
+    vocab = Vocabulary({v: space.frames[v] for v in verbs}, space.nouns, encoder)
+    full_vocab = Vocabulary.from_space(space, encoder)
+    preprocess = Preprocess(cfg.image_size)
+
+    torch.manual_seed(cfg.seed)
+    model = create_student(cfg.student, image_size=cfg.image_size, text_dim=encoder.dim, **cfg.model)
+    env = init_distributed()
+    objective, provenance = build_objective(cfg, model, train_set, vocab, teacher, rationales, encoder, cache_dir,
+                                            env, progress)
+    data = GSRTrainSet(train_set, vocab, preprocess, model.cfg.max_roles, progress=progress)
+    manifest = data_dir / "synthsitu.json"
+    info = {"kind": "student", "method": cfg.method, "model": model.cfg.to_json(),
+            "preprocess": preprocess.to_json(), "text_encoder": encoder.id, "text_encoder_spec": cfg.text_encoder,
+            "train": cfg.to_json(), "training_verbs": verbs,
+            "data": {"dir": str(data_dir), "train_images": len(data), "split": split,
+                     "synthsitu": read_json(manifest) if manifest.is_file() else None},
+            **provenance}
+    if env.main:
+        out.mkdir(parents=True, exist_ok=True)
+        vocab.save(out / "vocabulary.npz")
+    log.info("distilling %s (%s, %.1fM parameters) with method %s on %d images of %d training verbs -> %s",
+             model.cfg.name, model.cfg.backbone, sum(p.numel() for p in model.parameters()) / 1e6, cfg.method,
+             len(data), len(verbs), out)
+    evaluate = dev_evaluator(dev, full_vocab, vocab, split, preprocess, cfg.eval_batch_size)
+    return train(model, objective, data, vocab, cfg, out, evaluate, info, env, resume, progress)

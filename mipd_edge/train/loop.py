@@ -1,0 +1,204 @@
+"""The training loop every model in the SDK goes through (students of all three methods,
+and the SynthSitu teacher): read it top to bottom in one sitting.
+
+Per epoch: a permutation of the training set drawn from (seed, epoch), batches of
+letterboxed images, GSR losses plus whatever the objective adds, AdamW with warm-up and a
+cosine schedule, then an evaluation on dev, a checkpoint and a metrics line. Under
+``torchrun`` each rank takes its share of every permutation and DistributedDataParallel
+averages the gradients; only rank 0 evaluates and writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from ..files import atomic_write_bytes
+from ..models.store import save_model
+from ..models.student import Student
+from ..postprocess import role_inputs
+from ..vocabulary import Vocabulary
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import Batch, GSRTrainSet
+from .losses import gsr_losses
+
+log = logging.getLogger(__name__)
+
+# An objective adds loss terms (distillation, the teacher's region loss) to the GSR losses.
+# It is a module so that its own heads are trained, checkpointed and synchronised with the model.
+Evaluator = Callable[[Student], tuple[dict, float]]  # model -> (metrics to log, selection score)
+
+
+class Objective(nn.Module):
+    def forward(self, model: Student, out: dict[str, torch.Tensor], batch: Batch, verb_logits: torch.Tensor,
+                noun_emb: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {}
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Distributed:
+    """Single process, or one process per rank when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return Distributed(rank, world, torch.device("cuda", local))
+    return Distributed(rank, world, torch.device("cpu"))
+
+
+class TrainStep(nn.Module):
+    """Model + objective + the training vocabulary as tensors: one forward gives all losses."""
+
+    def __init__(self, model: Student, objective: Objective, vocabulary: Vocabulary, cfg: TrainConfig):
+        super().__init__()
+        self.model, self.objective, self.cfg = model, objective, cfg
+        roles, verbs, mask = role_inputs(vocabulary, vocabulary.verbs, model.cfg.max_roles)
+        self.register_buffer("verb_emb", torch.from_numpy(verbs), persistent=False)
+        self.register_buffer("role_emb", torch.from_numpy(roles), persistent=False)
+        self.register_buffer("role_mask", torch.from_numpy(mask), persistent=False)
+        self.register_buffer("noun_emb", torch.from_numpy(vocabulary.noun_matrix()[1]), persistent=False)
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        v = batch.verbs
+        out = self.model(batch.images, self.role_emb[v], self.verb_emb[v], batch.role_mask)
+        verb_logits = self.model.verb_scale() * out["glance"] @ self.verb_emb.T
+        noun_logits = self.model.noun_scale() * out["nouns"] @ self.noun_emb.T
+        losses = gsr_losses(out, batch, verb_logits, noun_logits, self.cfg.loss)
+        losses.update(self.objective(self.model, out, batch, verb_logits, self.noun_emb))
+        return losses
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    return Batch(**{k: v.to(device, non_blocking=True) for k, v in vars(batch).items()})
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def main_first(env: Distributed, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on rank 0 first (it fills shared caches), then on the other ranks."""
+    if env.world > 1 and not env.main:
+        dist.barrier()
+    result = fn()
+    if env.world > 1 and env.main:
+        dist.barrier()
+    return result
+
+
+def state_digest(model: nn.Module) -> str:
+    """SHA-256 of the weights: equal digests, bit-identical models (runs are deterministic)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def train(model: Student, objective: Objective, data: GSRTrainSet, vocabulary: Vocabulary, cfg: TrainConfig,
+          out: Path, evaluate: Evaluator, info: dict[str, Any], env: Distributed, resume: bool = False,
+          progress: bool = True) -> dict[str, Any]:
+    """Train, keeping ``out/weights.safetensors`` + ``config.json`` at the best dev score."""
+    torch.manual_seed(cfg.seed)
+    step_module = TrainStep(model, objective, vocabulary, cfg).to(env.device)
+    runner: nn.Module = step_module
+    if env.world > 1:
+        runner = nn.parallel.DistributedDataParallel(step_module)
+    optimizer = torch.optim.AdamW([p for p in step_module.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    per_rank = len(data) // env.world
+    steps_per_epoch = max(1, math.ceil(per_rank / cfg.batch_size))
+    total, warmup = cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
+    amp = env.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+    last = out / "checkpoints" / "last.safetensors"
+    start, best, history = 0, -math.inf, []
+    if resume and last.is_file():
+        weights, state = load_checkpoint(last)
+        step_module.load_state_dict(weights)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start, best, history = state["epoch"] + 1, state["best"], state["history"]
+        log.info("resuming %s after epoch %d (best dev score %.2f)", out, state["epoch"], best)
+
+    for epoch in range(start, cfg.epochs):
+        runner.train()
+        rng = np.random.default_rng([cfg.seed, epoch])
+        order = rng.permutation(len(data))[: per_rank * env.world][env.rank::env.world]
+        flips = rng.random(len(data)) < 0.5 if cfg.flip else np.zeros(len(data), bool)
+        sums: dict[str, float] = {}
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
+                   disable=not (progress and env.main))
+        for i in bar:
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            batch = to_device(data.batch(idx, flips[idx]), env.device)
+            with torch.autocast(env.device.type, dtype=torch.float16, enabled=amp):
+                losses = runner(batch)
+                loss = sum(losses.values())
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(step_module.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        train_losses = {k: v / steps_per_epoch for k, v in sums.items()}
+        if env.world > 1:  # batch-norm statistics saw only this rank's data: take rank 0's everywhere
+            for buffer in step_module.buffers():
+                dist.broadcast(buffer, 0)
+
+        if env.main:
+            metrics, score = evaluate(model)
+            improved = score > best
+            best = max(best, score)
+            history.append({"epoch": epoch + 1, "loss": sum(train_losses.values()), "losses": train_losses,
+                            "selection_score": score, "best": improved, "dev": metrics})
+            if improved:
+                save_model(out, model, {**info, "epoch": epoch + 1, "selection_score": score, "dev": metrics})
+            save_checkpoint(last, step_module.state_dict(), {
+                "epoch": epoch, "best": best, "history": history, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()})
+            atomic_write_bytes(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history).encode())
+            log.info("epoch %d/%d: loss %.3f, dev selection score %.2f%s", epoch + 1, cfg.epochs,
+                     history[-1]["loss"], score, " (best)" if improved else "")
+        if env.world > 1:
+            dist.barrier()
+    digest = state_digest(model)
+    log.info("finished: weights sha256 %s", digest[:16])
+    return {"best_selection_score": best, "history": history, "weights_sha256": digest}

@@ -1,0 +1,88 @@
+"""Losses of grounded situation recognition and of distillation, each a small function.
+
+GSR: verb cross-entropy over the training verbs, noun cross-entropy averaged over the
+annotators (any of their nouns is right, so each pulls a little), box L1 + GIoU on the
+roles that have a box, and a box-exists logit on every role. Distillation: cosine
+alignment of features and a temperature-softened KL on the seen-verb distribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .data import Batch
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    verb: float = 1.0
+    noun: float = 1.0
+    box_l1: float = 5.0
+    box_giou: float = 2.0
+    exists: float = 1.0
+
+
+def cxcywh_to_xyxy(b: torch.Tensor) -> torch.Tensor:
+    cx, cy, w, h = b.unbind(-1)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+def generalized_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Element-wise GIoU of two (..., 4) xyxy box tensors."""
+    area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
+    area_b = (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
+    lt = torch.maximum(a[..., :2], b[..., :2])
+    rb = torch.minimum(a[..., 2:], b[..., 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    union = area_a + area_b - inter
+    iou = inter / union.clamp(min=1e-7)
+    hull = (torch.maximum(a[..., 2:], b[..., 2:]) - torch.minimum(a[..., :2], b[..., :2])).clamp(min=0).prod(-1)
+    return iou - (hull - union) / hull.clamp(min=1e-7)
+
+
+def annotator_cross_entropy(logits: torch.Tensor, nouns: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of (B, R, N) logits averaged over each role's annotators (-1 = none)."""
+    picked = logits.log_softmax(-1).gather(-1, nouns.clamp(min=0))  # (B, R, A)
+    given = (nouns >= 0).float()
+    per_role = -(picked * given).sum(-1) / given.sum(-1).clamp(min=1)
+    return per_role[valid].mean()
+
+
+def gsr_losses(out: dict[str, torch.Tensor], batch: Batch, verb_logits: torch.Tensor,
+               noun_logits: torch.Tensor, weights: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
+    """``noun_logits`` is (B, R, N); targets come from the batch. Returns weighted terms."""
+    valid = batch.role_mask > 0
+    losses = {"verb": weights.verb * F.cross_entropy(verb_logits, batch.verbs)}
+
+    losses["noun"] = weights.noun * annotator_cross_entropy(noun_logits, batch.nouns, valid)
+
+    grounded = valid & batch.has_box
+    if grounded.any():
+        pred, gold = out["boxes"][grounded], batch.boxes[grounded]
+        losses["box_l1"] = weights.box_l1 * F.l1_loss(pred, gold)
+        losses["box_giou"] = weights.box_giou * (1 - generalized_iou(cxcywh_to_xyxy(pred), cxcywh_to_xyxy(gold))).mean()
+    else:
+        zero = out["boxes"].sum() * 0
+        losses["box_l1"] = losses["box_giou"] = zero
+    losses["exists"] = weights.exists * F.binary_cross_entropy_with_logits(
+        out["exists"][valid], batch.has_box[valid].float())
+    return losses
+
+
+def cosine_alignment(x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean (1 - cos) between rows of ``x`` and ``target``, over rows where ``mask`` holds."""
+    loss = 1 - F.cosine_similarity(x, target, dim=-1)
+    if mask is None:
+        return loss.mean()
+    mask = mask.float()
+    return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+
+def soft_label_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """Hinton's KD: KL(teacher || student) at temperature T, scaled by T^2."""
+    t = temperature
+    return F.kl_div((student_logits / t).log_softmax(-1), (teacher_logits / t).log_softmax(-1),
+                    log_target=True, reduction="batchmean") * t * t

@@ -1,0 +1,203 @@
+"""NMPA, Negative-Guided Multimodal Prompting Alignment.
+
+With the teacher frozen, the scene-aware and instance-perception prompts are trained so
+that the knowledge they produce from the teacher's features lies close to the embedding
+of the image's positive rationale and far from its negative ones. Negatives are weighted
+explicitly: a negative the teacher found plausible (the JRG judgment) weighs more, since
+that is the confusion the student most needs to be kept from. The other images' positive
+rationales in the batch serve as further, unweighted negatives.
+
+The result, per training image, is *scene knowledge* (one vector) and *instance knowledge*
+(one vector per role) in the student's text space, cached on disk for distillation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.swig import SituDataset
+from ..errors import MipdEdgeError
+from ..files import PathLike, read_json, write_json
+from ..vocabulary import Vocabulary
+from .prompts import InstancePrompt, ScenePrompt
+from .rationales import load_rationales
+from .teacher_cache import TeacherCache
+
+log = logging.getLogger(__name__)
+
+
+def nmpa_loss(knowledge: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, weights: torch.Tensor,
+              temperature: float = 0.07, batch_negatives: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Weighted contrastive alignment of unit-norm knowledge (B, D).
+
+    ``positive`` (B, D); ``negatives`` (B, K, D) with ``weights`` (B, K) (0 = no negative);
+    ``batch_negatives`` (B, B) bool marks which other rows' positives count as negatives.
+    loss = -log( e^{s+} / (e^{s+} + sum_k w_k e^{s_k} + sum_j e^{s_j}) ), s = cos / temperature
+    """
+    pos = (knowledge * positive).sum(-1, keepdim=True) / temperature
+    neg = torch.einsum("bd,bkd->bk", knowledge, negatives) / temperature
+    neg = torch.where(weights > 0, neg + weights.clamp(min=1e-12).log(), torch.full_like(neg, -torch.inf))
+    logits = [pos, neg]
+    if batch_negatives is not None:
+        other = knowledge @ positive.T / temperature
+        logits.append(torch.where(batch_negatives, other, torch.full_like(other, -torch.inf)))
+    return (torch.logsumexp(torch.cat(logits, dim=1), dim=1) - pos[:, 0]).mean()
+
+
+def negative_weights(plausibility: np.ndarray, present: np.ndarray, strength: float) -> np.ndarray:
+    """1 + strength * K * p: an average negative weighs about 1 + strength, a plausible one more."""
+    k = present.sum(-1, keepdims=True).clip(min=1)
+    return np.where(present, 1.0 + strength * k * plausibility, 0.0).astype(np.float32)
+
+
+@dataclass
+class Knowledge:
+    key: str
+    scene: np.ndarray  # (N, text_dim)
+    instance: np.ndarray  # (N, R, text_dim)
+
+
+@dataclass
+class AlignmentData:
+    """Everything NMPA trains on, as arrays in training-set order."""
+
+    scene_pos: np.ndarray  # (N, D)
+    scene_neg: np.ndarray  # (N, K, D)
+    scene_w: np.ndarray  # (N, K)
+    inst_pos: np.ndarray  # (N, R, D)
+    inst_neg: np.ndarray  # (N, R, K, D)
+    inst_w: np.ndarray  # (N, R, K)
+    roles: np.ndarray  # (N, R, D) role text embeddings
+    valid: np.ndarray  # (N, R) bool
+
+
+def alignment_data(records: dict[str, dict], names: list[str], dataset: SituDataset, encoder, vocab: Vocabulary,
+                   max_roles: int, strength: float) -> AlignmentData:
+    missing = [n for n in names if n not in records]
+    if missing:
+        raise MipdEdgeError(f"{len(missing)} training images have no rationales (e.g. {missing[:3]}); "
+                            "run `mipd-edge rationales` again to complete the file")
+    texts = sorted({t for n in names for t in _texts(records[n])})
+    emb = dict(zip(texts, encoder.encode(texts)))
+    n, d = len(names), encoder.dim
+    k = max(max((len(records[x]["glimpse"]["negatives"]) for x in names), default=1), 1)
+    out = AlignmentData(np.zeros((n, d), np.float32), np.zeros((n, k, d), np.float32), np.zeros((n, k), np.float32),
+                        np.zeros((n, max_roles, d), np.float32), np.zeros((n, max_roles, k, d), np.float32),
+                        np.zeros((n, max_roles, k), np.float32), np.zeros((n, max_roles, d), np.float32),
+                        np.zeros((n, max_roles), bool))
+    for i, name in enumerate(names):
+        rec = records[name]
+        out.scene_pos[i], p, present = _side(rec["glimpse"], emb, out.scene_neg[i], k)
+        out.scene_w[i] = negative_weights(p, present, strength)
+        verb = dataset.annotations[name].verb
+        role_names, role_emb = vocab.role_matrix(verb)
+        for r, role in enumerate(role_names[:max_roles]):
+            out.roles[i, r] = role_emb[r]
+            if role in rec["gaze"]:
+                out.valid[i, r] = True
+                out.inst_pos[i, r], p, present = _side(rec["gaze"][role], emb, out.inst_neg[i, r], k)
+                out.inst_w[i, r] = negative_weights(p, present, strength)
+    return out
+
+
+def _texts(record: dict) -> list[str]:
+    sides = [record["glimpse"], *record["gaze"].values()]
+    return [t for s in sides for t in [s["positive"]] + [neg["text"] for neg in s["negatives"]]]
+
+
+def _side(side: dict, emb: dict, neg_out: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    negs = side["negatives"][:k]
+    p, present = np.zeros(k, np.float32), np.zeros(k, bool)
+    for j, neg in enumerate(negs):
+        neg_out[j] = emb[neg["text"]]
+        p[j], present[j] = neg["plausibility"], True
+    return emb[side["positive"]], p, present
+
+
+def train_prompts(cache: TeacherCache, data: AlignmentData, seed: int = 0, epochs: int = 30, batch_size: int = 128,
+                  lr: float = 1e-3, temperature: float = 0.07, progress: bool = True) -> tuple[ScenePrompt, InstancePrompt, dict]:
+    torch.manual_seed(seed)
+    t_dim, d = cache.global_feats.shape[1], data.scene_pos.shape[1]
+    scene, instance = ScenePrompt(t_dim, d), InstancePrompt(t_dim, d)
+    opt = torch.optim.AdamW(list(scene.parameters()) + list(instance.parameters()), lr=lr, weight_decay=0.01)
+    g = torch.from_numpy(np.asarray(cache.global_feats, np.float32))
+    regions = torch.from_numpy(np.asarray(cache.regions, np.float32))
+    t = {k: torch.from_numpy(v) for k, v in vars(data).items()}
+    n = len(g)
+    rng = np.random.default_rng(seed)
+    losses = {}
+    for _ in tqdm(range(epochs), desc="NMPA", unit="epoch", disable=not progress):
+        totals = np.zeros(2)
+        order = torch.from_numpy(rng.permutation(n))
+        for start in range(0, n, batch_size):
+            i = order[start:start + batch_size]
+            pos = t["scene_pos"][i]
+            same = (pos @ pos.T) > 0.9999  # another image with the same positive text is no negative
+            l_scene = nmpa_loss(scene(g[i]), pos, t["scene_neg"][i], t["scene_w"][i], temperature, ~same)
+            valid = t["valid"][i]
+            k_inst = instance(regions[i], g[i], t["roles"][i])[valid]
+            ipos = t["inst_pos"][i][valid]
+            isame = (ipos @ ipos.T) > 0.9999
+            l_inst = nmpa_loss(k_inst, ipos, t["inst_neg"][i][valid], t["inst_w"][i][valid], temperature, ~isame)
+            opt.zero_grad()
+            (l_scene + l_inst).backward()
+            opt.step()
+            totals += [float(l_scene.detach()), float(l_inst.detach())]
+        batches = max(1, -(-n // batch_size))
+        losses = {"scene": totals[0] / batches, "instance": totals[1] / batches}
+    return scene.eval(), instance.eval(), losses
+
+
+def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDataset, encoder, vocab: Vocabulary,
+                      cache_root: Path, max_roles: int = 6, seed: int = 0, epochs: int = 30,
+                      strength: float = 1.0, progress: bool = True) -> Knowledge:
+    """Train the prompts with NMPA (or reuse a cached run) and return the knowledge."""
+    rationales = Path(rationales)
+    if not rationales.is_file():
+        raise MipdEdgeError(f"rationales file not found: {rationales}")
+    digest = hashlib.sha256(rationales.read_bytes()).hexdigest()
+    key = hashlib.sha256(json.dumps([cache.key, digest, encoder.id, max_roles, seed, epochs, strength]).encode()).hexdigest()[:20]
+    folder = cache_root / key
+    if not (folder / "meta.json").is_file():
+        data = alignment_data(load_rationales(rationales), cache.names, dataset, encoder, vocab, max_roles, strength)
+        scene, instance, losses = train_prompts(cache, data, seed, epochs, progress=progress)
+        with torch.no_grad():
+            g = torch.from_numpy(np.asarray(cache.global_feats, np.float32))
+            regions = torch.from_numpy(np.asarray(cache.regions, np.float32))
+            k_scene = scene(g).numpy()
+            k_inst = instance(regions, g, torch.from_numpy(data.roles)).numpy()
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "scene.npy", k_scene)
+        np.save(folder / "instance.npy", k_inst)
+        report = alignment_report(k_scene, k_inst, data)
+        write_json(folder / "meta.json", {"key": key, "teacher_cache": cache.key, "rationales": str(rationales),
+                                          "rationales_sha256": digest, "losses": losses, **report})
+        log.info("NMPA: scene knowledge cos to positive %.3f vs hardest negative %.3f; instance %.3f vs %.3f",
+                 report["scene_pos_cos"], report["scene_neg_cos"], report["instance_pos_cos"], report["instance_neg_cos"])
+    else:
+        log.info("NMPA knowledge: reusing %s", folder)
+    read_json(folder / "meta.json")
+    return Knowledge(key, np.load(folder / "scene.npy", mmap_mode="r"), np.load(folder / "instance.npy", mmap_mode="r"))
+
+
+def alignment_report(scene: np.ndarray, instance: np.ndarray, data: AlignmentData) -> dict[str, float]:
+    """How aligned the knowledge is: mean cosine to the positive and to the hardest negative."""
+    def stats(k, pos, neg, w):
+        pos_cos = (k * pos).sum(-1)
+        neg_cos = np.where(w > 0, np.einsum("nd,nkd->nk", k, neg), -np.inf).max(-1)
+        ok = np.isfinite(neg_cos)
+        return float(pos_cos.mean()), float(neg_cos[ok].mean()) if ok.any() else 0.0
+
+    sp, sn = stats(scene, data.scene_pos, data.scene_neg, data.scene_w)
+    v = data.valid
+    ip, inn = stats(instance[v], data.inst_pos[v], data.inst_neg[v], data.inst_w[v])
+    return {"scene_pos_cos": sp, "scene_neg_cos": sn, "instance_pos_cos": ip, "instance_neg_cos": inn}

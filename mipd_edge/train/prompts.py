@@ -1,0 +1,60 @@
+"""Scene-aware and instance-perception prompts: learnable tokens that read the frozen
+teacher's features and write knowledge in the student's text space.
+
+Both follow CoCoOp: a few learnable context tokens, each shifted by a small meta-network
+of the image's own teacher feature, so the prompt is conditioned on the instance. A
+transformer block mixes them with the teacher tokens; the mean token is projected into
+the text space. NMPA trains them; the student then distils their outputs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.layers import MLP, EncoderBlock
+
+
+class ScenePrompt(nn.Module):
+    """Learnable scene tokens conditioned on the teacher's global image feature."""
+
+    def __init__(self, teacher_dim: int, text_dim: int, n_ctx: int = 4, width: int = 256, heads: int = 4):
+        super().__init__()
+        self.ctx = nn.Parameter(torch.randn(n_ctx, width) * 0.02)
+        self.meta = MLP(teacher_dim, width // 2, width)
+        self.image_in = nn.Linear(teacher_dim, width)
+        self.block = EncoderBlock(width, heads, 2 * width)
+        self.out = nn.Linear(width, text_dim)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, teacher_dim) -> scene knowledge (B, text_dim), unit norm."""
+        tokens = torch.cat([self.image_in(image)[:, None], self.ctx[None] + self.meta(image)[:, None]], dim=1)
+        x = self.block(tokens, torch.zeros_like(tokens))
+        return F.normalize(self.out(x.mean(1)), dim=-1)
+
+
+class InstancePrompt(nn.Module):
+    """Learnable role tokens conditioned on the teacher's features inside the role's box."""
+
+    def __init__(self, teacher_dim: int, text_dim: int, n_ctx: int = 4, width: int = 256, heads: int = 4):
+        super().__init__()
+        self.ctx = nn.Parameter(torch.randn(n_ctx, width) * 0.02)
+        self.meta = MLP(teacher_dim, width // 2, width)
+        self.region_in = nn.Linear(teacher_dim, width)
+        self.scene_in = nn.Linear(teacher_dim, width)
+        self.role_in = nn.Linear(text_dim, width)
+        self.block = EncoderBlock(width, heads, 2 * width)
+        self.out = nn.Linear(width, text_dim)
+
+    def forward(self, regions: torch.Tensor, image: torch.Tensor, roles: torch.Tensor) -> torch.Tensor:
+        """Regions (B, R, teacher_dim), image (B, teacher_dim), role text embeddings (B, R, text_dim)
+        -> instance knowledge (B, R, text_dim), unit norm."""
+        b, r, _ = regions.shape
+        reg = regions.reshape(b * r, -1)
+        tokens = torch.cat([self.region_in(reg)[:, None],
+                            self.scene_in(image)[:, None].expand(b, r, -1).reshape(b * r, 1, -1),
+                            self.role_in(roles.reshape(b * r, -1))[:, None],
+                            self.ctx[None] + self.meta(reg)[:, None]], dim=1)
+        x = self.block(tokens, torch.zeros_like(tokens))
+        return F.normalize(self.out(x.mean(1)), dim=-1).reshape(b, r, -1)

@@ -1,0 +1,284 @@
+"""JRG, the Judgmental Rationales Generator.
+
+For each training image, text rationales at two levels, each positive (true to the
+annotation) and negative (plausible but wrong):
+
+* *glimpse*, the scene: what is happening and why it is this verb;
+* *gaze*, each role: which entity fills it and what it does in the event.
+
+A generator drafts them: ``TemplateGenerator`` from the frame definitions and noun glosses
+(offline, deterministic), or ``LLMGenerator`` from any OpenAI-compatible chat endpoint.
+Then the teacher *judges*: it scores every candidate negative against the image (the
+glimpse against its global feature, a role's gaze against the features inside the role's
+box) and keeps the hard negatives, those it finds most plausible, with their
+plausibility, which NMPA uses as the negative's weight.
+
+Honesty: candidates come from the training vocabulary only (confusable verbs are found
+among seen and rare verbs), so no unseen verb is named or described to the student.
+
+Output: JSON lines, one per image, appended and flushed as they are made; a rerun skips
+the images already done, and a line cut short by a kill is dropped and redone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.split import load_split, training_verbs
+from ..data.swig import Annotation, SituDataset
+from ..files import PathLike, default_cache_dir
+from ..models.teacher import Teacher, load_teacher
+from ..postprocess import softmax
+from ..text import load_text_encoder
+from ..vocabulary import Vocabulary
+from .llm import ChatClient, LLMError, extract_json
+from .teacher_cache import TeacherCache, teacher_cache
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Draft:
+    """Unjudged rationales of one image: positives and candidate negatives (text, label)."""
+
+    glimpse: str
+    glimpse_negatives: list[tuple[str, Optional[str]]]
+    gaze: dict[str, str]
+    gaze_negatives: dict[str, list[tuple[str, Optional[str]]]]
+
+
+def majority_nouns(annotation: Annotation) -> dict[str, str]:
+    out = {}
+    for role in annotation.boxes:
+        votes = [f[role] for f in annotation.frames]
+        out[role] = max(sorted(set(votes)), key=votes.count)
+    return out
+
+
+class TemplateGenerator:
+    """Rationales from the frame definitions and noun glosses; deterministic, offline."""
+
+    name = "template"
+
+    def __init__(self, vocabulary: Vocabulary, candidates: int = 6):
+        self.vocab = vocabulary
+        verbs, emb = vocabulary.verb_matrix()
+        sims = emb @ emb.T
+        np.fill_diagonal(sims, -np.inf)
+        self.confusable_verbs = {v: [verbs[j] for j in np.argsort(-sims[i])[:candidates]] for i, v in enumerate(verbs)}
+        nouns, nemb = vocabulary.noun_matrix()
+        nsims = nemb @ nemb.T
+        np.fill_diagonal(nsims, -np.inf)
+        self.confusable_nouns = {n: [nouns[j] for j in np.argsort(-nsims[i])[:candidates]] for i, n in enumerate(nouns)}
+
+    def noun_phrase(self, noun: str) -> str:
+        return self.vocab.label(noun) if noun else "something"
+
+    def glimpse(self, verb: str, nouns: dict[str, str]) -> str:
+        frame = self.vocab.frame(verb)
+        scene = frame.abstract or f"the AGENT {verb}"
+        for role in frame.roles:
+            scene = re.sub(rf"\b{re.escape(role.upper())}\b", self.noun_phrase(nouns.get(role, "")), scene)
+        reason = frame.definition[:1].lower() + frame.definition[1:] if frame.definition else verb
+        return f"{scene[:1].upper() + scene[1:]}. It is {verb} because {reason}"
+
+    def gaze_text(self, verb: str, role: str, noun: str) -> str:
+        frame = self.vocab.frame(verb)
+        gloss = self.vocab.nouns[noun].definition if noun in self.vocab.nouns else ""
+        return (f"The {role} is {self.noun_phrase(noun)}{', ' + gloss if gloss else ''}; "
+                f"it is {frame.role_definitions.get(role) or 'the ' + role + ' of ' + verb}.")
+
+    def draft(self, annotation: Annotation) -> Draft:
+        nouns = majority_nouns(annotation)
+        verb = annotation.verb
+        glimpse_neg = [(self.glimpse(u, nouns), u) for u in self.confusable_verbs[verb]]
+        gaze = {r: self.gaze_text(verb, r, n) for r, n in nouns.items()}
+        gaze_neg = {r: [(self.gaze_text(verb, r, m), m) for m in self.confusable_nouns.get(n, [])
+                        if m not in annotation.nouns(r)] for r, n in nouns.items()}
+        return Draft(self.glimpse(verb, nouns), glimpse_neg, gaze, gaze_neg)
+
+
+PROMPT = """You write rationales for grounded situation recognition.
+Image content (from the annotation): verb "{verb}" ({definition}).
+Roles and their fillers: {roles}.
+Confusable verbs (write one wrong but plausible scene rationale for each): {confusable}.
+Answer with JSON only, in this form:
+{{"glimpse": {{"positive": "<one sentence: what happens and why it is {verb}>",
+              "negatives": ["<one plausible but wrong sentence per confusable verb>"]}},
+ "gaze": {{"<role>": {{"positive": "<the entity in this role and what it does>",
+                       "negatives": ["<a plausible but wrong entity for this role>", "..."]}}}}}}
+Use the role names exactly: {role_names}."""
+
+
+class LLMGenerator:
+    """Rationales written by an LLM behind an OpenAI-compatible endpoint."""
+
+    def __init__(self, client: ChatClient, templates: TemplateGenerator):
+        self.client, self.templates = client, templates
+        self.name = f"openai:{client.model}"
+
+    def draft(self, annotation: Annotation) -> Draft:
+        vocab, verb = self.templates.vocab, annotation.verb
+        frame = vocab.frame(verb)
+        nouns = majority_nouns(annotation)
+        confusable = self.templates.confusable_verbs[verb][:3]
+        prompt = PROMPT.format(verb=verb, definition=frame.definition,
+                               roles=", ".join(f"{r}: {self.templates.noun_phrase(n)}" for r, n in nouns.items()),
+                               confusable=", ".join(f"{u} ({vocab.frame(u).definition})" for u in confusable),
+                               role_names=", ".join(frame.roles))
+        reply = extract_json(self.client.complete([{"role": "user", "content": prompt}]))
+        try:
+            glimpse = reply["glimpse"]
+            draft = Draft(_text(glimpse["positive"]), [(_text(t), None) for t in glimpse["negatives"]], {}, {})
+            for role in frame.roles:
+                entry = reply["gaze"][role]
+                draft.gaze[role] = _text(entry["positive"])
+                draft.gaze_negatives[role] = [(_text(t), None) for t in entry["negatives"]]
+        except (KeyError, TypeError) as exc:
+            raise LLMError(f"the reply lacks {exc} or has the wrong shape: {json.dumps(reply)[:200]}") from exc
+        if not draft.glimpse_negatives:
+            raise LLMError("the reply has no negative glimpse rationale")
+        return draft
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise LLMError(f"expected a non-empty sentence, got {value!r:.100}")
+    return value.strip()
+
+
+def judge(draft: Draft, global_feat: np.ndarray, regions: np.ndarray, roles: list[str], teacher: Teacher,
+          keep: int) -> dict[str, Any]:
+    """Keep the ``keep`` negatives the teacher finds most plausible, with their plausibility:
+    the probability the teacher gives the negative among {positive, candidates}."""
+
+    def pick(feature: np.ndarray, positive: str, candidates: list[tuple[str, Optional[str]]], label: str) -> dict:
+        texts = [positive] + [t for t, _ in candidates]
+        feats = teacher.encode_text(texts).float().numpy()
+        probs = softmax(teacher.logit_scale * feats @ feature.astype(np.float32))
+        order = np.argsort(-probs[1:], kind="stable")[:keep]
+        return {"positive": positive, "teacher_positive": float(probs[0]),
+                "negatives": [{"text": candidates[i][0], label: candidates[i][1], "plausibility": float(probs[1 + i])}
+                              for i in order]}
+
+    record = {"glimpse": pick(global_feat, draft.glimpse, draft.glimpse_negatives, "verb"), "gaze": {}}
+    for r, role in enumerate(roles):
+        if role in draft.gaze:
+            record["gaze"][role] = pick(regions[r], draft.gaze[role], draft.gaze_negatives.get(role, []), "noun")
+    return record
+
+
+def read_done(path: Path) -> set[str]:
+    """Images already in a rationale file; a last line cut short by a kill is removed."""
+    if not path.is_file():
+        return set()
+    done, good = set(), 0
+    with path.open("rb") as f:
+        for line in f:
+            try:
+                done.add(json.loads(line)["image"])
+                good += len(line)
+            except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
+                log.warning("%s: dropping a damaged line after %d records (it will be redone)", path, len(done))
+                break
+    if good != path.stat().st_size:
+        with path.open("r+b") as f:
+            f.truncate(good)
+    return done
+
+
+def load_rationales(path: PathLike) -> dict[str, dict]:
+    return {r["image"]: r for r in _records(Path(path))}
+
+
+def _records(path: Path) -> Iterator[dict]:
+    with path.open("r", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def generate_rationales(data_dir: PathLike, teacher_spec: PathLike, out: PathLike, generator: str = "template",
+                        endpoint: Optional[str] = None, model: Optional[str] = None, workers: int = 4,
+                        candidates: int = 6, keep: int = 3, text_encoder: str = "minilm", timeout: float = 60.0,
+                        retries: int = 3, backoff: float = 1.0, progress: bool = True,
+                        cache_dir: Optional[PathLike] = None) -> dict[str, int]:
+    """Write rationales for every training image (training view of the Ov split)."""
+    data_dir, out = Path(data_dir), Path(out)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    split = load_split(data_dir / "splits.json")
+    train_set = SituDataset(data_dir, "train", ov_split=split)
+    encoder = load_text_encoder(text_encoder, cache_dir=cache_dir / "text")
+    vocab = Vocabulary({v: train_set.space.frames[v] for v in training_verbs(split)}, train_set.space.nouns, encoder)
+    teacher = load_teacher(teacher_spec, text_encoder=encoder)
+    cache: TeacherCache = teacher_cache(teacher, train_set, vocab, cache_dir / "teacher", progress=progress)
+    templates = TemplateGenerator(vocab, candidates)
+    if generator == "template":
+        make = templates
+    elif generator == "openai":
+        if not endpoint or not model:
+            raise LLMError("the openai generator needs --endpoint and --model")
+        client = ChatClient(endpoint, model, timeout=timeout, retries=retries, backoff=backoff,
+                            api_key=os.environ.get("OPENAI_API_KEY"))
+        make = LLMGenerator(client, templates)
+    else:
+        raise LLMError(f"unknown generator {generator!r} (template or openai)")
+
+    done = read_done(out)
+    todo = [i for i, n in enumerate(train_set.names) if n not in done]
+    errors = out.with_suffix(out.suffix + ".errors")
+    stats = {"done_before": len(done), "written": 0, "failed": 0}
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def draft(i: int) -> tuple[int, Draft | Exception]:
+        try:
+            return i, make.draft(train_set.annotations[train_set.names[i]])
+        except LLMError as exc:
+            return i, exc
+
+    with out.open("a", encoding="utf-8") as f, ThreadPoolExecutor(max(1, workers)) as pool, \
+            tqdm(total=len(todo), desc=f"rationales ({make.name})", unit="img", disable=not progress) as bar:
+        # bounded: at most 2 x workers drafts in flight, results written in completion order
+        pending: list = []
+        queue = iter(todo)
+        for i in queue:
+            pending.append(pool.submit(draft, i))
+            if len(pending) >= 2 * max(1, workers):
+                _write(pending.pop(0).result(), f, errors, train_set, vocab, cache, teacher, keep, make, stats)
+                bar.update(1)
+        for fut in pending:
+            _write(fut.result(), f, errors, train_set, vocab, cache, teacher, keep, make, stats)
+            bar.update(1)
+    log.info("rationales: %d written, %d failed (see %s), %d were already done -> %s",
+             stats["written"], stats["failed"], errors, stats["done_before"], out)
+    return stats
+
+
+def _write(result: tuple[int, Draft | Exception], f, errors: Path, train_set: SituDataset, vocab: Vocabulary,
+           cache: TeacherCache, teacher: Teacher, keep: int, make, stats: dict) -> None:
+    i, draft = result
+    name = train_set.names[i]
+    if isinstance(draft, Exception):
+        stats["failed"] += 1
+        with errors.open("a", encoding="utf-8") as e:
+            e.write(json.dumps({"image": name, "error": str(draft)}) + "\n")
+        return
+    annotation = train_set.annotations[name]
+    roles = list(vocab.frame(annotation.verb).roles)
+    with torch.no_grad():
+        record = judge(draft, np.asarray(cache.global_feats[i]), np.asarray(cache.regions[i]), roles, teacher, keep)
+    f.write(json.dumps({"image": name, "verb": annotation.verb, "generator": make.name, **record}) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+    stats["written"] += 1

@@ -1,0 +1,69 @@
+"""``mipd-edge train-teacher``: the built-in SynthSitu teacher.
+
+A foundation vision-language model cannot be downloaded here, so the SDK trains a stand-in:
+a larger network than the student, trained on *all* SynthSitu verbs (a foundation model
+has seen everything), aligning images with verb descriptions through the bundled text
+encoder (cosine logits against description embeddings, i.e. CLIP's objective with the
+class descriptions as captions), and every image patch with noun descriptions: the mean
+patch feature inside each role's box must name the role's noun. Its global feature, patch
+features and text tower then serve distillation like CLIP's would.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from ..data.swig import SituDataset
+from ..files import PathLike, default_cache_dir
+from ..models.teacher import TEACHER_CONFIG, TeacherNet, roi_pool
+from ..preprocess import Preprocess
+from ..text import load_text_encoder
+from ..vocabulary import Vocabulary
+from .config import TrainConfig
+from .data import Batch, GSRTrainSet
+from .evaluation import dev_evaluator
+from .loop import Objective, init_distributed, train
+from .losses import annotator_cross_entropy
+
+log = logging.getLogger(__name__)
+
+
+class RegionNounObjective(Objective):
+    """Patch features pooled in each role's box must match the role's noun description."""
+
+    def __init__(self, weight: float = 1.0):
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, model: TeacherNet, out: dict[str, torch.Tensor], batch: Batch, verb_logits: torch.Tensor,
+                noun_emb: torch.Tensor) -> dict[str, torch.Tensor]:
+        regions = roi_pool(model.patches(out["memory"]), batch.boxes, batch.has_box)
+        logits = model.noun_scale() * regions @ noun_emb.T
+        return {"region_noun": self.weight * annotator_cross_entropy(logits, batch.nouns, batch.role_mask > 0)}
+
+
+def train_teacher(data_dir: PathLike, out: PathLike, cfg: TrainConfig, resume: bool = False,
+                  progress: bool = True, cache_dir: Optional[PathLike] = None) -> dict[str, Any]:
+    data_dir, out = Path(data_dir), Path(out)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    encoder = load_text_encoder(cfg.text_encoder, cache_dir=cache_dir / "text")
+    train_set = SituDataset(data_dir, "train")  # every verb: the teacher stands in for a foundation model
+    dev = SituDataset(data_dir, "dev", space=train_set.space)
+    vocab = Vocabulary.from_space(train_set.space, encoder)
+    preprocess = Preprocess(cfg.image_size)
+    torch.manual_seed(cfg.seed)
+    net = TeacherNet(replace(TEACHER_CONFIG, image_size=cfg.image_size, text_dim=encoder.dim, **cfg.model))
+    data = GSRTrainSet(train_set, vocab, preprocess, net.cfg.max_roles, progress=progress)
+    info = {"kind": "teacher", "model": net.cfg.to_json(), "preprocess": preprocess.to_json(),
+            "text_encoder": encoder.id, "text_encoder_spec": cfg.text_encoder, "train": cfg.to_json(),
+            "data": {"dir": str(data_dir), "train_images": len(data), "verbs": len(vocab.verbs)}}
+    log.info("training the SynthSitu teacher (%.1fM parameters) on %d images of all %d verbs -> %s",
+             sum(p.numel() for p in net.parameters()) / 1e6, len(data), len(vocab.verbs), out)
+    evaluate = dev_evaluator(dev, vocab, vocab, None, preprocess, cfg.eval_batch_size)
+    return train(net, RegionNounObjective(), data, vocab, cfg, out, evaluate, info, init_distributed(), resume,
+                 progress)

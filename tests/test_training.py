@@ -1,0 +1,154 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from mipd_edge.data.split import load_split, training_verbs
+from mipd_edge.data.swig import read_annotations, read_space
+from mipd_edge.errors import MipdEdgeError
+from mipd_edge.metrics import evaluate
+from mipd_edge.train import distill as distill_module
+from mipd_edge.train.distill import distill
+from mipd_edge.vocabulary import Vocabulary
+
+
+@pytest.fixture(scope="module")
+def students(tiny_world, tmp_path_factory, cache_dir):
+    """One tiny student per method, two epochs each."""
+    out = tmp_path_factory.mktemp("students")
+    runs = {}
+    for method in ("none", "kd", "mipd"):
+        runs[method] = distill(tiny_world / "data", out / method, tiny_config(method=method, epochs=2),
+                               teacher=tiny_world / "teacher", rationales=tiny_world / "rationales.jsonl",
+                               progress=False, cache_dir=cache_dir)
+        runs[method]["dir"] = out / method
+    return runs
+
+
+@pytest.mark.parametrize("method, terms", [("none", set()), ("kd", {"kd_glance", "kd_gaze", "kd_soft"}),
+                                           ("mipd", {"mipd_scene", "mipd_instance", "mipd_soft"})])
+def test_each_method_trains_and_writes_a_model(students, tiny_world, method, terms):
+    run = students[method]
+    history = run["history"]
+    assert len(history) == 2 and history[1]["loss"] < history[0]["loss"]
+    assert set(history[0]["losses"]) == {"verb", "noun", "box_l1", "box_giou", "exists"} | terms
+    out = run["dir"]
+    info = json.loads((out / "config.json").read_text())
+    assert info["kind"] == "student" and info["method"] == method
+    assert set(info["dev"]) == {"all", "seen", "rare", "unseen"}
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    split = load_split(tiny_world / "data" / "splits.json")
+    assert Vocabulary.load(out / "vocabulary.npz").verbs == training_verbs(split)  # never an unseen verb
+
+
+def test_predict_dataset_cli_writes_scorable_predictions(students, tiny_world, tmp_path):
+    out = tmp_path / "preds.json"
+    r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "predict-dataset", "--model",
+                        str(students["mipd"]["dir"]), "--data", str(tiny_world / "data"), "--split", "test",
+                        "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    preds = json.loads(out.read_text())
+    space = read_space(tiny_world / "data" / "space.json")
+    test = read_annotations(tiny_world / "data" / "test.json", space)
+    assert set(preds) == set(test)
+    entry = next(iter(preds.values()))
+    assert len(entry["verbs"]) == 5 and all(v["roles"] for v in entry["verbs"]) and entry["gt_verb_roles"]
+    metrics = evaluate(test, space, preds, load_split(tiny_world / "data" / "splits.json"))
+    assert "gt_verb" in metrics["unseen"]
+
+
+def test_resume_after_a_kill_is_exact(tiny_world, tmp_path, cache_dir, monkeypatch):
+    cfg = tiny_config(method="none", epochs=2, seed=3)
+    whole = distill(tiny_world / "data", tmp_path / "whole", cfg, progress=False, cache_dir=cache_dir)
+
+    real = distill_module.dev_evaluator
+
+    def dies_in_epoch_two(*args, **kwargs):
+        run = real(*args, **kwargs)
+        calls = []
+
+        def evaluate_or_die(model):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt("killed during the second epoch")
+            return run(model)
+        return evaluate_or_die
+
+    monkeypatch.setattr(distill_module, "dev_evaluator", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        distill(tiny_world / "data", tmp_path / "killed", cfg, progress=False, cache_dir=cache_dir)
+    monkeypatch.setattr(distill_module, "dev_evaluator", real)
+    resumed = distill(tiny_world / "data", tmp_path / "killed", cfg, resume=True, progress=False, cache_dir=cache_dir)
+    assert resumed["weights_sha256"] == whole["weights_sha256"]
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+
+
+def test_unseen_verbs_cannot_influence_student_training(tiny_world, tmp_path, cache_dir):
+    """Rewrite every unseen verb's description and delete its training images: rationales
+    and the trained student must come out bit-identical."""
+    data = tiny_world / "data"
+    other = tmp_path / "data"
+    shutil.copytree(data, other)
+    split = load_split(data / "splits.json")
+    space = json.loads((other / "space.json").read_text())
+    for verb in split["unseen"]:
+        entry = space["verbs"][verb]
+        entry["def"] = entry["abstract"] = "a completely different description of something else"
+        for role in entry["roles"].values():
+            role["def"] = "changed"
+    (other / "space.json").write_text(json.dumps(space))
+    train = json.loads((other / "train.json").read_text())
+    for name in [n for n, e in train.items() if e["verb"] in split["unseen"]]:
+        (other / "images" / name).unlink()
+        del train[name]
+    (other / "train.json").write_text(json.dumps(train))
+
+    from mipd_edge.train.rationales import generate_rationales
+
+    generate_rationales(other, tiny_world / "teacher", tmp_path / "r.jsonl", progress=False, cache_dir=cache_dir)
+    assert (tmp_path / "r.jsonl").read_bytes() == (tiny_world / "rationales.jsonl").read_bytes()
+    cfg = tiny_config(method="mipd", epochs=1)
+    a = distill(data, tmp_path / "a", cfg, tiny_world / "teacher", tiny_world / "rationales.jsonl", progress=False,
+                cache_dir=cache_dir)
+    b = distill(other, tmp_path / "b", cfg, tiny_world / "teacher", tmp_path / "r.jsonl", progress=False,
+                cache_dir=cache_dir)
+    assert a["weights_sha256"] == b["weights_sha256"]
+    # checkpoint selection looks at training verbs only, so it cannot tell the two worlds apart either
+    assert a["history"][0]["selection_score"] == b["history"][0]["selection_score"]
+
+
+def test_missing_inputs_give_clear_errors(tiny_world, tmp_path, cache_dir):
+    with pytest.raises(MipdEdgeError, match="needs --teacher"):
+        distill(tiny_world / "data", tmp_path / "x", tiny_config(method="kd"), progress=False, cache_dir=cache_dir)
+    with pytest.raises(MipdEdgeError, match="needs --rationales"):
+        distill(tiny_world / "data", tmp_path / "x", tiny_config(method="mipd"), tiny_world / "teacher",
+                progress=False, cache_dir=cache_dir)
+    (tmp_path / "partial.jsonl").write_text("")
+    with pytest.raises(MipdEdgeError, match="have no rationales"):
+        distill(tiny_world / "data", tmp_path / "x", tiny_config(method="mipd"), tiny_world / "teacher",
+                tmp_path / "partial.jsonl", progress=False, cache_dir=cache_dir)
+
+
+def test_two_process_ddp_on_cpu(tiny_world, tmp_path, cache_dir):
+    worker = tmp_path / "worker.py"
+    worker.write_text(
+        "import os, sys\n"
+        "sys.path.insert(0, %r)\n"
+        "from conftest import tiny_config\n"
+        "from mipd_edge.train.distill import distill\n"
+        "r = distill(sys.argv[1], os.path.join(sys.argv[2], 'rank' + os.environ['RANK']),\n"
+        "            tiny_config(method='none', epochs=1), progress=False, cache_dir=sys.argv[3])\n"
+        "print('DIGEST', os.environ['RANK'], r['weights_sha256'], flush=True)\n" % str(__import__("pathlib").Path(__file__).parent))
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                        "29517", str(worker), str(tiny_world / "data"), str(tmp_path / "out"), str(cache_dir)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    digests = dict(line.split()[1:] for line in r.stdout.splitlines() if line.startswith("DIGEST"))
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]  # the ranks stayed in sync
+    assert (tmp_path / "out" / "rank0" / "weights.safetensors").is_file()
+    assert not (tmp_path / "out" / "rank1").exists()  # only rank 0 writes
