@@ -12,7 +12,8 @@ from .errors import MipdEdgeError
 
 log = logging.getLogger("mipd_edge")
 # third-party loggers that talk on import (optional CUDA kernels, torch.compile notes)
-QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "sentence_transformers", "httpx")
+QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "sentence_transformers", "httpx",
+                 "torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript")
 
 
 def cmd_data_synth(args: argparse.Namespace) -> None:
@@ -126,6 +127,101 @@ def cmd_predict_dataset(args: argparse.Namespace) -> None:
     print(f"predictions for {len(preds['all'])} {args.split} images -> {args.out}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import export_bundle
+
+    if args.precision == "int8":
+        from .quantize import quantize_bundle
+
+        if not args.data:
+            raise MipdEdgeError("--precision int8 needs --data (calibration images); see also `mipd-edge quantize`")
+        manifest = quantize_bundle(args.model, args.data, args.out, "ptq", formats=_formats(args.formats),
+                                   dynamic_batch=args.dynamic_batch)
+    else:
+        manifest = export_bundle(args.model, args.out, _formats(args.formats), args.precision, args.data,
+                                 dynamic_batch=args.dynamic_batch, image_size=args.image_size,
+                                 with_text_encoder=args.with_text_encoder)
+    _print_bundle(args.out, manifest)
+
+
+def cmd_quantize(args: argparse.Namespace) -> None:
+    from .quantize import quantize_bundle
+
+    manifest = quantize_bundle(args.model, args.data, args.out, args.method, args.calib_size, args.qat_epochs,
+                               args.max_drop, _formats(args.formats), args.ort_static, args.dynamic_batch)
+    _print_bundle(args.out, manifest)
+    m = manifest["metrics"]
+    print(f"\n{m['split']} metrics through {m['backend']} (top-1), FP32 vs INT8:")
+    for key in ("verb", "grnd_value"):
+        print(f"  {key:11s} {m['fp32']['all']['top1'][key]:6.2f}  {m['int8']['all']['top1'][key]:6.2f}  "
+              f"({m['int8_minus_fp32_top1'][key]:+.2f})")
+
+
+def _formats(text: str) -> list[str]:
+    return [f.strip() for f in text.split(",") if f.strip()]
+
+
+def _print_bundle(out: str, manifest: dict) -> None:
+    print(f"bundle written to {out}: graphs {', '.join(manifest['graphs'])}, precision {manifest['precision']}")
+    for fmt, check in manifest["verification"].items():
+        worst = max(check["max_abs_diff"].values()) if "max_abs_diff" in check else None
+        detail = (f"max |diff| vs torch {worst:.2g} (tolerance {check['tolerance']})" if worst is not None
+                  else f"mean glance cosine vs FP32 {check['glance_cosine_mean']:.4f}")
+        print(f"  verified {fmt}: {detail}")
+
+
+def _predictor(args: argparse.Namespace):
+    from .predictor import Predictor
+
+    predictor = Predictor(args.model, backend=args.backend, device=args.device, precision=args.precision,
+                          threads=args.threads)
+    log.info("%r", predictor)
+    return predictor
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    import json
+
+    import cv2
+
+    from .draw import draw_situation
+    from .stream import ImageSource
+
+    predictor = _predictor(args)
+    save = Path(args.save) if args.save else None
+    if save:
+        save.mkdir(parents=True, exist_ok=True)
+    lines = open(args.json, "w", encoding="utf-8") if args.json else None
+    count = 0
+    for frame in ImageSource(args.source):
+        try:
+            situation = predictor(frame.image)
+        except MipdEdgeError as exc:
+            print(f"{frame.source}: skipped ({exc})", file=sys.stderr)
+            continue
+        count += 1
+        print(f"{frame.source}: {situation}  [{predictor.timings['total_ms']:.1f} ms]")
+        if save:
+            cv2.imwrite(str(save / Path(frame.source).name), draw_situation(frame.image, situation))
+        if lines:
+            lines.write(json.dumps({"image": frame.source, **situation.to_json()}) + "\n")
+    if lines:
+        lines.close()
+    print(f"{count} images" + (f", annotated copies in {save}" if save else ""))
+
+
+def cmd_stream(args: argparse.Namespace) -> None:
+    from .stream import StreamWriter, open_source, run_stream
+
+    predictor = _predictor(args)
+    source = open_source(args.source)
+    writer = StreamWriter(args.save, args.json, args.show, fps=source.fps)
+    stats = run_stream(predictor, source, writer, args.max_frames)
+    s = stats.to_json()
+    print(f"{s['frames']} frames in {s['seconds']:.1f} s ({s['fps']:.1f} FPS), {s['skipped']} skipped; "
+          f"mean ms per frame: {s['mean_ms']}" + (f"; video: {args.save}" if args.save else ""))
+
+
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from .quickstart import run
 
@@ -210,6 +306,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--split", choices=["train", "dev", "test"], default="test")
     p.add_argument("--out", required=True)
+
+    p = command("export", cmd_export, "export a trained student to a verified bundle")
+    p.add_argument("--model", required=True, help="a trained student directory")
+    p.add_argument("--out", required=True)
+    p.add_argument("--formats", default="onnx,openvino", help="comma list of onnx, openvino, tensorrt")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
+    p.add_argument("--data", default=None, help="dataset for verification (and calibration for int8)")
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--dynamic-batch", action="store_true", help="a batch-free encoder (decoders always are)")
+    p.add_argument("--with-text-encoder", action="store_true",
+                   help="ship the text encoder as ONNX so vocabulary edits work on devices without torch")
+
+    p = command("quantize", cmd_quantize, "INT8 bundle with NNCF: post-training, QAT or accuracy-controlled")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True, help="calibration from its training split, metrics on dev")
+    p.add_argument("--out", required=True)
+    p.add_argument("--method", choices=["ptq", "qat"], default="ptq")
+    p.add_argument("--calib-size", type=int, default=300)
+    p.add_argument("--qat-epochs", type=int, default=1)
+    p.add_argument("--max-drop", type=float, default=None,
+                   help="accuracy control: revert layers to float until dev grnd-value drops at most this many points")
+    p.add_argument("--formats", default="onnx,openvino")
+    p.add_argument("--ort-static", action="store_true", help="ONNX INT8 with ONNX Runtime's static QDQ quantizer")
+    p.add_argument("--dynamic-batch", action="store_true")
+
+    def runtime_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", required=True, help="a bundle directory")
+        p.add_argument("--source", required=True)
+        p.add_argument("--backend", default="auto", help="auto, openvino, onnxruntime, tensorrt or torch")
+        p.add_argument("--device", default="CPU")
+        p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=None)
+        p.add_argument("--threads", type=int, default=None)
+        p.add_argument("--json", default=None, help="write results as JSON lines here")
+
+    p = command("predict", cmd_predict, "recognise situations in an image or a folder of images")
+    runtime_options(p)
+    p.add_argument("--save", default=None, help="folder for annotated copies")
+
+    p = command("stream", cmd_stream, "a camera (0), a video file or an RTSP / HTTP stream, with overlays")
+    runtime_options(p)
+    p.add_argument("--save", default=None, help="write the annotated video here (mp4)")
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--show", action="store_true", help="show a window (needs a display and GUI OpenCV)")
 
     p = command("quickstart", cmd_quickstart, "run the whole SDK end to end on SynthSitu")
     p.add_argument("--workdir", default="runs/quickstart")

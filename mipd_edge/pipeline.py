@@ -32,6 +32,7 @@ class PipelineConfig:
     student: str = "edge-s"
     model: dict = field(default_factory=dict)  # architecture overrides, for teacher and students alike
     extra: dict = field(default_factory=dict)  # more TrainConfig overrides for the students
+    calib_size: int = 300
 
 
 PRESETS = {
@@ -39,7 +40,7 @@ PRESETS = {
     "fast": PipelineConfig(train=960, dev=240, test=480, teacher_epochs=4, student_epochs=5),
     # the tiny run tests use: quarter-width networks at 64 px, to check the plumbing, not the method
     "quick": PipelineConfig(train=480, dev=96, test=96, image_size=96, input_size=64, teacher_epochs=2,
-                            student_epochs=2, model={"width": 0.25, "d_model": 64, "heads": 2, "enc_layers": 1,
+                            student_epochs=2, calib_size=32, model={"width": 0.25, "d_model": 64, "heads": 2, "enc_layers": 1,
                                                      "dec_layers": 1, "ffn": 128}),
 }
 
@@ -136,6 +137,38 @@ class Pipeline:
             return metrics
         return stage(self.workdir, f"eval-{name}", {"model": self.stage_params(name)}, run)
 
+    def make_bundles(self, method: str = "mipd") -> tuple[Path, Path]:
+        """The student as an FP32 bundle and as an INT8 (PTQ) bundle."""
+        from .export import export_bundle
+        from .quantize import quantize_bundle
+
+        source = self.workdir / f"student-{method}"
+        fp32, int8 = self.workdir / "bundle-fp32", self.workdir / "bundle-int8"
+        params = {"student": self.stage_params(f"student-{method}")}
+        stage(self.workdir, "bundle-fp32", params,
+              lambda: _manifest_summary(export_bundle(source, fp32, data=self.data)))
+        stage(self.workdir, "bundle-int8", {**params, "calib": self.cfg.calib_size},
+              lambda: _manifest_summary(quantize_bundle(source, self.data, int8, "ptq", self.cfg.calib_size,
+                                                        progress=self.progress)))
+        return fp32, int8
+
+    def make_demo(self, bundle: Path) -> Path:
+        """A SynthSitu video streamed through a bundle with overlays: ``demo.mp4``."""
+        from .data.synthsitu.video import write_demo_video
+        from .predictor import Predictor
+        from .stream import StreamWriter, open_source, run_stream
+
+        out = self.workdir / "demo.mp4"
+
+        def run() -> dict:
+            source_video = write_demo_video(self.data, self.workdir / "demo-source.mp4")
+            with Predictor(bundle) as predictor:
+                source = open_source(source_video)
+                writer = StreamWriter(out, self.workdir / "demo.jsonl", fps=source.fps)
+                return {**run_stream(predictor, source, writer).to_json(), "backend": predictor.backend}
+        stage(self.workdir, "demo", {"bundle": self.stage_params(bundle.name)}, run)
+        return out
+
     def stage_params(self, name: str) -> Any:
         marker = self.workdir / ".stages" / f"{name}.json"
         return read_json(marker)["params"] if marker.is_file() else None
@@ -154,6 +187,11 @@ class Pipeline:
         if needs_teacher:
             results["teacher"] = self.evaluate_model(self.teacher, "teacher")
         return results
+
+
+def _manifest_summary(manifest: dict) -> dict:
+    return {"graphs": sorted(manifest["graphs"]), "verification": manifest["verification"],
+            "metrics": manifest.get("metrics")}
 
 
 def _summary(result: dict) -> dict:

@@ -27,6 +27,8 @@ def run(workdir: Path, fast: bool = False, seed: int = 0, preset: Optional[str] 
     results = {"prior": stage(workdir, "eval-prior", pipe.data_params(), lambda: evaluate_prior(pipe))}
     results.update(pipe.run_ablation())
     write_json(workdir / "results.json", results)
+    fp32, int8 = pipe.make_bundles("mipd")
+    demo = pipe.make_demo(int8)
 
     from .data.split import load_split
 
@@ -40,6 +42,8 @@ def run(workdir: Path, fast: bool = False, seed: int = 0, preset: Optional[str] 
         print(f"student ({method}):{' ' * (14 - len(method))}{workdir / f'student-{method}'}")
     print("\nSynthSitu test, top-1 (prior = frequency prior that ignores the image; teacher trained on all verbs)")
     print(format_comparison(results))
+    print(f"bundles:               {fp32} (FP32), {int8} (FP32 + INT8)")
+    print(f"demo video:            {demo}")
     print(f"\nall metrics: {workdir / 'results.json'}")
     return results
 

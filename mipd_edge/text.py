@@ -17,7 +17,7 @@ import logging
 import os
 import sqlite3
 from pathlib import Path
-from typing import Optional, Protocol, Sequence, runtime_checkable
+from typing import Callable, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -117,6 +117,48 @@ class CachedTextEncoder:
                 found.update(zip(missing, vecs))
         log.debug("text cache: %d hits, %d encoded", len(texts) - len(missing), len(missing))
         return np.stack([found[t] for t in texts]).astype(np.float32) if texts else np.zeros((0, self.dim), np.float32)
+
+
+class OnnxTextEncoder:
+    """A sentence encoder exported to ONNX with its tokenizer: vocabulary edits on devices
+    that have ONNX Runtime and ``tokenizers`` but no torch. ``id`` is the id of the
+    encoder it was exported from (same weights, outputs checked against it at export)."""
+
+    def __init__(self, folder: PathLike, id: str, max_length: int = 256):
+        folder = Path(folder)
+        ort = require("onnxruntime", "onnx", "Encoding text on ONNX Runtime")
+        tokenizers = require("tokenizers", "onnx", "Tokenising text without torch")
+        self.tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length)
+        self.tokenizer.enable_padding()
+        self.session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.id = id
+        self.dim = int(self.session.get_outputs()[0].shape[-1])
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        batch = self.tokenizer.encode_batch(list(texts))
+        feed = {"input_ids": np.array([b.ids for b in batch], np.int64),
+                "attention_mask": np.array([b.attention_mask for b in batch], np.int64),
+                "token_type_ids": np.array([b.type_ids for b in batch], np.int64)}
+        return self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0].astype(np.float32)
+
+
+class LazyTextEncoder:
+    """Stands in for an encoder until text actually has to be encoded, so that loading a
+    Predictor costs nothing for users who never edit its vocabulary."""
+
+    def __init__(self, id: str, dim: int, load: Callable[[], TextEncoder]):
+        self.id, self.dim, self._load, self._encoder = id, dim, load, None
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self._encoder is None:
+            self._encoder = self._load()
+            if self._encoder.id != self.id:
+                raise MipdEdgeError(f"text encoder {self._encoder.id} is not the one this model needs ({self.id})")
+        return self._encoder.encode(texts)
 
 
 def minilm(device: str = "cpu") -> SentenceTransformerEncoder:

@@ -114,3 +114,23 @@ def tiny_world(tmp_path_factory, cache_dir):
     generate_rationales(root / "data", root / "teacher", root / "rationales.jsonl", progress=False,
                         cache_dir=cache_dir)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tiny_world, tmp_path_factory, cache_dir):
+    """A tiny student (one epoch, method none) trained on the tiny world."""
+    from mipd_edge.train.distill import distill
+
+    out = tmp_path_factory.mktemp("student")
+    distill(tiny_world / "data", out, tiny_config(method="none", epochs=1), progress=False, cache_dir=cache_dir)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_world, tiny_student, tmp_path_factory):
+    """The tiny student as an INT8 bundle (PTQ): FP32 and INT8 graphs for ONNX Runtime and OpenVINO."""
+    from mipd_edge.quantize import quantize_bundle
+
+    out = tmp_path_factory.mktemp("bundle")
+    quantize_bundle(tiny_student, tiny_world / "data", out, "ptq", calib_size=16, progress=False)
+    return out

@@ -16,6 +16,11 @@ def test_quickstart_runs_every_stage_and_resumes(tmp_path, cache_dir):
     for d in ("data", "teacher", "student-none", "student-mipd"):
         assert (tmp_path / d).is_dir()
     assert (tmp_path / "rationales.jsonl").stat().st_size > 0
+    import cv2
+
+    video = cv2.VideoCapture(str(tmp_path / "demo.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) > 10 and video.read()[0]
+    assert json.loads((tmp_path / "bundle-int8" / "bundle.json").read_text())["precision"] == "int8"
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert again.returncode == 0
-    assert again.stderr.count("reusing the finished run") >= 7  # nothing is trained twice
+    assert again.stderr.count("reusing the finished run") >= 10  # nothing is trained or exported twice

@@ -6,7 +6,7 @@ from typing import Optional
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from ..data.swig import SituDataset
 from ..postprocess import SituationDecoder, recognize
@@ -46,7 +46,7 @@ def predict_dataset(model: Student, dataset: SituDataset, vocabularies: dict[str
     out: dict[str, dict] = {k: {} for k in vocabularies}
     names = names if names is not None else dataset.names
     index = {n: i for i, n in enumerate(dataset.names)}
-    for start in tqdm(range(0, len(names), batch_size), desc="predict", unit="batch", disable=not progress):
+    for start in progress_bar(range(0, len(names), batch_size), desc="predict", unit="batch", enabled=progress):
         chunk = names[start:start + batch_size]
         samples = [dataset[index[n]] for n in chunk]
         prepared = [preprocess(s.image) for s in samples]

@@ -30,7 +30,7 @@ class TrainConfig:
     flip: bool = True
     text_encoder: str = "minilm"
     loss: LossWeights = field(default_factory=LossWeights)
-    align_weight: float = 1.0  # glance -> scene knowledge (mipd) or teacher global feature (kd)
+    align_weight: float = 2.0  # glance -> scene knowledge (mipd) or teacher global feature (kd)
     gaze_align_weight: float = 0.5  # role features -> instance knowledge (mipd) or teacher region features (kd)
     soft_weight: float = 1.0  # KL to the teacher's distribution over the training verbs
     temperature: float = 2.0

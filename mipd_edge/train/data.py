@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from ..data.swig import SituDataset
 from ..errors import VocabularyError
@@ -50,7 +50,7 @@ class GSRTrainSet:
         self.boxes = np.zeros((n, max_roles, 4), np.float32)
         self.has_box = np.zeros((n, max_roles), bool)
         self.role_mask = np.zeros((n, max_roles), np.float32)
-        for i in tqdm(range(n), desc=f"loading {dataset.split}", unit="img", disable=not progress):
+        for i in progress_bar(range(n), desc=f"loading {dataset.split}", unit="img", enabled=progress):
             sample = dataset[i]
             a = sample.annotation
             if a.verb not in verbs:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from ..files import atomic_write_bytes
 from ..models.store import save_model
@@ -160,8 +160,8 @@ def train(model: Student, objective: Objective, data: GSRTrainSet, vocabulary: V
         order = rng.permutation(len(data))[: per_rank * env.world][env.rank::env.world]
         flips = rng.random(len(data)) < 0.5 if cfg.flip else np.zeros(len(data), bool)
         sums: dict[str, float] = {}
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
-                   disable=not (progress and env.main))
+        bar = progress_bar(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
+                   enabled=progress and env.main)
         for i in bar:
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             batch = to_device(data.batch(idx, flips[idx]), env.device)

@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from ..data.swig import SituDataset
 from ..errors import MipdEdgeError
@@ -135,7 +135,7 @@ def train_prompts(cache: TeacherCache, data: AlignmentData, seed: int = 0, epoch
     n = len(g)
     rng = np.random.default_rng(seed)
     losses = {}
-    for _ in tqdm(range(epochs), desc="NMPA", unit="epoch", disable=not progress):
+    for _ in progress_bar(range(epochs), desc="NMPA", unit="epoch", enabled=progress):
         totals = np.zeros(2)
         order = torch.from_numpy(rng.permutation(n))
         for start in range(0, n, batch_size):

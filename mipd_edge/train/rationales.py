@@ -33,7 +33,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from ..data.split import load_split, training_verbs
 from ..data.swig import Annotation, SituDataset
@@ -248,7 +248,7 @@ def generate_rationales(data_dir: PathLike, teacher_spec: PathLike, out: PathLik
             return i, exc
 
     with out.open("a", encoding="utf-8") as f, ThreadPoolExecutor(max(1, workers)) as pool, \
-            tqdm(total=len(todo), desc=f"rationales ({make.name})", unit="img", disable=not progress) as bar:
+            progress_bar(total=len(todo), desc=f"rationales ({make.name})", unit="img", enabled=progress) as bar:
         # bounded: at most 2 x workers drafts in flight, results written in completion order
         pending: list = []
         queue = iter(todo)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from ..data.swig import SituDataset
 from ..files import read_json, write_json
@@ -72,7 +72,7 @@ def _compute(teacher: Teacher, dataset: SituDataset, vocabulary: Vocabulary, fol
     out_regions = np.lib.format.open_memmap(folder / "regions.npy", "w+", np.float16, (n, max_roles, d))
     out_logits = np.lib.format.open_memmap(folder / "verb_logits.npy", "w+", np.float32, (n, len(vocabulary.verbs)))
     prep = teacher.preprocess
-    for start in tqdm(range(0, n, batch_size), desc="teacher features", unit="batch", disable=not progress):
+    for start in progress_bar(range(0, n, batch_size), desc="teacher features", unit="batch", enabled=progress):
         samples = [dataset[i] for i in range(start, min(n, start + batch_size))]
         images, boxes, has_box = [], np.zeros((len(samples), max_roles, 4), np.float32), np.zeros((len(samples), max_roles), bool)
         for j, s in enumerate(samples):

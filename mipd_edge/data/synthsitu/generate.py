@@ -16,7 +16,7 @@ from typing import Optional
 
 import cv2
 import numpy as np
-from tqdm import tqdm
+from ...progress import progress_bar
 
 from ...files import PathLike, write_json
 from ..split import build_split, write_split
@@ -130,7 +130,7 @@ def generate(out: PathLike, seed: int = 0, train: int = 4800, dev: int = 480, te
     entries: dict[str, dict] = {}
     parallel = workers != 1 and counter >= 200
     with ProcessPoolExecutor(max_workers=workers) if parallel else nullcontext() as pool, \
-            tqdm(total=counter, desc="SynthSitu", unit="img", disable=not progress) as bar:
+            progress_bar(total=counter, desc="SynthSitu", unit="img", enabled=progress) as bar:
         for chunk in (pool.map if parallel else map)(_render_chunk, jobs):
             entries.update(chunk)
             bar.update(len(chunk))

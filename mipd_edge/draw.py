@@ -1,0 +1,45 @@
+"""Overlays: the verb as a caption, each grounded role's box labelled ``role: noun``,
+and the frame rate and per-stage latency when they are known."""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import cv2
+import numpy as np
+
+from .situation import Situation
+
+PALETTE = [(64, 200, 255), (80, 220, 100), (255, 160, 60), (200, 90, 255), (60, 90, 250), (250, 230, 80)]
+
+
+def _label(image: np.ndarray, text: str, org: tuple[int, int], color: tuple[int, int, int], scale: float) -> None:
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x, y = org
+    y = max(h + base, y)
+    cv2.rectangle(image, (x, y - h - base), (x + w + 2, y + base - 1), color, -1)
+    cv2.putText(image, text, (x + 1, y - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def draw_situation(image: np.ndarray, situation: Situation, fps: Optional[float] = None,
+                   timings: Optional[Mapping[str, float]] = None) -> np.ndarray:
+    """A copy of the BGR image with the situation drawn on it."""
+    out = image.copy()
+    scale = max(0.35, min(out.shape[:2]) / 600)
+    thickness = max(1, int(round(scale * 2)))
+    for i, (role, value) in enumerate(situation.roles.items()):
+        if value.box is None:
+            continue
+        color = PALETTE[i % len(PALETTE)]
+        x1, y1, x2, y2 = (int(round(v)) for v in value.box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
+        _label(out, f"{role}: {value.label or value.noun or '-'}", (x1, y1), color, scale * 0.9)
+    caption = f"{situation.verb} {situation.score:.2f}"
+    others = ", ".join(f"{r}={v.label}" for r, v in situation.roles.items() if v.box is None and v.label)
+    _label(out, caption + (f" ({others})" if others else ""), (4, int(22 * scale) + 4), (255, 255, 255), scale)
+    if fps is not None or timings:
+        parts = [f"{fps:.1f} FPS"] if fps is not None else []
+        if timings:
+            parts += [f"{k.replace('_ms', '')} {v:.1f}ms" for k, v in timings.items() if k.endswith("_ms")]
+        _label(out, " | ".join(parts), (4, out.shape[0] - 6), (200, 200, 200), scale * 0.8)
+    return out

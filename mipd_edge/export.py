@@ -1,0 +1,273 @@
+"""torch -> bundle: ONNX graphs, OpenVINO IR, TensorRT engines, each verified before it counts.
+
+The student is exported as two graphs with stable names (``bundle.INPUTS`` / ``OUTPUTS``):
+the encoder (images -> memory tokens, glance embedding) and the decoder (memory, role and
+verb embeddings, role mask -> noun embeddings, boxes, box-exists logits). The decoder is
+always exported with a dynamic batch, because ranking five verbs decodes five role sets;
+the encoder is batch 1 unless ``dynamic_batch`` (torch's dynamo exporter fixes a dimension
+whose example size is 1, so examples use batch 2 whenever the batch is to stay free).
+
+Every graph is run on real pre-processed images with ONNX Runtime or OpenVINO and
+compared with torch; the largest difference and the tolerance go into ``bundle.json``,
+and a graph outside the tolerance fails the export.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .bundle import INPUTS, OUTPUTS, write_manifest
+from .data.swig import SituDataset, find_space, read_space
+from .errors import BundleError, MipdEdgeError, MissingDependencyError
+from .files import PathLike
+from .models.store import load_student
+from .models.student import Student
+from .postprocess import SituationDecoder
+from .preprocess import Preprocess
+from .runtimes import load_runtime
+from .text import load_text_encoder
+from .vocabulary import Vocabulary
+
+log = logging.getLogger(__name__)
+
+TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}  # max |difference| of any output against torch
+
+
+class EncoderGraph(nn.Module):
+    def __init__(self, model: Student):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.encode(images)
+
+
+class DecoderGraph(nn.Module):
+    def __init__(self, model: Student):
+        super().__init__()
+        self.model = model
+
+    def forward(self, memory, role_emb, verb_emb, role_mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        nouns, boxes, exists, _ = self.model.decode(memory, role_emb, verb_emb, role_mask)
+        return nouns, boxes, exists
+
+
+def example_inputs(model: Student, batch: int) -> dict[str, tuple[torch.Tensor, ...]]:
+    cfg = model.cfg
+    tokens = (cfg.image_size // 16) ** 2
+    return {"encoder": (torch.zeros(batch, 3, cfg.image_size, cfg.image_size),),
+            "decoder": (torch.zeros(batch, tokens, cfg.d_model), torch.zeros(batch, cfg.max_roles, cfg.text_dim),
+                        torch.zeros(batch, cfg.text_dim), torch.ones(batch, cfg.max_roles))}
+
+
+def export_onnx(model: nn.Module, graph: str, path: Path, inputs: tuple[torch.Tensor, ...], dynamic: bool,
+                dynamo: bool = True) -> None:
+    """One graph to ONNX with the bundle's input and output names.
+
+    ``dynamo=False`` takes the TorchScript exporter, the one that traces through NNCF's
+    hooks in a stripped QAT model (writing its fake quantizers as Q/DQ pairs).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = {"input_names": INPUTS[graph], "output_names": OUTPUTS[graph]}
+    with torch.no_grad():
+        if not dynamo:
+            axes = {n: {0: "batch"} for n in INPUTS[graph] + OUTPUTS[graph]} if dynamic else None
+            torch.onnx.export(model, inputs, str(path), dynamo=False, dynamic_axes=axes, opset_version=17, **names)
+            return
+        dims = None
+        if dynamic:
+            batch = torch.export.Dim("batch", min=1, max=4096)
+            dims = {name: {0: batch} for name in INPUTS[graph]}
+        torch.onnx.export(model, inputs, str(path), dynamo=True, dynamic_shapes=dims, external_data=False,
+                          verbose=False, **names)
+
+
+def export_graphs(model: Student, out: Path, dynamic_batch: bool) -> dict[str, str]:
+    model = model.eval()
+    graphs = {}
+    for graph, module, dynamic in (("encoder", EncoderGraph(model), dynamic_batch), ("decoder", DecoderGraph(model), True)):
+        inputs = example_inputs(model, 2 if dynamic else 1)[graph]
+        export_onnx(module, graph, out / f"{graph}.onnx", inputs, dynamic)
+        graphs[graph] = f"{graph}.onnx"
+    return graphs
+
+
+def onnx_to_openvino(onnx_path: Path, xml_path: Path, fp16: bool) -> None:
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise MissingDependencyError("exporting OpenVINO IR needs openvino: pip install 'mipd-edge[openvino]'") from exc
+    xml_path.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=fp16)
+
+
+def reference_outputs(model: Student, images: np.ndarray, vocabulary: Vocabulary) -> dict[str, tuple[dict, dict]]:
+    """torch's inputs and outputs of both graphs on real images; the decoder gets the role
+    queries of each image's top-1 verb under the bundle's vocabulary."""
+    decoder = SituationDecoder(vocabulary, float(model.verb_scale().detach()), float(model.noun_scale().detach()),
+                               model.cfg.max_roles)
+    with torch.no_grad():
+        memory, glance = model.encode(torch.from_numpy(images))
+        verbs = [names[0] for names in decoder.rank_verbs(glance.numpy())[0]]
+        roles, verb, mask = decoder.role_inputs(verbs)
+        dec_in = {"memory": memory.numpy(), "role_emb": roles, "verb_emb": verb, "role_mask": mask}
+        nouns, boxes, exists, _ = model.decode(*(torch.from_numpy(dec_in[n]) for n in INPUTS["decoder"]))
+    return {"encoder": ({"images": images}, {"memory": memory.numpy(), "glance": glance.numpy()}),
+            "decoder": (dec_in, {"nouns": nouns.numpy(), "boxes": boxes.numpy(), "exists": exists.numpy()})}
+
+
+def verify(runtime, reference: dict[str, tuple[dict, dict]], tolerance: float, what: str,
+           static_batch: bool) -> dict[str, Any]:
+    """Max |difference| per graph between ``runtime`` and torch; a BundleError beyond tolerance."""
+    diffs = {}
+    for graph, (inputs, expected) in reference.items():
+        if graph == "encoder" and static_batch:  # a batch-1 graph is checked image by image
+            got = [runtime.run(graph, {k: v[i:i + 1] for k, v in inputs.items()}) for i in range(len(inputs["images"]))]
+            got = {k: np.concatenate([g[k] for g in got]) for k in expected}
+        else:
+            got = runtime.run(graph, inputs)
+        diffs[graph] = max(float(np.abs(got[k] - expected[k]).max()) for k in expected)
+    worst = max(diffs.values())
+    if not worst <= tolerance:
+        raise BundleError(f"{what} does not match torch: max |difference| {worst:.3g} > tolerance {tolerance:g} "
+                          f"(per graph: {diffs}); the export is not usable")
+    log.info("verified %s against torch: max |difference| %.2g (tolerance %g)", what, worst, tolerance)
+    return {"max_abs_diff": diffs, "tolerance": tolerance, "images": len(reference["encoder"][0]["images"])}
+
+
+def verification_images(data_dir: Path, preprocess: Preprocess, count: int = 8, split: str = "dev") -> np.ndarray:
+    dataset = SituDataset(data_dir, split)
+    picks = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).astype(int)
+    return np.stack([preprocess(dataset[int(i)].image)[0] for i in picks])
+
+
+def export_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str] = ("onnx", "openvino"),
+                  precision: str = "fp32", data: Optional[PathLike] = None, space: Optional[PathLike] = None,
+                  dynamic_batch: bool = False, image_size: Optional[int] = None,
+                  with_text_encoder: bool = False) -> dict[str, Any]:
+    """Write a verified bundle of a trained student; returns its manifest."""
+    model_dir, out = Path(model_dir), Path(out)
+    if precision == "int8":
+        raise MipdEdgeError("INT8 bundles are made by `mipd-edge quantize` (it needs calibration images)")
+    if precision not in TOLERANCE:
+        raise MipdEdgeError(f"precision must be fp32, fp16 or int8, got {precision!r}")
+    unknown = set(formats) - {"onnx", "openvino", "tensorrt"}
+    if unknown:
+        raise MipdEdgeError(f"unknown formats {sorted(unknown)}; choose from onnx, openvino, tensorrt")
+    model, info = load_student(model_dir)
+    if info.get("kind") != "student":
+        raise MipdEdgeError(f"{model_dir} holds a {info.get('kind')}, not a trained student")
+    if image_size and image_size != model.cfg.image_size:
+        model = _resized(model, image_size)
+    preprocess = Preprocess(model.cfg.image_size)
+    data_dir = Path(data) if data else Path(info.get("data", {}).get("dir", ""))
+    if not (data_dir / "dev.json").is_file():
+        raise MipdEdgeError(f"verification needs real images: pass --data (the model's data {data_dir} is not there)")
+    encoder = load_text_encoder(info.get("text_encoder_spec", "minilm"))
+    if encoder.id != info["text_encoder"]:
+        raise MipdEdgeError(f"{model_dir} was trained with text encoder {info['text_encoder']}, found {encoder.id}")
+    vocabulary = Vocabulary.from_space(read_space(space or find_space(data_dir)), encoder)
+
+    out.mkdir(parents=True, exist_ok=True)
+    graphs: dict[str, dict[str, str]] = {"onnx": export_graphs(model, out, dynamic_batch)}
+    log.info("exported ONNX graphs -> %s", out)
+    vocabulary.save(out / "vocabulary.npz")
+    shutil.copyfile(model_dir / "weights.safetensors", out / "weights.safetensors")
+    manifest: dict[str, Any] = {
+        "model": model.cfg.to_json(), "preprocess": preprocess.to_json(), "precision": precision,
+        "graphs": graphs, "inputs": INPUTS, "outputs": OUTPUTS, "dynamic_batch": dynamic_batch,
+        "scales": {"verb": float(model.verb_scale().detach()), "noun": float(model.noun_scale().detach())},
+        "max_roles": model.cfg.max_roles, "text_dim": model.cfg.text_dim, "text_encoder": encoder.id,
+        "text_encoder_spec": info.get("text_encoder_spec", "minilm"), "weights": "weights.safetensors",
+        "vocabulary": "vocabulary.npz", "verification": {},
+        "provenance": {k: info.get(k) for k in ("kind", "method", "teacher", "rationales", "train", "training_verbs",
+                                                "epoch", "selection_score")},
+    }
+    if with_text_encoder:
+        manifest["text_encoder_onnx"] = export_text_encoder(manifest["text_encoder_spec"], out, encoder.id)
+    if "openvino" in formats:
+        for graph in ("encoder", "decoder"):
+            onnx_to_openvino(out / f"{graph}.onnx", out / "openvino" / f"{graph}.xml", precision == "fp16")
+        manifest["graphs"]["openvino"] = {g: f"openvino/{g}.xml" for g in ("encoder", "decoder")}
+    if "tensorrt" in formats:
+        from .runtimes.tensorrt import build_engines
+
+        manifest["graphs"]["tensorrt"] = build_engines(out, manifest, "fp16" if precision == "fp16" else "fp32")
+
+    reference = reference_outputs(model, verification_images(data_dir, preprocess), vocabulary)
+    checks = {"onnx": ("onnxruntime", {}), "openvino": ("openvino", {"inference_precision": "f32"})}
+    for fmt in ("onnx", "openvino"):
+        if fmt in manifest["graphs"]:
+            backend, options = checks[fmt]
+            tol = TOLERANCE[precision] if fmt == "openvino" else TOLERANCE["fp32"]
+            with load_runtime(backend, out, manifest, precision="fp32", **options) as runtime:
+                manifest["verification"][fmt] = verify(runtime, reference, tol, f"{fmt} graphs", not dynamic_batch)
+    if "onnx" not in formats:
+        for graph in ("encoder", "decoder"):
+            (out / f"{graph}.onnx").unlink()
+        del manifest["graphs"]["onnx"]
+    write_manifest(out, manifest)
+    log.info("bundle written: %s (%s, %s)", out, ", ".join(manifest["graphs"]), precision)
+    return manifest
+
+
+class PooledTextEncoder(nn.Module):
+    """A sentence-transformers BERT with its mean pooling and normalisation, as one graph."""
+
+    def __init__(self, transformer: nn.Module):
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=token_type_ids).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def export_text_encoder(spec: str, out: Path, expected_id: str) -> dict[str, Any]:
+    """The bundle's text encoder as ONNX + tokenizer.json, checked against the original."""
+    from .text import OnnxTextEncoder, SentenceTransformerEncoder
+
+    encoder = load_text_encoder(spec)
+    if not isinstance(encoder, SentenceTransformerEncoder) or encoder.id != expected_id:
+        raise MipdEdgeError(f"cannot export text encoder {spec!r} (id {encoder.id}) for a model trained with {expected_id}")
+    st = encoder.model
+    module = PooledTextEncoder(st[0].auto_model.float()).eval()
+    folder = out / "text_encoder"
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens = st.tokenizer(["a person lifts a box", "nothing"], padding=True, return_tensors="pt")
+    inputs = (tokens["input_ids"], tokens["attention_mask"], tokens.get("token_type_ids",
+                                                                        torch.zeros_like(tokens["input_ids"])))
+    seq = torch.export.Dim("sequence", min=2, max=512)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    with torch.no_grad():
+        torch.onnx.export(module, inputs, str(folder / "model.onnx"), dynamo=True, input_names=names,
+                          output_names=["sentence_embedding"], dynamic_shapes={n: {0: batch, 1: seq} for n in names},
+                          external_data=False, verbose=False)
+    st.tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
+    probe = ["someone crouches low with bent knees", "a red ball", "the agent of lifting: the person who lifts"]
+    diff = float(np.abs(OnnxTextEncoder(folder, encoder.id).encode(probe) - encoder.encode(probe)).max())
+    if diff > 1e-3:
+        raise BundleError(f"the exported text encoder differs from {encoder.id} by {diff:.3g}")
+    log.info("text encoder exported to ONNX (max |difference| %.2g)", diff)
+    return {"folder": "text_encoder", "id": encoder.id, "max_abs_diff": diff}
+
+
+def _resized(model: Student, size: int) -> Student:
+    """The same weights at another input size (the positional grid follows the size)."""
+    from dataclasses import replace
+
+    resized = Student(replace(model.cfg, image_size=size))
+    resized.load_state_dict(model.state_dict())
+    return resized.eval()
+

@@ -1,0 +1,153 @@
+"""``Predictor``: a bundle, a runtime and the shared pre/post-processing, as one call.
+
+    from mipd_edge import Predictor
+    predictor = Predictor("bundle-int8")            # backend="auto" picks the fastest installed
+    situation = predictor("photo.jpg")              # or a BGR array, or a PIL image
+    print(situation.verb, situation.roles["agent"].label, predictor.timings)
+
+Nothing here imports torch (unless you ask for the torch backend): a device with numpy,
+OpenCV and one runtime can run a bundle. Bad input raises a ``MipdEdgeError`` subclass and
+leaves the predictor ready for the next call. The vocabulary is live: edits through
+``predictor.vocabulary`` apply from the next call, with no re-export.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from .bundle import read_manifest
+from .errors import BundleError, InvalidImageError, VocabularyError
+from .files import PathLike
+from .image import ImageSource, load_image
+from .postprocess import SituationDecoder, recognize
+from .preprocess import Letterbox, Preprocess
+from .runtimes import load_runtime
+from .situation import Situation
+from .text import LazyTextEncoder, OnnxTextEncoder, load_text_encoder
+from .vocabulary import Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+class Predictor:
+    def __init__(self, bundle: PathLike, backend: str = "auto", device: str = "CPU", precision: Optional[str] = None,
+                 threads: Optional[int] = None, top_k: int = 5, **runtime_options: Any):
+        self.bundle = Path(bundle)
+        self.manifest = read_manifest(self.bundle)
+        self.preprocess = Preprocess.from_json(self.manifest["preprocess"])
+        self.vocabulary = Vocabulary.load(self.bundle / self.manifest.get("vocabulary", "vocabulary.npz"))
+        if self.vocabulary.dim != int(self.manifest["text_dim"]):
+            raise VocabularyError(f"{self.bundle}: the vocabulary holds {self.vocabulary.dim}-d embeddings, "
+                                  f"the model expects {self.manifest['text_dim']}-d")
+        if self.vocabulary.encoder_id != self.manifest.get("text_encoder"):
+            raise VocabularyError(f"{self.bundle}: the vocabulary was embedded by {self.vocabulary.encoder_id}, "
+                                  f"the model was trained with {self.manifest.get('text_encoder')}")
+        self.vocabulary.attach(LazyTextEncoder(self.vocabulary.encoder_id, self.vocabulary.dim, self._text_encoder))
+        self.runtime = load_runtime(backend, self.bundle, self.manifest, device=device, precision=precision,
+                                    threads=threads, **runtime_options)
+        self.backend = self.runtime.name
+        scales = self.manifest["scales"]
+        self.decoder = SituationDecoder(self.vocabulary, scales["verb"], scales["noun"],
+                                        int(self.manifest["max_roles"]), top_k)
+        self.batch_free = bool(self.manifest.get("dynamic_batch")) or self.backend == "torch"
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, image: ImageSource) -> Situation:
+        return self.predict([image])[0]
+
+    def predict(self, images: Union[ImageSource, Sequence[ImageSource]], roles_for: str = "top1",
+                gold_verbs: Optional[Sequence[str]] = None) -> list[Situation]:
+        """Situations for a list of images (a single image gives a list of one).
+
+        ``roles_for="topk"`` also decodes the roles of every candidate verb, and
+        ``gold_verbs`` adds ``gt_verb_roles``: both are what evaluation needs.
+        """
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        if not images:
+            return []
+        start = time.perf_counter()
+        prepared = [self.preprocess(load_image(img)) for img in images]
+        batch = np.stack([p[0] for p in prepared])
+        letterboxes: list[Letterbox] = [p[1] for p in prepared]
+        t_pre = time.perf_counter()
+        memory, glance = self._encode(batch)
+        t_enc = time.perf_counter()
+        decode_time = [0.0]
+
+        def decode(*inputs):
+            t = time.perf_counter()
+            out = self.runtime.decode(*inputs)
+            decode_time[0] += time.perf_counter() - t
+            return out
+
+        if gold_verbs is not None:
+            unknown = [v for v in gold_verbs if v not in self.vocabulary.frames]
+            if unknown:
+                raise VocabularyError(f"gold verbs not in the vocabulary: {unknown[:3]}")
+        situations = recognize(memory, glance, decode, letterboxes, self.decoder, roles_for, gold_verbs)
+        end = time.perf_counter()
+        inference = (t_enc - t_pre) + decode_time[0]
+        self.timings = {"preprocess_ms": (t_pre - start) * 1e3, "inference_ms": inference * 1e3,
+                        "postprocess_ms": (end - t_enc - decode_time[0]) * 1e3, "total_ms": (end - start) * 1e3,
+                        "batch": len(images)}
+        return situations
+
+    def _encode(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.batch_free or len(batch) == 1:
+            return self.runtime.encode(batch)
+        outs = [self.runtime.encode(batch[i:i + 1]) for i in range(len(batch))]  # a batch-1 encoder graph
+        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+
+    def _text_encoder(self):
+        """The bundle's own ONNX text encoder, else sentence-transformers, else a clear error."""
+        folder = self.bundle / "text_encoder"
+        if (folder / "model.onnx").is_file():
+            return OnnxTextEncoder(folder, self.vocabulary.encoder_id)
+        try:
+            import sentence_transformers  # noqa: F401  (imports torch: only reached when editing text)
+        except ImportError as e:
+            raise VocabularyError("editing the vocabulary needs a text encoder: this bundle was exported without "
+                                  "one (mipd-edge export --with-text-encoder) and sentence-transformers is not "
+                                  "installed (pip install 'mipd-edge[train]')") from e
+        return load_text_encoder(self.manifest.get("text_encoder_spec", "minilm"))
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def __enter__(self) -> "Predictor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Predictor({str(self.bundle)!r}, backend={self.backend!r}, precision={self.runtime.precision!r}, "
+                f"verbs={len(self.vocabulary.verbs)})")
+
+
+def evaluate_predictor(predictor: Predictor, data_dir: PathLike, split: str = "test", batch_size: int = 16,
+                       splits: Optional[Any] = None, progress: bool = False) -> dict:
+    """GSR metrics of a predictor on a dataset split (top-5 roles and gt-verb roles decoded)."""
+    from .progress import progress_bar
+
+    from .data.swig import SituDataset
+    from .metrics import evaluate
+
+    dataset = SituDataset(data_dir, split)
+    predictions = {}
+    for start in progress_bar(range(0, len(dataset), batch_size), desc=f"evaluate {predictor.backend}", unit="batch",
+                      enabled=progress):
+        samples = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
+        gold = [s.annotation.verb for s in samples]
+        for s, situation in zip(samples, predictor.predict([s.image for s in samples], "topk", gold)):
+            predictions[s.name] = situation.to_json()
+    return evaluate(dataset.annotations, dataset.space, predictions, splits)
+
+
+__all__ = ["Predictor", "evaluate_predictor"]

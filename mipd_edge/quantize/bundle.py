@@ -1,0 +1,128 @@
+"""``mipd-edge quantize``: an FP32 bundle, then INT8 encoder graphs beside the FP32 ones.
+
+The bundle keeps both precisions (``onnx`` / ``onnx-int8``, ``openvino`` /
+``openvino-int8``) so a Predictor can run either, and records the verification of the
+INT8 graphs against torch and the dev metrics of FP32 and INT8 side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ..bundle import write_manifest
+from ..errors import BundleError, MipdEdgeError
+from ..export import export_bundle, onnx_to_openvino, reference_outputs, verification_images
+from ..files import PathLike
+from ..models.store import load_student
+from ..predictor import Predictor, evaluate_predictor
+from ..preprocess import Preprocess
+from ..runtimes import installed, load_runtime
+from ..vocabulary import Vocabulary
+from .calibration import calibration_images
+
+log = logging.getLogger(__name__)
+
+MIN_GLANCE_COSINE = 0.9  # below this the INT8 encoder no longer means the same thing
+
+
+def quantize_bundle(model_dir: PathLike, data_dir: PathLike, out: PathLike, method: str = "ptq",
+                    calib_size: int = 300, qat_epochs: int = 1, max_drop: Optional[float] = None,
+                    formats: Sequence[str] = ("onnx", "openvino"), ort_static: bool = False,
+                    dynamic_batch: bool = False, eval_split: str = "dev", progress: bool = True) -> dict[str, Any]:
+    model_dir, data_dir, out = Path(model_dir), Path(data_dir), Path(out)
+    if method not in ("ptq", "qat"):
+        raise MipdEdgeError(f"method must be ptq or qat, got {method!r}")
+    if max_drop is not None and ("openvino" not in formats or method != "ptq"):
+        raise MipdEdgeError("--max-drop (accuracy control) works on the OpenVINO graphs with --method ptq")
+    manifest = export_bundle(model_dir, out, formats, "fp32", data=data_dir, dynamic_batch=dynamic_batch)
+    preprocess = Preprocess.from_json(manifest["preprocess"])
+    calibration = calibration_images(data_dir, preprocess, calib_size, progress=progress)
+    report: dict[str, Any] = {"method": method, "calibration_images": len(calibration), "encoder": "int8",
+                              "decoder": "fp32"}
+    if method == "ptq":
+        from .ptq import quantize_onnx_nncf, quantize_onnx_ort, quantize_openvino
+
+        if "openvino" in formats:
+            target = out / "openvino" / "encoder.int8.xml"
+            if max_drop is None:
+                quantize_openvino(out / manifest["graphs"]["openvino"]["encoder"], target, calibration)
+            else:
+                from .accuracy import quantize_openvino_with_accuracy_control
+
+                report["accuracy_control"] = quantize_openvino_with_accuracy_control(
+                    out, manifest, target, calibration, data_dir, max_drop)
+        if "onnx" in formats:
+            engine = quantize_onnx_ort if ort_static else quantize_onnx_nncf
+            engine(out / "encoder.onnx", out / "encoder.int8.onnx", calibration)
+            report["onnx_engine"] = "onnxruntime static QDQ (u8/s8)" if ort_static else "nncf QDQ"
+    else:
+        from .qat import quantize_aware_training
+
+        model, _ = load_student(model_dir)
+        train_images = calibration_images(data_dir, preprocess, max(calib_size, 1000), seed=1, progress=progress)
+        report["qat"] = quantize_aware_training(model, calibration, train_images, out / "encoder.int8.onnx",
+                                                qat_epochs, dynamic_batch=dynamic_batch, progress=progress)
+        if "openvino" in formats:
+            onnx_to_openvino(out / "encoder.int8.onnx", out / "openvino" / "encoder.int8.xml", fp16=False)
+        if "onnx" not in formats:
+            (out / "encoder.int8.onnx").unlink()
+    if "onnx" in formats:
+        manifest["graphs"]["onnx-int8"] = {"encoder": "encoder.int8.onnx", "decoder": "decoder.onnx"}
+    if "openvino" in formats:
+        manifest["graphs"]["openvino-int8"] = {"encoder": "openvino/encoder.int8.xml", "decoder": "openvino/decoder.xml"}
+    manifest["precision"] = "int8"
+    manifest["quantization"] = report
+
+    model, _ = load_student(model_dir)
+    vocabulary = Vocabulary.load(out / manifest["vocabulary"])
+    reference = reference_outputs(model, verification_images(data_dir, preprocess), vocabulary)
+    for fmt, backend in (("onnx-int8", "onnxruntime"), ("openvino-int8", "openvino")):
+        if fmt in manifest["graphs"]:
+            with load_runtime(backend, out, manifest, precision="int8") as runtime:
+                manifest["verification"][fmt] = agreement(runtime, reference, fmt)
+    write_manifest(out, manifest)
+    manifest["metrics"] = compare_precisions(out, data_dir, eval_split, list(manifest["graphs"]), progress)
+    write_manifest(out, manifest)
+    return manifest
+
+
+def agreement(runtime, reference: dict, what: str) -> dict[str, Any]:
+    """How close INT8 is to FP32 torch: output differences, glance cosine, top-1 agreement."""
+    inputs, expected = reference["encoder"]
+    got = [runtime.run("encoder", {"images": inputs["images"][i:i + 1]}) for i in range(len(inputs["images"]))]
+    glance = np.concatenate([g["glance"] for g in got])
+    memory = np.concatenate([g["memory"] for g in got])
+    cos = (glance * expected["glance"]).sum(-1) / (np.linalg.norm(glance, axis=-1) * np.linalg.norm(expected["glance"], axis=-1))
+    result = {"glance_cosine_mean": float(cos.mean()), "glance_cosine_min": float(cos.min()),
+              "memory_max_abs_diff": float(np.abs(memory - expected["memory"]).max()),
+              "tolerance": {"glance_cosine_mean": MIN_GLANCE_COSINE}, "images": len(cos)}
+    if result["glance_cosine_mean"] < MIN_GLANCE_COSINE:
+        raise BundleError(f"{what}: the INT8 encoder disagrees with FP32 (mean glance cosine "
+                          f"{result['glance_cosine_mean']:.3f} < {MIN_GLANCE_COSINE}); quantization failed")
+    log.info("%s agrees with FP32 torch: mean glance cosine %.4f", what, result["glance_cosine_mean"])
+    return result
+
+
+def compare_precisions(bundle: Path, data_dir: Path, split: str, graphs: Sequence[str],
+                       progress: bool) -> dict[str, Any]:
+    """Dev metrics of the FP32 and INT8 graphs through the same Predictor code."""
+    backend = "openvino" if installed("openvino") and "openvino-int8" in graphs else "onnxruntime"
+    options = {"inference_precision": "f32"} if backend == "openvino" else {}
+    split_file = data_dir / "splits.json"
+    splits = split_file if split_file.is_file() else None
+    out: dict[str, Any] = {"split": split, "backend": backend}
+    for precision in ("fp32", "int8"):
+        with Predictor(bundle, backend=backend, precision=precision, **options) as predictor:
+            out[precision] = evaluate_predictor(predictor, data_dir, split, splits=splits, progress=progress)
+    delta = {k: out["int8"]["all"]["top1"][k] - out["fp32"]["all"]["top1"][k] for k in ("verb", "grnd_value")}
+    out["int8_minus_fp32_top1"] = delta
+    log.info("%s %s: INT8 - FP32 = %+.2f verb top-1, %+.2f grnd-value", split, backend, delta["verb"],
+             delta["grnd_value"])
+    return out
+
+
+__all__ = ["quantize_bundle"]

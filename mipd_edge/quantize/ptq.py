@@ -1,0 +1,61 @@
+"""Post-training quantization of the encoder graph (the decoder, a few per cent of the
+compute, stays FP32): NNCF on the OpenVINO IR (the fastest CPU path), NNCF on the ONNX
+graph (standard Q/DQ that ONNX Runtime, OpenVINO and TensorRT read), or ONNX Runtime's
+own static Q/DQ quantizer (u8 activations, s8 weights, the fast layout for its CPU kernels).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import require
+
+log = logging.getLogger(__name__)
+
+
+def _dataset(nncf, images: np.ndarray, named: bool = False):
+    """One image per item; the ONNX backend wants inputs by name, OpenVINO positionally."""
+    return nncf.Dataset([{"images": images[i:i + 1]} if named else images[i:i + 1] for i in range(len(images))])
+
+
+def quantize_openvino(xml: Path, out_xml: Path, images: np.ndarray) -> None:
+    ov = require("openvino", "openvino", "OpenVINO INT8")
+    nncf = require("nncf", "train", "NNCF quantization")
+    model = ov.Core().read_model(str(xml))
+    quantized = nncf.quantize(model, _dataset(nncf, images), subset_size=len(images),
+                              preset=nncf.QuantizationPreset.MIXED, model_type=nncf.ModelType.TRANSFORMER)
+    ov.save_model(quantized, str(out_xml))
+
+
+def quantize_onnx_nncf(onnx_path: Path, out_path: Path, images: np.ndarray) -> None:
+    onnx = require("onnx", "train", "ONNX quantization")
+    nncf = require("nncf", "train", "NNCF quantization")
+    model = onnx.load(str(onnx_path))
+    quantized = nncf.quantize(model, _dataset(nncf, images, named=True), subset_size=len(images),
+                              preset=nncf.QuantizationPreset.MIXED, model_type=nncf.ModelType.TRANSFORMER)
+    onnx.save(quantized, str(out_path))
+
+
+def quantize_onnx_ort(onnx_path: Path, out_path: Path, images: np.ndarray) -> None:
+    require("onnxruntime", "onnx", "ONNX Runtime quantization")
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"images": images[i:i + 1]} for i in range(len(images))])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    prepared = out_path.with_suffix(".pre.onnx")
+    # ORT's symbolic shape inference cannot follow the dynamo graph's Expand ops; ONNX's own inference can
+    quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+    try:
+        quantize_static(str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        prepared.unlink(missing_ok=True)

@@ -1,0 +1,89 @@
+"""One interface for every backend: named numpy inputs in, named numpy outputs out.
+
+A runtime loads the two graphs of a bundle (encoder, decoder) in one precision and runs
+them. Everything around it (pre-processing, vocabulary matching, drawing) is shared and
+torch-free; a runtime only moves tensors through an engine.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+
+from ..bundle import INPUTS, OUTPUTS
+from ..errors import BundleError, InvalidImageError
+
+FORMAT_BY_PRECISION = {"fp32": "", "fp16": "", "int8": "-int8"}
+
+
+class Runtime(ABC):
+    name: str = ""
+    extra: str = ""  # the pip extra that installs this backend
+
+    def __init__(self, bundle: Path, manifest: Mapping[str, Any], device: str = "CPU",
+                 precision: Optional[str] = None, threads: Optional[int] = None):
+        self.bundle, self.manifest, self.device = Path(bundle), manifest, device
+        self.precision = precision or manifest.get("precision", "fp32")
+        if self.precision not in FORMAT_BY_PRECISION:
+            raise BundleError(f"precision must be fp32, fp16 or int8, got {self.precision!r}")
+        self.threads = threads
+
+    @abstractmethod
+    def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the encoder or decoder graph on named float32 inputs."""
+
+    def encode(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = self.run("encoder", {"images": images})
+        return out["memory"], out["glance"]
+
+    def decode(self, memory: np.ndarray, role_emb: np.ndarray, verb_emb: np.ndarray,
+               role_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = self.run("decoder", {"memory": memory, "role_emb": role_emb, "verb_emb": verb_emb,
+                                   "role_mask": role_mask})
+        return out["nouns"], out["boxes"], out["exists"]
+
+    def run_async(self, graph: str, inputs: Mapping[str, np.ndarray],
+                  callback: Callable[[dict[str, np.ndarray]], None]) -> None:
+        """Submit work and return; ``callback`` gets the outputs. Backends with their own
+        asynchronous queues override this; the default runs inline."""
+        callback(self.run(graph, inputs))
+
+    def wait(self) -> None:
+        """Block until every ``run_async`` submission has called back."""
+
+    def warmup(self, batch: int = 1, iterations: int = 3) -> None:
+        size = int(self.manifest["preprocess"]["size"])
+        x = np.zeros((batch, 3, size, size), np.float32)
+        for _ in range(iterations):
+            memory, glance = self.encode(x)
+            r, d = int(self.manifest["max_roles"]), int(self.manifest["text_dim"])
+            self.decode(memory, np.zeros((batch, r, d), np.float32), np.zeros((batch, d), np.float32),
+                        np.ones((batch, r), np.float32))
+
+    def close(self) -> None:
+        pass
+
+    def check_inputs(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [n for n in INPUTS[graph] if n not in inputs]
+        if missing:
+            raise BundleError(f"{graph} graph needs inputs {missing}")
+        out = {}
+        for name in INPUTS[graph]:
+            a = np.asarray(inputs[name])
+            if a.dtype != np.float32:
+                raise InvalidImageError(f"{graph} input '{name}' must be float32, got {a.dtype}")
+            out[name] = np.ascontiguousarray(a)
+        return out
+
+    @staticmethod
+    def outputs(graph: str, values) -> dict[str, np.ndarray]:
+        return dict(zip(OUTPUTS[graph], values))
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

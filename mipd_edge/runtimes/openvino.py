@@ -1,0 +1,74 @@
+"""OpenVINO: CPU, GPU, NPU or AUTO, with latency / throughput hints and a model cache."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+
+from ..bundle import graph_path
+from ..errors import BundleError, require
+from .base import FORMAT_BY_PRECISION, Runtime
+
+log = logging.getLogger(__name__)
+
+
+class OpenVinoRuntime(Runtime):
+    name = "openvino"
+    extra = "openvino"
+
+    def __init__(self, bundle, manifest: Mapping[str, Any], device: str = "CPU", precision: Optional[str] = None,
+                 threads: Optional[int] = None, hint: str = "LATENCY", cache_dir: Optional[str] = None,
+                 inference_precision: Optional[str] = None):
+        super().__init__(bundle, manifest, device, precision, threads)
+        ov = require("openvino", self.extra, "The OpenVINO backend")
+        self.core = ov.Core()
+        device = device.upper()
+        if device != "AUTO" and device.split(".")[0] not in {d.split(".")[0] for d in self.core.available_devices}:
+            raise BundleError(f"OpenVINO device {device!r} is not available here "
+                              f"(available: {self.core.available_devices})")
+        config: dict[str, Any] = {"PERFORMANCE_HINT": hint.upper()}
+        if threads and device == "CPU":
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if inference_precision:  # "f32" for bit-careful comparisons; CPUs with bf16 default to it
+            config["INFERENCE_PRECISION_HINT"] = inference_precision
+        if cache_dir:
+            self.core.set_property({"CACHE_DIR": str(cache_dir)})
+        fmt = "openvino" + FORMAT_BY_PRECISION[self.precision]
+        self.compiled = {}
+        for graph in ("encoder", "decoder"):
+            path = graph_path(bundle, manifest, fmt, graph)
+            try:
+                self.compiled[graph] = self.core.compile_model(self.core.read_model(str(path)), device, config)
+            except RuntimeError as exc:
+                raise BundleError(f"{path}: OpenVINO cannot load this graph ({exc})") from exc
+        self.requests = {g: c.create_infer_request() for g, c in self.compiled.items()}
+        self.queues: dict[str, Any] = {}
+        self._ov = ov
+
+    def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        request = self.requests[graph]
+        result = request.infer(self.check_inputs(graph, inputs))
+        compiled = self.compiled[graph]
+        return {out.get_any_name(): np.asarray(result[out]) for out in compiled.outputs}
+
+    def run_async(self, graph: str, inputs: Mapping[str, np.ndarray],
+                  callback: Callable[[dict[str, np.ndarray]], None]) -> None:
+        """Through an AsyncInferQueue sized by the device's optimal number of requests."""
+        if graph not in self.queues:
+            compiled = self.compiled[graph]
+            jobs = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+            queue = self._ov.AsyncInferQueue(compiled, int(jobs))
+            names = [o.get_any_name() for o in compiled.outputs]
+
+            def done(request, user_callback):
+                user_callback({n: np.array(request.get_output_tensor(i).data) for i, n in enumerate(names)})
+            queue.set_callback(done)
+            self.queues[graph] = queue
+        self.queues[graph].start_async(self.check_inputs(graph, inputs), callback)
+
+    def wait(self) -> None:
+        for queue in self.queues.values():
+            queue.wait_all()

@@ -1,0 +1,134 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mipd_edge.bundle import read_manifest
+from mipd_edge.errors import BundleError, MipdEdgeError, MissingDependencyError
+from mipd_edge.export import export_bundle
+from mipd_edge.quantize import quantize_bundle
+from mipd_edge.runtimes import load_runtime
+
+
+def test_int8_bundle_is_complete_and_verified(tiny_bundle):
+    m = read_manifest(tiny_bundle)
+    assert m["precision"] == "int8"
+    assert set(m["graphs"]) == {"onnx", "openvino", "onnx-int8", "openvino-int8"}
+    assert m["inputs"]["decoder"] == ["memory", "role_emb", "verb_emb", "role_mask"]
+    for fmt in ("onnx", "openvino"):
+        check = m["verification"][fmt]
+        assert check["images"] == 8 and max(check["max_abs_diff"].values()) <= check["tolerance"] == 1e-3
+    for fmt in ("onnx-int8", "openvino-int8"):
+        assert m["verification"][fmt]["glance_cosine_mean"] >= 0.9
+    metrics = m["metrics"]
+    assert set(metrics["fp32"]) == {"all", "seen", "rare", "unseen"} and "int8" in metrics
+    assert m["quantization"]["method"] == "ptq" and m["quantization"]["calibration_images"] == 16
+    for name in ("vocabulary.npz", "weights.safetensors", "encoder.onnx", "encoder.int8.onnx",
+                 "openvino/encoder.int8.xml", "openvino/decoder.bin"):
+        assert (tiny_bundle / name).is_file()
+
+
+def test_runtimes_agree_and_batches_work(tiny_bundle):
+    m = read_manifest(tiny_bundle)
+    size = m["preprocess"]["size"]
+    x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
+    with load_runtime("onnxruntime", tiny_bundle, m, precision="fp32") as ort, \
+            load_runtime("openvino", tiny_bundle, m, precision="fp32", inference_precision="f32") as ov:
+        a, b = ort.encode(x), ov.encode(x)
+        assert np.allclose(a[0], b[0], atol=1e-4) and np.allclose(a[1], b[1], atol=1e-4)
+        with pytest.raises(Exception):
+            ort.encode(np.repeat(x, 2, axis=0))  # the encoder was exported for batch 1
+        r, d = m["max_roles"], m["text_dim"]
+        memory = np.repeat(a[0], 5, axis=0)  # the decoder always takes any batch
+        out = ort.decode(memory, np.zeros((5, r, d), np.float32), np.zeros((5, d), np.float32),
+                         np.ones((5, r), np.float32))
+        assert out[1].shape == (5, r, 4)
+
+
+def test_dynamic_batch_and_fp16_export(tiny_student, tiny_world, tmp_path):
+    m = export_bundle(tiny_student, tmp_path / "b", ("onnx", "openvino"), "fp16", data=tiny_world / "data",
+                      dynamic_batch=True)
+    assert m["dynamic_batch"] and m["verification"]["openvino"]["tolerance"] == 5e-2
+    size = m["preprocess"]["size"]
+    with load_runtime("onnxruntime", tmp_path / "b", m) as ort:
+        for batch in (1, 3):
+            memory, glance = ort.encode(np.zeros((batch, 3, size, size), np.float32))
+            assert glance.shape == (batch, m["text_dim"])
+    xml = (tmp_path / "b" / "openvino" / "encoder.xml").read_text()
+    assert 'element_type="f16"' in xml  # weights compressed to FP16
+
+
+def test_broken_bundles_fail_with_clear_errors(tiny_bundle, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_bundle, copy)
+    m = read_manifest(copy)
+    data = (copy / "encoder.onnx").read_bytes()
+    (copy / "encoder.onnx").write_bytes(data[: len(data) // 3])  # truncated
+    with pytest.raises(BundleError, match="encoder.onnx"):
+        load_runtime("onnxruntime", copy, m, precision="fp32")
+    (copy / "openvino" / "encoder.xml").write_text("<not a model")
+    with pytest.raises(BundleError, match="encoder.xml"):
+        load_runtime("openvino", copy, m, precision="fp32")
+    (copy / "decoder.onnx").unlink()
+    with pytest.raises(BundleError, match="missing"):
+        load_runtime("onnxruntime", copy, m)  # the INT8 graphs share the FP32 decoder
+    (copy / "bundle.json").write_text("{}")
+    with pytest.raises(BundleError, match="not a mipd-edge bundle"):
+        read_manifest(copy)
+    with pytest.raises(BundleError, match="not found"):
+        read_manifest(tmp_path / "nowhere")
+    with pytest.raises(MissingDependencyError, match="mipd-edge\\[tensorrt\\]"):
+        if __import__("importlib").util.find_spec("tensorrt") is None:
+            load_runtime("tensorrt", tiny_bundle, read_manifest(tiny_bundle))
+        else:
+            raise MissingDependencyError("mipd-edge[tensorrt] present")
+
+
+def test_export_refuses_what_is_not_a_student(tiny_world, tmp_path):
+    with pytest.raises(MipdEdgeError, match="not a trained student"):
+        export_bundle(tiny_world / "teacher", tmp_path / "x", data=tiny_world / "data")
+    with pytest.raises(MipdEdgeError, match="not a trained mipd-edge model"):
+        export_bundle(tmp_path, tmp_path / "x", data=tiny_world / "data")
+    with pytest.raises(MipdEdgeError, match="quantize"):
+        export_bundle(tiny_world / "teacher", tmp_path / "x", precision="int8")
+
+
+def test_qat_and_ort_static_int8(tiny_student, tiny_world, tmp_path):
+    import onnx
+
+    m = quantize_bundle(tiny_student, tiny_world / "data", tmp_path / "qat", "qat", calib_size=16, qat_epochs=1,
+                        formats=("onnx",), progress=False)
+    assert m["quantization"]["qat"]["steps"] > 0
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "qat" / "encoder.int8.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "FakeQuantize" not in ops
+    assert m["verification"]["onnx-int8"]["glance_cosine_mean"] >= 0.9
+
+    m = quantize_bundle(tiny_student, tiny_world / "data", tmp_path / "ort", "ptq", calib_size=16, formats=("onnx",),
+                        ort_static=True, progress=False)
+    graph = onnx.load(str(tmp_path / "ort" / "encoder.int8.onnx")).graph
+    zero_points = {i.name: i for i in graph.initializer}
+    first_q = next(n for n in graph.node if n.op_type == "QuantizeLinear")
+    assert zero_points[first_q.input[2]].data_type == onnx.TensorProto.UINT8  # u8 activations
+    assert m["quantization"]["onnx_engine"].startswith("onnxruntime")
+
+
+def test_accuracy_controlled_int8(tiny_student, tiny_world, tmp_path):
+    m = quantize_bundle(tiny_student, tiny_world / "data", tmp_path / "ac", "ptq", calib_size=16, max_drop=1.0,
+                        formats=("openvino",), progress=False)
+    assert m["quantization"]["accuracy_control"]["max_drop"] == 1.0
+    assert (tmp_path / "ac" / "openvino" / "encoder.int8.xml").is_file()
+
+
+def test_export_and_quantize_cli(tiny_student, tiny_world, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "export", "--model", str(tiny_student), "--out",
+                        str(tmp_path / "b"), "--data", str(tiny_world / "data"), "--formats", "onnx"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "verified onnx" in r.stdout
+    assert json.loads((tmp_path / "b" / "bundle.json").read_text())["graphs"].keys() == {"onnx"}
+    r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "export", "--model", str(tmp_path), "--out",
+                        str(tmp_path / "c"), "--data", str(tiny_world / "data")], capture_output=True, text=True)
+    assert r.returncode == 2 and "not a trained mipd-edge model" in r.stderr

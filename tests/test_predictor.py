@@ -1,0 +1,158 @@
+import io
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from mipd_edge import InvalidImageError, Predictor, VocabularyError
+from mipd_edge.data.swig import SituDataset
+from mipd_edge.vocabulary import Vocabulary
+
+
+@pytest.fixture(scope="module")
+def test_images(tiny_world):
+    data = SituDataset(tiny_world / "data", "test")
+    return [data[i].image for i in range(0, len(data), 6)]
+
+
+def test_backends_agree_on_real_images(tiny_bundle, test_images):
+    results = {}
+    for backend, options in (("torch", {}), ("onnxruntime", {}), ("openvino", {"inference_precision": "f32"})):
+        with Predictor(tiny_bundle, backend=backend, precision="fp32", **options) as p:
+            results[backend] = p.predict(test_images)
+            assert p.backend == backend
+    for a, b in zip(results["torch"], results["onnxruntime"]):
+        for other in (b,):
+            assert a.verb == other.verb
+            for role, value in a.roles.items():
+                assert value.noun == other.roles[role].noun
+                if value.box is not None and other.roles[role].box is not None:
+                    assert np.allclose(value.box, other.roles[role].box, atol=0.5)  # pixels
+    assert [s.verb for s in results["torch"]] == [s.verb for s in results["openvino"]]
+
+
+def test_inputs_of_every_kind(tiny_bundle, tiny_world, tmp_path):
+    from PIL import Image
+
+    p = Predictor(tiny_bundle, backend="onnxruntime")
+    path = next((tiny_world / "data" / "images").iterdir())
+    bgr = cv2.imread(str(path))
+    by_path = p(path)
+    assert p(str(path)).verb == by_path.verb == p(bgr).verb == p(path.read_bytes()).verb
+    assert p(Image.open(path)).verb == by_path.verb
+    assert set(p.timings) == {"preprocess_ms", "inference_ms", "postprocess_ms", "total_ms", "batch"}
+    h, w = bgr.shape[:2]
+    box = next(v.box for v in by_path.roles.values() if v.box is not None)
+    assert 0 <= box[0] <= box[2] <= w and 0 <= box[1] <= box[3] <= h  # original-image pixels
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    rgba = np.dstack([bgr, np.full((h, w), 255, np.uint8)])
+    deep = bgr.astype(np.uint16) * 257
+    for image in (gray, rgba, deep):
+        assert p(image).verb  # converted, not rejected
+    assert len(p.predict([path, bgr, gray])) == 3  # a batch-1 encoder still takes lists
+
+
+def test_bad_input_raises_and_the_predictor_keeps_working(tiny_bundle, tiny_world):
+    p = Predictor(tiny_bundle, backend="openvino")
+    good = next((tiny_world / "data" / "images").iterdir())
+    for bad in (b"", b"\x89PNG\r\n\x1a\n broken", np.zeros((10, 10, 3), np.float64), np.zeros((5, 5, 2), np.uint8),
+                np.zeros((0, 5, 3), np.uint8), "/no/such/file.jpg", 3.14):
+        with pytest.raises(InvalidImageError):
+            p(bad)
+        assert p(good).verb  # still fine
+
+
+def test_runtime_vocabulary_edits(tiny_bundle, tiny_world):
+    p = Predictor(tiny_bundle, backend="onnxruntime")
+    image = next((tiny_world / "data" / "images").iterdir())
+    verbs = set(p.vocabulary.verbs)
+    p.vocabulary.remove_verb(p(image).verb)
+    assert p(image).verb not in verbs - set(p.vocabulary.verbs)
+    p.vocabulary.add_verb("juggling torches", "Someone throws burning torches into the air and catches them.",
+                          roles={"agent": "the juggler", "place": "where it happens"})
+    assert "juggling torches" in p.vocabulary.verb_matrix()[0]
+    situation = p(image)
+    names = [c.verb for c in situation.candidates]
+    assert len(names) == 5 and all(n in p.vocabulary.frames for n in names)
+
+
+def test_vocabulary_that_does_not_fit_the_bundle(tiny_bundle, tmp_path):
+    import shutil
+
+    copy = tmp_path / "b"
+    shutil.copytree(tiny_bundle, copy)
+    with np.load(copy / "vocabulary.npz") as z:
+        arrays = dict(z)
+    import json
+
+    meta = json.loads(str(arrays["meta"]))
+    meta["dim"] = 32
+    arrays["meta"] = np.array(json.dumps(meta))
+    for key in ("verb_embeddings", "noun_embeddings", "role_embeddings"):
+        arrays[key] = np.ascontiguousarray(arrays[key][:, :32])
+    np.savez(copy / "vocabulary.npz", **arrays)
+    with pytest.raises(VocabularyError, match="32-d"):
+        Predictor(copy, backend="onnxruntime")
+    (copy / "vocabulary.npz").unlink()
+    with pytest.raises(VocabularyError, match="not found"):
+        Predictor(copy, backend="onnxruntime")
+
+
+BLOCK_TORCH = """
+import importlib.abc, sys
+class BlockTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "torch" or name.startswith("torch.") or name.startswith("sentence_transformers"):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, BlockTorch())
+"""
+
+
+def test_predictor_runs_and_edits_vocabulary_without_torch(tiny_student, tiny_world, tmp_path):
+    from mipd_edge.export import export_bundle
+
+    export_bundle(tiny_student, tmp_path / "b", ("onnx", "openvino"), data=tiny_world / "data",
+                  with_text_encoder=True)
+    image = next((tiny_world / "data" / "images").iterdir())
+    code = BLOCK_TORCH + f"""
+from mipd_edge import Predictor
+for backend in ("onnxruntime", "openvino"):
+    p = Predictor({str(tmp_path / 'b')!r}, backend=backend)
+    s = p({str(image)!r})
+    p.vocabulary.add_verb("waving hello", "Someone raises one arm and waves at a friend.", ["agent", "place"])
+    assert "waving hello" in p.vocabulary.verb_matrix()[0]
+    print(backend, s.verb)
+print("torch loaded:", "torch" in sys.modules)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "torch loaded: False" in r.stdout and "onnxruntime" in r.stdout and "openvino" in r.stdout
+    # without an exported text encoder and without sentence-transformers, an edit says what to do
+    code = BLOCK_TORCH + f"""
+from mipd_edge import Predictor, VocabularyError
+
+import shutil, pathlib
+src = pathlib.Path({str(tmp_path / 'b')!r})
+dst = pathlib.Path({str(tmp_path / 'c')!r})
+shutil.copytree(src, dst)
+shutil.rmtree(dst / "text_encoder")
+p = Predictor(dst, backend="onnxruntime")
+try:
+    p.vocabulary.add_noun("n_new", ["lantern"], "a lamp")
+except VocabularyError as e:
+    print("ERR", e)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "ERR" in r.stdout and "--with-text-encoder" in r.stdout
+
+
+def test_auto_backend_and_missing_backend(tiny_bundle):
+    p = Predictor(tiny_bundle)  # auto
+    assert p.backend == "openvino"
+    from mipd_edge.errors import BundleError
+
+    with pytest.raises(BundleError, match="unknown backend"):
+        Predictor(tiny_bundle, backend="coreml")
