@@ -34,7 +34,7 @@ def main() -> None:
     for chatter in ("torchao", "torch.utils._pytree", "sentence_transformers"):
         logging.getLogger(chatter).setLevel(logging.ERROR)
 
-    cfg = replace(PRESETS["quick" if args.quick else "default"], seed=args.seed, methods=("none", "kd", "mipd"))
+    cfg = replace(PRESETS["quick" if args.quick else "ablation"], seed=args.seed, methods=("none", "kd", "mipd"))
     if args.student_epochs:
         cfg = replace(cfg, student_epochs=args.student_epochs)
     if args.teacher_epochs:

@@ -222,6 +222,23 @@ def cmd_stream(args: argparse.Namespace) -> None:
           f"mean ms per frame: {s['mean_ms']}" + (f"; video: {args.save}" if args.save else ""))
 
 
+def cmd_benchmark(args: argparse.Namespace) -> None:
+    from .benchmark import BenchmarkSettings, format_results, run_benchmark
+
+    settings = BenchmarkSettings(backends=_names(args.backends), precisions=_names(args.precisions),
+                                 batches=tuple(int(b) for b in _names(args.batch)), device=args.device,
+                                 threads=args.threads, data=args.data, split=args.split, seconds=args.seconds,
+                                 accuracy_images=args.accuracy_images)
+    out = Path(args.out)
+    results = run_benchmark(args.model, settings, out.parent if out.suffix == ".json" else out, args.reference)
+    print(format_results(results))
+    print(f"\nwritten: {out.parent if out.suffix == '.json' else out}/results.json, results.csv, latency_vs_accuracy.png")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from .quickstart import run
 
@@ -349,6 +366,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", default=None, help="write the annotated video here (mp4)")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--show", action="store_true", help="show a window (needs a display and GUI OpenCV)")
+
+    p = command("benchmark", cmd_benchmark, "latency, throughput, memory and accuracy per backend x precision")
+    p.add_argument("--model", required=True, nargs="+", help="one or more bundles (e.g. bundle-fp32 bundle-int8)")
+    p.add_argument("--data", default=None, help="a SWiG-format dataset: accuracy columns and real images to time")
+    p.add_argument("--split", default="test")
+    p.add_argument("--backends", default="torch,onnxruntime,openvino,tensorrt")
+    p.add_argument("--precisions", default="fp32,fp16,int8")
+    p.add_argument("--batch", default="1,8", help="comma list of batch sizes")
+    p.add_argument("--device", default="CPU", help="CPU, CUDA (torch, onnxruntime, tensorrt) or an OpenVINO device")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seconds", type=float, default=3.0, help="timing per series, after warm-up")
+    p.add_argument("--accuracy-images", type=int, default=None, help="only the first N images of the split")
+    p.add_argument("--reference", default=None, help="a bundle of the large model to compare against (torch fp32)")
+    p.add_argument("--out", default="benchmark", help="a folder (or a results.json path inside one)")
 
     p = command("quickstart", cmd_quickstart, "run the whole SDK end to end on SynthSitu")
     p.add_argument("--workdir", default="runs/quickstart")

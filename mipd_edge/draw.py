@@ -22,16 +22,17 @@ def _label(image: np.ndarray, text: str, org: tuple[int, int], color: tuple[int,
 
 
 def draw_situation(image: np.ndarray, situation: Situation, fps: Optional[float] = None,
-                   timings: Optional[Mapping[str, float]] = None) -> np.ndarray:
-    """A copy of the BGR image with the situation drawn on it."""
-    out = image.copy()
+                   timings: Optional[Mapping[str, float]] = None, zoom: float = 1.0) -> np.ndarray:
+    """A copy of the BGR image with the situation drawn on it; ``zoom`` enlarges small
+    images first so that the labels stay legible."""
+    out = cv2.resize(image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC) if zoom != 1.0 else image.copy()
     scale = max(0.35, min(out.shape[:2]) / 600)
     thickness = max(1, int(round(scale * 2)))
     for i, (role, value) in enumerate(situation.roles.items()):
         if value.box is None:
             continue
         color = PALETTE[i % len(PALETTE)]
-        x1, y1, x2, y2 = (int(round(v)) for v in value.box)
+        x1, y1, x2, y2 = (int(round(v * zoom)) for v in value.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
         _label(out, f"{role}: {value.label or value.noun or '-'}", (x1, y1), color, scale * 0.9)
     caption = f"{situation.verb} {situation.score:.2f}"

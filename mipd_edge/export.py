@@ -94,8 +94,9 @@ def export_graphs(model: Student, out: Path, dynamic_batch: bool) -> dict[str, s
     graphs = {}
     for graph, module, dynamic in (("encoder", EncoderGraph(model), dynamic_batch), ("decoder", DecoderGraph(model), True)):
         inputs = example_inputs(model, 2 if dynamic else 1)[graph]
-        export_onnx(module, graph, out / f"{graph}.onnx", inputs, dynamic)
+        export_onnx(module.eval(), graph, out / f"{graph}.onnx", inputs, dynamic)
         graphs[graph] = f"{graph}.onnx"
+    log.info("exported ONNX graphs -> %s", out)
     return graphs
 
 
@@ -176,8 +177,7 @@ def export_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str] = (
     vocabulary = Vocabulary.from_space(read_space(space or find_space(data_dir)), encoder)
 
     out.mkdir(parents=True, exist_ok=True)
-    graphs: dict[str, dict[str, str]] = {"onnx": export_graphs(model, out, dynamic_batch)}
-    log.info("exported ONNX graphs -> %s", out)
+    graphs: dict[str, dict[str, str]] = {"onnx": export_graphs(model, out, dynamic_batch)} if formats else {}
     vocabulary.save(out / "vocabulary.npz")
     shutil.copyfile(model_dir / "weights.safetensors", out / "weights.safetensors")
     manifest: dict[str, Any] = {
@@ -209,12 +209,12 @@ def export_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str] = (
             tol = TOLERANCE[precision] if fmt == "openvino" else TOLERANCE["fp32"]
             with load_runtime(backend, out, manifest, precision="fp32", **options) as runtime:
                 manifest["verification"][fmt] = verify(runtime, reference, tol, f"{fmt} graphs", not dynamic_batch)
-    if "onnx" not in formats:
+    if "onnx" not in formats and "onnx" in manifest["graphs"]:  # exported only as the other formats' source
         for graph in ("encoder", "decoder"):
             (out / f"{graph}.onnx").unlink()
         del manifest["graphs"]["onnx"]
     write_manifest(out, manifest)
-    log.info("bundle written: %s (%s, %s)", out, ", ".join(manifest["graphs"]), precision)
+    log.info("bundle written: %s (%s, %s)", out, ", ".join(manifest["graphs"]) or "weights only", precision)
     return manifest
 
 

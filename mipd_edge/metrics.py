@@ -21,6 +21,7 @@ from .data.split import SPLITS, load_split
 from .data.swig import Annotation, SituSpace
 from .errors import DatasetError
 from .situation import Box, RoleValue, Situation
+from .tables import render_table
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +129,10 @@ def format_table(metrics: Mapping[str, Mapping]) -> str:
             rows.append([split, setting, str(section.get("images", "")),
                          f"{m['verb']:.2f}" if "verb" in m else "-"]
                         + [f"{m[k]:.2f}" for k in ROLE_METRICS])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return render_table(rows, left=2)
 
 
-def format_comparison(results: Mapping[str, Mapping], setting: str = "top1") -> str:
+def format_comparison(results: Mapping[str, Mapping], setting: str = "top1", markdown: bool = False) -> str:
     """Models side by side: verb and grnd-value per split (top-1 unless told), verb@5 too."""
     splits = [s for s in ("all", "seen", "rare", "unseen") if all(s in m for m in results.values())]
     header = ["model"] + [f"{s} {k}" for s in splits for k in ("verb", "verb@5", "grnd")]
@@ -142,7 +140,4 @@ def format_comparison(results: Mapping[str, Mapping], setting: str = "top1") -> 
     for name, m in results.items():
         rows.append([name] + [f"{m[s][key][metric]:.1f}" for s in splits
                               for key, metric in ((setting, "verb"), ("top5", "verb"), (setting, "grnd_value"))])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return render_table(rows, markdown)

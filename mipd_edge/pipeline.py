@@ -33,15 +33,23 @@ class PipelineConfig:
     model: dict = field(default_factory=dict)  # architecture overrides, for teacher and students alike
     extra: dict = field(default_factory=dict)  # more TrainConfig overrides for the students
     calib_size: int = 300
+    benchmark_batches: tuple[int, ...] = (1, 8)
+    benchmark_seconds: float = 2.0
 
 
 PRESETS = {
-    "default": PipelineConfig(),
-    "fast": PipelineConfig(train=960, dev=240, test=480, teacher_epochs=4, student_epochs=5),
+    # the method comparison of benchmarks/ablation.py (about 30 minutes on 2 cores)
+    "ablation": PipelineConfig(),
+    # `mipd-edge quickstart`: the whole SDK in about 15 minutes on 2 cores
+    "default": PipelineConfig(teacher_epochs=5, student_epochs=8),
+    # `mipd-edge quickstart --fast`: a first look in about 3 minutes
+    "fast": PipelineConfig(train=720, dev=120, test=240, teacher_epochs=3, student_epochs=4, calib_size=100,
+                           benchmark_batches=(1,), benchmark_seconds=1.0),
     # the tiny run tests use: quarter-width networks at 64 px, to check the plumbing, not the method
     "quick": PipelineConfig(train=480, dev=96, test=96, image_size=96, input_size=64, teacher_epochs=2,
-                            student_epochs=2, calib_size=32, model={"width": 0.25, "d_model": 64, "heads": 2, "enc_layers": 1,
-                                                     "dec_layers": 1, "ffn": 128}),
+                            student_epochs=2, calib_size=32, benchmark_batches=(1,), benchmark_seconds=0.3,
+                            model={"width": 0.25, "d_model": 64, "heads": 2, "enc_layers": 1, "dec_layers": 1,
+                                   "ffn": 128}),
 }
 
 
@@ -152,8 +160,8 @@ class Pipeline:
                                                         progress=self.progress)))
         return fp32, int8
 
-    def make_demo(self, bundle: Path) -> Path:
-        """A SynthSitu video streamed through a bundle with overlays: ``demo.mp4``."""
+    def make_demo(self, bundle: Path) -> dict:
+        """A SynthSitu video streamed through a bundle with overlays: ``demo.mp4``, and its stream statistics."""
         from .data.synthsitu.video import write_demo_video
         from .predictor import Predictor
         from .stream import StreamWriter, open_source, run_stream
@@ -166,8 +174,70 @@ class Pipeline:
                 source = open_source(source_video)
                 writer = StreamWriter(out, self.workdir / "demo.jsonl", fps=source.fps)
                 return {**run_stream(predictor, source, writer).to_json(), "backend": predictor.backend}
-        stage(self.workdir, "demo", {"bundle": self.stage_params(bundle.name)}, run)
+        return {"path": str(out), **stage(self.workdir, "demo", {"bundle": self.stage_params(bundle.name)}, run)}
+
+    def make_reference_bundle(self) -> Path:
+        """The ``reference`` architecture (the large model a user would otherwise run) as a
+        torch-only bundle with untrained weights: it times the comparison row of the
+        benchmark, which marks it latency-only and claims no accuracy for it."""
+        from .export import export_bundle
+        from .models.store import read_model_info, save_model
+        from .models.student import create_student
+
+        out, student = self.workdir / "bundle-reference", self.workdir / "student-mipd"
+
+        def run() -> dict:
+            info = read_model_info(student)
+            shape = {k: info["model"][k] for k in ("image_size", "text_dim", "max_roles")}
+            model = create_student("reference", **shape)
+            folder = self.workdir / "reference-untrained"
+            save_model(folder, model, {**info, "model": model.cfg.to_json(), "method": "untrained", "epoch": None,
+                                       "selection_score": None})
+            return _manifest_summary(export_bundle(folder, out, formats=(), data=self.data))
+        stage(self.workdir, "bundle-reference", {"student": self.stage_params("student-mipd")}, run)
         return out
+
+    def make_frames(self, bundle: Path, per_split: int = 2) -> list[dict]:
+        """Annotated test images (PNG) from seen, rare and unseen verbs, through a bundle."""
+        import cv2
+
+        from .data.split import SPLITS, load_split
+        from .data.swig import SituDataset
+        from .draw import draw_situation
+        from .predictor import Predictor
+
+        folder = self.workdir / "frames"
+
+        def run() -> list[dict]:
+            folder.mkdir(parents=True, exist_ok=True)
+            splits, test = load_split(self.data / "splits.json"), SituDataset(self.data, "test")
+            frames = []
+            with Predictor(bundle) as predictor:
+                for split in SPLITS:
+                    picks = [i for i, n in enumerate(test.names) if test.annotations[n].verb in splits[split]]
+                    for i in picks[:per_split]:
+                        sample = test[i]
+                        situation = predictor(sample.image)
+                        path = folder / f"{len(frames):02d}-{split}-{sample.annotation.verb}.png"
+                        cv2.imwrite(str(path), draw_situation(sample.image, situation, zoom=3.0))
+                        frames.append({"file": path.name, "split": split, "gold": sample.annotation.verb,
+                                       "predicted": situation.verb, "backend": predictor.backend})
+            return frames
+        return stage(self.workdir, "frames", {"bundle": self.stage_params(bundle.name)}, run)
+
+    def run_benchmark(self, bundles: list[Path], reference: Optional[Path]) -> dict:
+        """``mipd-edge benchmark`` on the bundles, with accuracy on the test split: ``benchmark/``."""
+        from .benchmark import BenchmarkSettings, run_benchmark
+
+        settings = BenchmarkSettings(backends=("torch", "onnxruntime", "openvino", "tensorrt"),
+                                     precisions=("fp32", "int8"), batches=self.cfg.benchmark_batches,
+                                     data=str(self.data), seconds=self.cfg.benchmark_seconds)
+        params = {"bundles": [self.stage_params(b.name) for b in bundles],
+                  "reference": self.stage_params(reference.name) if reference else None,
+                  "settings": {"batches": list(settings.batches), "seconds": settings.seconds}}
+        stage(self.workdir, "benchmark", params,
+              lambda: run_benchmark(bundles, settings, self.workdir / "benchmark", reference)["summary"])
+        return read_json(self.workdir / "benchmark" / "results.json")
 
     def stage_params(self, name: str) -> Any:
         marker = self.workdir / ".stages" / f"{name}.json"

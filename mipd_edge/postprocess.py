@@ -46,6 +46,7 @@ class SituationDecoder:
         self.vocabulary = vocabulary
         self.verb_scale, self.noun_scale = float(verb_scale), float(noun_scale)
         self.max_roles, self.top_k, self.exists_threshold = max_roles, top_k, exists_threshold
+        self.exists_logit = float(np.log(exists_threshold / (1 - exists_threshold)))  # sigmoid(x) >= t
 
     def rank_verbs(self, glance: np.ndarray) -> tuple[list[list[str]], np.ndarray]:
         """Top-k verb names per image and their probabilities over the whole vocabulary."""
@@ -64,15 +65,17 @@ class SituationDecoder:
         role_names = list(self.vocabulary.frame(verb).roles)[: self.max_roles]
         noun_ids, noun_emb = self.vocabulary.noun_matrix()
         n = len(role_names)
-        probs = softmax(self.noun_scale * (nouns[:n] @ noun_emb.T))
-        best = probs.argmax(axis=1)
-        pixel = letterbox.boxes_to_image(boxes[:n])
-        present = 1.0 / (1.0 + np.exp(-exists[:n])) >= self.exists_threshold
+        logits = self.noun_scale * (nouns[:n] @ noun_emb.T)
+        best = logits.argmax(axis=1)
+        # the winner's softmax probability, without normalising the whole row
+        scores = 1.0 / np.exp(logits - logits[np.arange(n), best][:, None]).sum(axis=1)
+        pixel = letterbox.boxes_to_image(boxes[:n]).tolist()
+        present = (exists[:n] >= self.exists_logit).tolist()
         out = {}
         for i, role in enumerate(role_names):
             noun = noun_ids[best[i]]
-            out[role] = RoleValue(noun=noun, label=self.vocabulary.label(noun), score=float(probs[i, best[i]]),
-                                  box=[float(v) for v in pixel[i]] if present[i] else None)
+            out[role] = RoleValue(noun=noun, label=self.vocabulary.label(noun), score=float(scores[i]),
+                                  box=pixel[i] if present[i] else None)
         return out
 
 

@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from .bundle import read_manifest
-from .errors import BundleError, InvalidImageError, VocabularyError
+from .errors import VocabularyError
 from .files import PathLike
 from .image import ImageSource, load_image
 from .postprocess import SituationDecoder, recognize
@@ -76,7 +76,7 @@ class Predictor:
         batch = np.stack([p[0] for p in prepared])
         letterboxes: list[Letterbox] = [p[1] for p in prepared]
         t_pre = time.perf_counter()
-        memory, glance = self._encode(batch)
+        memory, glance = self.encode(batch)
         t_enc = time.perf_counter()
         decode_time = [0.0]
 
@@ -98,7 +98,8 @@ class Predictor:
                         "batch": len(images)}
         return situations
 
-    def _encode(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The encoder on a pre-processed batch, one image at a time where the graph has batch 1."""
         if self.batch_free or len(batch) == 1:
             return self.runtime.encode(batch)
         outs = [self.runtime.encode(batch[i:i + 1]) for i in range(len(batch))]  # a batch-1 encoder graph
@@ -132,22 +133,24 @@ class Predictor:
 
 
 def evaluate_predictor(predictor: Predictor, data_dir: PathLike, split: str = "test", batch_size: int = 16,
-                       splits: Optional[Any] = None, progress: bool = False) -> dict:
-    """GSR metrics of a predictor on a dataset split (top-5 roles and gt-verb roles decoded)."""
+                       splits: Optional[Any] = None, progress: bool = False, limit: Optional[int] = None) -> dict:
+    """GSR metrics of a predictor on a dataset split, or its first ``limit`` images (top-5
+    roles and gt-verb roles decoded)."""
     from .progress import progress_bar
 
     from .data.swig import SituDataset
     from .metrics import evaluate
 
     dataset = SituDataset(data_dir, split)
+    count = len(dataset) if limit is None else min(limit, len(dataset))
     predictions = {}
-    for start in progress_bar(range(0, len(dataset), batch_size), desc=f"evaluate {predictor.backend}", unit="batch",
-                      enabled=progress):
-        samples = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
+    for start in progress_bar(range(0, count, batch_size), desc=f"evaluate {predictor.backend}", unit="batch",
+                              enabled=progress):
+        samples = [dataset[i] for i in range(start, min(count, start + batch_size))]
         gold = [s.annotation.verb for s in samples]
         for s, situation in zip(samples, predictor.predict([s.image for s in samples], "topk", gold)):
             predictions[s.name] = situation.to_json()
-    return evaluate(dataset.annotations, dataset.space, predictions, splits)
+    return evaluate({n: dataset.annotations[n] for n in predictions}, dataset.space, predictions, splits)
 
 
 __all__ = ["Predictor", "evaluate_predictor"]

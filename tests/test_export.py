@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mipd_edge.bundle import read_manifest
-from mipd_edge.errors import BundleError, MipdEdgeError, MissingDependencyError
+from mipd_edge.errors import BundleError, MipdEdgeError
 from mipd_edge.export import export_bundle
 from mipd_edge.quantize import quantize_bundle
 from mipd_edge.runtimes import load_runtime
@@ -80,11 +80,6 @@ def test_broken_bundles_fail_with_clear_errors(tiny_bundle, tmp_path):
         read_manifest(copy)
     with pytest.raises(BundleError, match="not found"):
         read_manifest(tmp_path / "nowhere")
-    with pytest.raises(MissingDependencyError, match="mipd-edge\\[tensorrt\\]"):
-        if __import__("importlib").util.find_spec("tensorrt") is None:
-            load_runtime("tensorrt", tiny_bundle, read_manifest(tiny_bundle))
-        else:
-            raise MissingDependencyError("mipd-edge[tensorrt] present")
 
 
 def test_export_refuses_what_is_not_a_student(tiny_world, tmp_path):

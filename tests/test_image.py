@@ -1,4 +1,3 @@
-import io
 
 import cv2
 import numpy as np

@@ -1,4 +1,3 @@
-import io
 import subprocess
 import sys
 
@@ -8,7 +7,6 @@ import pytest
 
 from mipd_edge import InvalidImageError, Predictor, VocabularyError
 from mipd_edge.data.swig import SituDataset
-from mipd_edge.vocabulary import Vocabulary
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,17 @@ def test_quickstart_runs_every_stage_and_resumes(tmp_path, cache_dir):
     video = cv2.VideoCapture(str(tmp_path / "demo.mp4"))
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) > 10 and video.read()[0]
     assert json.loads((tmp_path / "bundle-int8" / "bundle.json").read_text())["precision"] == "int8"
+    bench = json.loads((tmp_path / "benchmark" / "results.json").read_text())
+    ran = {(row["model"], row["backend"], row["precision"]) for row in bench["rows"] if row["status"] == "ok"}
+    assert {("student", b, p) for b in ("onnxruntime", "openvino") for p in ("fp32", "int8")} <= ran
+    assert ("student", "torch", "fp32") in ran and ("reference", "torch", "fp32") in ran
+    assert (tmp_path / "benchmark" / "latency_vs_accuracy.png").stat().st_size > 10_000
+    frames = sorted((tmp_path / "frames").glob("*.png"))
+    assert len(frames) >= 3 and cv2.imread(str(frames[0])).shape[0] >= 3 * 96 * 0.5
+    report = (tmp_path / "report.md").read_text()
+    for link in ["benchmark/latency_vs_accuracy.png", "demo.mp4"] + [f"frames/{f.name}" for f in frames]:
+        assert link in report and (tmp_path / link).is_file()
+    assert "| student | openvino | int8 | 1 |" in report and "student, MIPD" in report
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert again.returncode == 0
     assert again.stderr.count("reusing the finished run") >= 10  # nothing is trained or exported twice

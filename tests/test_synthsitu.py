@@ -3,8 +3,6 @@ import subprocess
 import sys
 from collections import Counter
 
-import numpy as np
-import pytest
 
 from mipd_edge.data.split import load_split
 from mipd_edge.data.swig import SituDataset

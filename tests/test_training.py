@@ -3,7 +3,6 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from conftest import tiny_config
@@ -144,8 +143,9 @@ def test_two_process_ddp_on_cpu(tiny_world, tmp_path, cache_dir):
         "r = distill(sys.argv[1], os.path.join(sys.argv[2], 'rank' + os.environ['RANK']),\n"
         "            tiny_config(method='none', epochs=1), progress=False, cache_dir=sys.argv[3])\n"
         "print('DIGEST', os.environ['RANK'], r['weights_sha256'], flush=True)\n" % str(__import__("pathlib").Path(__file__).parent))
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                        "29517", str(worker), str(tiny_world / "data"), str(tmp_path / "out"), str(cache_dir)],
+    # --standalone: a rendezvous on a free port, so a port left busy by an earlier run cannot break it
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        str(worker), str(tiny_world / "data"), str(tmp_path / "out"), str(cache_dir)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     digests = dict(line.split()[1:] for line in r.stdout.splitlines() if line.startswith("DIGEST"))

@@ -54,14 +54,22 @@ class Runtime(ABC):
     def wait(self) -> None:
         """Block until every ``run_async`` submission has called back."""
 
+    def example_inputs(self, batch: int = 1) -> dict[str, dict[str, np.ndarray]]:
+        """Inputs of the right shapes for both graphs: for warm-up and timing (the graphs are
+        dense, so their cost does not depend on the values)."""
+        size, r, d = (int(self.manifest["preprocess"]["size"]), int(self.manifest["max_roles"]),
+                      int(self.manifest["text_dim"]))
+        memory, _ = self.encode(np.zeros((1, 3, size, size), np.float32))  # batch 1: every encoder graph takes it
+        memory = np.repeat(memory, batch, axis=0)
+        return {"encoder": {"images": np.zeros((batch, 3, size, size), np.float32)},
+                "decoder": {"memory": memory, "role_emb": np.zeros((batch, r, d), np.float32),
+                            "verb_emb": np.zeros((batch, d), np.float32), "role_mask": np.ones((batch, r), np.float32)}}
+
     def warmup(self, batch: int = 1, iterations: int = 3) -> None:
-        size = int(self.manifest["preprocess"]["size"])
-        x = np.zeros((batch, 3, size, size), np.float32)
+        inputs = self.example_inputs(batch)
         for _ in range(iterations):
-            memory, glance = self.encode(x)
-            r, d = int(self.manifest["max_roles"]), int(self.manifest["text_dim"])
-            self.decode(memory, np.zeros((batch, r, d), np.float32), np.zeros((batch, d), np.float32),
-                        np.ones((batch, r), np.float32))
+            self.run("encoder", inputs["encoder"])
+            self.run("decoder", inputs["decoder"])
 
     def close(self) -> None:
         pass

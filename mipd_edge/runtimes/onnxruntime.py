@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Optional
+import threading
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
@@ -46,6 +47,33 @@ class OnnxRuntime(Runtime):
             except Exception as exc:  # ORT raises its own exception types for broken files
                 raise BundleError(f"{path}: ONNX Runtime cannot load this graph ({exc})") from exc
         self.providers = providers
+        self.pending, self.idle = 0, threading.Condition()
+        self.errors: list[str] = []
 
     def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.outputs(graph, self.sessions[graph].run(None, self.check_inputs(graph, inputs)))
+
+    def run_async(self, graph: str, inputs: Mapping[str, np.ndarray],
+                  callback: Callable[[dict[str, np.ndarray]], None]) -> None:
+        """``InferenceSession.run_async``: the run happens on ONNX Runtime's own thread pool."""
+        def done(results, _user_data, error: str) -> None:
+            try:
+                if error:
+                    self.errors.append(error)
+                else:
+                    callback(self.outputs(graph, results))
+            finally:
+                with self.idle:
+                    self.pending -= 1
+                    self.idle.notify_all()
+
+        with self.idle:
+            self.pending += 1
+        self.sessions[graph].run_async(None, self.check_inputs(graph, inputs), done, None)
+
+    def wait(self) -> None:
+        with self.idle:
+            self.idle.wait_for(lambda: self.pending == 0)
+        if self.errors:
+            error, self.errors = self.errors[0], []
+            raise BundleError(f"ONNX Runtime asynchronous run failed: {error}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
@@ -37,22 +36,30 @@ class OpenVinoRuntime(Runtime):
         if cache_dir:
             self.core.set_property({"CACHE_DIR": str(cache_dir)})
         fmt = "openvino" + FORMAT_BY_PRECISION[self.precision]
-        self.compiled = {}
+        self.compiled, self.single = {}, {}
         for graph in ("encoder", "decoder"):
             path = graph_path(bundle, manifest, fmt, graph)
             try:
-                self.compiled[graph] = self.core.compile_model(self.core.read_model(str(path)), device, config)
+                model = self.core.read_model(str(path))
+                self.compiled[graph] = self.core.compile_model(model, device, config)
+                if model.inputs[0].get_partial_shape()[0].is_dynamic:
+                    # a single image is the common case: a static batch-1 copy skips the
+                    # per-call shape inference of the dynamic graph (about 0.15 ms on a 2-core CPU)
+                    model.reshape({i.get_any_name(): [1, *list(i.get_partial_shape())[1:]] for i in model.inputs})
+                    self.single[graph] = self.core.compile_model(model, device, config).create_infer_request()
             except RuntimeError as exc:
                 raise BundleError(f"{path}: OpenVINO cannot load this graph ({exc})") from exc
         self.requests = {g: c.create_infer_request() for g, c in self.compiled.items()}
+        self.output_names = {g: [o.get_any_name() for o in c.outputs] for g, c in self.compiled.items()}
         self.queues: dict[str, Any] = {}
         self._ov = ov
 
     def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        request = self.requests[graph]
-        result = request.infer(self.check_inputs(graph, inputs))
-        compiled = self.compiled[graph]
-        return {out.get_any_name(): np.asarray(result[out]) for out in compiled.outputs}
+        # the inputs are ours and contiguous: OpenVINO may read them in place instead of copying
+        arrays = self.check_inputs(graph, inputs)
+        one = graph in self.single and next(iter(arrays.values())).shape[0] == 1
+        result = (self.single[graph] if one else self.requests[graph]).infer(arrays, share_inputs=True)
+        return dict(zip(self.output_names[graph], result.to_tuple()))
 
     def run_async(self, graph: str, inputs: Mapping[str, np.ndarray],
                   callback: Callable[[dict[str, np.ndarray]], None]) -> None:

@@ -118,7 +118,7 @@ class TensorRTRuntime(Runtime):
 
     def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
-        context, engine = self.contexts[graph], self.engines[graph]
+        context = self.contexts[graph]
         arrays = self.check_inputs(graph, inputs)
         keep = []
         for name, a in arrays.items():

@@ -47,6 +47,7 @@ class TorchRuntime(Runtime):
         self.encode_fn, self.decode_fn = self.model.encode, self._decode
         if compiled is None:
             compiled = self.dev.type == "cuda"
+        self.compiled = bool(compiled)
         if compiled:
             self.encode_fn = torch.compile(self.model.encode, mode="reduce-overhead", dynamic=False)
             self.decode_fn = torch.compile(self._decode, mode="reduce-overhead", dynamic=False)

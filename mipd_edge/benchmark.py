@@ -1,0 +1,531 @@
+"""``mipd-edge benchmark``: latency, throughput, memory and accuracy per backend x precision.
+
+Every row runs in a fresh process, so its load time is what a user waits for, its peak
+memory is its own, and a backend that crashes costs its row rather than the run. Raw
+inference and the whole Predictor call are timed alternately on the same images, so
+their ratio is not skewed by the machine warming up or a neighbour starting. Speed-ups are
+against the PyTorch eager FP32 row of the same run: numbers from another machine or
+another run are never mixed in. Nothing here imports torch unless a torch row runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import logging
+import multiprocessing
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .bundle import bundle_digest, read_manifest
+from .errors import MipdEdgeError
+from .files import PathLike, write_json
+from .runtimes import BACKENDS, installed
+from .tables import render_table
+
+log = logging.getLogger(__name__)
+
+BACKEND_ORDER = ("torch", "onnxruntime", "openvino", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+LIBRARIES = ("mipd-edge", "numpy", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu", "openvino", "torch",
+             "tensorrt", "nncf")
+
+
+@dataclass
+class BenchmarkSettings:
+    backends: tuple[str, ...] = BACKEND_ORDER
+    precisions: tuple[str, ...] = PRECISIONS
+    batches: tuple[int, ...] = (1, 8)
+    device: str = "CPU"
+    threads: Optional[int] = None
+    data: Optional[str] = None  # a SWiG-format dataset for accuracy (and real images to time)
+    split: str = "test"
+    seconds: float = 3.0  # per timed series, after warm-up
+    warmup: int = 10
+    min_iterations: int = 30
+    accuracy_images: Optional[int] = None  # the first N images of the split; None: all
+
+
+@dataclass
+class Row:
+    backend: str
+    precision: str
+    batch: int
+    status: str = "ok"
+    model: str = "student"
+    bundle: Optional[str] = None
+    load_s: Optional[float] = None
+    latency_ms: Optional[dict] = None
+    throughput_fps: Optional[float] = None
+    predictor_ms: Optional[dict] = None
+    size_mb: Optional[float] = None
+    peak_mem_mb: Optional[float] = None
+    speedup_vs_torch_fp32: Optional[float] = None
+    metrics: Optional[dict] = None
+    notes: list[str] = field(default_factory=list)
+
+
+# -- what a bundle offers ---------------------------------------------------------------------------
+
+def graph_format(backend: str, precision: str) -> Optional[str]:
+    """The bundle graph format a backend runs a precision from (None: the weights file)."""
+    if backend == "torch":
+        return None
+    if backend == "tensorrt":
+        return "onnx-int8" if precision == "int8" else "onnx"
+    base = "onnx" if backend == "onnxruntime" else "openvino"
+    return base + ("-int8" if precision == "int8" else "")
+
+
+def find_bundle(bundles: Sequence[Path], manifests: dict[Path, dict], backend: str, precision: str,
+                device: str) -> tuple[Optional[Path], str]:
+    """The first bundle that can run ``backend`` x ``precision``, or why none can."""
+    if not installed(backend):
+        return None, f"not installed: pip install 'mipd-edge[{BACKENDS[backend][3]}]'"
+    cuda = device.upper().startswith("CUDA")
+    if backend == "torch" and precision == "int8":
+        return None, "torch rows are fp32 / fp16; INT8 runs on openvino, onnxruntime and tensorrt"
+    if backend == "torch" and precision == "fp16" and not cuda:
+        return None, "torch fp16 needs a CUDA device (--device CUDA)"
+    if backend == "onnxruntime" and precision == "fp16":
+        return None, "bundles carry fp32 ONNX graphs; fp16 ONNX runs through tensorrt"
+    if backend == "tensorrt" and not cuda:
+        return None, "tensorrt needs an NVIDIA GPU (--device CUDA)"
+    fmt = graph_format(backend, precision)
+    for bundle in bundles:
+        manifest = manifests[bundle]
+        if fmt is None and (bundle / manifest.get("weights", "weights.safetensors")).is_file():
+            return bundle, ""
+        # an fp16 bundle's float graphs are fp16 (OpenVINO IR); an fp32 bundle's are fp32
+        floats = "fp16" if manifest.get("precision") == "fp16" else "fp32"  # an int8 bundle's float graphs are fp32
+        float_ok = precision == "int8" or backend == "tensorrt" or floats == precision
+        if fmt in manifest.get("graphs", {}) and float_ok:
+            return bundle, ""
+    what = f"{fmt} graphs" if fmt else "weights.safetensors"
+    hint = {"int8": "mipd-edge quantize", "fp16": "mipd-edge export --precision fp16"}.get(precision, "mipd-edge export")
+    return None, f"no bundle here has {what} for {precision} ({hint})"
+
+
+def size_on_disk_mb(bundle: Path, manifest: dict, backend: str, precision: str) -> float:
+    fmt = graph_format(backend, precision)
+    if fmt is None:
+        files = [bundle / manifest.get("weights", "weights.safetensors")]
+    else:
+        files = []
+        for graph in manifest["graphs"][fmt].values():
+            path = bundle / graph
+            files += [path] + [p for p in (path.with_suffix(".bin"), Path(f"{path}.data")) if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 2**20
+
+
+# -- one row, in its own process ----------------------------------------------------------------------
+
+def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
+    a = np.asarray(samples_ms)
+    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99)), "mean": float(a.mean()), "n": int(a.size)}
+
+
+def benchmark_images(settings: BenchmarkSettings, count: int) -> list[np.ndarray]:
+    """Real images of the split when there is a dataset; otherwise fixed-seed noise images."""
+    if settings.data:
+        from .data.swig import SituDataset
+
+        dataset = SituDataset(settings.data, settings.split)
+        return [dataset[i % len(dataset)].image for i in range(count)]
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (192, 256, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def timed_pair(raw, whole, settings: BenchmarkSettings) -> tuple[list[float], list[float]]:
+    """Alternate the two calls until both have enough samples and the time is up."""
+    for _ in range(settings.warmup):
+        raw()
+        whole()
+    raw_ms, whole_ms = [], []
+    end = time.perf_counter() + settings.seconds
+    while len(raw_ms) < settings.min_iterations or time.perf_counter() < end:
+        t0 = time.perf_counter()
+        raw()
+        t1 = time.perf_counter()
+        whole()
+        t2 = time.perf_counter()
+        raw_ms.append((t1 - t0) * 1e3)
+        whole_ms.append((t2 - t1) * 1e3)
+    return raw_ms, whole_ms
+
+
+def async_throughput(runtime, inputs: dict[str, dict[str, np.ndarray]], batch: int, seconds: float) -> float:
+    """Images per second through encoder + decoder on the backend's asynchronous path.
+
+    The encoder's results come back on the backend's threads; the decoder is submitted
+    from this thread, so no callback ever blocks inside a backend's queue.
+    """
+    finished, lock = [0], threading.Lock()
+    encoded: list[dict[str, np.ndarray]] = []
+    decoder_rest = {k: v for k, v in inputs["decoder"].items() if k != "memory"}
+
+    def on_encoded(out: dict[str, np.ndarray]) -> None:
+        with lock:
+            encoded.append(out)
+
+    def on_decoded(_out: dict[str, np.ndarray]) -> None:
+        with lock:
+            finished[0] += 1
+
+    def submit_decoders() -> None:
+        with lock:
+            ready, encoded[:] = list(encoded), []
+        for out in ready:
+            runtime.run_async("decoder", {"memory": out["memory"], **decoder_rest}, on_decoded)
+
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        runtime.run_async("encoder", inputs["encoder"], on_encoded)
+        submit_decoders()
+    runtime.wait()
+    submit_decoders()
+    runtime.wait()
+    return finished[0] * batch / (time.perf_counter() - start)
+
+
+def measure_row(bundle: str, backend: str, precision: str, batch: int, settings: BenchmarkSettings,
+                with_accuracy: bool) -> dict[str, Any]:
+    """Everything for one backend x precision x batch; runs in a fresh process."""
+    from .predictor import Predictor, evaluate_predictor
+    from .preprocess import Preprocess
+
+    logging.basicConfig(level=logging.WARNING)
+    options: dict[str, Any] = {}
+    if backend == "openvino" and precision == "fp32":
+        options["inference_precision"] = "f32"  # otherwise CPUs with bf16 units run "fp32" in bf16
+    if backend == "torch":  # fp32 is the eager baseline; fp16 (CUDA) takes the runtime's compiled fast path
+        options["compiled"] = None if precision == "fp16" else False
+    start = time.perf_counter()
+    predictor = Predictor(bundle, backend=backend, device=settings.device, precision=precision,
+                          threads=settings.threads, **options)
+    row = Row(backend, precision, batch, bundle=bundle, load_s=time.perf_counter() - start)
+    manifest = predictor.manifest
+    row.size_mb = size_on_disk_mb(Path(bundle), manifest, backend, precision)
+    if not predictor.batch_free and batch > 1:
+        row.notes.append("batch-1 encoder graph: the batch runs image by image (export --dynamic-batch)")
+    if backend == "torch":
+        row.notes.append("torch.compile + CUDA graphs" if predictor.runtime.compiled else "eager")
+    if backend == "openvino":
+        hint = predictor.runtime.compiled["encoder"].get_property("INFERENCE_PRECISION_HINT")
+        row.notes.append(f"OpenVINO inference precision {hint.get_type_name()}")
+
+    images = benchmark_images(settings, batch)
+    preprocess = Preprocess.from_json(manifest["preprocess"])
+    x = np.stack([preprocess(image)[0] for image in images])
+    decoder_inputs = predictor.runtime.example_inputs(batch)["decoder"]
+
+    def raw() -> None:
+        memory, _ = predictor.encode(x)
+        predictor.runtime.decode(memory, decoder_inputs["role_emb"], decoder_inputs["verb_emb"],
+                                 decoder_inputs["role_mask"])
+
+    raw_ms, whole_ms = timed_pair(raw, lambda: predictor.predict(images), settings)
+    row.latency_ms, row.predictor_ms = percentiles(raw_ms), percentiles(whole_ms)
+    inputs = {"encoder": {"images": x}, "decoder": decoder_inputs}
+    if predictor.batch_free or batch == 1:
+        row.throughput_fps = async_throughput(predictor.runtime, inputs, batch, settings.seconds)
+    else:
+        row.throughput_fps = batch * 1e3 / row.latency_ms["mean"]
+        row.notes.append("throughput from sequential latency (a batch-1 graph cannot take the batch at once)")
+    if with_accuracy and settings.data:
+        split_file = Path(settings.data) / "splits.json"
+        row.metrics = evaluate_predictor(predictor, settings.data, settings.split,
+                                         splits=split_file if split_file.is_file() else None,
+                                         limit=settings.accuracy_images)
+    predictor.close()
+    row.peak_mem_mb = peak_memory_mb()
+    return asdict(row)
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory. ``VmHWM`` starts afresh with the process image;
+    ``ru_maxrss`` (the fallback off Linux) keeps the parent's peak across fork and exec."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_isolated(*args: Any) -> dict[str, Any]:
+    """``measure_row`` in a fresh process; a crash or an error becomes the row's status."""
+    backend, precision, batch = args[1], args[2], args[3]
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(measure_row, *args).result()
+        except BrokenProcessPool:
+            reason = "crashed (the backend killed its process)"
+        except Exception as exc:  # any failure of one backend is that row's result, not the run's
+            reason = f"failed: {type(exc).__name__}: {exc}"
+    log.warning("%s %s batch %d %s", backend, precision, batch, reason)
+    return asdict(Row(backend, precision, batch, status=reason, bundle=args[0]))
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+def device_info() -> dict[str, Any]:
+    """The machine, as far as it can be read without root: CPU, GPU, Jetson release and power mode."""
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "cpu": platform.processor() or platform.machine(), "logical_cores": os.cpu_count()}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model") and value.strip():
+                info["cpu"] = value.strip()
+                break
+    if hasattr(os, "sched_getaffinity"):
+        info["usable_cores"] = len(os.sched_getaffinity(0))
+    gpu = _command(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
+    if gpu:
+        info["gpu"] = gpu.splitlines()
+    tegra = Path("/etc/nv_tegra_release")
+    if tegra.is_file():
+        info["jetson"] = {"l4t": tegra.read_text(errors="replace").splitlines()[0].strip("# "),
+                          "jetpack": _command(["dpkg-query", "--showformat=${Version}", "--show", "nvidia-jetpack"]),
+                          "power_mode": _command(["nvpmodel", "-q"])}
+    return info
+
+
+def _command(argv: list[str]) -> Optional[str]:
+    if shutil.which(argv[0]) is None:
+        return None
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_dir: Optional[PathLike] = None,
+                  reference: Optional[PathLike] = None) -> dict[str, Any]:
+    """Every backend x precision x batch of ``settings`` that the bundles and this machine allow.
+
+    ``reference`` is a bundle of the large model a user would otherwise run (the
+    ``reference`` configuration): it gets PyTorch FP32 rows to compare the edge student with.
+    """
+    paths = [Path(b) for b in bundles]
+    if not paths:
+        raise MipdEdgeError("benchmark needs at least one bundle")
+    manifests = {p: read_manifest(p) for p in paths}
+    unknown = set(settings.backends) - set(BACKEND_ORDER)
+    if unknown:
+        raise MipdEdgeError(f"unknown backends {sorted(unknown)}; choose from {', '.join(BACKEND_ORDER)}")
+    plan = [(b, p) for b in BACKEND_ORDER if b in settings.backends for p in PRECISIONS if p in settings.precisions]
+    if ("torch", "fp32") not in plan:  # the row every ratio is against
+        plan.insert(0, ("torch", "fp32"))
+    rows: list[dict[str, Any]] = []
+    for backend, precision in plan:
+        bundle, reason = find_bundle(paths, manifests, backend, precision, settings.device)
+        for i, batch in enumerate(settings.batches):
+            if bundle is None:
+                rows.append(asdict(Row(backend, precision, batch, status=reason)))
+                continue
+            log.info("benchmark: %s %s batch %d (%s)", backend, precision, batch, bundle)
+            rows.append(run_isolated(str(bundle), backend, precision, batch, settings, i == 0))
+            _log_row(rows[-1])
+    if reference is not None:
+        untrained = read_manifest(reference).get("provenance", {}).get("method") == "untrained"
+        for i, batch in enumerate(settings.batches):
+            log.info("benchmark: reference model, torch fp32 batch %d", batch)
+            row = run_isolated(str(reference), "torch", "fp32", batch, settings, i == 0 and not untrained)
+            row["model"] = "reference"
+            if untrained:
+                row["notes"].append("untrained weights of the reference architecture: latency only")
+            rows.append(row)
+            _log_row(row)
+    _fill_ratios(rows)
+    results = {"device": device_info(), "versions": library_versions(),
+               "bundle": {"paths": [str(p) for p in paths], "sha256": {str(p): bundle_digest(p) for p in paths},
+                          "graphs": {str(p): sorted(manifests[p]["graphs"]) for p in paths},
+                          "model": manifests[paths[0]]["model"].get("name"),
+                          "image_size": manifests[paths[0]]["preprocess"]["size"],
+                          "reference": str(reference) if reference else None},
+               "settings": asdict(settings), "rows": rows}
+    results["summary"] = summarize(rows)
+    if out_dir is not None:
+        write_results(results, Path(out_dir))
+    return results
+
+
+def _log_row(row: dict[str, Any]) -> None:
+    if row["status"] == "ok":
+        log.info("  p50 %.2f ms, Predictor p50 %.2f ms, %.1f images/s", row["latency_ms"]["p50"],
+                 row["predictor_ms"]["p50"], row["throughput_fps"])
+
+
+def _fill_ratios(rows: list[dict[str, Any]]) -> None:
+    base = {r["batch"]: r["latency_ms"]["p50"] for r in rows
+            if (r["backend"], r["precision"], r["model"], r["status"]) == ("torch", "fp32", "student", "ok")}
+    for r in rows:
+        if r["status"] == "ok" and r["batch"] in base:
+            r["speedup_vs_torch_fp32"] = base[r["batch"]] / r["latency_ms"]["p50"]
+
+
+def _top1(row: Optional[dict], key: str, split: str = "all") -> Optional[float]:
+    if not row or not row.get("metrics") or split not in row["metrics"]:
+        return None
+    return row["metrics"][split]["top1"][key]
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The headline comparisons of DESIGN section 7, from this run's rows only."""
+    def find(backend: str, precision: str, batch: int = 1, model: str = "student") -> Optional[dict]:
+        return next((r for r in rows if (r["backend"], r["precision"], r["batch"], r["model"]) ==
+                     (backend, precision, batch, model) and r["status"] == "ok"), None)
+
+    out: dict[str, Any] = {}
+    ov8, ov32 = find("openvino", "int8"), find("openvino", "fp32")
+    if ov8:
+        out["openvino_int8_speedup_vs_torch_fp32"] = ov8["speedup_vs_torch_fp32"]
+        out["openvino_int8_predictor_overhead"] = ov8["predictor_ms"]["p50"] / ov8["latency_ms"]["p50"] - 1
+    for fp32, int8 in ((ov32, ov8), (find("onnxruntime", "fp32"), find("onnxruntime", "int8"))):
+        if fp32 and int8 and fp32.get("metrics") and int8.get("metrics"):
+            out[f"{int8['backend']}_int8_minus_fp32_top1"] = {
+                k: _top1(int8, k) - _top1(fp32, k) for k in ("verb", "grnd_value")}
+    ref, best = find("torch", "fp32", model="reference"), ov8 or find("onnxruntime", "int8")
+    if ref and best:
+        out["reference_vs_int8_student"] = {
+            "reference_p50_ms": ref["latency_ms"]["p50"], "student": f"{best['backend']} int8",
+            "student_p50_ms": best["latency_ms"]["p50"], "speedup": ref["latency_ms"]["p50"] / best["latency_ms"]["p50"],
+            "reference_verb_top1": _top1(ref, "verb"), "student_verb_top1": _top1(best, "verb"),
+            "reference_grnd_value": _top1(ref, "grnd_value"), "student_grnd_value": _top1(best, "grnd_value")}
+    return out
+
+
+# -- outputs ----------------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("model", "backend", "precision", "batch", "status", "load_s", "p50_ms", "p90_ms", "p99_ms",
+               "predictor_p50_ms", "throughput_fps", "size_mb", "peak_mem_mb", "speedup_vs_torch_fp32",
+               "verb_top1", "value", "grnd_value", "seen_verb_top1", "rare_verb_top1", "unseen_verb_top1")
+
+
+def flat_row(row: dict[str, Any]) -> dict[str, Any]:
+    lat, pred = row.get("latency_ms") or {}, row.get("predictor_ms") or {}
+    return {"model": row["model"], "backend": row["backend"], "precision": row["precision"], "batch": row["batch"],
+            "status": row["status"], "load_s": row.get("load_s"), "p50_ms": lat.get("p50"), "p90_ms": lat.get("p90"),
+            "p99_ms": lat.get("p99"), "predictor_p50_ms": pred.get("p50"), "throughput_fps": row.get("throughput_fps"),
+            "size_mb": row.get("size_mb"), "peak_mem_mb": row.get("peak_mem_mb"),
+            "speedup_vs_torch_fp32": row.get("speedup_vs_torch_fp32"), "verb_top1": _top1(row, "verb"),
+            "value": _top1(row, "value"), "grnd_value": _top1(row, "grnd_value"),
+            **{f"{s}_verb_top1": _top1(row, "verb", s) for s in ("seen", "rare", "unseen")}}
+
+
+def benchmark_table(results: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
+    """The rows that ran, as table cells, and one line per row that could not run."""
+    header = ["model", "backend", "precision", "batch", "load s", "p50 ms", "p90 ms", "p99 ms", "Predictor ms",
+              "img/s", "MB", "peak MB", "speedup", "verb", "grnd", "unseen"]
+    table, skipped = [header], []
+    for row in results["rows"]:
+        f = flat_row(row)
+        key = [f["model"], f["backend"], f["precision"], str(f["batch"])]
+        if row["status"] != "ok":
+            skipped.append(" ".join(key) + ": " + row["status"].splitlines()[0])
+            continue
+        table.append(key + [_num(f["load_s"], 2), _num(f["p50_ms"], 2), _num(f["p90_ms"], 2), _num(f["p99_ms"], 2),
+                            _num(f["predictor_p50_ms"], 2), _num(f["throughput_fps"], 1), _num(f["size_mb"], 1),
+                            _num(f["peak_mem_mb"], 0), _num(f["speedup_vs_torch_fp32"], 2, "x"),
+                            _num(f["verb_top1"], 1), _num(f["grnd_value"], 1), _num(f["unseen_verb_top1"], 1)])
+    return table, skipped
+
+
+LEGEND = ("p50/p90/p99: raw inference (encoder + decoder); Predictor ms: p50 of the whole call with pre- and "
+          "post-processing; speedup: against torch fp32 at the same batch in this run; verb / grnd / unseen: "
+          "top-1 verb, grounded value and unseen-verb top-1 on the split (%)")
+
+
+def format_results(results: dict[str, Any], markdown: bool = False) -> str:
+    """The benchmark table, the rows that could not run and why, and the device."""
+    table, skipped = benchmark_table(results)
+    device = results["device"]
+    lines = [render_table(table, markdown, left=3), ""]
+    lines += [("- " if markdown else "not run: ") + s for s in skipped]
+    lines.append(f"{'- ' if markdown else ''}device: {device.get('cpu')}, "
+                 f"{device.get('usable_cores', device.get('logical_cores'))} cores"
+                 + (f", GPU {device['gpu'][0]}" if device.get("gpu") else ""))
+    lines.append(("- " if markdown else "") + LEGEND)
+    return "\n".join(lines)
+
+
+def _num(value: Optional[float], digits: int, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def write_results(results: dict[str, Any], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "results.json", results)
+    with open(out_dir / "results.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in results["rows"]:
+            writer.writerow(flat_row(row))
+    plot_results(results, out_dir / "latency_vs_accuracy.png")
+
+
+def plot_results(results: dict[str, Any], path: Path) -> Optional[Path]:
+    """Latency against accuracy, one point per backend x precision at the smallest batch."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("plot skipped: matplotlib is not installed (pip install matplotlib)")
+        return None
+    batch = min(r["batch"] for r in results["rows"])
+    points = [flat_row(r) for r in results["rows"] if r["status"] == "ok" and r["batch"] == batch and r.get("metrics")]
+    timed_only = [flat_row(r) for r in results["rows"] if r["status"] == "ok" and r["batch"] == batch
+                  and not r.get("metrics")]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    markers = {"torch": "o", "onnxruntime": "s", "openvino": "D", "tensorrt": "^"}
+    for ax, key, label in zip(axes, ("verb_top1", "grnd_value"), ("verb top-1 (%)", "grounded value top-1 (%)")):
+        for p in points:
+            name = f"{p['backend']} {p['precision']}" + (" (reference model)" if p["model"] == "reference" else "")
+            ax.scatter(p["p50_ms"], p[key], s=70, marker=markers.get(p["backend"], "o"), label=name,
+                       facecolors="none" if p["precision"] == "fp32" else None)
+        for p in timed_only:
+            ax.axvline(p["p50_ms"], color="grey", linestyle=":", linewidth=1,
+                       label=f"{p['model']} {p['backend']} {p['precision']} (latency only)")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"latency p50 at batch {batch}, ms (log scale; left is faster)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    device = results["device"]
+    fig.suptitle(f"mipd-edge benchmark on {device.get('cpu')} ({device.get('usable_cores', '?')} cores)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["BenchmarkSettings", "run_benchmark", "format_results", "write_results", "device_info"]

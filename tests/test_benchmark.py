@@ -1,0 +1,78 @@
+"""The benchmark's outputs and structure on a tiny bundle; never its speed."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import cv2
+
+from mipd_edge.benchmark import CSV_COLUMNS, BenchmarkSettings, format_results, run_benchmark
+
+ROW_KEYS = {"backend", "precision", "batch", "status", "load_s", "latency_ms", "throughput_fps", "predictor_ms",
+            "size_mb", "peak_mem_mb", "speedup_vs_torch_fp32", "metrics"}
+
+
+def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_world, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bundle, broken)
+    (broken / "encoder.int8.onnx").write_bytes(b"not a graph")
+    settings = BenchmarkSettings(backends=("onnxruntime", "openvino", "tensorrt"), precisions=("fp32", "int8"),
+                                 batches=(1, 2), data=str(tiny_world / "data"), seconds=0.2, warmup=2,
+                                 min_iterations=5)
+    results = run_benchmark([tiny_bundle], settings, tmp_path / "out")
+    assert set(results) >= {"device", "versions", "bundle", "rows"}
+    assert results["device"]["logical_cores"] >= 1 and "onnxruntime" in results["versions"]
+    assert len(results["bundle"]["sha256"][str(tiny_bundle)]) == 64
+    rows = {(r["backend"], r["precision"], r["batch"]): r for r in results["rows"]}
+    # torch fp32 is always measured: every speed-up is against it
+    assert set(rows) == {(b, p, n) for b in ("torch", "onnxruntime", "openvino", "tensorrt")
+                         for p in ("fp32", "int8") if (b, p) != ("torch", "int8") for n in (1, 2)}
+    for key, row in rows.items():
+        assert ROW_KEYS <= set(row)
+        if key[0] == "tensorrt":
+            assert row["status"] != "ok" and "tensorrt" in row["status"]
+            continue
+        assert row["status"] == "ok", row["status"]
+        lat = row["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] and lat["n"] >= 5
+        assert row["predictor_ms"]["p50"] > 0 and row["throughput_fps"] > 0 and row["load_s"] > 0
+        assert row["size_mb"] > 0 and row["peak_mem_mb"] > 50
+        if key[2] == 1:  # accuracy once per backend x precision, with the open-vocabulary splits
+            assert set(row["metrics"]) == {"all", "seen", "rare", "unseen"}
+            assert 0 <= row["metrics"]["all"]["top1"]["verb"] <= 100
+    assert rows[("torch", "fp32", 1)]["speedup_vs_torch_fp32"] == 1.0
+    assert rows[("onnxruntime", "int8", 1)]["size_mb"] < rows[("onnxruntime", "fp32", 1)]["size_mb"]
+    # the same graphs give the same accuracy whichever runtime runs them
+    ort, ov = (rows[(b, "fp32", 1)]["metrics"]["all"]["top1"]["verb"] for b in ("onnxruntime", "openvino"))
+    assert abs(ort - ov) <= 100 / 48 + 1e-6  # at most one test image apart
+
+    on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert on_disk["rows"] == json.loads(json.dumps(results["rows"]))
+    with open(tmp_path / "out" / "results.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert tuple(table[0]) == CSV_COLUMNS and len(table) == len(results["rows"])
+    plot = cv2.imread(str(tmp_path / "out" / "latency_vs_accuracy.png"))
+    assert plot is not None and plot.shape[1] > 800
+    text = format_results(results)
+    assert "openvino" in text and "tensorrt" in text and "speedup" in text
+
+    # a graph that cannot load costs its own row, not the run
+    results = run_benchmark([broken], BenchmarkSettings(backends=("onnxruntime",), precisions=("int8",), batches=(1,),
+                                                        seconds=0.1, warmup=1, min_iterations=2))
+    row = next(r for r in results["rows"] if r["backend"] == "onnxruntime")
+    assert row["status"].startswith("failed: BundleError") and "encoder.int8.onnx" in row["status"]
+    assert next(r for r in results["rows"] if r["backend"] == "torch")["status"] == "ok"
+
+
+def test_benchmark_cli_and_missing_precisions(tiny_bundle, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "benchmark", "--model", str(tiny_bundle),
+                        "--backends", "openvino", "--precisions", "fp16,int8", "--batch", "1", "--seconds", "0.1",
+                        "--out", str(tmp_path / "b" / "results.json")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = json.loads((tmp_path / "b" / "results.json").read_text())
+    status = {(row["backend"], row["precision"]): row["status"] for row in results["rows"]}
+    assert status[("openvino", "int8")] == "ok" and status[("torch", "fp32")] == "ok"
+    assert "fp16" in status[("openvino", "fp16")] and "export --precision fp16" in status[("openvino", "fp16")]
+    assert "openvino" in r.stdout and (tmp_path / "b" / "results.csv").is_file()
