@@ -498,6 +498,7 @@ def plot_results(results: dict[str, Any], path: Path) -> Optional[Path]:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         log.warning("plot skipped: matplotlib is not installed (pip install matplotlib)")
         return None
@@ -507,15 +508,21 @@ def plot_results(results: dict[str, Any], path: Path) -> Optional[Path]:
                   and not r.get("metrics")]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     markers = {"torch": "o", "onnxruntime": "s", "openvino": "D", "tensorrt": "^"}
+    latencies = [p["p50_ms"] for p in points + timed_only]
+    ticks = [t for t in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+             if min(latencies) / 1.5 <= t <= max(latencies) * 1.5]
     for ax, key, label in zip(axes, ("verb_top1", "grnd_value"), ("verb top-1 (%)", "grounded value top-1 (%)")):
-        for p in points:
+        for i, p in enumerate(points):
             name = f"{p['backend']} {p['precision']}" + (" (reference model)" if p["model"] == "reference" else "")
-            ax.scatter(p["p50_ms"], p[key], s=70, marker=markers.get(p["backend"], "o"), label=name,
-                       facecolors="none" if p["precision"] == "fp32" else None)
+            color = f"C{i}"  # fp32 hollow, lower precisions filled
+            ax.scatter(p["p50_ms"], p[key], s=80, marker=markers.get(p["backend"], "o"), label=name, linewidths=2,
+                       edgecolors=color, facecolors="none" if p["precision"] == "fp32" else color)
         for p in timed_only:
             ax.axvline(p["p50_ms"], color="grey", linestyle=":", linewidth=1,
                        label=f"{p['model']} {p['backend']} {p['precision']} (latency only)")
         ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(f"latency p50 at batch {batch}, ms (log scale; left is faster)")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
