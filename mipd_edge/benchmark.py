@@ -340,6 +340,11 @@ def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_
     unknown = set(settings.backends) - set(BACKEND_ORDER)
     if unknown:
         raise MipdEdgeError(f"unknown backends {sorted(unknown)}; choose from {', '.join(BACKEND_ORDER)}")
+    unknown = set(settings.precisions) - set(PRECISIONS)
+    if unknown:
+        raise MipdEdgeError(f"unknown precisions {sorted(unknown)}; choose from {', '.join(PRECISIONS)}")
+    if not settings.batches or any(not isinstance(b, int) or b < 1 for b in settings.batches):
+        raise MipdEdgeError(f"batch sizes must be positive integers, got {list(settings.batches)}")
     plan = [(b, p) for b in BACKEND_ORDER if b in settings.backends for p in PRECISIONS if p in settings.precisions]
     if ("torch", "fp32") not in plan:  # the row every ratio is against
         plan.insert(0, ("torch", "fp32"))
@@ -502,7 +507,10 @@ def plot_results(results: dict[str, Any], path: Path) -> Optional[Path]:
     except ImportError:
         log.warning("plot skipped: matplotlib is not installed (pip install matplotlib)")
         return None
-    batch = min(r["batch"] for r in results["rows"])
+    if not any(r["status"] == "ok" for r in results["rows"]):
+        log.warning("plot skipped: no row ran")
+        return None
+    batch = min(r["batch"] for r in results["rows"] if r["status"] == "ok")
     points = [flat_row(r) for r in results["rows"] if r["status"] == "ok" and r["batch"] == batch and r.get("metrics")]
     timed_only = [flat_row(r) for r in results["rows"] if r["status"] == "ok" and r["batch"] == batch
                   and not r.get("metrics")]

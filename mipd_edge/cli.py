@@ -226,7 +226,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     from .benchmark import BenchmarkSettings, format_results, run_benchmark
 
     settings = BenchmarkSettings(backends=_names(args.backends), precisions=_names(args.precisions),
-                                 batches=tuple(int(b) for b in _names(args.batch)), device=args.device,
+                                 batches=_batch_sizes(args.batch), device=args.device,
                                  threads=args.threads, data=args.data, split=args.split, seconds=args.seconds,
                                  accuracy_images=args.accuracy_images)
     out = Path(args.out)
@@ -237,6 +237,13 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(b) for b in _names(text))
+    except ValueError:
+        raise MipdEdgeError(f"--batch takes a comma list of integers, got {text!r}") from None
 
 
 def cmd_quickstart(args: argparse.Namespace) -> None:

@@ -30,6 +30,17 @@ class MissingDependencyError(MipdEdgeError, ImportError):
     """An optional extra is needed for this feature; the message names it."""
 
 
+def reject_unknown_keys(obj, cls, what: str) -> None:
+    """A JSON / YAML object must only name fields of the dataclass it configures: a typo
+    should fail loudly rather than be ignored."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cls)}
+    unknown = set(obj) - known
+    if unknown:
+        raise MipdEdgeError(f"unknown {what} keys: {sorted(unknown)} (known: {sorted(known)})")
+
+
 def require(module: str, extra: str, feature: str):
     """Import an optional module or fail with the pip command that provides it."""
     import importlib

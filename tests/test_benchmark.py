@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import cv2
+import pytest
 
 from mipd_edge.benchmark import CSV_COLUMNS, BenchmarkSettings, format_results, run_benchmark
 
@@ -76,3 +77,13 @@ def test_benchmark_cli_and_missing_precisions(tiny_bundle, tmp_path):
     assert status[("openvino", "int8")] == "ok" and status[("torch", "fp32")] == "ok"
     assert "fp16" in status[("openvino", "fp16")] and "export --precision fp16" in status[("openvino", "fp16")]
     assert "openvino" in r.stdout and (tmp_path / "b" / "results.csv").is_file()
+
+
+def test_benchmark_rejects_bad_settings(tiny_bundle):
+    from mipd_edge.errors import MipdEdgeError
+
+    for bad in ({"precisions": ("int4",)}, {"backends": ("tflite",)}, {"batches": (0,)}, {"batches": ()}):
+        with pytest.raises(MipdEdgeError):
+            run_benchmark([tiny_bundle], BenchmarkSettings(**bad))
+    with pytest.raises(MipdEdgeError, match="at least one bundle"):
+        run_benchmark([], BenchmarkSettings())

@@ -21,14 +21,14 @@ needs a re-export.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import MipdEdgeError
+from ..errors import MipdEdgeError, reject_unknown_keys
 from .backbones import build_backbone
 from .layers import MASKED, MLP, DecoderBlock, EncoderBlock, sine_positions
 
@@ -54,10 +54,7 @@ class StudentConfig:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> "StudentConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(obj) - known
-        if unknown:
-            raise MipdEdgeError(f"unknown student config keys: {sorted(unknown)}")
+        reject_unknown_keys(obj, cls, "student config")
         return cls(**obj)
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
 import yaml
 
-from ..errors import MipdEdgeError
+from ..errors import MipdEdgeError, reject_unknown_keys
 from ..files import PathLike
 from .losses import LossWeights
 
@@ -45,10 +45,7 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(obj) - known
-        if unknown:
-            raise MipdEdgeError(f"unknown training config keys: {sorted(unknown)} (known: {sorted(known)})")
+        reject_unknown_keys(obj, cls, "training config")
         obj = dict(obj)
         if isinstance(obj.get("loss"), dict):
             obj["loss"] = LossWeights(**{**asdict(LossWeights()), **obj["loss"]})
