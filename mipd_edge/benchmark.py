@@ -205,8 +205,6 @@ def measure_row(bundle: str, backend: str, precision: str, batch: int, settings:
                 with_accuracy: bool) -> dict[str, Any]:
     """Everything for one backend x precision x batch; runs in a fresh process."""
     from .predictor import Predictor, evaluate_predictor
-    from .preprocess import Preprocess
-
     logging.basicConfig(level=logging.WARNING)
     options: dict[str, Any] = {}
     if backend == "openvino" and precision == "fp32":
@@ -228,8 +226,7 @@ def measure_row(bundle: str, backend: str, precision: str, batch: int, settings:
         row.notes.append(f"OpenVINO inference precision {hint.get_type_name()}")
 
     images = benchmark_images(settings, batch)
-    preprocess = Preprocess.from_json(manifest["preprocess"])
-    x = np.stack([preprocess(image)[0] for image in images])
+    x, _ = predictor.prepare(images)
     decoder_inputs = predictor.runtime.example_inputs(batch)["decoder"]
 
     def raw() -> None:

@@ -116,7 +116,7 @@ def reference_outputs(model: Student, images: np.ndarray, vocabulary: Vocabulary
                                model.cfg.max_roles)
     with torch.no_grad():
         memory, glance = model.encode(torch.from_numpy(images))
-        verbs = [names[0] for names in decoder.rank_verbs(glance.numpy())[0]]
+        verbs = [ids[0] for ids in decoder.rank_verbs(glance.numpy())[0]]
         roles, verb, mask = decoder.role_inputs(verbs)
         dec_in = {"memory": memory.numpy(), "role_emb": roles, "verb_emb": verb, "role_mask": mask}
         nouns, boxes, exists, _ = model.decode(*(torch.from_numpy(dec_in[n]) for n in INPUTS["decoder"]))

@@ -48,6 +48,7 @@ class Predictor:
             raise VocabularyError(f"{self.bundle}: the vocabulary was embedded by {self.vocabulary.encoder_id}, "
                                   f"the model was trained with {self.manifest.get('text_encoder')}")
         self.vocabulary.attach(LazyTextEncoder(self.vocabulary.encoder_id, self.vocabulary.dim, self._text_encoder))
+        runtime_options.setdefault("canvas_input", True)  # normalisation inside the graph where the backend can
         self.runtime = load_runtime(backend, self.bundle, self.manifest, device=device, precision=precision,
                                     threads=threads, **runtime_options)
         self.backend = self.runtime.name
@@ -72,9 +73,7 @@ class Predictor:
         if not images:
             return []
         start = time.perf_counter()
-        prepared = [self.preprocess(load_image(img)) for img in images]
-        batch = np.stack([p[0] for p in prepared])
-        letterboxes: list[Letterbox] = [p[1] for p in prepared]
+        batch, letterboxes = self.prepare(images)
         t_pre = time.perf_counter()
         memory, glance = self.encode(batch)
         t_enc = time.perf_counter()
@@ -98,8 +97,14 @@ class Predictor:
                         "batch": len(images)}
         return situations
 
+    def prepare(self, images: Sequence[ImageSource]) -> tuple[np.ndarray, list[Letterbox]]:
+        """Images -> the encoder's input batch and where each image sits in it."""
+        prepared = [self.preprocess.letterbox(load_image(img)) for img in images]
+        canvases = prepared[0][0][None] if len(prepared) == 1 else np.stack([p[0] for p in prepared])
+        return self.runtime.encoder_input(canvases), [p[1] for p in prepared]
+
     def encode(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The encoder on a pre-processed batch, one image at a time where the graph has batch 1."""
+        """The encoder on a ``prepare``d batch, one image at a time where the graph has batch 1."""
         if self.batch_free or len(batch) == 1:
             return self.runtime.encode(batch)
         outs = [self.runtime.encode(batch[i:i + 1]) for i in range(len(batch))]  # a batch-1 encoder graph

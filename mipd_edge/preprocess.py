@@ -9,7 +9,7 @@ that only have numpy, OpenCV and one runtime.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -37,15 +37,14 @@ class Letterbox:
         y2 = (b[:, 3] * self.scale + self.pad_y) / self.size
         return np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=1)
 
-    def boxes_to_image(self, cxcywh: np.ndarray) -> np.ndarray:
-        """Normalised [cx, cy, w, h] -> pixel [x1, y1, x2, y2], clipped to the image."""
-        b = np.asarray(cxcywh, dtype=np.float32).reshape(-1, 4) * self.size
-        x1 = (b[:, 0] - b[:, 2] / 2 - self.pad_x) / self.scale
-        y1 = (b[:, 1] - b[:, 3] / 2 - self.pad_y) / self.scale
-        x2 = (b[:, 0] + b[:, 2] / 2 - self.pad_x) / self.scale
-        y2 = (b[:, 1] + b[:, 3] / 2 - self.pad_y) / self.scale
-        out = np.stack([x1, y1, x2, y2], axis=1)
-        return np.clip(out, 0, [self.width, self.height, self.width, self.height])
+    def box_to_image(self, cxcywh: Sequence[float]) -> list[float]:
+        """One box; in plain Python, because the Predictor converts a few boxes per image and
+        numpy's fixed cost per call would dominate."""
+        cx, cy, w, h = (v * self.size for v in cxcywh)
+        x1, x2 = (cx - w / 2 - self.pad_x) / self.scale, (cx + w / 2 - self.pad_x) / self.scale
+        y1, y2 = (cy - h / 2 - self.pad_y) / self.scale, (cy + h / 2 - self.pad_y) / self.scale
+        return [min(max(x1, 0.0), self.width), min(max(y1, 0.0), self.height),
+                min(max(x2, 0.0), self.width), min(max(y2, 0.0), self.height)]
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,8 @@ class Preprocess:
     pad_value: int = 114
 
     def letterbox(self, bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        """The RGB uint8 (size, size, 3) canvas and where the image sits in it."""
+        """The BGR uint8 (size, size, 3) canvas and where the image sits in it (the swap to RGB
+        happens in ``normalize``, or inside the graph, for free)."""
         if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
             raise InvalidImageError(f"pre-processing takes BGR uint8 (H, W, 3), got {bgr.dtype} {bgr.shape}")
         h, w = bgr.shape[:2]
@@ -68,17 +68,17 @@ class Preprocess:
         resized = bgr if (nw, nh) == (w, h) else cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
         canvas = cv2.copyMakeBorder(resized, py, self.size - nh - py, px, self.size - nw - px, cv2.BORDER_CONSTANT,
                                     value=(self.pad_value,) * 3)
-        return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB), Letterbox(nw / w, float(px), float(py), w, h, self.size)
+        return canvas, Letterbox(nw / w, float(px), float(py), w, h, self.size)
 
-    def normalize(self, rgb: np.ndarray) -> np.ndarray:
-        """RGB uint8 (H, W, 3) or (N, H, W, 3) -> float32 (3, H, W) or (N, 3, H, W).
+    def normalize(self, bgr: np.ndarray) -> np.ndarray:
+        """BGR uint8 canvas (H, W, 3) or (N, H, W, 3) -> RGB float32 (3, H, W) or (N, 3, H, W).
 
-        OpenCV's blob maker does the layout change, the scaling and the mean in one pass
-        (a fifth of numpy's time, which matters next to a 2 ms INT8 model)."""
-        batch = rgb if rgb.ndim == 4 else rgb[None]
-        x = cv2.dnn.blobFromImages(list(batch), 1 / 255, mean=tuple(255.0 * m for m in self.mean))
+        OpenCV's blob maker does the colour swap, the layout change, the scaling and the mean
+        in one pass (a fifth of numpy's time, which matters next to a 2 ms INT8 model)."""
+        batch = bgr if bgr.ndim == 4 else bgr[None]
+        x = cv2.dnn.blobFromImages(list(batch), 1 / 255, mean=tuple(255.0 * m for m in self.mean), swapRB=True)
         x *= (1 / np.asarray(self.std, np.float32))[:, None, None]
-        return x if rgb.ndim == 4 else x[0]
+        return x if bgr.ndim == 4 else x[0]
 
     def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         canvas, box = self.letterbox(bgr)

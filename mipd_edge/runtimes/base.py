@@ -15,6 +15,7 @@ import numpy as np
 
 from ..bundle import INPUTS, OUTPUTS
 from ..errors import BundleError, InvalidImageError
+from ..preprocess import Preprocess
 
 FORMAT_BY_PRECISION = {"fp32": "", "fp16": "", "int8": "-int8"}
 
@@ -22,14 +23,24 @@ FORMAT_BY_PRECISION = {"fp32": "", "fp16": "", "int8": "-int8"}
 class Runtime(ABC):
     name: str = ""
     extra: str = ""  # the pip extra that installs this backend
+    takes_canvas: bool = False  # True where the encoder graph itself normalises the uint8 canvas
 
     def __init__(self, bundle: Path, manifest: Mapping[str, Any], device: str = "CPU",
-                 precision: Optional[str] = None, threads: Optional[int] = None):
+                 precision: Optional[str] = None, threads: Optional[int] = None, canvas_input: bool = False):
+        """``canvas_input`` asks the backend to take letterboxed BGR uint8 canvases (N, H, W, 3)
+        and normalise them inside its graph where it can (OpenVINO does); ``encoder_input``
+        gives whichever input the encoder takes, so callers need not know."""
         self.bundle, self.manifest, self.device = Path(bundle), manifest, device
         self.precision = precision or manifest.get("precision", "fp32")
         if self.precision not in FORMAT_BY_PRECISION:
             raise BundleError(f"precision must be fp32, fp16 or int8, got {self.precision!r}")
         self.threads = threads
+        self.canvas_input = canvas_input
+        self.preprocess = Preprocess.from_json(manifest["preprocess"])
+
+    def encoder_input(self, canvases: np.ndarray) -> np.ndarray:
+        """Letterboxed BGR uint8 canvases (N, H, W, 3) -> what this runtime's encoder takes."""
+        return canvases if self.takes_canvas else self.preprocess.normalize(canvases)
 
     @abstractmethod
     def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -57,11 +68,11 @@ class Runtime(ABC):
     def example_inputs(self, batch: int = 1) -> dict[str, dict[str, np.ndarray]]:
         """Inputs of the right shapes for both graphs: for warm-up and timing (the graphs are
         dense, so their cost does not depend on the values)."""
-        size, r, d = (int(self.manifest["preprocess"]["size"]), int(self.manifest["max_roles"]),
-                      int(self.manifest["text_dim"]))
-        memory, _ = self.encode(np.zeros((1, 3, size, size), np.float32))  # batch 1: every encoder graph takes it
+        size, r, d = self.preprocess.size, int(self.manifest["max_roles"]), int(self.manifest["text_dim"])
+        images = self.encoder_input(np.zeros((batch, size, size, 3), np.uint8))
+        memory, _ = self.encode(images[:1])  # batch 1: every encoder graph takes it
         memory = np.repeat(memory, batch, axis=0)
-        return {"encoder": {"images": np.zeros((batch, 3, size, size), np.float32)},
+        return {"encoder": {"images": images},
                 "decoder": {"memory": memory, "role_emb": np.zeros((batch, r, d), np.float32),
                             "verb_emb": np.zeros((batch, d), np.float32), "role_mask": np.ones((batch, r), np.float32)}}
 
@@ -81,8 +92,9 @@ class Runtime(ABC):
         out = {}
         for name in INPUTS[graph]:
             a = np.asarray(inputs[name])
-            if a.dtype != np.float32:
-                raise InvalidImageError(f"{graph} input '{name}' must be float32, got {a.dtype}")
+            dtype = np.uint8 if self.takes_canvas and name == "images" else np.float32
+            if a.dtype != dtype:
+                raise InvalidImageError(f"{graph} input '{name}' must be {np.dtype(dtype).name}, got {a.dtype}")
             out[name] = np.ascontiguousarray(a)
         return out
 

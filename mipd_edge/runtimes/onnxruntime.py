@@ -24,8 +24,8 @@ class OnnxRuntime(Runtime):
     extra = "onnx"
 
     def __init__(self, bundle, manifest: Mapping[str, Any], device: str = "CPU", precision: Optional[str] = None,
-                 threads: Optional[int] = None):
-        super().__init__(bundle, manifest, device, precision, threads)
+                 threads: Optional[int] = None, canvas_input: bool = False):
+        super().__init__(bundle, manifest, device, precision, threads, canvas_input)
         ort = require("onnxruntime", self.extra, "The ONNX Runtime backend")
         device = device.upper()
         if device not in PROVIDERS:

@@ -104,8 +104,8 @@ class TensorRTRuntime(Runtime):
     extra = "tensorrt"
 
     def __init__(self, bundle, manifest: Mapping[str, Any], device: str = "CUDA", precision: Optional[str] = None,
-                 threads: Optional[int] = None):
-        super().__init__(bundle, manifest, device, precision or "fp16", threads)
+                 threads: Optional[int] = None, canvas_input: bool = False):
+        super().__init__(bundle, manifest, device, precision or "fp16", threads, canvas_input)
         trt = require("tensorrt", self.extra, "The TensorRT backend")
         self.torch = require("torch", "train", "TensorRT buffers (the backend uses torch CUDA tensors)")
         if not self.torch.cuda.is_available():

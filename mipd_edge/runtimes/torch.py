@@ -23,8 +23,8 @@ class TorchRuntime(Runtime):
     extra = "train"
 
     def __init__(self, bundle, manifest: Mapping[str, Any], device: str = "CPU", precision: Optional[str] = None,
-                 threads: Optional[int] = None, compiled: Optional[bool] = None):
-        super().__init__(bundle, manifest, device, precision or "fp32", threads)
+                 threads: Optional[int] = None, compiled: Optional[bool] = None, canvas_input: bool = False):
+        super().__init__(bundle, manifest, device, precision or "fp32", threads, canvas_input)
         torch = require("torch", self.extra, "The PyTorch backend")
         from ..models.store import load_weights
         from ..models.student import Student, StudentConfig
