@@ -60,6 +60,29 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"metrics written to {args.out}")
 
 
+def cmd_eval_hoi(args: argparse.Namespace) -> None:
+    from .data.hico import HoiSpace, find_space, rare_classes, read_hoi_annotations
+    from .files import read_json, write_json
+    from .hoi_metrics import evaluate_hoi
+
+    space = HoiSpace.load(args.space) if args.space else find_space(Path(args.annotations).parent)
+    annotations = read_hoi_annotations(args.annotations, space)
+    train = read_hoi_annotations(args.train_annotations, space) if args.train_annotations else None
+    rare = rare_classes(space, train) if space.rare is not None or train is not None else frozenset()
+    metrics = evaluate_hoi(annotations, read_json(args.predictions, "predictions file"), space, rare,
+                           args.zero_shot, args.ap, args.max_per_image)
+    rows = [("Full", metrics["full"]), ("Rare", metrics["rare"]), ("Non-rare", metrics["non_rare"])]
+    if args.zero_shot:
+        rows += [("Unseen", metrics["unseen"]), ("Seen", metrics["seen"])]
+    print(f"{space.name} mAP ({metrics['ap']}, {metrics['classes']} classes with ground truth"
+          f"{', zero-shot ' + args.zero_shot if args.zero_shot else ''})")
+    for name, value in rows:
+        print(f"  {name:<9} {'-' if value is None else f'{value:6.2f}'}")
+    if args.out:
+        write_json(args.out, metrics)
+        print(f"metrics written to {args.out}")
+
+
 def _train_config(args: argparse.Namespace, **defaults):
     from .train.config import load_config
 
@@ -287,6 +310,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", required=True)
     p.add_argument("--predictions", required=True)
     p.add_argument("--splits", default=None, help="splits.json, for seen / rare / unseen sections")
+    p.add_argument("--out", default=None, help="write the metrics JSON here")
+
+    p = command("eval-hoi", cmd_eval_hoi, "score HOI detections with the HICO-DET mAP (Full / Rare / Non-rare, "
+                "Seen / Unseen under a zero-shot split)")
+    p.add_argument("--annotations", required=True, help="test annotations (test_hico.json format)")
+    p.add_argument("--predictions", required=True, help="{file_name: [{human_box, object_box, object, verb, score}]}")
+    p.add_argument("--zero-shot", default=None,
+                   help="rare_first, non_rare_first, unseen_object, unseen_verb (HICO-DET) or the dataset's own")
+    p.add_argument("--space", default=None, help="hoi_space.json (default: beside the annotations, else HICO-DET)")
+    p.add_argument("--train-annotations", default=None, help="to count rare classes when the space lists none")
+    p.add_argument("--ap", choices=("voc", "voc11"), default="voc", help="official VOC AP or the 11-point variant")
+    p.add_argument("--max-per-image", type=int, default=None, help="keep only each image's top detections")
     p.add_argument("--out", default=None, help="write the metrics JSON here")
 
     def training_options(p: argparse.ArgumentParser) -> None:

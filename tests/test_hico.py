@@ -1,0 +1,142 @@
+import json
+
+import numpy as np
+import pytest
+
+from mipd_edge.cli import main
+from mipd_edge.data import hico_det_lists as lists
+from mipd_edge.data.hico import (HoiSpace, drop_unseen, hico_det_space, rare_classes, read_hoi_annotations,
+                                 seen_verbs)
+from mipd_edge.errors import DatasetError
+from mipd_edge.hoi_metrics import average_precision, evaluate_hoi, iou_matrix
+
+
+def test_published_tables_are_consistent():
+    """The tables were copied from two code bases; every cross-check they allow holds."""
+    assert (len(lists.VERBS), len(lists.OBJECTS), len(lists.HOI_VERB), len(lists.HOI_OBJECT)) == (117, 80, 600, 600)
+    pairs = list(zip(lists.HOI_VERB, lists.HOI_OBJECT))
+    assert len(set(pairs)) == 600
+    assert sorted(o for v, o in pairs if lists.VERBS[v] == "no_interaction") == list(range(80))
+    assert len(lists.RARE) == 138
+    sizes = {k: len(set(v)) for k, v in lists.ZERO_SHOT.items()}
+    assert sizes == {"rare_first": 120, "non_rare_first": 120, "unseen_object": 100, "unseen_verb": 84}
+    # rare-first: GEN-VLKT's list is HOICLIP's set, all rare; non-rare-first: no rare class
+    assert set(lists.ZERO_SHOT["rare_first"]) == set(lists.RARE_FIRST_HOICLIP) <= set(lists.RARE)
+    assert not set(lists.ZERO_SHOT["non_rare_first"]) & set(lists.RARE)
+    # unseen verb: exactly every class of the 20 listed verbs; unseen object: every class of 12 objects
+    assert {i for i, (v, _) in enumerate(pairs) if v in lists.UNSEEN_VERBS} == set(lists.ZERO_SHOT["unseen_verb"])
+    objects = {pairs[i][1] for i in lists.ZERO_SHOT["unseen_object"]}
+    assert len(objects) == 12
+    assert {i for i, (_, o) in enumerate(pairs) if o in objects} == set(lists.ZERO_SHOT["unseen_object"])
+
+
+def test_hico_det_space():
+    space = hico_det_space()
+    assert len(space.classes) == 600 and len(space.verbs) == 117 and len(space.objects) == 80
+    assert space.class_of(5, 5) == 0 and space.class_name(0) == "board airplane"  # verb 5 board, COCO 5 airplane
+    assert space.class_of(5, 1) is None  # boarding a person is no HICO-DET class
+    assert rare_classes(space) == frozenset(lists.RARE)
+    assert len(seen_verbs(space, "unseen_verb")) == 117 - 20
+    assert len(seen_verbs(space, "rare_first")) == 117  # unseen combinations of seen verbs
+    with pytest.raises(DatasetError, match="no zero-shot split"):
+        space.unseen("rare-first")
+    assert HoiSpace.from_json(json.loads(json.dumps(space.to_json()))).classes == space.classes
+
+
+@pytest.fixture
+def space():
+    return HoiSpace("toy", ("hold", "kick"), {1: "person", 2: "ball", 3: "cup"}, ((1, 2), (1, 3), (2, 2)),
+                    {"kick-ball": (2,)}, rare=(1,))
+
+
+def entry(name, boxes, hois):
+    return {"file_name": name, "annotations": [{"bbox": b, "category_id": c} for b, c in boxes],
+            "hoi_annotation": [{"subject_id": s, "object_id": o, "category_id": v} for s, o, v in hois]}
+
+
+def write(tmp_path, obj, name="test.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def test_reader_and_its_errors(tmp_path, space):
+    ok = [entry("a.jpg", [([0, 0, 9, 19], 1), ([10, 0, 19, 9], 2)], [(0, 1, 1), (0, 1, 2)])]
+    images = read_hoi_annotations(write(tmp_path, ok), space)
+    assert images[0].hoi_classes(space) == [0, 2] and images[0].boxes.shape == (2, 4)
+    bad = {
+        "malformed entry": [{"file_name": "a.jpg", "annotations": []}],
+        "out of range": [entry("a.jpg", [([0, 0, 9, 9], 1)], [(0, 1, 1)])],
+        "not in toy": [entry("a.jpg", [([0, 0, 9, 9], 1), ([0, 0, 9, 9], 7)], [(0, 1, 1)])],
+        "x2 >= x1": [entry("a.jpg", [([9, 0, 0, 9], 1), ([0, 0, 9, 9], 2)], [(0, 1, 1)])],
+        "verb id 3": [entry("a.jpg", [([0, 0, 9, 9], 1), ([0, 0, 9, 9], 2)], [(0, 1, 3)])],
+        "JSON list": {"images": []},
+    }
+    for message, content in bad.items():
+        with pytest.raises(DatasetError, match=message):
+            read_hoi_annotations(write(tmp_path, content), space)
+
+
+def test_training_drops_every_trace_of_unseen_classes(tmp_path, space):
+    data = [entry("a.jpg", [([0, 0, 9, 9], 1), ([0, 0, 9, 9], 2)], [(0, 1, 1), (0, 1, 2)]),  # hold + kick one ball
+            entry("b.jpg", [([0, 0, 9, 9], 1), ([0, 0, 9, 9], 2), ([0, 0, 9, 9], 3)], [(0, 1, 2), (0, 2, 1)]),
+            entry("c.jpg", [([0, 0, 9, 9], 1), ([0, 0, 9, 9], 3)], [(0, 1, 1)])]
+    images = read_hoi_annotations(write(tmp_path, data), space)
+    kept = drop_unseen(images, space, "kick-ball")
+    assert [i.file_name for i in kept] == ["b.jpg", "c.jpg"]  # a.jpg's only pair also kicks the ball
+    assert [c for i in kept for c in i.hoi_classes(space)] == [1, 1]
+    assert drop_unseen(images, space, None) == images
+
+
+def test_iou_and_average_precision_by_hand():
+    assert np.isclose(iou_matrix([[0, 0, 9, 9]], [[0, 0, 9, 9], [5, 0, 14, 9], [20, 20, 30, 30]]),
+                      [[1.0, 50 / 150, 0.0]]).all()
+    tp, scores = np.array([1.0, 0.0, 1.0]), np.array([0.9, 0.8, 0.7])
+    # recall 0.5, 0.5, 1.0 / precision 1, 0.5, 2/3: area 0.5 * 1 + 0.5 * 2/3
+    assert np.isclose(average_precision(tp, scores, 2), 0.5 + 1 / 3)
+    # 11-point: recall thresholds 0..0.5 see precision 1, 0.6..1.0 see 2/3
+    assert np.isclose(average_precision(tp, scores, 2, "voc11"), (6 + 5 * 2 / 3) / 11)
+    assert average_precision(np.array([0.0]), np.array([0.5]), 3) == 0.0
+
+
+def test_hoi_map_by_hand(tmp_path, space):
+    person, ball, cup = [0, 0, 9, 19], [10, 0, 19, 9], [30, 0, 39, 9]
+    gts = [entry("a.jpg", [(person, 1), (ball, 2), ([50, 0, 59, 19], 1), (cup, 3)], [(0, 1, 1), (2, 3, 1)]),
+           entry("b.jpg", [(person, 1), (ball, 2)], [(0, 1, 1), (0, 1, 2)])]
+    images = read_hoi_annotations(write(tmp_path, gts), space)
+    det = lambda h, o, obj, verb, s: {"human_box": h, "object_box": o, "object": obj, "verb": verb, "score": s}  # noqa: E731
+    predictions = {
+        "a.jpg": [det(person, ball, 2, 1, 0.9),              # hold ball: TP
+                  det(person, ball, 2, 1, 0.8),              # the same pair again: FP (already matched)
+                  det([50, 0, 59, 19], cup, 3, 1, 0.6),      # hold cup: TP
+                  det(person, ball, 2, 2, 0.5)],             # kick ball: FP (no such pair in a.jpg)
+        "b.jpg": [det(person, [15, 0, 24, 9], 2, 1, 0.7),    # hold ball, object IoU 1/3: FP
+                  det(person, ball, 2, 2, 0.95)],            # kick ball: TP
+    }
+    m = evaluate_hoi(images, predictions, space, rare=[1], zero_shot="kick-ball")
+    # hold-ball: 2 GT, hits at ranks 1 of (0.9 TP, 0.8 FP, 0.7 FP): AP 0.5; hold-cup: AP 1;
+    # kick-ball: 1 GT, (0.95 TP, 0.5 FP): AP 1
+    assert m["per_class"] == {"hold ball": 50.0, "hold cup": 100.0, "kick ball": 100.0}
+    assert np.isclose(m["full"], 250 / 3) and m["rare"] == 100.0 and m["non_rare"] == 75.0
+    assert m["unseen"] == 100.0 and m["seen"] == 75.0 and m["classes"] == 3
+    # the detection takes the best-overlapping unmatched pair, so two people holding balls both count
+    two = [entry("c.jpg", [(person, 1), (ball, 2), ([40, 0, 49, 19], 1), ([50, 0, 59, 9], 2)], [(0, 1, 1), (2, 3, 1)])]
+    m2 = evaluate_hoi(read_hoi_annotations(write(tmp_path, two), space),
+                      {"c.jpg": [det([40, 0, 49, 19], [50, 0, 59, 9], 2, 1, 0.9), det(person, ball, 2, 1, 0.8)]}, space)
+    assert m2["per_class"] == {"hold ball": 100.0}
+    with pytest.raises(DatasetError, match="not in the annotations"):
+        evaluate_hoi(images, {"z.jpg": []}, space)
+    with pytest.raises(DatasetError, match="needs human_box"):
+        evaluate_hoi(images, {"a.jpg": [{"human_box": person}]}, space)
+
+
+def test_eval_hoi_cli(tmp_path, space, capsys):
+    space.save(tmp_path / "hoi_space.json")
+    gt = write(tmp_path, [entry("a.jpg", [([0, 0, 9, 19], 1), ([10, 0, 19, 9], 2)], [(0, 1, 1)])])
+    pred = write(tmp_path, {"a.jpg": [{"human_box": [0, 0, 9, 19], "object_box": [10, 0, 19, 9], "object": 2,
+                                       "verb": 1, "score": 0.5}]}, "pred.json")
+    assert main(["eval-hoi", "--annotations", str(gt), "--predictions", str(pred), "--zero-shot", "kick-ball",
+                 "--out", str(tmp_path / "m.json")]) == 0
+    out = capsys.readouterr().out
+    assert "toy mAP" in out and "Full      100.00" in out and "Unseen" in out
+    assert json.loads((tmp_path / "m.json").read_text())["full"] == 100.0
