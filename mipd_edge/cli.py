@@ -26,6 +26,15 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
           f"{manifest['seconds']:.1f} s")
 
 
+def cmd_data_synth_hoi(args: argparse.Namespace) -> None:
+    from .data.synthsitu.hoi import generate_hoi
+
+    m = generate_hoi(args.out, seed=args.seed, trainval=args.trainval, test=args.test, image_size=args.image_size,
+                     workers=args.workers)
+    print(f"SynthSitu-HOI written to {args.out}: {m['trainval']} trainval / {m['test']} test images, "
+          f"{m['verbs']} verbs, {m['classes']} HOI classes, {m['seconds']:.1f} s")
+
+
 def cmd_data_split(args: argparse.Namespace) -> None:
     from .data.split import build_split, write_split
     from .data.swig import read_annotations, read_space
@@ -294,6 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev", type=int, default=480)
     p.add_argument("--test", type=int, default=960)
     p.add_argument("--image-size", type=int, default=192, help="long side in pixels")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+
+    p = command("synth-hoi", cmd_data_synth_hoi, "generate SynthSitu-HOI (several people per image) in the "
+                "HICO-DET annotation format", data_sub)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trainval", type=int, default=2400)
+    p.add_argument("--test", type=int, default=600)
+    p.add_argument("--image-size", type=int, default=224, help="width in pixels")
     p.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
 
     p = command("split", cmd_data_split, "build an open-vocabulary (seen / rare / unseen) verb split", data_sub)

@@ -140,3 +140,41 @@ def test_eval_hoi_cli(tmp_path, space, capsys):
     out = capsys.readouterr().out
     assert "toy mAP" in out and "Full      100.00" in out and "Unseen" in out
     assert json.loads((tmp_path / "m.json").read_text())["full"] == 100.0
+
+
+def test_synthsitu_hoi(tmp_path):
+    from mipd_edge.data.synthsitu.hoi import hoi_space
+    from mipd_edge.data.synthsitu.world import VERB_BY_NAME
+
+    out = tmp_path / "hoi"
+    assert main(["data", "synth-hoi", "--out", str(out), "--trainval", "40", "--test", "12", "--workers", "1"]) == 0
+    space = HoiSpace.load(out / "hoi_space.json")
+    assert space == hoi_space(0)
+    train = read_hoi_annotations(out / "trainval_hico.json", space)
+    test = read_hoi_annotations(out / "test_hico.json", space)
+    assert len(train) == 40 and len(test) == 12
+    for image in train + test:
+        assert 1 <= len(image.pairs) <= 3 and None not in image.hoi_classes(space)
+        assert all(image.categories[p.subject] == 1 for p in image.pairs)  # the subject is always a person
+    raw = json.loads((out / "trainval_hico.json").read_text())
+    assert all(h["hoi_category_id"] - 1 == c for e, i in zip(raw, train)
+               for h, c in zip(e["hoi_annotation"], i.hoi_classes(space)))
+    # unseen verbs: all their classes, and only new combinations of primitives seen verbs show
+    unseen_verbs = {space.classes[i][0] for i in space.zero_shot["unseen_verb"]}
+    assert set(space.zero_shot["unseen_verb"]) == {i for i, (v, _) in enumerate(space.classes) if v in unseen_verbs}
+    assert set(seen_verbs(space, "unseen_verb")).isdisjoint(unseen_verbs)
+    seen_primitives = [VERB_BY_NAME[space.verbs[v - 1]].primitives for v in seen_verbs(space, "unseen_verb")]
+    for v in unseen_verbs:
+        for axis, value in enumerate(VERB_BY_NAME[space.verbs[v - 1]].primitives):
+            assert any(p[axis] == value for p in seen_primitives)
+    # unseen combinations: every verb and object of them is still seen in another class
+    combination = set(space.zero_shot["unseen_combination"])
+    seen = [c for i, c in enumerate(space.classes) if i not in combination]
+    for i in combination:
+        verb, obj = space.classes[i]
+        assert any(v == verb for v, _ in seen) and any(o == obj for _, o in seen)
+    # deterministic: the same seed writes the same images
+    again = tmp_path / "again"
+    main(["data", "synth-hoi", "--out", str(again), "--trainval", "40", "--test", "12", "--workers", "1"])
+    first = sorted((out / "images").iterdir())[3]
+    assert (again / "images" / first.name).read_bytes() == first.read_bytes()

@@ -12,7 +12,7 @@ import time
 from contextlib import nullcontext
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -94,6 +94,20 @@ def _render_chunk(job: tuple) -> list[tuple[str, dict]]:
     return out
 
 
+def render_jobs(render_chunk: Callable[[tuple], list[tuple[str, dict]]], jobs: list[tuple], total: int,
+                workers: Optional[int], desc: str, progress: bool) -> dict[str, dict]:
+    """Run chunks of image jobs, in worker processes when there are enough images to pay
+    for them; image name -> annotation entry."""
+    entries: dict[str, dict] = {}
+    parallel = workers != 1 and total >= 200
+    with ProcessPoolExecutor(max_workers=workers) if parallel else nullcontext() as pool, \
+            progress_bar(total=total, desc=desc, unit="img", enabled=progress) as bar:
+        for chunk in (pool.map if parallel else map)(render_chunk, jobs):
+            entries.update(chunk)
+            bar.update(len(chunk))
+    return entries
+
+
 def verb_schedule(split: str, count: int, seed: int) -> list[str]:
     """Which verb each image shows: train near-balanced in shuffled order, dev/test round robin."""
     names = [v.name for v in world.VERBS]
@@ -127,13 +141,7 @@ def generate(out: PathLike, seed: int = 0, train: int = 4800, dev: int = 480, te
         order[name_split] = [n for _, n, _ in items]
         jobs += [(seed, name_split, str(image_dir), image_size, items[i:i + 64]) for i in range(0, len(items), 64)]
 
-    entries: dict[str, dict] = {}
-    parallel = workers != 1 and counter >= 200
-    with ProcessPoolExecutor(max_workers=workers) if parallel else nullcontext() as pool, \
-            progress_bar(total=counter, desc="SynthSitu", unit="img", enabled=progress) as bar:
-        for chunk in (pool.map if parallel else map)(_render_chunk, jobs):
-            entries.update(chunk)
-            bar.update(len(chunk))
+    entries = render_jobs(_render_chunk, jobs, counter, workers, "SynthSitu", progress)
     for name_split, names in order.items():
         write_json(out / f"{name_split}.json", {n: entries[n] for n in names}, indent=None)
     seconds = time.perf_counter() - start
