@@ -18,8 +18,22 @@ FORMAT = "mipd-edge-bundle"
 VERSION = 1
 INPUTS = {"encoder": ["images"], "decoder": ["memory", "role_emb", "verb_emb", "role_mask"]}
 OUTPUTS = {"encoder": ["memory", "glance"], "decoder": ["nouns", "boxes", "exists"]}
+# HOI students: the decoder needs no vocabulary input and gives every pair slot at once
+HOI_INPUTS = {"encoder": ["images"], "decoder": ["memory"]}
+HOI_OUTPUTS = {"encoder": ["memory", "glance"],
+               "decoder": ["human_boxes", "object_boxes", "objects", "verbs", "interaction"]}
 GRAPH_FILES = {"onnx": "{graph}.onnx", "onnx-int8": "{graph}.int8.onnx", "openvino": "openvino/{graph}.xml",
                "openvino-int8": "openvino/{graph}.int8.xml"}
+
+
+def task_of(manifest: Mapping[str, Any]) -> str:
+    """``gsr`` (one situation per image) or ``hoi`` (a set of interactions)."""
+    return manifest["model"].get("task", "gsr")
+
+
+def graph_io(task: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Input and output names of both graphs for a task."""
+    return (HOI_INPUTS, HOI_OUTPUTS) if task == "hoi" else (INPUTS, OUTPUTS)
 
 
 def graph_path(bundle: PathLike, manifest: Mapping[str, Any], fmt: str, graph: str) -> Path:

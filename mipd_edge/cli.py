@@ -159,6 +159,53 @@ def cmd_predict_dataset(args: argparse.Namespace) -> None:
     print(f"predictions for {len(preds['all'])} {args.split} images -> {args.out}")
 
 
+def cmd_hoi_pairs(args: argparse.Namespace) -> None:
+    from .train.hoi import write_hoi_pairs
+
+    out = write_hoi_pairs(args.data, args.out, args.zero_shot)
+    print(f"pair situations (SWiG format) -> {out}; next: mipd-edge rationales --data {out} --teacher T "
+          f"--out {Path(out).parent / 'rationales.jsonl'}")
+
+
+def cmd_distill_hoi(args: argparse.Namespace) -> None:
+    from .train.hoi import distill_hoi
+
+    result = distill_hoi(args.data, args.out, _train_config(args), args.zero_shot, args.teacher, args.rationales,
+                         args.pairs, resume=args.resume)
+    print(f"HOI student written to {args.out} (best held-out mAP {result['best_selection_score']:.2f})")
+
+
+def cmd_predict_hoi(args: argparse.Namespace) -> None:
+    from .data.hico import find_space, image_dir as split_images, read_hoi_annotations
+    from .files import write_json
+
+    space = find_space(args.data)
+    images = read_hoi_annotations(Path(args.data) / f"{args.split}_hico.json", space)
+    image_dir = split_images(args.data, args.split)
+    if (Path(args.model) / "bundle.json").is_file():
+        from .predictor import Predictor
+        from .progress import progress_bar
+
+        preds = {}
+        with Predictor(args.model, backend=args.backend) as predictor:
+            for start in progress_bar(range(0, len(images), 16), desc="predict HOI", unit="batch"):
+                chunk = images[start:start + 16]
+                for image, dets in zip(chunk, predictor.detect([image_dir / i.file_name for i in chunk], True)):
+                    preds[image.file_name] = dets
+    else:
+        from .models.store import load_student
+        from .preprocess import Preprocess
+        from .text import load_text_encoder
+        from .train.hoi import hoi_vocabulary, predict_hoi
+
+        model, info = load_student(args.model)
+        vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), load_text_encoder(info["text_encoder_spec"]))
+        preds = predict_hoi(model, images, image_dir, vocab, Preprocess.from_json(info["preprocess"]), space,
+                            progress=True)
+    write_json(args.out, preds, indent=None)
+    print(f"HOI detections for {len(preds)} {args.split} images -> {args.out}")
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from .export import export_bundle
 
@@ -382,6 +429,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--split", choices=["train", "dev", "test"], default="test")
+    p.add_argument("--out", required=True)
+
+    p = command("hoi-pairs", cmd_hoi_pairs, "crop the training interactions of an HOI dataset into one-situation "
+                "images (SWiG format): what the teacher, rationales and NMPA of HOI distillation run on")
+    p.add_argument("--data", required=True, help="an HOI dataset (trainval_hico.json, images/)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--zero-shot", default=None, help="the split whose unseen classes training must not see")
+
+    p = command("distill-hoi", cmd_distill_hoi, "train an HOI student (several interactions per image): none or mipd")
+    training_options(p)
+    p.add_argument("--method", choices=["none", "mipd"], default="mipd")
+    p.add_argument("--zero-shot", default=None, help="drop this split's unseen classes from training")
+    p.add_argument("--teacher", default=None)
+    p.add_argument("--pairs", default=None, help="the pair situations (mipd-edge hoi-pairs), for mipd")
+    p.add_argument("--rationales", default=None, help="rationales of the pair situations, for mipd")
+    p.add_argument("--student", default=None, help="edge-xs, edge-s (default) or reference")
+
+    p = command("predict-hoi", cmd_predict_hoi, "HOI detections of a dataset split (eval-hoi format), from a "
+                "trained HOI student or an HOI bundle")
+    p.add_argument("--model", required=True, help="a trained HOI student directory or an HOI bundle")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", choices=["trainval", "test"], default="test")
+    p.add_argument("--backend", default="auto", help="for a bundle: auto, openvino, onnxruntime, torch")
     p.add_argument("--out", required=True)
 
     p = command("export", cmd_export, "export a trained student to a verified bundle")

@@ -1,9 +1,10 @@
 """Overlays: the verb as a caption, each grounded role's box labelled ``role: noun``,
-and the frame rate and per-stage latency when they are known."""
+and the frame rate and per-stage latency when they are known. An HOI bundle's result (a
+list of situations, one per interaction) gets one colour per interaction."""
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -21,26 +22,61 @@ def _label(image: np.ndarray, text: str, org: tuple[int, int], color: tuple[int,
     cv2.putText(image, text, (x + 1, y - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
 
 
-def draw_situation(image: np.ndarray, situation: Situation, fps: Optional[float] = None,
-                   timings: Optional[Mapping[str, float]] = None, zoom: float = 1.0) -> np.ndarray:
-    """A copy of the BGR image with the situation drawn on it; ``zoom`` enlarges small
-    images first so that the labels stay legible."""
+def _canvas(image: np.ndarray, zoom: float) -> tuple[np.ndarray, float, int]:
     out = cv2.resize(image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC) if zoom != 1.0 else image.copy()
     scale = max(0.35, min(out.shape[:2]) / 600)
-    thickness = max(1, int(round(scale * 2)))
-    for i, (role, value) in enumerate(situation.roles.items()):
-        if value.box is None:
-            continue
-        color = PALETTE[i % len(PALETTE)]
-        x1, y1, x2, y2 = (int(round(v * zoom)) for v in value.box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
-        _label(out, f"{role}: {value.label or value.noun or '-'}", (x1, y1), color, scale * 0.9)
-    caption = f"{situation.verb} {situation.score:.2f}"
-    others = ", ".join(f"{r}={v.label}" for r, v in situation.roles.items() if v.box is None and v.label)
-    _label(out, caption + (f" ({others})" if others else ""), (4, int(22 * scale) + 4), (255, 255, 255), scale)
+    return out, scale, max(1, int(round(scale * 2)))
+
+
+def _box(out: np.ndarray, box, text: str, color, zoom: float, scale: float, thickness: int) -> None:
+    x1, y1, x2, y2 = (int(round(v * zoom)) for v in box)
+    cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
+    _label(out, text, (x1, y1), color, scale * 0.9)
+
+
+def _footer(out: np.ndarray, fps: Optional[float], timings: Optional[Mapping[str, float]], scale: float) -> None:
     if fps is not None or timings:
         parts = [f"{fps:.1f} FPS"] if fps is not None else []
         if timings:
             parts += [f"{k.replace('_ms', '')} {v:.1f}ms" for k, v in timings.items() if k.endswith("_ms")]
         _label(out, " | ".join(parts), (4, out.shape[0] - 6), (200, 200, 200), scale * 0.8)
+
+
+def draw_situation(image: np.ndarray, situation: Situation, fps: Optional[float] = None,
+                   timings: Optional[Mapping[str, float]] = None, zoom: float = 1.0) -> np.ndarray:
+    """A copy of the BGR image with the situation drawn on it; ``zoom`` enlarges small
+    images first so that the labels stay legible."""
+    out, scale, thickness = _canvas(image, zoom)
+    for i, (role, value) in enumerate(situation.roles.items()):
+        if value.box is not None:
+            _box(out, value.box, f"{role}: {value.label or value.noun or '-'}", PALETTE[i % len(PALETTE)], zoom,
+                 scale, thickness)
+    caption = f"{situation.verb} {situation.score:.2f}"
+    others = ", ".join(f"{r}={v.label}" for r, v in situation.roles.items() if v.box is None and v.label)
+    _label(out, caption + (f" ({others})" if others else ""), (4, int(22 * scale) + 4), (255, 255, 255), scale)
+    _footer(out, fps, timings, scale)
     return out
+
+
+def draw_interactions(image: np.ndarray, situations: Sequence[Situation], fps: Optional[float] = None,
+                      timings: Optional[Mapping[str, float]] = None, zoom: float = 1.0) -> np.ndarray:
+    """Each interaction in its colour: the person labelled with the verb and score, the object with its name."""
+    out, scale, thickness = _canvas(image, zoom)
+    for i, s in enumerate(situations):
+        color = PALETTE[i % len(PALETTE)]
+        for role, value in s.roles.items():
+            if value.box is not None:
+                text = f"{s.verb} {s.score:.2f}" if role == "agent" else (value.label or value.noun)
+                _box(out, value.box, text, color, zoom, scale, thickness)
+    _label(out, f"{len(situations)} interaction{'s' * (len(situations) != 1)}", (4, int(22 * scale) + 4),
+           (255, 255, 255), scale)
+    _footer(out, fps, timings, scale)
+    return out
+
+
+def draw_result(image: np.ndarray, result: Union[Situation, Sequence[Situation]], fps: Optional[float] = None,
+                timings: Optional[Mapping[str, float]] = None, zoom: float = 1.0) -> np.ndarray:
+    """What a Predictor returned for one image, drawn: a situation, or an HOI bundle's list."""
+    if isinstance(result, Situation):
+        return draw_situation(image, result, fps, timings, zoom)
+    return draw_interactions(image, result, fps, timings, zoom)

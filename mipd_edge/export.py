@@ -1,8 +1,9 @@
 """torch -> bundle: ONNX graphs, OpenVINO IR, TensorRT engines, each verified before it counts.
 
-The student is exported as two graphs with stable names (``bundle.INPUTS`` / ``OUTPUTS``):
-the encoder (images -> memory tokens, glance embedding) and the decoder (memory, role and
-verb embeddings, role mask -> noun embeddings, boxes, box-exists logits). The decoder is
+The student is exported as two graphs with stable names (``bundle.graph_io``): the encoder
+(images -> memory tokens, glance embedding) and the decoder (memory, role and verb
+embeddings, role mask -> noun embeddings, boxes, box-exists logits; for an HOI student,
+memory -> every pair slot's boxes, object and verb embeddings and interaction logit). The decoder is
 always exported with a dynamic batch, because ranking five verbs decodes five role sets;
 the encoder is batch 1 unless ``dynamic_batch`` (torch's dynamo exporter fixes a dimension
 whose example size is 1, so examples use batch 2 whenever the batch is to stay free).
@@ -23,12 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .bundle import INPUTS, OUTPUTS, write_manifest
+from .bundle import graph_io, write_manifest
 from .data.swig import SituDataset, find_space, read_space
 from .errors import BundleError, MipdEdgeError, MissingDependencyError
 from .files import PathLike
 from .models.store import load_student
-from .models.student import Student
+from .models.student import Student, build_student
 from .postprocess import SituationDecoder
 from .preprocess import Preprocess
 from .runtimes import load_runtime
@@ -50,41 +51,61 @@ class EncoderGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
+    """The decoder without the features only training uses."""
+
     def __init__(self, model: Student):
         super().__init__()
         self.model = model
 
     def forward(self, memory, role_emb, verb_emb, role_mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        nouns, boxes, exists, _ = self.model.decode(memory, role_emb, verb_emb, role_mask)
-        return nouns, boxes, exists
+        return self.model.decode(memory, role_emb, verb_emb, role_mask)[:3]
+
+
+class HoiDecoderGraph(nn.Module):
+    """An HOI student's decoder: memory in, every cell's interaction outputs out."""
+
+    def __init__(self, model: Student):
+        super().__init__()
+        self.model = model
+
+    def forward(self, memory) -> tuple[torch.Tensor, ...]:
+        return self.model.decode(memory)[:5]
+
+
+def decoder_graph(model: Student) -> nn.Module:
+    return HoiDecoderGraph(model) if model.cfg.task == "hoi" else DecoderGraph(model)
 
 
 def example_inputs(model: Student, batch: int) -> dict[str, tuple[torch.Tensor, ...]]:
     cfg = model.cfg
     tokens = (cfg.image_size // 16) ** 2
+    if cfg.task == "hoi":
+        return {"encoder": (torch.zeros(batch, 3, cfg.image_size, cfg.image_size),),
+                "decoder": (torch.zeros(batch, tokens, cfg.d_model),)}
     return {"encoder": (torch.zeros(batch, 3, cfg.image_size, cfg.image_size),),
             "decoder": (torch.zeros(batch, tokens, cfg.d_model), torch.zeros(batch, cfg.max_roles, cfg.text_dim),
                         torch.zeros(batch, cfg.text_dim), torch.ones(batch, cfg.max_roles))}
 
 
 def export_onnx(model: nn.Module, graph: str, path: Path, inputs: tuple[torch.Tensor, ...], dynamic: bool,
-                dynamo: bool = True) -> None:
+                dynamo: bool = True, task: str = "gsr") -> None:
     """One graph to ONNX with the bundle's input and output names.
 
     ``dynamo=False`` takes the TorchScript exporter, the one that traces through NNCF's
     hooks in a stripped QAT model (writing its fake quantizers as Q/DQ pairs).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    names = {"input_names": INPUTS[graph], "output_names": OUTPUTS[graph]}
+    graph_inputs, graph_outputs = (names[graph] for names in graph_io(task))
+    names = {"input_names": graph_inputs, "output_names": graph_outputs}
     with torch.no_grad():
         if not dynamo:
-            axes = {n: {0: "batch"} for n in INPUTS[graph] + OUTPUTS[graph]} if dynamic else None
+            axes = {n: {0: "batch"} for n in graph_inputs + graph_outputs} if dynamic else None
             torch.onnx.export(model, inputs, str(path), dynamo=False, dynamic_axes=axes, opset_version=17, **names)
             return
         dims = None
         if dynamic:
             batch = torch.export.Dim("batch", min=1, max=4096)
-            dims = {name: {0: batch} for name in INPUTS[graph]}
+            dims = {name: {0: batch} for name in graph_inputs}
         torch.onnx.export(model, inputs, str(path), dynamo=True, dynamic_shapes=dims, external_data=False,
                           verbose=False, **names)
 
@@ -92,9 +113,9 @@ def export_onnx(model: nn.Module, graph: str, path: Path, inputs: tuple[torch.Te
 def export_graphs(model: Student, out: Path, dynamic_batch: bool) -> dict[str, str]:
     model = model.eval()
     graphs = {}
-    for graph, module, dynamic in (("encoder", EncoderGraph(model), dynamic_batch), ("decoder", DecoderGraph(model), True)):
+    for graph, module, dynamic in (("encoder", EncoderGraph(model), dynamic_batch), ("decoder", decoder_graph(model), True)):
         inputs = example_inputs(model, 2 if dynamic else 1)[graph]
-        export_onnx(module.eval(), graph, out / f"{graph}.onnx", inputs, dynamic)
+        export_onnx(module.eval(), graph, out / f"{graph}.onnx", inputs, dynamic, task=model.cfg.task)
         graphs[graph] = f"{graph}.onnx"
     log.info("exported ONNX graphs -> %s", out)
     return graphs
@@ -110,18 +131,21 @@ def onnx_to_openvino(onnx_path: Path, xml_path: Path, fp16: bool) -> None:
 
 
 def reference_outputs(model: Student, images: np.ndarray, vocabulary: Vocabulary) -> dict[str, tuple[dict, dict]]:
-    """torch's inputs and outputs of both graphs on real images; the decoder gets the role
-    queries of each image's top-1 verb under the bundle's vocabulary."""
-    decoder = SituationDecoder(vocabulary, float(model.verb_scale().detach()), float(model.noun_scale().detach()),
-                               model.cfg.max_roles)
+    """torch's inputs and outputs of both graphs on real images; a situation decoder gets
+    the role queries of each image's top-1 verb under the bundle's vocabulary."""
+    names = graph_io(model.cfg.task)[1]
     with torch.no_grad():
         memory, glance = model.encode(torch.from_numpy(images))
-        verbs = [ids[0] for ids in decoder.rank_verbs(glance.numpy())[0]]
-        roles, verb, mask = decoder.role_inputs(verbs)
-        dec_in = {"memory": memory.numpy(), "role_emb": roles, "verb_emb": verb, "role_mask": mask}
-        nouns, boxes, exists, _ = model.decode(*(torch.from_numpy(dec_in[n]) for n in INPUTS["decoder"]))
+        if model.cfg.task == "hoi":
+            dec_in = {"memory": memory.numpy()}
+        else:
+            decoder = SituationDecoder(vocabulary, float(model.verb_scale()), float(model.noun_scale()),
+                                       model.cfg.max_roles)
+            roles, verb, mask = decoder.role_inputs([ids[0] for ids in decoder.rank_verbs(glance.numpy())[0]])
+            dec_in = {"memory": memory.numpy(), "role_emb": roles, "verb_emb": verb, "role_mask": mask}
+        decoded = model.decode(*(torch.from_numpy(a) for a in dec_in.values()))
     return {"encoder": ({"images": images}, {"memory": memory.numpy(), "glance": glance.numpy()}),
-            "decoder": (dec_in, {"nouns": nouns.numpy(), "boxes": boxes.numpy(), "exists": exists.numpy()})}
+            "decoder": (dec_in, {n: t.numpy() for n, t in zip(names["decoder"], decoded)})}
 
 
 def verify(runtime, reference: dict[str, tuple[dict, dict]], tolerance: float, what: str,
@@ -144,6 +168,15 @@ def verify(runtime, reference: dict[str, tuple[dict, dict]], tolerance: float, w
 
 
 def verification_images(data_dir: Path, preprocess: Preprocess, count: int = 8, split: str = "dev") -> np.ndarray:
+    """Real pre-processed images: of a SWiG split, or of an HOI dataset's test annotations."""
+    if (data_dir / "test_hico.json").is_file():
+        from .data.hico import find_space as find_hoi_space, image_dir, read_hoi_annotations
+        from .image import load_image
+
+        images = read_hoi_annotations(data_dir / "test_hico.json", find_hoi_space(data_dir))
+        picks = np.linspace(0, len(images) - 1, min(count, len(images))).astype(int)
+        folder = image_dir(data_dir, "test")
+        return np.stack([preprocess(load_image(folder / images[i].file_name))[0] for i in picks])
     dataset = SituDataset(data_dir, split)
     picks = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).astype(int)
     return np.stack([preprocess(dataset[int(i)].image)[0] for i in picks])
@@ -169,12 +202,20 @@ def export_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str] = (
         model = _resized(model, image_size)
     preprocess = Preprocess(model.cfg.image_size)
     data_dir = Path(data) if data else Path(info.get("data", {}).get("dir", ""))
-    if not (data_dir / "dev.json").is_file():
+    if not ((data_dir / "dev.json").is_file() or (data_dir / "test_hico.json").is_file()):
         raise MipdEdgeError(f"verification needs real images: pass --data (the model's data {data_dir} is not there)")
     encoder = load_text_encoder(info.get("text_encoder_spec", "minilm"))
     if encoder.id != info["text_encoder"]:
         raise MipdEdgeError(f"{model_dir} was trained with text encoder {info['text_encoder']}, found {encoder.id}")
-    vocabulary = Vocabulary.from_space(read_space(space or find_space(data_dir)), encoder)
+    task = model.cfg.task
+    if task == "hoi":  # every verb of the space, unseen ones included, as at test time
+        from .data.hico import HoiSpace
+        from .train.hoi import hoi_vocabulary
+
+        hoi_space = HoiSpace.from_json(info["hoi_space"])
+        vocabulary = hoi_vocabulary(hoi_space, range(1, len(hoi_space.verbs) + 1), encoder)
+    else:
+        vocabulary = Vocabulary.from_space(read_space(space or find_space(data_dir)), encoder)
 
     out.mkdir(parents=True, exist_ok=True)
     graphs: dict[str, dict[str, str]] = {"onnx": export_graphs(model, out, dynamic_batch)} if formats else {}
@@ -182,7 +223,7 @@ def export_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str] = (
     shutil.copyfile(model_dir / "weights.safetensors", out / "weights.safetensors")
     manifest: dict[str, Any] = {
         "model": model.cfg.to_json(), "preprocess": preprocess.to_json(), "precision": precision,
-        "graphs": graphs, "inputs": INPUTS, "outputs": OUTPUTS, "dynamic_batch": dynamic_batch,
+        "graphs": graphs, "inputs": graph_io(task)[0], "outputs": graph_io(task)[1], "dynamic_batch": dynamic_batch,
         "scales": {"verb": float(model.verb_scale().detach()), "noun": float(model.noun_scale().detach())},
         "max_roles": model.cfg.max_roles, "text_dim": model.cfg.text_dim, "text_encoder": encoder.id,
         "text_encoder_spec": info.get("text_encoder_spec", "minilm"), "weights": "weights.safetensors",
@@ -190,6 +231,8 @@ def export_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str] = (
         "provenance": {k: info.get(k) for k in ("kind", "method", "teacher", "rationales", "train", "training_verbs",
                                                 "epoch", "selection_score")},
     }
+    if task == "hoi":
+        manifest["hoi_space"] = info["hoi_space"]
     if with_text_encoder:
         manifest["text_encoder_onnx"] = export_text_encoder(manifest["text_encoder_spec"], out, encoder.id)
     if "openvino" in formats:
@@ -267,7 +310,7 @@ def _resized(model: Student, size: int) -> Student:
     """The same weights at another input size (the positional grid follows the size)."""
     from dataclasses import replace
 
-    resized = Student(replace(model.cfg, image_size=size))
+    resized = build_student(replace(model.cfg, image_size=size))
     resized.load_state_dict(model.state_dict())
     return resized.eval()
 

@@ -5,6 +5,10 @@
     situation = predictor("photo.jpg")              # or a BGR array, or a PIL image
     print(situation.verb, situation.roles["agent"].label, predictor.timings)
 
+An HOI bundle (``task: hoi``) answers with several situations per image, one per detected
+human-object interaction (verb; agent and item with boxes); ``detect`` gives the scored
+detections in the ``eval-hoi`` format.
+
 Nothing here imports torch (unless you ask for the torch backend): a device with numpy,
 OpenCV and one runtime can run a bundle. Bad input raises a ``MipdEdgeError`` subclass and
 leaves the predictor ready for the next call. The vocabulary is live: edits through
@@ -20,8 +24,8 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from .bundle import read_manifest
-from .errors import VocabularyError
+from .bundle import read_manifest, task_of
+from .errors import BundleError, VocabularyError
 from .files import PathLike
 from .image import ImageSource, load_image
 from .postprocess import SituationDecoder, recognize
@@ -53,28 +57,38 @@ class Predictor:
                                     threads=threads, **runtime_options)
         self.backend = self.runtime.name
         scales = self.manifest["scales"]
+        self.task = task_of(self.manifest)
         self.decoder = SituationDecoder(self.vocabulary, scales["verb"], scales["noun"],
                                         int(self.manifest["max_roles"]), top_k)
+        if self.task == "hoi":
+            from .data.hico import HoiSpace
+            from .interactions import InteractionDecoder
+
+            space = HoiSpace.from_json(self.manifest["hoi_space"]) if "hoi_space" in self.manifest else None
+            self.interactions = InteractionDecoder(self.vocabulary, scales["verb"], scales["noun"], space,
+                                                   restrict=False)
         self.batch_free = bool(self.manifest.get("dynamic_batch")) or self.backend == "torch"
         self.timings: dict[str, float] = {}
 
-    def __call__(self, image: ImageSource) -> Situation:
+    def __call__(self, image: ImageSource) -> Union[Situation, list[Situation]]:
         return self.predict([image])[0]
 
     def predict(self, images: Union[ImageSource, Sequence[ImageSource]], roles_for: str = "top1",
-                gold_verbs: Optional[Sequence[str]] = None) -> list[Situation]:
+                gold_verbs: Optional[Sequence[str]] = None, threshold: float = 0.3) -> list:
         """Situations for a list of images (a single image gives a list of one).
 
         ``roles_for="topk"`` also decodes the roles of every candidate verb, and
-        ``gold_verbs`` adds ``gt_verb_roles``: both are what evaluation needs.
+        ``gold_verbs`` adds ``gt_verb_roles``: both are what evaluation needs. For an HOI
+        bundle each image gives a list of situations: its interactions scoring at least
+        ``threshold``.
         """
-        if not isinstance(images, (list, tuple)):
-            images = [images]
+        if self.task == "hoi":
+            from .interactions import as_situations
+
+            return [as_situations(d, threshold) for d in self.detect(images)]
+        images, start, batch, letterboxes, t_pre = self._start(images)
         if not images:
             return []
-        start = time.perf_counter()
-        batch, letterboxes = self.prepare(images)
-        t_pre = time.perf_counter()
         memory, glance = self.encode(batch)
         t_enc = time.perf_counter()
         decode_time = [0.0]
@@ -90,12 +104,38 @@ class Predictor:
             if unknown:
                 raise VocabularyError(f"gold verbs not in the vocabulary: {unknown[:3]}")
         situations = recognize(memory, glance, decode, letterboxes, self.decoder, roles_for, gold_verbs)
-        end = time.perf_counter()
-        inference = (t_enc - t_pre) + decode_time[0]
-        self.timings = {"preprocess_ms": (t_pre - start) * 1e3, "inference_ms": inference * 1e3,
-                        "postprocess_ms": (end - t_enc - decode_time[0]) * 1e3, "total_ms": (end - start) * 1e3,
-                        "batch": len(images)}
+        self._record(start, t_pre, (t_enc - t_pre) + decode_time[0], time.perf_counter(), len(images))
         return situations
+
+    def _start(self, images) -> tuple[list, float, Optional[np.ndarray], list[Letterbox], float]:
+        """The call's images as a list, its start time, the prepared batch and when it was ready."""
+        images = list(images) if isinstance(images, (list, tuple)) else [images]
+        start = time.perf_counter()
+        batch, letterboxes = self.prepare(images) if images else (None, [])
+        return images, start, batch, letterboxes, time.perf_counter()
+
+    def _record(self, start: float, t_pre: float, inference: float, end: float, batch: int) -> None:
+        """``timings`` of the last call: pre-processing, inference, post-processing, total (ms)."""
+        self.timings = {"preprocess_ms": (t_pre - start) * 1e3, "inference_ms": inference * 1e3,
+                        "postprocess_ms": (end - t_pre - inference) * 1e3, "total_ms": (end - start) * 1e3,
+                        "batch": batch}
+
+    def detect(self, images: Union[ImageSource, Sequence[ImageSource]], classes_only: bool = False) -> list[list[dict]]:
+        """HOI bundles: per image, its scored (human, verb, object) detections, best first,
+        in the ``mipd-edge eval-hoi`` format (boxes in image pixels). ``classes_only`` keeps
+        only the (verb, object) classes of the bundle's HOI space, as its evaluation expects."""
+        if self.task != "hoi":
+            raise BundleError(f"{self.bundle} is a situation-recognition bundle: detect() is for HOI bundles")
+        images, start, batch, letterboxes, t_pre = self._start(images)
+        if not images:
+            return []
+        outputs = self.runtime.run("decoder", {"memory": self.encode(batch)[0]})
+        t_inf = time.perf_counter()
+        names = self.runtime.output_names_of["decoder"]
+        detections = [self.interactions.detections([outputs[n][i] for n in names], box, restrict=classes_only)
+                      for i, box in enumerate(letterboxes)]
+        self._record(start, t_pre, t_inf - t_pre, time.perf_counter(), len(images))
+        return detections
 
     def prepare(self, images: Sequence[ImageSource]) -> tuple[np.ndarray, list[Letterbox]]:
         """Images -> the encoder's input batch and where each image sits in it."""

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Optional, Union
 import cv2
 import numpy as np
 
-from .draw import draw_situation
+from .draw import draw_result
 from .errors import InvalidImageError, MipdEdgeError
 from .image import load_image
 from .situation import Situation
@@ -200,8 +200,9 @@ class StreamWriter:
         if show and not _has_display():
             raise MipdEdgeError("--show needs OpenCV with GUI support and a display; this OpenCV is headless")
 
-    def write(self, frame: Frame, situation: Situation, fps: float, timings: dict) -> None:
-        image = draw_situation(frame.image, situation, fps, timings) if self.draw else frame.image
+    def write(self, frame: Frame, situation: Union[Situation, list[Situation]], fps: float, timings: dict) -> None:
+        """One frame's result: a situation, or an HOI bundle's list of interactions."""
+        image = draw_result(frame.image, situation, fps, timings) if self.draw else frame.image
         if self.save:
             if self.video is None:
                 Path(self.save).parent.mkdir(parents=True, exist_ok=True)
@@ -212,8 +213,10 @@ class StreamWriter:
                 image = cv2.resize(image, self.size)
             self.video.write(image)
         if self.json:
+            result = ({"interactions": [s.to_json() for s in situation]} if isinstance(situation, list)
+                      else situation.to_json())
             self.json.write(json.dumps({"frame": frame.index, "source": frame.source, "time": frame.timestamp,
-                                        **situation.to_json()}) + "\n")
+                                        **result}) + "\n")
         if self.show:
             cv2.imshow("mipd-edge", image)
             cv2.waitKey(1)
@@ -255,6 +258,16 @@ def run_stream(predictor, source, writer: StreamWriter, max_frames: Optional[int
 
     writer_thread = threading.Thread(target=write_loop, name="draw/write", daemon=True)
     writer_thread.start()
+
+    def hand_over(item) -> None:
+        """Queue an item for the writer, unless the writer has stopped (then nothing would take it)."""
+        while writer_thread.is_alive():
+            try:
+                results.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
     start = time.perf_counter()
     recent: list[float] = []
     frames = iter(source)
@@ -279,12 +292,12 @@ def run_stream(predictor, source, writer: StreamWriter, max_frames: Optional[int
             stats.frames += 1
             if on_result:
                 on_result(frame, situation)
-            results.put((frame, situation, fps, dict(predictor.timings)))
+            hand_over((frame, situation, fps, dict(predictor.timings)))
             if stats.frames % 100 == 0:
                 log.info("%d frames, %.1f FPS, inference %.1f ms", stats.frames, fps,
                          predictor.timings.get("total_ms", 0.0))
     finally:
-        results.put(_END)
+        hand_over(_END)
         writer_thread.join()
         source.close()
         writer.close()

@@ -154,7 +154,7 @@ def test_synthsitu_hoi(tmp_path):
     test = read_hoi_annotations(out / "test_hico.json", space)
     assert len(train) == 40 and len(test) == 12
     for image in train + test:
-        assert 1 <= len(image.pairs) <= 3 and None not in image.hoi_classes(space)
+        assert 1 <= len(image.pairs) <= 2 and None not in image.hoi_classes(space)
         assert all(image.categories[p.subject] == 1 for p in image.pairs)  # the subject is always a person
     raw = json.loads((out / "trainval_hico.json").read_text())
     assert all(h["hoi_category_id"] - 1 == c for e, i in zip(raw, train)

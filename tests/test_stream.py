@@ -113,3 +113,35 @@ def test_predict_and_stream_cli(tiny_bundle, tiny_world, video, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(list((tmp_path / "ann").glob("*.jpg"))) == 2 and "2 images" in r.stdout
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_failing_writer_stops_the_stream_instead_of_blocking_it():
+    """The writer dies on its first frame while the reader keeps producing: the stream must
+    end with the writer's error, not wait forever on a full queue."""
+    import numpy as np
+
+    from mipd_edge.errors import MipdEdgeError
+    from mipd_edge.stream import Frame
+
+    class Source:
+        def __iter__(self):
+            return (Frame(i, np.zeros((8, 8, 3), np.uint8), "fake") for i in range(10_000))
+
+        def close(self):
+            pass
+
+    class Predictor:
+        timings: dict = {}
+
+        def __call__(self, image):
+            return "a result"
+
+    class BrokenWriter:
+        def write(self, *args):
+            raise OSError("disk full")
+
+        def close(self):
+            pass
+
+    with pytest.raises(MipdEdgeError, match="disk full"):
+        run_stream(Predictor(), Source(), BrokenWriter(), queue_size=1)

@@ -209,6 +209,14 @@ def seen_verbs(space: HoiSpace, split: Optional[str]) -> list[int]:
     return sorted({space.classes[i][0] for i in range(len(space.classes)) if i not in unseen})
 
 
+def image_dir(folder: PathLike, split: str) -> Path:
+    """Where a split's images are: ``images/train2015`` or ``images/test2015`` as HICO-DET
+    unpacks, else ``images/`` (SynthSitu-HOI)."""
+    folder = Path(folder)
+    nested = folder / "images" / ("test2015" if split == "test" else "train2015")
+    return nested if nested.is_dir() else folder / "images"
+
+
 def find_space(folder: PathLike) -> HoiSpace:
     """The ``hoi_space.json`` beside a dataset's annotations, else HICO-DET's."""
     path = Path(folder) / "hoi_space.json"

@@ -1,5 +1,5 @@
 """Models (torch): the edge student, its backbones, and teacher adapters."""
 
-from .student import STUDENT_CONFIGS, Student, StudentConfig, create_student, student_config
+from .student import STUDENT_CONFIGS, HoiStudent, Student, StudentConfig, build_student, create_student, student_config
 
-__all__ = ["STUDENT_CONFIGS", "Student", "StudentConfig", "create_student", "student_config"]
+__all__ = ["STUDENT_CONFIGS", "HoiStudent", "Student", "build_student", "StudentConfig", "create_student", "student_config"]

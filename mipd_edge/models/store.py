@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save
 
 from ..errors import MipdEdgeError
 from ..files import PathLike, atomic_write_bytes, read_json, write_json
-from .student import Student, StudentConfig
+from .student import Student, StudentConfig, build_student
 
 FORMAT = "mipd-edge-model"
 
@@ -50,7 +50,7 @@ def load_student(model_dir: PathLike, weights_name: str = "weights.safetensors")
     """A trained student in eval mode, and its config.json."""
     model_dir = Path(model_dir)
     info = read_model_info(model_dir)
-    model = Student(StudentConfig.from_json(info["model"]))
+    model = build_student(StudentConfig.from_json(info["model"]))
     state = load_weights(model_dir / weights_name)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing:

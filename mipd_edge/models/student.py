@@ -48,6 +48,7 @@ class StudentConfig:
     max_roles: int = 6
     dropout: float = 0.1
     backbone_weights: Optional[str] = None
+    task: str = "gsr"  # gsr: one situation per image; hoi: a set of human-object interactions
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,7 +77,15 @@ def student_config(name: str = "edge-s", **overrides: Any) -> StudentConfig:
 
 def create_student(name: str = "edge-s", **overrides: Any) -> "Student":
     """The one way to build a student: a named configuration plus overrides."""
-    return Student(student_config(name, **overrides))
+    return build_student(student_config(name, **overrides))
+
+
+def build_student(cfg: StudentConfig) -> "Student":
+    """The student class of the configuration's task."""
+    tasks = {"gsr": Student, "hoi": HoiStudent}
+    if cfg.task not in tasks:
+        raise MipdEdgeError(f"unknown task {cfg.task!r}; choose from {sorted(tasks)}")
+    return tasks[cfg.task](cfg)
 
 
 class Student(nn.Module):
@@ -95,9 +104,6 @@ class Student(nn.Module):
         self.encoder = nn.ModuleList([EncoderBlock(d, cfg.heads, cfg.ffn, cfg.dropout) for _ in range(cfg.enc_layers)])
         self.enc_norm = nn.LayerNorm(d)
         self.glance_head = nn.Linear(c5, cfg.text_dim)
-        self.role_in = nn.Linear(cfg.text_dim, d)
-        self.verb_in = nn.Linear(cfg.text_dim, d)
-        self.slot = nn.Parameter(torch.randn(cfg.max_roles, d) * 0.02)
         self.decoder = nn.ModuleList([DecoderBlock(d, cfg.heads, cfg.ffn, cfg.dropout) for _ in range(cfg.dec_layers)])
         self.dec_norm = nn.LayerNorm(d)
         self.noun_head = nn.Linear(d, cfg.text_dim)
@@ -107,6 +113,14 @@ class Student(nn.Module):
         # lower than CLIP's 1/0.07; it stays learnable
         self.verb_logit_scale = nn.Parameter(torch.tensor(math.log(30.0)))
         self.noun_logit_scale = nn.Parameter(torch.tensor(math.log(30.0)))
+        self.build_queries()
+
+    def build_queries(self) -> None:
+        """What the decoder's queries are made of: here the chosen verb's roles."""
+        d, cfg = self.cfg.d_model, self.cfg
+        self.role_in = nn.Linear(cfg.text_dim, d)
+        self.verb_in = nn.Linear(cfg.text_dim, d)
+        self.slot = nn.Parameter(torch.randn(cfg.max_roles, d) * 0.02)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (B, 3, S, S) -> memory tokens (B, N, d) and the glance embedding (B, text_dim)."""
@@ -144,3 +158,53 @@ class Student(nn.Module):
         nouns, boxes, exists, feats = self.decode(memory, role_emb, verb_emb, role_mask)
         return {"memory": memory, "glance": glance, "nouns": nouns, "boxes": boxes, "exists": exists,
                 "role_feats": feats}
+
+
+class HoiStudent(Student):
+    """HOI mode: every cell of the 16-pixel grid is an interaction point, as in PPDM.
+
+    An interaction is anchored at the midpoint between its person and its object; per
+    cell the decoder (the same blocks, now attending from every token) gives an
+    interaction logit (through the box-exists head), the person's box and the object's box
+    as offsets from the cell, an object embedding (cosine against object names, through
+    the noun head) and a verb embedding (cosine against verb descriptions). Dense targets
+    train in a few epochs where a set-prediction decoder would need hundreds. The decoder
+    takes no vocabulary input, so verbs and objects never seen in training are scored
+    from their text alone, and the vocabulary stays editable after export. In eval mode
+    (and so in exported graphs) only local maxima of the interaction map keep their logit.
+    """
+
+    def build_queries(self) -> None:
+        d, cfg, grid = self.cfg.d_model, self.cfg, self.cfg.image_size // 16
+        self.object_box_head = MLP(d, d, 4)
+        self.verb_head = nn.Linear(d, cfg.text_dim)
+        ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+        cells = torch.stack([xs.flatten(), ys.flatten()], -1).float().add(0.5).div(grid)
+        self.register_buffer("cells", cells, persistent=False)
+
+    def boxes(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw head outputs -> cx, cy, w, h in [0, 1]: the centre up to half the image away from the cell."""
+        centre = (self.cells + 0.5 * torch.tanh(raw[..., :2])).clamp(0, 1)
+        return torch.cat([centre, raw[..., 2:].sigmoid()], dim=-1)
+
+    def decode(self, memory: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per grid cell: human box, object box, object embedding, verb embedding,
+        interaction logit, features."""
+        q = memory
+        for block in self.decoder:
+            q = block(q, memory, self.pos, None)
+        q = self.dec_norm(q)
+        interaction = self.exists_head(q).squeeze(-1)
+        if not self.training:  # one detection per peak of the interaction map
+            grid = self.cfg.image_size // 16
+            heat = interaction.reshape(-1, 1, grid, grid)
+            peak = heat == F.max_pool2d(heat, 3, stride=1, padding=1)
+            interaction = torch.where(peak, heat, torch.full_like(heat, MASKED)).reshape(interaction.shape)
+        return (self.boxes(self.box_head(q)), self.boxes(self.object_box_head(q)),
+                F.normalize(self.noun_head(q), dim=-1), F.normalize(self.verb_head(q), dim=-1), interaction, q)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        memory, glance = self.encode(images)
+        human, obj, objects, verbs, interaction, feats = self.decode(memory)
+        return {"memory": memory, "glance": glance, "human_boxes": human, "object_boxes": obj, "objects": objects,
+                "verbs": verbs, "interaction": interaction, "pair_feats": feats}

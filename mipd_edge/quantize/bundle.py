@@ -36,6 +36,12 @@ def quantize_bundle(model_dir: PathLike, data_dir: PathLike, out: PathLike, meth
     model_dir, data_dir, out = Path(model_dir), Path(data_dir), Path(out)
     if method not in ("ptq", "qat"):
         raise MipdEdgeError(f"method must be ptq or qat, got {method!r}")
+    from ..models.store import read_model_info
+
+    if read_model_info(model_dir)["model"].get("task", "gsr") != "gsr":
+        raise MipdEdgeError(f"{model_dir} is an HOI student: INT8 quantization (calibration, accuracy control and "
+                            "the FP32 / INT8 comparison) covers situation-recognition students only so far; "
+                            "export it with `mipd-edge export` (FP32 / FP16)")
     if max_drop is not None and ("openvino" not in formats or method != "ptq"):
         raise MipdEdgeError("--max-drop (accuracy control) works on the OpenVINO graphs with --method ptq")
     manifest = export_bundle(model_dir, out, formats, "fp32", data=data_dir, dynamic_batch=dynamic_batch)

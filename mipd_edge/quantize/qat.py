@@ -20,7 +20,7 @@ from ..progress import progress_bar
 
 from ..errors import require
 from ..export import EncoderGraph, export_onnx
-from ..models.student import Student
+from ..models.student import Student, build_student
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,6 @@ def quantize_aware_training(model: Student, calibration: np.ndarray, train_image
 
 
 def _copy(model: Student) -> Student:
-    clone = Student(model.cfg)
+    clone = build_student(model.cfg)
     clone.load_state_dict(model.state_dict())
     return clone

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from ..bundle import INPUTS, OUTPUTS
+from ..bundle import graph_io, task_of
 from ..errors import BundleError, InvalidImageError
 from ..preprocess import Preprocess
 
@@ -37,6 +37,8 @@ class Runtime(ABC):
         self.threads = threads
         self.canvas_input = canvas_input
         self.preprocess = Preprocess.from_json(manifest["preprocess"])
+        self.task = task_of(manifest)
+        self.inputs, self.output_names_of = graph_io(self.task)
 
     def encoder_input(self, canvases: np.ndarray) -> np.ndarray:
         """Letterboxed BGR uint8 canvases (N, H, W, 3) -> what this runtime's encoder takes."""
@@ -72,6 +74,8 @@ class Runtime(ABC):
         images = self.encoder_input(np.zeros((batch, size, size, 3), np.uint8))
         memory, _ = self.encode(images[:1])  # batch 1: every encoder graph takes it
         memory = np.repeat(memory, batch, axis=0)
+        if self.task == "hoi":
+            return {"encoder": {"images": images}, "decoder": {"memory": memory}}
         return {"encoder": {"images": images},
                 "decoder": {"memory": memory, "role_emb": np.zeros((batch, r, d), np.float32),
                             "verb_emb": np.zeros((batch, d), np.float32), "role_mask": np.ones((batch, r), np.float32)}}
@@ -86,11 +90,11 @@ class Runtime(ABC):
         pass
 
     def check_inputs(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = [n for n in INPUTS[graph] if n not in inputs]
+        missing = [n for n in self.inputs[graph] if n not in inputs]
         if missing:
             raise BundleError(f"{graph} graph needs inputs {missing}")
         out = {}
-        for name in INPUTS[graph]:
+        for name in self.inputs[graph]:
             a = np.asarray(inputs[name])
             dtype = np.uint8 if self.takes_canvas and name == "images" else np.float32
             if a.dtype != dtype:
@@ -98,9 +102,8 @@ class Runtime(ABC):
             out[name] = np.ascontiguousarray(a)
         return out
 
-    @staticmethod
-    def outputs(graph: str, values) -> dict[str, np.ndarray]:
-        return dict(zip(OUTPUTS[graph], values))
+    def outputs(self, graph: str, values) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names_of[graph], values))
 
     def __enter__(self) -> "Runtime":
         return self

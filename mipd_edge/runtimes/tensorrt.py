@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..bundle import INPUTS, OUTPUTS, graph_path
+from ..bundle import graph_io, graph_path, task_of
 from ..errors import BundleError, require
 from .base import Runtime
 
@@ -81,7 +81,7 @@ def input_shapes(manifest: Mapping[str, Any], graph: str, max_batch: int = 32) -
             "verb_emb": (m["text_dim"],), "role_mask": (m["max_roles"],)}
     free = graph == "decoder" or manifest.get("dynamic_batch")
     top = max_batch if free else 1
-    return {n: ((1, *dims[n]), (1, *dims[n]), (top, *dims[n])) for n in INPUTS[graph]}
+    return {n: ((1, *dims[n]), (1, *dims[n]), (top, *dims[n])) for n in graph_io(task_of(manifest))[0][graph]}
 
 
 def build_engines(bundle: Path, manifest: Mapping[str, Any], precision: str) -> dict[str, str]:
@@ -127,7 +127,7 @@ class TensorRTRuntime(Runtime):
             context.set_input_shape(name, tuple(a.shape))
             context.set_tensor_address(name, t.data_ptr())
         outputs = {}
-        for name in OUTPUTS[graph]:
+        for name in self.output_names_of[graph]:
             shape = tuple(context.get_tensor_shape(name))
             outputs[name] = torch.empty(shape, dtype=torch.float32, device="cuda")
             context.set_tensor_address(name, outputs[name].data_ptr())

@@ -27,7 +27,7 @@ class TorchRuntime(Runtime):
         super().__init__(bundle, manifest, device, precision or "fp32", threads, canvas_input)
         torch = require("torch", self.extra, "The PyTorch backend")
         from ..models.store import load_weights
-        from ..models.student import Student, StudentConfig
+        from ..models.student import StudentConfig, build_student
 
         if self.precision == "int8":
             raise BundleError("the torch backend runs fp32 or fp16; INT8 runs on openvino, onnxruntime or tensorrt")
@@ -38,7 +38,7 @@ class TorchRuntime(Runtime):
         self.dev = torch.device("cuda" if dev == "cuda" else dev if dev.startswith("cuda") else "cpu")
         if threads and self.dev.type == "cpu":
             torch.set_num_threads(int(threads))
-        model = Student(StudentConfig.from_json(manifest["model"]))
+        model = build_student(StudentConfig.from_json(manifest["model"]))
         model.load_state_dict(load_weights(self.bundle / manifest.get("weights", "weights.safetensors")), strict=False)
         self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
         if self.dtype == torch.float16 and self.dev.type != "cuda":
@@ -52,8 +52,9 @@ class TorchRuntime(Runtime):
             self.encode_fn = torch.compile(self.model.encode, mode="reduce-overhead", dynamic=False)
             self.decode_fn = torch.compile(self._decode, mode="reduce-overhead", dynamic=False)
 
-    def _decode(self, memory, roles, verb, mask):
-        return self.model.decode(memory, roles, verb, mask)[:3]
+    def _decode(self, *inputs):
+        """The decoder graph's outputs (without the features only training uses)."""
+        return self.model.decode(*inputs)[:len(self.output_names_of["decoder"])]
 
     def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch

@@ -34,7 +34,7 @@ from ..vocabulary import Vocabulary
 from .config import TrainConfig
 from .data import Batch, GSRTrainSet
 from .evaluation import dev_evaluator
-from .loop import Distributed, Objective, init_distributed, main_first, train
+from .loop import Distributed, Objective, TrainStep, init_distributed, main_first, train
 from .losses import cosine_alignment, soft_label_kl
 
 log = logging.getLogger(__name__)
@@ -151,4 +151,4 @@ def distill(data_dir: PathLike, out: PathLike, cfg: TrainConfig, teacher: Option
              model.cfg.name, model.cfg.backbone, sum(p.numel() for p in model.parameters()) / 1e6, cfg.method,
              len(data), len(verbs), out)
     evaluate = dev_evaluator(dev, full_vocab, vocab, split, preprocess, cfg.eval_batch_size)
-    return train(model, objective, data, vocab, cfg, out, evaluate, info, env, resume, progress)
+    return train(model, TrainStep(model, objective, vocab, cfg), data, cfg, out, evaluate, info, env, resume, progress)

@@ -95,8 +95,9 @@ class TrainStep(nn.Module):
         return losses
 
 
-def to_device(batch: Batch, device: torch.device) -> Batch:
-    return Batch(**{k: v.to(device, non_blocking=True) for k, v in vars(batch).items()})
+def to_device(batch, device: torch.device):
+    """A batch dataclass with every tensor moved to ``device``."""
+    return type(batch)(**{k: v.to(device, non_blocking=True) for k, v in vars(batch).items()})
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -125,12 +126,14 @@ def state_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def train(model: Student, objective: Objective, data: GSRTrainSet, vocabulary: Vocabulary, cfg: TrainConfig,
-          out: Path, evaluate: Evaluator, info: dict[str, Any], env: Distributed, resume: bool = False,
-          progress: bool = True) -> dict[str, Any]:
-    """Train, keeping ``out/weights.safetensors`` + ``config.json`` at the best dev score."""
+def train(model: Student, step: nn.Module, data: GSRTrainSet, cfg: TrainConfig, out: Path, evaluate: Evaluator,
+          info: dict[str, Any], env: Distributed, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train, keeping ``out/weights.safetensors`` + ``config.json`` at the best dev score.
+
+    ``step`` maps a batch of ``data`` to named losses (``TrainStep`` for situations,
+    ``train.hoi.HoiTrainStep`` for interactions); it holds the model and the objective."""
     torch.manual_seed(cfg.seed)
-    step_module = TrainStep(model, objective, vocabulary, cfg).to(env.device)
+    step_module = step.to(env.device)
     runner: nn.Module = step_module
     if env.world > 1:
         runner = nn.parallel.DistributedDataParallel(step_module)

@@ -27,7 +27,7 @@ from ..vocabulary import Vocabulary
 from .config import TrainConfig
 from .data import Batch, GSRTrainSet
 from .evaluation import dev_evaluator
-from .loop import Objective, init_distributed, train
+from .loop import Objective, TrainStep, init_distributed, train
 from .losses import annotator_cross_entropy
 
 log = logging.getLogger(__name__)
@@ -65,5 +65,5 @@ def train_teacher(data_dir: PathLike, out: PathLike, cfg: TrainConfig, resume: b
     log.info("training the SynthSitu teacher (%.1fM parameters) on %d images of all %d verbs -> %s",
              sum(p.numel() for p in net.parameters()) / 1e6, len(data), len(vocab.verbs), out)
     evaluate = dev_evaluator(dev, vocab, vocab, None, preprocess, cfg.eval_batch_size)
-    return train(net, RegionNounObjective(), data, vocab, cfg, out, evaluate, info, init_distributed(), resume,
-                 progress)
+    return train(net, TrainStep(net, RegionNounObjective(), vocab, cfg), data, cfg, out, evaluate, info,
+                 init_distributed(), resume, progress)

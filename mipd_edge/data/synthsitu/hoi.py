@@ -3,7 +3,7 @@ the HICO-DET annotation format so the whole HOI path runs here without the real 
 
 Interactions are SynthSitu's item verbs (holding, kicking, watching, ...: a person and an
 object, no tool, no partner) with the objects each verb allows; an HOI class is a (verb,
-object) pair, as in HICO-DET. Each image shows one to three people side by side on one
+object) pair, as in HICO-DET. Each image shows one or two people side by side on one
 textured place. ``hoi_space.json`` carries the verbs with their definitions (the same
 primitive phrases as SynthSitu, so unseen verbs are recognisable from text) and two
 zero-shot splits built like the published HICO-DET ones:
@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 
 VERSION = 1
 SPLIT_CODES = {"trainval": 10, "test": 11}
-MAX_PEOPLE = 3
-PEOPLE_P = (0.35, 0.4, 0.25)  # one, two or three people
+MAX_PEOPLE = 2
+PEOPLE_P = (0.5, 0.5)  # one or two people: objects stay large enough to box at edge input sizes
 
 
 def hoi_verbs() -> list[world.VerbSpec]:

@@ -1,0 +1,353 @@
+"""HOI mode: train (``none``) or distil (``mipd``) a student that detects several
+human-object interactions per image, on data in the HICO-DET annotation format.
+
+The loop is the shared one (``train.loop.train``); what HOI adds is here:
+
+* ``HoiTrainSet``: letterboxed images and, per image, its human-object pairs with their
+  boxes, object and (multi-label) verbs, padded into tensors;
+* interaction points as in PPDM: each pair trains the grid cell at the midpoint of its
+  two boxes (CenterNet focal loss on the interaction map, Gaussian around the points),
+  and at that cell its object, verbs and both boxes (L1 + GIoU); plus a glance term, the
+  image's verbs as a multi-label target of the scene embedding;
+* ``HoiMIPD``: the MIPD terms per matched pair. Each training pair is cropped into a
+  one-situation image (``data.hoi_pairs``), so the teacher, the rationales and NMPA run
+  unchanged; a pair slot's verb embedding is aligned with its pair's scene knowledge, its
+  features with the instance knowledge of the person and of the object, its verb
+  distribution with the teacher's; the glance with the mean scene knowledge of the image.
+
+Open-vocabulary honesty: training images lose every pair of an unseen class
+(``drop_unseen``), the vocabulary holds only verbs of seen classes, and checkpoints are
+selected on held-out training images of seen classes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.hico import HoiImage, HoiSpace, drop_unseen, find_space, image_dir, read_hoi_annotations, seen_verbs
+from ..data.hoi_pairs import ROLES, crop_name, hoi_situation_space, object_noun, pair_boxes, write_pair_situations
+from ..errors import MipdEdgeError
+from ..files import PathLike, default_cache_dir
+from ..hoi_metrics import evaluate_hoi
+from ..image import load_image
+from ..interactions import InteractionDecoder
+from ..models.student import HoiStudent, create_student
+from ..preprocess import Preprocess
+from ..progress import progress_bar
+from ..text import load_text_encoder
+from ..vocabulary import Vocabulary
+from .config import TrainConfig
+from .loop import init_distributed, train
+from .losses import cosine_alignment, cxcywh_to_xyxy, generalized_iou, soft_label_kl
+
+log = logging.getLogger(__name__)
+
+DEV_FRACTION = 0.1  # held-out training images for checkpoint selection
+
+
+@dataclass
+class HoiBatch:
+    images: torch.Tensor  # (B, 3, S, S)
+    human: torch.Tensor  # (B, G, 4) cx, cy, w, h of the input
+    object: torch.Tensor  # (B, G, 4)
+    objects: torch.Tensor  # (B, G) index into the vocabulary's objects, -1 for padding
+    verbs: torch.Tensor  # (B, G, V) multi-hot over the training verbs
+    valid: torch.Tensor  # (B, G) bool
+    crops: torch.Tensor  # (B, G) index of the pair's crop in the pair-situation set, -1 if none
+    index: torch.Tensor  # (B,)
+
+
+def hoi_vocabulary(space: HoiSpace, verb_ids: Sequence[int], encoder) -> Vocabulary:
+    """The student's vocabulary: the given verbs (as agent-item frames) and every object."""
+    situations = hoi_situation_space(space)
+    return Vocabulary({space.verbs[v - 1]: situations.frames[space.verbs[v - 1]] for v in verb_ids},
+                      situations.nouns, encoder)
+
+
+class HoiTrainSet:
+    def __init__(self, images: Sequence[HoiImage], image_dir: Path, space: HoiSpace, vocabulary: Vocabulary,
+                 preprocess: Preprocess, crops: Optional[dict[str, int]] = None, progress: bool = True):
+        self.preprocess, self.vocabulary = preprocess, vocabulary
+        verbs = {v: i for i, v in enumerate(vocabulary.verbs)}
+        objects = object_names(vocabulary)
+        n, s = len(images), preprocess.size
+        g = max(1, max(len(pair_boxes(i)) for i in images))
+        self.images = np.empty((n, s, s, 3), np.uint8)
+        self.human = np.zeros((n, g, 4), np.float32)
+        self.object = np.zeros((n, g, 4), np.float32)
+        self.objects = np.full((n, g), -1, np.int64)
+        self.verbs = np.zeros((n, g, len(verbs)), np.float32)
+        self.crops = np.full((n, g), -1, np.int64)
+        for i, image in enumerate(progress_bar(images, desc="loading HOI images", unit="img", enabled=progress)):
+            self.images[i], letterbox = preprocess.letterbox(load_image(image_dir / image.file_name))
+            for k, ((sub, obj), pair_verbs) in enumerate(pair_boxes(image).items()):
+                self.human[i, k], self.object[i, k] = letterbox.boxes_to_input(image.boxes[[sub, obj]])
+                self.objects[i, k] = objects.index(object_noun(image.categories[obj]))
+                for v in pair_verbs:
+                    self.verbs[i, k, verbs[space.verbs[v - 1]]] = 1.0
+                if crops is not None:
+                    self.crops[i, k] = crops.get(crop_name(image, k), crops.get(
+                        crop_name(image, k).replace(".jpg", f"_v{pair_verbs[0]}.jpg"), -1))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, indices: np.ndarray, flip: Optional[np.ndarray] = None) -> HoiBatch:
+        images, human, obj = self.images[indices], self.human[indices].copy(), self.object[indices].copy()
+        if flip is not None and flip.any():
+            images[flip] = images[flip][:, :, ::-1]
+            human[flip, :, 0] = 1.0 - human[flip, :, 0]
+            obj[flip, :, 0] = 1.0 - obj[flip, :, 0]
+        objects = self.objects[indices]
+        return HoiBatch(torch.from_numpy(self.preprocess.normalize(images)), torch.from_numpy(human),
+                        torch.from_numpy(obj), torch.from_numpy(objects), torch.from_numpy(self.verbs[indices]),
+                        torch.from_numpy(objects >= 0), torch.from_numpy(self.crops[indices]),
+                        torch.from_numpy(np.asarray(indices)))
+
+
+def object_names(vocabulary: Vocabulary) -> list[str]:
+    """The vocabulary's objects (its nouns without the empty one), in matrix order."""
+    return [n for n in vocabulary.noun_matrix()[0] if n]
+
+
+HEAT_SIGMA = 1.0  # cells: how far the interaction-point target spreads
+
+
+@torch.no_grad()
+def interaction_points(batch: HoiBatch, grid: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each pair's interaction point (the midpoint of its two box centres) as a grid cell.
+
+    Returns the cells (flat over image x cell) and the pairs (flat over image x pair) they
+    train, one pair per cell (the first), and the heat-map target: 1 at those cells,
+    falling off as a Gaussian around them (CenterNet's penalty-reduced negatives)."""
+    mid = (batch.human[..., :2] + batch.object[..., :2]) / 2 * grid  # (B, G, 2) in cells
+    col, row = mid.floor().long().clamp(0, grid - 1).unbind(-1)
+    cell = row * grid + col
+    b, g = batch.valid.shape
+    slots, pairs, seen = [], [], set()
+    for i, k in batch.valid.nonzero().tolist():
+        if (i, int(cell[i, k])) not in seen:
+            seen.add((i, int(cell[i, k])))
+            slots.append(i * grid * grid + int(cell[i, k]))
+            pairs.append(i * g + k)
+    ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    centres = torch.stack([xs.flatten(), ys.flatten()], -1).to(mid) + 0.5  # (N, 2)
+    d2 = ((centres[None, None] - mid[:, :, None]) ** 2).sum(-1)  # (B, G, N)
+    heat = (torch.exp(-d2 / (2 * HEAT_SIGMA ** 2)) * batch.valid[..., None]).amax(1)
+    heat.view(-1)[torch.tensor(slots, dtype=torch.long, device=heat.device)] = 1.0
+    return torch.tensor(slots, dtype=torch.long), torch.tensor(pairs, dtype=torch.long), heat
+
+
+def focal_heatmap_loss(logits: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
+    """CenterNet's focal loss on the interaction map, normalised by the number of points."""
+    pos = heat.eq(1).float()
+    log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
+    p = log_p.exp()
+    loss = -((1 - p) ** 2 * log_p * pos + (1 - heat) ** 4 * p ** 2 * log_not_p * (1 - pos)).sum()
+    return loss / pos.sum().clamp(min=1)
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against a multi-hot target spread evenly over its verbs."""
+    target = target / target.sum(-1, keepdim=True).clamp(min=1)
+    return -(target * logits.log_softmax(-1)).sum(-1).mean()
+
+
+class HoiObjective(nn.Module):
+    """Distillation terms on top of the HOI losses; the base adds none (method ``none``)."""
+
+    def forward(self, out: dict[str, torch.Tensor], batch: HoiBatch, slots: torch.Tensor, gold: torch.Tensor,
+                verb_logits: torch.Tensor, glance_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``slots`` index the flattened (image, slot) predictions matched to the flattened
+        (image, pair) targets ``gold``."""
+        return {}
+
+
+class HoiMIPD(HoiObjective):
+    def __init__(self, scene: np.ndarray, instance: np.ndarray, teacher_logits: np.ndarray, model: HoiStudent,
+                 cfg: TrainConfig):
+        super().__init__()
+        self.scene = torch.tensor(np.asarray(scene), dtype=torch.float32)
+        self.instance = torch.tensor(np.asarray(instance)[:, : len(ROLES)], dtype=torch.float32)
+        self.logits = torch.tensor(np.asarray(teacher_logits), dtype=torch.float32)
+        self.cfg = cfg
+        self.pair_proj = nn.Linear(model.cfg.d_model, len(ROLES) * self.instance.shape[2])
+
+    def forward(self, out, batch, slots, gold, verb_logits, glance_logits):  # noqa: D102
+        c, dev = self.cfg, verb_logits.device
+        crop = batch.crops.reshape(-1)[gold]
+        known = crop >= 0
+        if not known.any():
+            return {}
+        slots, crop = slots[known], crop[known].cpu()
+        owner = slots // out["verbs"].shape[1]
+        feats = self.pair_proj(out["pair_feats"].flatten(0, 1)[slots]).reshape(len(slots), len(ROLES), -1)
+        scene = self.scene[crop].to(dev)
+        image_scene = torch.zeros_like(out["glance"]).index_add_(0, owner, scene)
+        has = image_scene.norm(dim=-1) > 0
+        return {
+            "mipd_scene": c.align_weight * cosine_alignment(out["verbs"].flatten(0, 1)[slots], scene),
+            "mipd_instance": c.gaze_align_weight * cosine_alignment(feats, self.instance[crop].to(dev)),
+            "mipd_soft": c.soft_weight * soft_label_kl(verb_logits.flatten(0, 1)[slots], self.logits[crop].to(dev),
+                                                       c.temperature),
+            "mipd_glimpse": c.align_weight * cosine_alignment(out["glance"][has], image_scene[has]),
+        }
+
+
+class HoiTrainStep(nn.Module):
+    def __init__(self, model: HoiStudent, objective: HoiObjective, vocabulary: Vocabulary, cfg: TrainConfig):
+        super().__init__()
+        self.model, self.objective, self.cfg = model, objective, cfg
+        names, nouns = vocabulary.noun_matrix()
+        self.register_buffer("verb_emb", torch.from_numpy(vocabulary.verb_matrix()[1]), persistent=False)
+        self.register_buffer("object_emb", torch.from_numpy(nouns[[i for i, n in enumerate(names) if n]]),
+                             persistent=False)
+
+    def forward(self, batch: HoiBatch) -> dict[str, torch.Tensor]:
+        w = self.cfg.loss
+        out = self.model(batch.images)
+        verb_logits = self.model.verb_scale() * out["verbs"] @ self.verb_emb.T
+        object_logits = self.model.noun_scale() * out["objects"] @ self.object_emb.T
+        glance_logits = self.model.verb_scale() * out["glance"] @ self.verb_emb.T
+        grid = self.model.cfg.image_size // 16
+        slots, gold, heat = interaction_points(batch, grid)
+        slots, gold = slots.to(batch.images.device), gold.to(batch.images.device)
+        losses = {"interaction": w.exists * focal_heatmap_loss(out["interaction"], heat)}
+        image_verbs = (batch.verbs * batch.valid[..., None]).amax(1)
+        losses["glance"] = 0.5 * w.verb * soft_cross_entropy(glance_logits, image_verbs)
+        if len(slots):
+            flat = lambda t: t.reshape(-1, *t.shape[2:])  # noqa: E731
+            losses["object"] = w.noun * F.cross_entropy(flat(object_logits)[slots], flat(batch.objects)[gold])
+            losses["verb"] = w.verb * soft_cross_entropy(flat(verb_logits)[slots], flat(batch.verbs)[gold])
+            l1 = giou = 0.0
+            for key, gold_boxes in (("human_boxes", batch.human), ("object_boxes", batch.object)):
+                pred, true = flat(out[key])[slots], flat(gold_boxes)[gold]
+                l1 = l1 + F.l1_loss(pred, true)
+                giou = giou + (1 - generalized_iou(cxcywh_to_xyxy(pred), cxcywh_to_xyxy(true))).mean()
+            losses["box_l1"], losses["box_giou"] = w.box_l1 * l1, w.box_giou * giou
+            losses.update(self.objective(out, batch, slots, gold, verb_logits, glance_logits))
+        return losses
+
+
+@torch.no_grad()
+def predict_hoi(model: HoiStudent, images: Sequence[HoiImage], image_dir: Path, vocabulary: Vocabulary,
+                preprocess: Preprocess, space: Optional[HoiSpace] = None, batch_size: int = 32,
+                progress: bool = False) -> dict[str, list[dict]]:
+    """Detections per image in the ``eval-hoi`` format, through the shared numpy decoding."""
+    model.eval()
+    device = next(model.parameters()).device
+    decoder = InteractionDecoder(vocabulary, float(model.verb_scale()), float(model.noun_scale()), space=space)
+    out: dict[str, list[dict]] = {}
+    for start in progress_bar(range(0, len(images), batch_size), desc="predict HOI", unit="batch", enabled=progress):
+        chunk = images[start:start + batch_size]
+        prepared = [preprocess(load_image(image_dir / i.file_name)) for i in chunk]
+        x = torch.from_numpy(np.stack([p[0] for p in prepared])).to(device)
+        memory, _ = model.encode(x)
+        outputs = [t.float().cpu().numpy() for t in model.decode(memory)[:5]]
+        for i, (image, (_, letterbox)) in enumerate(zip(chunk, prepared)):
+            out[image.file_name] = decoder.detections([o[i] for o in outputs], letterbox)
+    return out
+
+
+def hoi_dev_evaluator(dev: Sequence[HoiImage], image_dir: Path, space: HoiSpace, vocabulary: Vocabulary,
+                      preprocess: Preprocess, batch_size: int):
+    """Selection on held-out training images (seen classes only): their mAP."""
+    def run(model: HoiStudent) -> tuple[dict, float]:
+        metrics = evaluate_hoi(dev, predict_hoi(model, dev, image_dir, vocabulary, preprocess, space, batch_size),
+                               space)
+        metrics.pop("per_class")
+        return metrics, metrics["full"] or 0.0
+    return run
+
+
+def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: Optional[str] = None,
+                teacher: Optional[PathLike] = None, rationales: Optional[PathLike] = None,
+                pairs: Optional[PathLike] = None, resume: bool = False, progress: bool = True, cache_dir: Optional[PathLike] = None) -> dict[str, Any]:
+    """Train an HOI student with ``none`` or ``mipd`` on ``data_dir/trainval_hico.json``.
+
+    ``mipd`` needs the teacher, the pair situations (``write_hoi_pairs``, ``mipd-edge
+    hoi-pairs``) and their rationales (``mipd-edge rationales`` on them).
+    """
+    if cfg.method not in ("none", "mipd"):
+        raise MipdEdgeError(f"HOI distillation supports methods none and mipd, got {cfg.method!r}")
+    data_dir, out = Path(data_dir), Path(out)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    space = find_space(data_dir)
+    images = drop_unseen(read_hoi_annotations(data_dir / "trainval_hico.json", space), space, zero_shot)
+    order = np.random.default_rng([cfg.seed, 5]).permutation(len(images))
+    n_dev = max(1, int(len(images) * DEV_FRACTION))
+    dev = [images[i] for i in sorted(order[:n_dev])]
+    train_images = [images[i] for i in sorted(order[n_dev:])]
+    encoder = load_text_encoder(cfg.text_encoder, cache_dir=cache_dir / "text")
+    verb_ids = seen_verbs(space, zero_shot)
+    vocab = hoi_vocabulary(space, verb_ids, encoder)
+    preprocess = Preprocess(cfg.image_size)
+    torch.manual_seed(cfg.seed)
+    model = create_student(cfg.student, image_size=cfg.image_size, text_dim=encoder.dim, task="hoi", **cfg.model)
+    objective, crops, provenance = HoiObjective(), None, {}
+    if cfg.method == "mipd":
+        objective, crops, provenance = hoi_mipd_objective(model, vocab, encoder, teacher, rationales, pairs, cfg,
+                                                          cache_dir, progress)
+    data = HoiTrainSet(train_images, image_dir(data_dir, "trainval"), space, vocab, preprocess, crops, progress)
+    if crops is not None and (data.crops[data.objects >= 0] < 0).mean() > 0.01:
+        raise MipdEdgeError(f"the pair situations in {pairs} do not hold the crops of this training set "
+                            f"(zero-shot {zero_shot}): make them again with mipd-edge hoi-pairs")
+    info = {"kind": "student", "task": "hoi", "method": cfg.method, "model": model.cfg.to_json(),
+            "preprocess": preprocess.to_json(), "text_encoder": encoder.id, "text_encoder_spec": cfg.text_encoder,
+            "train": cfg.to_json(), "training_verbs": vocab.verbs, "hoi_space": space.to_json(),
+            "data": {"dir": str(data_dir), "train_images": len(data), "dev_images": len(dev), "zero_shot": zero_shot},
+            **provenance}
+    out.mkdir(parents=True, exist_ok=True)
+    vocab.save(out / "vocabulary.npz")
+    log.info("HOI %s: %s on %d images (%d held out), %d training verbs, zero-shot %s -> %s", cfg.method,
+             model.cfg.name, len(data), len(dev), len(verb_ids), zero_shot, out)
+    step = HoiTrainStep(model, objective, vocab, cfg)
+    evaluate = hoi_dev_evaluator(dev, image_dir(data_dir, "trainval"), space, vocab, preprocess, cfg.eval_batch_size)
+    return train(model, step, data, cfg, out, evaluate, info, init_distributed(), resume, progress)
+
+
+def hoi_mipd_objective(model: HoiStudent, vocab: Vocabulary, encoder, teacher: Optional[PathLike],
+                       rationales: Optional[PathLike], pairs: Optional[PathLike], cfg: TrainConfig, cache_dir: Path,
+                       progress: bool) -> tuple[HoiMIPD, dict[str, int], dict[str, Any]]:
+    """Teacher cache and NMPA knowledge of the training pairs' crops."""
+    if teacher is None or rationales is None or pairs is None:
+        raise MipdEdgeError("HOI method 'mipd' needs --teacher, --pairs (mipd-edge hoi-pairs) and --rationales "
+                            "(mipd-edge rationales on the pairs)")
+    from ..data.split import load_split
+    from ..data.swig import SituDataset
+    from ..models.teacher import load_teacher
+    from .nmpa import aligned_knowledge
+    from .teacher_cache import teacher_cache
+
+    pairs_dir = Path(pairs)
+    if not (pairs_dir / "train.json").is_file():
+        raise MipdEdgeError(f"{pairs_dir}: no pair situations there (make them with mipd-edge hoi-pairs)")
+    crops_set = SituDataset(pairs_dir, "train", ov_split=load_split(pairs_dir / "splits.json"))
+    t = load_teacher(teacher, text_encoder=encoder)
+    cache = teacher_cache(t, crops_set, vocab, cache_dir / "teacher", model.cfg.max_roles, progress=progress)
+    knowledge = aligned_knowledge(cache, rationales, crops_set, encoder, vocab, cache_dir / "knowledge",
+                                  model.cfg.max_roles, cfg.seed, progress=progress)
+    crops = {name: i for i, name in enumerate(crops_set.names)}
+    objective = HoiMIPD(knowledge.scene, knowledge.instance, cache.verb_logits, model, cfg)
+    return objective, crops, {"teacher": t.id, "teacher_cache": cache.key, "rationales": str(rationales),
+                              "pairs": str(pairs_dir), "knowledge": knowledge.key}
+
+
+def write_hoi_pairs(data_dir: PathLike, out: PathLike, zero_shot: Optional[str] = None,
+                    progress: bool = True) -> Path:
+    """The pair situations of the training images (unseen classes dropped) as a SWiG dataset."""
+    data_dir = Path(data_dir)
+    space = find_space(data_dir)
+    images = drop_unseen(read_hoi_annotations(data_dir / "trainval_hico.json", space), space, zero_shot)
+    return write_pair_situations(images, image_dir(data_dir, "trainval"), space, out, zero_shot, progress)
+
+
+__all__ = ["HoiTrainSet", "distill_hoi", "hoi_vocabulary", "predict_hoi", "write_hoi_pairs"]

@@ -1,0 +1,138 @@
+"""HOI mode end to end on SynthSitu-HOI: pair situations, training with none and mipd,
+evaluation, export and the Predictor."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from mipd_edge import Predictor
+from mipd_edge.cli import main
+from mipd_edge.data.hico import find_space, read_hoi_annotations, seen_verbs
+from mipd_edge.errors import BundleError
+from mipd_edge.situation import Situation
+
+
+@pytest.fixture(scope="session")
+def hoi_world(tiny_world, tmp_path_factory, cache_dir):
+    """SynthSitu-HOI, its pair situations and rationales, and a none and a mipd student."""
+    from mipd_edge.data.synthsitu.hoi import generate_hoi
+    from mipd_edge.train.hoi import distill_hoi, write_hoi_pairs
+    from mipd_edge.train.rationales import generate_rationales
+
+    root = tmp_path_factory.mktemp("hoi")
+    generate_hoi(root / "data", seed=2, trainval=60, test=16, image_size=128, workers=1, progress=False)
+    write_hoi_pairs(root / "data", root / "pairs", "unseen_verb", progress=False)
+    generate_rationales(root / "pairs", tiny_world / "teacher", root / "rationales.jsonl", progress=False,
+                        cache_dir=cache_dir)
+    results = {}
+    for method in ("none", "mipd"):
+        results[method] = distill_hoi(root / "data", root / method, tiny_config(method=method),
+                                      "unseen_verb", tiny_world / "teacher", root / "rationales.jsonl",
+                                      root / "pairs", progress=False, cache_dir=cache_dir)
+    return root, results
+
+
+@pytest.fixture(scope="session")
+def hoi_bundle(hoi_world, tmp_path_factory):
+    from mipd_edge.export import export_bundle
+
+    root, _ = hoi_world
+    out = tmp_path_factory.mktemp("hoi-bundle") / "bundle"
+    return out, export_bundle(root / "mipd", out, ("onnx", "openvino"), data=root / "data")
+
+
+def test_interaction_points_and_focal_loss():
+    from mipd_edge.train.hoi import HoiBatch, focal_heatmap_loss, interaction_points
+
+    human = torch.tensor([[[0.2, 0.5, 0.2, 0.6], [0.2, 0.5, 0.2, 0.6], [0.8, 0.5, 0.1, 0.5]]])
+    obj = torch.tensor([[[0.4, 0.7, 0.1, 0.1], [0.4, 0.7, 0.1, 0.1], [0.9, 0.9, 0.1, 0.1]]])
+    batch = HoiBatch(torch.zeros(1, 3, 64, 64), human, obj, torch.tensor([[0, 0, 1]]), torch.zeros(1, 3, 2),
+                     torch.tensor([[True, True, True]]), torch.full((1, 3), -1), torch.tensor([0]))
+    slots, pairs, heat = interaction_points(batch, 4)
+    # midpoints (0.3, 0.6) -> cell (1, 2) = 9; the duplicate pair shares it; (0.85, 0.7) -> cell (3, 2) = 11
+    assert slots.tolist() == [9, 11] and pairs.tolist() == [0, 2]
+    assert heat[0, 9] == 1 and heat[0, 11] == 1 and heat[0, 0] < heat[0, 5] < 1  # falling off with distance
+    confident = torch.full((1, 16), -8.0)
+    confident[0, [9, 11]] = 8.0
+    assert focal_heatmap_loss(confident, heat) < 0.01 < focal_heatmap_loss(-confident, heat)
+
+
+def test_pair_situations_are_honest(hoi_world):
+    root, _ = hoi_world
+    space = find_space(root / "data")
+    crops = json.loads((root / "pairs" / "train.json").read_text())
+    seen = {space.verbs[v - 1] for v in seen_verbs(space, "unseen_verb")}
+    assert crops and {c["verb"] for c in crops.values()} <= seen
+    assert json.loads((root / "pairs" / "splits.json").read_text())["unseen"] == sorted(set(space.verbs) - seen)
+    assert all(set(c["bb"]) == {"agent", "item"} for c in crops.values())
+
+
+def test_hoi_students_train_and_evaluate(hoi_world, capsys):
+    root, results = hoi_world
+    space = find_space(root / "data")
+    for method in ("none", "mipd"):
+        config = json.loads((root / method / "config.json").read_text())
+        assert config["task"] == "hoi" and config["model"]["task"] == "hoi"
+        assert set(config["training_verbs"]) == {space.verbs[v - 1] for v in seen_verbs(space, "unseen_verb")}
+        assert len(results[method]["history"]) == 1
+    losses = results["mipd"]["history"][-1]["losses"]
+    assert {"mipd_scene", "mipd_instance", "mipd_soft", "mipd_glimpse", "interaction", "verb"} <= set(losses)
+    assert not any(k.startswith("mipd") for k in results["none"]["history"][-1]["losses"])
+    preds = root / "preds.json"
+    assert main(["predict-hoi", "--model", str(root / "mipd"), "--data", str(root / "data"), "--out", str(preds)]) == 0
+    detections = json.loads(preds.read_text())
+    test = read_hoi_annotations(root / "data" / "test_hico.json", space)
+    assert set(detections) == {i.file_name for i in test}
+    for dets in detections.values():  # the space's classes only, best first, boxes in pixels
+        assert all(space.class_of(d["verb"], d["object"]) is not None for d in dets)
+        assert [d["score"] for d in dets] == sorted((d["score"] for d in dets), reverse=True)
+    out = root / "metrics.json"
+    assert main(["eval-hoi", "--annotations", str(root / "data" / "test_hico.json"), "--predictions", str(preds),
+                 "--zero-shot", "unseen_verb", "--train-annotations", str(root / "data" / "trainval_hico.json"),
+                 "--out", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert 0 <= metrics["full"] <= 100 and metrics["unseen"] is not None and metrics["seen"] is not None
+    assert "Unseen" in capsys.readouterr().out
+
+
+def test_hoi_bundle_through_the_predictor(hoi_world, hoi_bundle, tiny_bundle):
+    root, _ = hoi_world
+    bundle, manifest = hoi_bundle
+    assert manifest["outputs"]["decoder"] == ["human_boxes", "object_boxes", "objects", "verbs", "interaction"]
+    assert max(manifest["verification"]["onnx"]["max_abs_diff"].values()) < 1e-3
+    space = find_space(root / "data")
+    test = read_hoi_annotations(root / "data" / "test_hico.json", space)
+    images = [root / "data" / "images" / i.file_name for i in test[:4]]
+    found = {}
+    for backend, options in (("torch", {}), ("onnxruntime", {}), ("openvino", {"inference_precision": "f32"})):
+        with Predictor(bundle, backend=backend, **options) as p:
+            found[backend] = p.detect(images, classes_only=True)
+            situations = p(images[0])
+            assert isinstance(situations, list) and all(isinstance(s, Situation) for s in situations)
+            assert p.predict(images, threshold=0.0)[0], "every image gives its interactions at threshold 0"
+    for backend in ("onnxruntime", "openvino"):
+        for a, b in zip(found["torch"], found[backend]):
+            assert [(d["verb"], d["object"]) for d in a[:5]] == [(d["verb"], d["object"]) for d in b[:5]]
+            assert np.allclose([d["human_box"] for d in a[:5]], [d["human_box"] for d in b[:5]], atol=0.5)
+    with Predictor(bundle, backend="onnxruntime") as p:  # the vocabulary stays editable
+        p.vocabulary.add_verb("juggling-clubs", "Someone throws several objects into the air and catches them.",
+                              ["agent", "item"])
+        assert "juggling-clubs" in p.vocabulary.verbs
+        p.detect(images[:1])
+    with Predictor(tiny_bundle, backend="onnxruntime") as p, pytest.raises(BundleError, match="HOI bundles"):
+        p.detect(images[:1])
+
+
+def test_hoi_bundle_streams_a_folder(hoi_world, hoi_bundle, tmp_path):
+    from mipd_edge.stream import ImageSource, StreamWriter, run_stream
+
+    root, _ = hoi_world
+    with Predictor(hoi_bundle[0], backend="onnxruntime") as p:
+        stats = run_stream(p, ImageSource(root / "data" / "images"), StreamWriter(tmp_path / "out.mp4",
+                           tmp_path / "out.jsonl"), max_frames=5)
+    assert stats.frames == 5
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(lines) == 5 and all(isinstance(line["interactions"], list) for line in lines)
