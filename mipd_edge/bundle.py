@@ -18,7 +18,7 @@ FORMAT = "mipd-edge-bundle"
 VERSION = 1
 INPUTS = {"encoder": ["images"], "decoder": ["memory", "role_emb", "verb_emb", "role_mask"]}
 OUTPUTS = {"encoder": ["memory", "glance"], "decoder": ["nouns", "boxes", "exists"]}
-# HOI students: the decoder needs no vocabulary input and gives every pair slot at once
+# HOI students: the decoder needs no vocabulary input and gives every interaction point (grid cell) at once
 HOI_INPUTS = {"encoder": ["images"], "decoder": ["memory"]}
 HOI_OUTPUTS = {"encoder": ["memory", "glance"],
                "decoder": ["human_boxes", "object_boxes", "objects", "verbs", "interaction"]}

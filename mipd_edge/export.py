@@ -3,7 +3,7 @@
 The student is exported as two graphs with stable names (``bundle.graph_io``): the encoder
 (images -> memory tokens, glance embedding) and the decoder (memory, role and verb
 embeddings, role mask -> noun embeddings, boxes, box-exists logits; for an HOI student,
-memory -> every pair slot's boxes, object and verb embeddings and interaction logit). The decoder is
+memory -> every grid cell's boxes, object and verb embeddings and interaction logit). The decoder is
 always exported with a dynamic batch, because ranking five verbs decodes five role sets;
 the encoder is batch 1 unless ``dynamic_batch`` (torch's dynamo exporter fixes a dimension
 whose example size is 1, so examples use batch 2 whenever the batch is to stay free).

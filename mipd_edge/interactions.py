@@ -1,7 +1,7 @@
-"""From an HOI student's pair slots to scored (human, verb, object) detections, in numpy.
+"""From an HOI student's interaction points to scored (human, verb, object) detections.
 
-Each slot gives a human box, an object box, an object embedding, a verb embedding and an
-interaction logit. Objects and verbs are matched by cosine against the vocabulary's text
+Each slot (a grid cell of the interaction map) gives a human box, an object box, an object
+embedding, a verb embedding and an interaction logit. Objects and verbs are matched by cosine against the vocabulary's text
 embeddings (so unseen verbs score from their descriptions), and a detection's score is
 P(interaction) x P(object) x P(verb) for the slot's best object and every verb. With an
 HOI space, only (verb, object) pairs that are classes of it are kept, as HICO-DET's

@@ -11,9 +11,9 @@ The loop is the shared one (``train.loop.train``); what HOI adds is here:
   image's verbs as a multi-label target of the scene embedding;
 * ``HoiMIPD``: the MIPD terms per matched pair. Each training pair is cropped into a
   one-situation image (``data.hoi_pairs``), so the teacher, the rationales and NMPA run
-  unchanged; a pair slot's verb embedding is aligned with its pair's scene knowledge, its
-  features with the instance knowledge of the person and of the object, its verb
-  distribution with the teacher's; the glance with the mean scene knowledge of the image.
+  unchanged; the verb embedding at a pair's interaction point is aligned with its scene
+  knowledge, its features with the instance knowledge of the person and of the object, its
+  verb distribution with the teacher's; the glance with the mean scene knowledge of the image.
 
 Open-vocabulary honesty: training images lose every pair of an unseen class
 (``drop_unseen``), the vocabulary holds only verbs of seen classes, and checkpoints are
