@@ -116,6 +116,8 @@ def evaluate_hoi(annotations: Sequence[HoiImage], predictions: Mapping[str, Any]
     """mAP Full / Rare / Non-rare (and Seen / Unseen under ``zero_shot``) in percent."""
     if not isinstance(predictions, Mapping):
         raise DatasetError(f"predictions must map file names to detection lists, got {type(predictions).__name__}")
+    if ap not in ("voc", "voc11"):
+        raise DatasetError(f"ap must be 'voc' or 'voc11', got {ap!r}")
     known = {a.file_name for a in annotations}
     stray = [n for n in predictions if n not in known]
     if stray:

@@ -15,17 +15,13 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .data.hico import PERSON, HoiSpace
-from .data.hoi_pairs import category_of, object_noun
+from .data.hoi_pairs import category_of, object_matrix, object_noun
+from .postprocess import softmax
 from .preprocess import Letterbox
 from .situation import RoleValue, Situation, VerbCandidate
 from .vocabulary import Vocabulary
 
 MAX_DETECTIONS = 100  # per image, as the HICO-DET code bases keep
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 class InteractionDecoder:
@@ -43,11 +39,9 @@ class InteractionDecoder:
         if self._version == self.vocabulary.version:
             return
         self.verbs, verb_emb = self.vocabulary.verb_matrix()
-        names, noun_emb = self.vocabulary.noun_matrix()
-        keep = [i for i, n in enumerate(names) if n]
-        self.objects = [names[i] for i in keep]
+        self.objects, object_emb = object_matrix(self.vocabulary)
         self.verb_t = np.ascontiguousarray(self.verb_scale * verb_emb.T)
-        self.object_t = np.ascontiguousarray(self.noun_scale * noun_emb[keep].T)
+        self.object_t = np.ascontiguousarray(self.noun_scale * object_emb.T)
         self.labels = [self.vocabulary.label(n) for n in self.objects]
         self.verb_ids = None
         if self.space is not None:
@@ -64,10 +58,10 @@ class InteractionDecoder:
         verb (id in the space when there is one, else its name), verb name and score."""
         self._tables()
         human, obj, objects, verbs, interaction = outputs
-        p_obj = _softmax(objects @ self.object_t)
+        p_obj = softmax(objects @ self.object_t)
         best = p_obj.argmax(1)
         p_interaction = 0.5 * (1 + np.tanh(0.5 * interaction))  # the sigmoid, without overflow at masked cells
-        scores = (p_interaction * p_obj[np.arange(len(best)), best])[:, None] * _softmax(verbs @ self.verb_t)
+        scores = (p_interaction * p_obj[np.arange(len(best)), best])[:, None] * softmax(verbs @ self.verb_t)
         if self.space is not None and (self.restrict if restrict is None else restrict):
             scores = scores * self.valid[:, best].T
         flat = np.argsort(-scores, axis=None, kind="stable")[: self.max_detections]

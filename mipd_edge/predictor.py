@@ -29,7 +29,7 @@ from .errors import BundleError, VocabularyError
 from .files import PathLike
 from .image import ImageSource, load_image
 from .postprocess import SituationDecoder, recognize
-from .preprocess import Letterbox, Preprocess
+from .preprocess import Letterbox
 from .runtimes import load_runtime
 from .situation import Situation
 from .text import LazyTextEncoder, OnnxTextEncoder, load_text_encoder
@@ -43,7 +43,6 @@ class Predictor:
                  threads: Optional[int] = None, top_k: int = 5, **runtime_options: Any):
         self.bundle = Path(bundle)
         self.manifest = read_manifest(self.bundle)
-        self.preprocess = Preprocess.from_json(self.manifest["preprocess"])
         self.vocabulary = Vocabulary.load(self.bundle / self.manifest.get("vocabulary", "vocabulary.npz"))
         if self.vocabulary.dim != int(self.manifest["text_dim"]):
             raise VocabularyError(f"{self.bundle}: the vocabulary holds {self.vocabulary.dim}-d embeddings, "
@@ -56,6 +55,7 @@ class Predictor:
         self.runtime = load_runtime(backend, self.bundle, self.manifest, device=device, precision=precision,
                                     threads=threads, **runtime_options)
         self.backend = self.runtime.name
+        self.preprocess = self.runtime.preprocess
         scales = self.manifest["scales"]
         self.task = task_of(self.manifest)
         self.decoder = SituationDecoder(self.vocabulary, scales["verb"], scales["noun"],

@@ -21,6 +21,7 @@ from ..files import PathLike, write_json
 from ..image import load_image
 from ..progress import progress_bar
 from ..situation import Frame, Noun
+from ..vocabulary import Vocabulary
 from .hico import PERSON, HoiImage, HoiSpace, seen_verbs
 from .split import write_split
 from .swig import SituSpace, write_space
@@ -63,8 +64,16 @@ def pair_boxes(image: HoiImage) -> dict[tuple[int, int], list[int]]:
     return out
 
 
-def crop_name(image: HoiImage, k: int) -> str:
-    return f"{Path(image.file_name).stem}_pair{k}.jpg"
+def crop_name(image: HoiImage, k: int, verb: Optional[int] = None) -> str:
+    """The crop of an image's ``k``-th pair; ``verb`` tells apart the crops of a pair with several verbs."""
+    return f"{Path(image.file_name).stem}_pair{k}{'' if verb is None else f'_v{verb}'}.jpg"
+
+
+def object_matrix(vocabulary: Vocabulary) -> tuple[list[str], np.ndarray]:
+    """The vocabulary's objects and their embeddings: its nouns without the empty one."""
+    names, emb = vocabulary.noun_matrix()
+    keep = [i for i, n in enumerate(names) if n]
+    return [names[i] for i in keep], emb[keep]
 
 
 def write_pair_situations(images: Sequence[HoiImage], image_dir: PathLike, space: HoiSpace, out: PathLike,
@@ -93,8 +102,7 @@ def write_pair_situations(images: Sequence[HoiImage], image_dir: PathLike, space
             local = [[float(b[0] - cx1), float(b[1] - cy1), float(b[2] - cx1), float(b[3] - cy1)] for b in boxes]
             frame = {"agent": object_noun(PERSON), "item": object_noun(image.categories[o])}
             for verb_id in pair_verbs:
-                name = crop_name(image, k) if len(pair_verbs) == 1 else crop_name(image, k).replace(
-                    ".jpg", f"_v{verb_id}.jpg")
+                name = crop_name(image, k, verb_id if len(pair_verbs) > 1 else None)
                 cv2.imwrite(str(out / "images" / name), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
                 annotations[name] = {"verb": space.verbs[verb_id - 1], "width": cx2 - cx1, "height": cy2 - cy1,
                                      "bb": dict(zip(ROLES, local)), "frames": [frame] * 3}

@@ -17,7 +17,7 @@ from ..bundle import write_manifest
 from ..errors import BundleError, MipdEdgeError
 from ..export import export_bundle, onnx_to_openvino, reference_outputs, verification_images
 from ..files import PathLike
-from ..models.store import load_student
+from ..models.store import load_student, read_model_info
 from ..predictor import Predictor, evaluate_predictor
 from ..preprocess import Preprocess
 from ..runtimes import installed, load_runtime
@@ -36,8 +36,6 @@ def quantize_bundle(model_dir: PathLike, data_dir: PathLike, out: PathLike, meth
     model_dir, data_dir, out = Path(model_dir), Path(data_dir), Path(out)
     if method not in ("ptq", "qat"):
         raise MipdEdgeError(f"method must be ptq or qat, got {method!r}")
-    from ..models.store import read_model_info
-
     if read_model_info(model_dir)["model"].get("task", "gsr") != "gsr":
         raise MipdEdgeError(f"{model_dir} is an HOI student: INT8 quantization (calibration, accuracy control and "
                             "the FP32 / INT8 comparison) covers situation-recognition students only so far; "

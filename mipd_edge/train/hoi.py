@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.hico import HoiImage, HoiSpace, drop_unseen, find_space, image_dir, read_hoi_annotations, seen_verbs
-from ..data.hoi_pairs import ROLES, crop_name, hoi_situation_space, object_noun, pair_boxes, write_pair_situations
+from ..data.hoi_pairs import (ROLES, crop_name, hoi_situation_space, object_matrix, object_noun, pair_boxes,
+                              write_pair_situations)
 from ..errors import MipdEdgeError
 from ..files import PathLike, default_cache_dir
 from ..hoi_metrics import evaluate_hoi
@@ -77,7 +78,7 @@ class HoiTrainSet:
                  preprocess: Preprocess, crops: Optional[dict[str, int]] = None, progress: bool = True):
         self.preprocess, self.vocabulary = preprocess, vocabulary
         verbs = {v: i for i, v in enumerate(vocabulary.verbs)}
-        objects = object_names(vocabulary)
+        objects = object_matrix(vocabulary)[0]
         n, s = len(images), preprocess.size
         g = max(1, max(len(pair_boxes(i)) for i in images))
         self.images = np.empty((n, s, s, 3), np.uint8)
@@ -94,8 +95,7 @@ class HoiTrainSet:
                 for v in pair_verbs:
                     self.verbs[i, k, verbs[space.verbs[v - 1]]] = 1.0
                 if crops is not None:
-                    self.crops[i, k] = crops.get(crop_name(image, k), crops.get(
-                        crop_name(image, k).replace(".jpg", f"_v{pair_verbs[0]}.jpg"), -1))
+                    self.crops[i, k] = crops.get(crop_name(image, k), crops.get(crop_name(image, k, pair_verbs[0]), -1))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -111,11 +111,6 @@ class HoiTrainSet:
                         torch.from_numpy(obj), torch.from_numpy(objects), torch.from_numpy(self.verbs[indices]),
                         torch.from_numpy(objects >= 0), torch.from_numpy(self.crops[indices]),
                         torch.from_numpy(np.asarray(indices)))
-
-
-def object_names(vocabulary: Vocabulary) -> list[str]:
-    """The vocabulary's objects (its nouns without the empty one), in matrix order."""
-    return [n for n in vocabulary.noun_matrix()[0] if n]
 
 
 HEAT_SIGMA = 1.0  # cells: how far the interaction-point target spreads
@@ -181,7 +176,7 @@ class HoiMIPD(HoiObjective):
         self.cfg = cfg
         self.pair_proj = nn.Linear(model.cfg.d_model, len(ROLES) * self.instance.shape[2])
 
-    def forward(self, out, batch, slots, gold, verb_logits, glance_logits):  # noqa: D102
+    def forward(self, out, batch, slots, gold, verb_logits, glance_logits):
         c, dev = self.cfg, verb_logits.device
         crop = batch.crops.reshape(-1)[gold]
         known = crop >= 0
@@ -206,10 +201,8 @@ class HoiTrainStep(nn.Module):
     def __init__(self, model: HoiStudent, objective: HoiObjective, vocabulary: Vocabulary, cfg: TrainConfig):
         super().__init__()
         self.model, self.objective, self.cfg = model, objective, cfg
-        names, nouns = vocabulary.noun_matrix()
         self.register_buffer("verb_emb", torch.from_numpy(vocabulary.verb_matrix()[1]), persistent=False)
-        self.register_buffer("object_emb", torch.from_numpy(nouns[[i for i, n in enumerate(names) if n]]),
-                             persistent=False)
+        self.register_buffer("object_emb", torch.from_numpy(object_matrix(vocabulary)[1]), persistent=False)
 
     def forward(self, batch: HoiBatch) -> dict[str, torch.Tensor]:
         w = self.cfg.loss
@@ -280,8 +273,7 @@ def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: 
         raise MipdEdgeError(f"HOI distillation supports methods none and mipd, got {cfg.method!r}")
     data_dir, out = Path(data_dir), Path(out)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    space = find_space(data_dir)
-    images = drop_unseen(read_hoi_annotations(data_dir / "trainval_hico.json", space), space, zero_shot)
+    space, images = training_images(data_dir, zero_shot)
     order = np.random.default_rng([cfg.seed, 5]).permutation(len(images))
     n_dev = max(1, int(len(images) * DEV_FRACTION))
     dev = [images[i] for i in sorted(order[:n_dev])]
@@ -341,12 +333,17 @@ def hoi_mipd_objective(model: HoiStudent, vocab: Vocabulary, encoder, teacher: O
                               "pairs": str(pairs_dir), "knowledge": knowledge.key}
 
 
+def training_images(data_dir: Path, zero_shot: Optional[str]) -> tuple[HoiSpace, list[HoiImage]]:
+    """A dataset's HOI space and its trainval images with every trace of the split's unseen classes removed."""
+    space = find_space(data_dir)
+    return space, drop_unseen(read_hoi_annotations(data_dir / "trainval_hico.json", space), space, zero_shot)
+
+
 def write_hoi_pairs(data_dir: PathLike, out: PathLike, zero_shot: Optional[str] = None,
                     progress: bool = True) -> Path:
     """The pair situations of the training images (unseen classes dropped) as a SWiG dataset."""
     data_dir = Path(data_dir)
-    space = find_space(data_dir)
-    images = drop_unseen(read_hoi_annotations(data_dir / "trainval_hico.json", space), space, zero_shot)
+    space, images = training_images(data_dir, zero_shot)
     return write_pair_situations(images, image_dir(data_dir, "trainval"), space, out, zero_shot, progress)
 
 
