@@ -9,9 +9,8 @@ and every deployed runtime, and a vocabulary edit is visible on the next call.
 
 from __future__ import annotations
 
-import heapq
 import math
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -64,6 +63,8 @@ class VocabularyTables:
 class SituationDecoder:
     """Vocabulary matching and role-query building around the two graphs."""
 
+    graphs = ("encoder", "decoder")  # the runtime graphs whose outputs it reads
+
     def __init__(self, vocabulary: Vocabulary, verb_scale: float, noun_scale: float, max_roles: int = 6,
                  top_k: int = 5, exists_threshold: float = 0.5):
         self.vocabulary = vocabulary
@@ -83,11 +84,12 @@ class SituationDecoder:
         whole vocabulary.
 
         After the matrix product it is plain Python: for one image and a vocabulary of
-        hundreds of verbs that costs less than numpy's sort and gather calls."""
+        hundreds of verbs that costs less than numpy's sort and gather calls (and a full
+        sort less than ``heapq.nlargest``)."""
         logits = (glance @ self.tables.verb_logits).tolist()
         ranked, probs = [], []
         for row in logits:
-            top = heapq.nlargest(self.top_k, range(len(row)), key=row.__getitem__)
+            top = sorted(range(len(row)), key=row.__getitem__, reverse=True)[:self.top_k]
             best = row[top[0]]
             total = sum([math.exp(v - best) for v in row])
             ranked.append(top)
@@ -102,22 +104,56 @@ class SituationDecoder:
             return t.role_emb[v], t.verb_emb[v], t.role_mask[v]
         return t.role_emb[verbs], t.verb_emb[verbs], t.role_mask[verbs]
 
-    def name_roles(self, verbs: Sequence[int], nouns: np.ndarray, boxes: np.ndarray, exists: np.ndarray,
-                   letterboxes: Sequence[Letterbox]) -> list[dict[str, RoleValue]]:
-        """Decoder outputs of n verbs -> per verb, role -> RoleValue with its box in image pixels."""
-        t = self.tables
-        logits = nouns @ t.noun_logits  # (n, R, nouns)
+    def match_nouns(self, nouns: np.ndarray) -> tuple[list[list[int]], list[list[float]]]:
+        """Per verb and role, the best noun's index (into ``tables.nouns``) and its probability."""
+        logits = nouns @ self.tables.noun_logits  # (n, R, nouns)
         best = logits.argmax(axis=2).tolist()
         # the winner's softmax probability is 1 / sum(exp(logit - best logit))
         totals = np.exp(logits - logits.max(axis=2, keepdims=True)).sum(axis=2).tolist()
+        return best, [[1.0 / t for t in row] for row in totals]
+
+    def name_roles(self, verbs: Sequence[int], nouns, boxes: np.ndarray, exists: np.ndarray,
+                   letterboxes: Sequence[Letterbox]) -> list[dict[str, RoleValue]]:
+        """Decoder outputs of n verbs -> per verb, role -> RoleValue with its box in image pixels."""
+        t = self.tables
+        best, probs = self.match_nouns(nouns)
         out = []
         for i, (verb, letterbox, xywh, exist) in enumerate(zip(verbs, letterboxes, boxes.tolist(), exists.tolist())):
             # a handful of boxes: plain Python beats numpy's per-call cost here
-            out.append({role: RoleValue(noun=t.nouns[best[i][j]], label=t.noun_labels[best[i][j]],
-                                        score=1.0 / totals[i][j],
+            out.append({role: RoleValue(noun=t.nouns[best[i][j]], label=t.noun_labels[best[i][j]], score=probs[i][j],
                                         box=letterbox.box_to_image(xywh[j]) if exist[j] >= self.exists_logit else None)
                         for j, role in enumerate(t.role_names[verb])})
         return out
+
+    def glance_of(self, encoded: Mapping[str, np.ndarray]):
+        """What ``rank_verbs`` takes, from the outputs of the encoder graph it reads (``graphs[0]``)."""
+        return encoded["glance"]
+
+    def nouns_of(self, decoded: Mapping[str, np.ndarray]):
+        """What ``match_nouns`` takes, from the outputs of the decoder graph it reads (``graphs[1]``)."""
+        return decoded["nouns"]
+
+
+class GraphMatchedDecoder(SituationDecoder):
+    """The same decoding where the backend's graphs end in the vocabulary matching
+    (``Runtime.match_with``): they give the top-k verb indices and probabilities and the best
+    noun per role instead of embeddings, so only the naming and boxes are left to Python."""
+
+    graphs = ("matched_encoder", "matched_decoder")
+
+    def rank_verbs(self, glance: tuple[np.ndarray, np.ndarray]) -> tuple[list[list[int]], list[list[float]]]:
+        ids, probs = glance
+        return ids.tolist(), probs.tolist()
+
+    def match_nouns(self, nouns: tuple[np.ndarray, np.ndarray]) -> tuple[list[list[int]], list[list[float]]]:
+        ids, probs = nouns
+        return ids[:, :, 0].tolist(), probs[:, :, 0].tolist()
+
+    def glance_of(self, encoded: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return encoded["verb_ids"], encoded["verb_probs"]
+
+    def nouns_of(self, decoded: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return decoded["noun_ids"], decoded["noun_probs"]
 
 
 def recognize(memory: np.ndarray, glance: np.ndarray, decode: DecodeFn, letterboxes: Sequence[Letterbox],

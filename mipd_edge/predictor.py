@@ -28,7 +28,7 @@ from .bundle import read_manifest, task_of
 from .errors import BundleError, VocabularyError
 from .files import PathLike
 from .image import ImageSource, load_image
-from .postprocess import SituationDecoder, recognize
+from .postprocess import GraphMatchedDecoder, SituationDecoder, recognize
 from .preprocess import Letterbox
 from .runtimes import load_runtime
 from .situation import Situation
@@ -58,8 +58,9 @@ class Predictor:
         self.preprocess = self.runtime.preprocess
         scales = self.manifest["scales"]
         self.task = task_of(self.manifest)
-        self.decoder = SituationDecoder(self.vocabulary, scales["verb"], scales["noun"],
-                                        int(self.manifest["max_roles"]), top_k)
+        # where the backend can, the vocabulary matching runs at the end of its graphs
+        decoder = GraphMatchedDecoder if self.runtime.matches_in_graph and self.task != "hoi" else SituationDecoder
+        self.decoder = decoder(self.vocabulary, scales["verb"], scales["noun"], int(self.manifest["max_roles"]), top_k)
         if self.task == "hoi":
             from .data.hico import HoiSpace
             from .interactions import InteractionDecoder
@@ -89,21 +90,27 @@ class Predictor:
         images, start, batch, letterboxes, t_pre = self._start(images)
         if not images:
             return []
-        memory, glance = self.encode(batch)
+        decoder = self.decoder
+        if isinstance(decoder, GraphMatchedDecoder):
+            self.runtime.match_with(decoder.tables, decoder.top_k)  # compiles only after a vocabulary edit
+        encoder_graph, decoder_graph = decoder.graphs
+        encoded = self.encode(batch, encoder_graph)
         t_enc = time.perf_counter()
         decode_time = [0.0]
 
-        def decode(*inputs):
+        def decode(memory, role_emb, verb_emb, role_mask):
             t = time.perf_counter()
-            out = self.runtime.decode(*inputs)
+            out = self.runtime.run(decoder_graph, {"memory": memory, "role_emb": role_emb, "verb_emb": verb_emb,
+                                                   "role_mask": role_mask})
             decode_time[0] += time.perf_counter() - t
-            return out
+            return decoder.nouns_of(out), out["boxes"], out["exists"]
 
         if gold_verbs is not None:
             unknown = [v for v in gold_verbs if v not in self.vocabulary.frames]
             if unknown:
                 raise VocabularyError(f"gold verbs not in the vocabulary: {unknown[:3]}")
-        situations = recognize(memory, glance, decode, letterboxes, self.decoder, roles_for, gold_verbs)
+        situations = recognize(encoded["memory"], decoder.glance_of(encoded), decode, letterboxes, decoder,
+                               roles_for, gold_verbs)
         self._record(start, t_pre, (t_enc - t_pre) + decode_time[0], time.perf_counter(), len(images))
         return situations
 
@@ -129,7 +136,7 @@ class Predictor:
         images, start, batch, letterboxes, t_pre = self._start(images)
         if not images:
             return []
-        outputs = self.runtime.run("decoder", {"memory": self.encode(batch)[0]})
+        outputs = self.runtime.run("decoder", {"memory": self.encode(batch)["memory"]})
         t_inf = time.perf_counter()
         names = self.runtime.output_names_of["decoder"]
         detections = [self.interactions.detections([outputs[n][i] for n in names], box, restrict=classes_only)
@@ -143,12 +150,13 @@ class Predictor:
         canvases = prepared[0][0][None] if len(prepared) == 1 else np.stack([p[0] for p in prepared])
         return self.runtime.encoder_input(canvases), [p[1] for p in prepared]
 
-    def encode(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The encoder on a ``prepare``d batch, one image at a time where the graph has batch 1."""
+    def encode(self, batch: np.ndarray, graph: str = "encoder") -> dict[str, np.ndarray]:
+        """The outputs of an encoder graph on a ``prepare``d batch, one image at a time where the
+        graph has batch 1."""
         if self.batch_free or len(batch) == 1:
-            return self.runtime.encode(batch)
-        outs = [self.runtime.encode(batch[i:i + 1]) for i in range(len(batch))]  # a batch-1 encoder graph
-        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+            return self.runtime.run(graph, {"images": batch})
+        outs = [self.runtime.run(graph, {"images": batch[i:i + 1]}) for i in range(len(batch))]
+        return {name: np.concatenate([o[name] for o in outs]) for name in outs[0]}
 
     def _text_encoder(self):
         """The bundle's own ONNX text encoder, else sentence-transformers, else a clear error."""

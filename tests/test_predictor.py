@@ -17,24 +17,32 @@ def test_images(tiny_world):
 
 def test_backends_agree_on_real_images(tiny_bundle, test_images):
     """Every backend, and OpenVINO both with its in-graph normalisation of the uint8 canvas
-    (the Predictor's default) and with numpy's, gives torch's situations."""
+    and vocabulary matching (the Predictor's default) and with numpy's, gives torch's
+    situations: the deployment call and the evaluation call (top-5 roles, gold-verb roles)."""
     runs = {"torch": ("torch", {}), "onnxruntime": ("onnxruntime", {}),
             "openvino": ("openvino", {"inference_precision": "f32"}),
             "openvino-numpy-normalised": ("openvino", {"inference_precision": "f32", "canvas_input": False})}
-    results = {}
+    results, evaluated = {}, {}
     for name, (backend, options) in runs.items():
         with Predictor(tiny_bundle, backend=backend, precision="fp32", **options) as p:
             results[name] = p.predict(test_images)
+            gold = p.vocabulary.verbs[:len(test_images)]
+            evaluated[name] = p.predict(test_images, "topk", gold)
             assert p.backend == backend and p.runtime.takes_canvas == (name == "openvino")
+            assert (type(p.decoder).__name__ == "GraphMatchedDecoder") == (backend == "openvino")
     for name in runs:
-        for a, b in zip(results["torch"], results[name]):
-            assert a.verb == b.verb
+        for a, b in zip(results["torch"] + evaluated["torch"], results[name] + evaluated[name]):
+            assert [c.verb for c in a.candidates] == [c.verb for c in b.candidates]
             assert np.allclose([c.score for c in a.candidates], [c.score for c in b.candidates], atol=1e-3)
-            for role, value in a.roles.items():
-                assert value.noun == b.roles[role].noun
-                assert (value.box is None) == (b.roles[role].box is None)
-                if value.box is not None:
-                    assert np.allclose(value.box, b.roles[role].box, atol=0.5)  # pixels
+            pairs = [(c.roles, d.roles) for c, d in zip(a.candidates, b.candidates)]
+            for roles_a, roles_b in pairs + [(a.gt_verb_roles or {}, b.gt_verb_roles or {})]:
+                assert roles_a.keys() == roles_b.keys()
+                for role, value in roles_a.items():
+                    assert value.noun == roles_b[role].noun
+                    assert abs(value.score - roles_b[role].score) < 1e-3
+                    assert (value.box is None) == (roles_b[role].box is None)
+                    if value.box is not None:
+                        assert np.allclose(value.box, roles_b[role].box, atol=0.5)  # pixels
 
 
 def test_inputs_of_every_kind(tiny_bundle, tiny_world, tmp_path):
@@ -68,8 +76,9 @@ def test_bad_input_raises_and_the_predictor_keeps_working(tiny_bundle, tiny_worl
         assert p(good).verb  # still fine
 
 
-def test_runtime_vocabulary_edits(tiny_bundle, tiny_world):
-    p = Predictor(tiny_bundle, backend="onnxruntime")
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])  # numpy matching; matching in the graph
+def test_runtime_vocabulary_edits(tiny_bundle, tiny_world, backend):
+    p = Predictor(tiny_bundle, backend=backend)
     image = next((tiny_world / "data" / "images").iterdir())
     verbs = set(p.vocabulary.verbs)
     p.vocabulary.remove_verb(p(image).verb)
@@ -80,6 +89,8 @@ def test_runtime_vocabulary_edits(tiny_bundle, tiny_world):
     situation = p(image)
     names = [c.verb for c in situation.candidates]
     assert len(names) == 5 and all(n in p.vocabulary.frames for n in names)
+    p.vocabulary.remove_verb(situation.verb)  # every edit counts, not only the first
+    assert p(image).verb != situation.verb
 
 
 def test_vocabulary_that_does_not_fit_the_bundle(tiny_bundle, tmp_path):

@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -81,3 +82,16 @@ def test_letterbox_round_trip_and_normalisation():
     pixels = np.array([[10.0, 5.0, 60.0, 45.0]])
     assert np.allclose([box.box_to_image(b) for b in box.boxes_to_input(pixels)], pixels, atol=1e-4)
     assert np.allclose(box.box_to_image([0.5, 0.5, 2.0, 2.0]), [0, 0, 100, 50])  # clipped
+
+
+@pytest.mark.parametrize("shape", [(50, 100, 3), (100, 50, 3), (64, 64, 3), (32, 64, 3), (64, 30, 3), (7, 200, 3)])
+def test_letterbox_canvas_equals_resize_then_border(shape):
+    """The canvas is written in place for wide images: every shape must give exactly what a
+    plain resize followed by a constant border gives."""
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    canvas, box = Preprocess(64).letterbox(image)
+    nw, nh = round(shape[1] * box.scale), round(shape[0] * box.scale)
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nw, nh) != shape[1::-1] else image
+    px, py = int(box.pad_x), int(box.pad_y)
+    expected = cv2.copyMakeBorder(resized, py, 64 - nh - py, px, 64 - nw - px, cv2.BORDER_CONSTANT, value=(114,) * 3)
+    assert canvas.shape == (64, 64, 3) and np.array_equal(canvas, expected)

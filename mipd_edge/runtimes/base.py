@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 import numpy as np
 
 from ..bundle import graph_io, task_of
 from ..errors import BundleError, InvalidImageError
 from ..preprocess import Preprocess
+
+if TYPE_CHECKING:
+    from ..postprocess import VocabularyTables
 
 FORMAT_BY_PRECISION = {"fp32": "", "fp16": "", "int8": "-int8"}
 
@@ -24,6 +27,7 @@ class Runtime(ABC):
     name: str = ""
     extra: str = ""  # the pip extra that installs this backend
     takes_canvas: bool = False  # True where the encoder graph itself normalises the uint8 canvas
+    matches_in_graph: bool = False  # True where the backend can append the vocabulary matching (match_with)
 
     def __init__(self, bundle: Path, manifest: Mapping[str, Any], device: str = "CPU",
                  precision: Optional[str] = None, threads: Optional[int] = None, canvas_input: bool = False):
@@ -38,11 +42,17 @@ class Runtime(ABC):
         self.canvas_input = canvas_input
         self.preprocess = Preprocess.from_json(manifest["preprocess"])
         self.task = task_of(manifest)
-        self.inputs, self.output_names_of = graph_io(self.task)
+        inputs, self.output_names_of = graph_io(self.task)
+        self.inputs = dict(inputs)  # a backend may add graphs of its own
 
     def encoder_input(self, canvases: np.ndarray) -> np.ndarray:
         """Letterboxed BGR uint8 canvases (N, H, W, 3) -> what this runtime's encoder takes."""
         return canvases if self.takes_canvas else self.preprocess.normalize(canvases)
+
+    def match_with(self, tables: "VocabularyTables", top_k: int) -> None:
+        """Graphs ``matched_encoder`` / ``matched_decoder`` that end in the vocabulary matching
+        (see ``GraphMatchedDecoder``), for backends with ``matches_in_graph``."""
+        raise NotImplementedError(f"{self.name} matches the vocabulary in numpy")
 
     @abstractmethod
     def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -90,16 +100,19 @@ class Runtime(ABC):
         pass
 
     def check_inputs(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = [n for n in self.inputs[graph] if n not in inputs]
-        if missing:
-            raise BundleError(f"{graph} graph needs inputs {missing}")
+        """The graph's inputs in its order, of the right dtype, C-contiguous and writable (so a
+        backend may read them in place); a copy only where an array is not."""
         out = {}
         for name in self.inputs[graph]:
-            a = np.asarray(inputs[name])
+            if name not in inputs:
+                raise BundleError(f"{graph} graph needs inputs {[n for n in self.inputs[graph] if n not in inputs]}")
+            a = inputs[name]
+            if not isinstance(a, np.ndarray):
+                a = np.asarray(a)
             dtype = np.uint8 if self.takes_canvas and name == "images" else np.float32
             if a.dtype != dtype:
                 raise InvalidImageError(f"{graph} input '{name}' must be {np.dtype(dtype).name}, got {a.dtype}")
-            out[name] = np.ascontiguousarray(a)
+            out[name] = a if a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C")
         return out
 
     def outputs(self, graph: str, values) -> dict[str, np.ndarray]:
