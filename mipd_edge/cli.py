@@ -514,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("quickstart", cmd_quickstart, "run the whole SDK end to end on SynthSitu")
     p.add_argument("--workdir", default="runs/quickstart")
     p.add_argument("--fast", action="store_true",
-                   help="a small run for a first look (about 3.5 minutes on 2 cores)")
+                   help="a small run for a first look (about 3 minutes on 2 cores)")
     p.add_argument("--preset", choices=["default", "fast", "quick"], default=None,
                    help="sizes of the run; 'quick' is the tiny one the tests use")
     p.add_argument("--seed", type=int, default=0)

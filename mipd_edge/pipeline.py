@@ -43,7 +43,7 @@ PRESETS = {
     "ablation": PipelineConfig(student_epochs=24),
     # `mipd-edge quickstart`: the whole SDK in about 15 minutes on 2 cores
     "default": PipelineConfig(teacher_epochs=5, student_epochs=8),
-    # `mipd-edge quickstart --fast`: a first look in about 3.5 minutes; its students learn little
+    # `mipd-edge quickstart --fast`: a first look in about 3 minutes; its students learn little
     "fast": PipelineConfig(train=360, dev=96, test=144, teacher_epochs=2, student_epochs=3, calib_size=32,
                            benchmark_batches=(1,), benchmark_seconds=0.5),
     # the tiny run tests use: quarter-width networks at 64 px, to check the plumbing, not the method
@@ -158,7 +158,7 @@ class Pipeline:
               lambda: _manifest_summary(export_bundle(source, fp32, data=self.data)))
         stage(self.workdir, "bundle-int8", {**params, "calib": self.cfg.calib_size},
               lambda: _manifest_summary(quantize_bundle(source, self.data, int8, "ptq", self.cfg.calib_size,
-                                                        progress=self.progress)))
+                                                        progress=self.progress, fp32_bundle=fp32)))
         return fp32, int8
 
     def make_demo(self, bundle: Path) -> dict:

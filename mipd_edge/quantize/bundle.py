@@ -7,13 +7,15 @@ INT8 graphs against torch and the dev metrics of FP32 and INT8 side by side.
 
 from __future__ import annotations
 
+import filecmp
 import logging
+import shutil
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..bundle import write_manifest
+from ..bundle import read_manifest, write_manifest
 from ..errors import BundleError, MipdEdgeError
 from ..export import export_bundle, onnx_to_openvino, reference_outputs, verification_images
 from ..files import PathLike
@@ -29,10 +31,31 @@ log = logging.getLogger(__name__)
 MIN_GLANCE_COSINE = 0.9  # below this the INT8 encoder no longer means the same thing
 
 
+def copy_fp32_bundle(source: Path, model_dir: Path, out: Path, formats: Sequence[str],
+                     dynamic_batch: bool) -> dict[str, Any]:
+    manifest = read_manifest(source)
+    missing = sorted(set(formats) - set(manifest["graphs"]))
+    problems = [reason for failed, reason in (
+        (manifest.get("precision") != "fp32", "it is not FP32"),
+        (bool(missing), f"it lacks the {missing} graphs"),
+        (bool(manifest.get("dynamic_batch")) != dynamic_batch, "its batch mode differs"),
+        (not filecmp.cmp(source / manifest["weights"], model_dir / "weights.safetensors", shallow=False),
+         f"its weights are not those of {model_dir}")) if failed]
+    if problems:
+        raise MipdEdgeError(f"cannot start the INT8 bundle from {source}: {'; '.join(problems)}")
+    shutil.copytree(source, out, dirs_exist_ok=True)
+    log.info("FP32 graphs copied from %s (exported and verified from the same weights)", source)
+    return manifest
+
+
 def quantize_bundle(model_dir: PathLike, data_dir: PathLike, out: PathLike, method: str = "ptq",
                     calib_size: int = 300, qat_epochs: int = 1, max_drop: Optional[float] = None,
                     formats: Sequence[str] = ("onnx", "openvino"), ort_static: bool = False,
-                    dynamic_batch: bool = False, eval_split: str = "dev", progress: bool = True) -> dict[str, Any]:
+                    dynamic_batch: bool = False, eval_split: str = "dev", progress: bool = True,
+                    fp32_bundle: Optional[PathLike] = None) -> dict[str, Any]:
+    """The student's FP32 bundle plus INT8 encoder graphs; ``fp32_bundle``, an FP32 bundle
+    already exported from the same weights with the same formats and batch mode, is copied
+    instead of exported and verified a second time."""
     model_dir, data_dir, out = Path(model_dir), Path(data_dir), Path(out)
     if method not in ("ptq", "qat"):
         raise MipdEdgeError(f"method must be ptq or qat, got {method!r}")
@@ -42,7 +65,10 @@ def quantize_bundle(model_dir: PathLike, data_dir: PathLike, out: PathLike, meth
                             "export it with `mipd-edge export` (FP32 / FP16)")
     if max_drop is not None and ("openvino" not in formats or method != "ptq"):
         raise MipdEdgeError("--max-drop (accuracy control) works on the OpenVINO graphs with --method ptq")
-    manifest = export_bundle(model_dir, out, formats, "fp32", data=data_dir, dynamic_batch=dynamic_batch)
+    if fp32_bundle is None:
+        manifest = export_bundle(model_dir, out, formats, "fp32", data=data_dir, dynamic_batch=dynamic_batch)
+    else:
+        manifest = copy_fp32_bundle(Path(fp32_bundle), model_dir, out, formats, dynamic_batch)
     preprocess = Preprocess.from_json(manifest["preprocess"])
     calibration = calibration_images(data_dir, preprocess, calib_size, progress=progress)
     report: dict[str, Any] = {"method": method, "calibration_images": len(calibration), "encoder": "int8",

@@ -29,7 +29,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 import torch
@@ -46,6 +46,8 @@ from .llm import ChatClient, LLMError, extract_json
 from .teacher_cache import TeacherCache, teacher_cache
 
 log = logging.getLogger(__name__)
+
+JUDGE_CHUNK = 32  # images judged together: their sentences go through the text tower as one batch
 
 
 @dataclass
@@ -158,15 +160,21 @@ def _text(value: Any) -> str:
     return value.strip()
 
 
-def judge(draft: Draft, global_feat: np.ndarray, regions: np.ndarray, roles: list[str], teacher: Teacher,
-          keep: int) -> dict[str, Any]:
+def draft_texts(draft: Draft) -> list[str]:
+    """Every sentence of a draft that the teacher has to read."""
+    texts = [draft.glimpse, *(t for t, _ in draft.glimpse_negatives), *draft.gaze.values()]
+    return texts + [t for negatives in draft.gaze_negatives.values() for t, _ in negatives]
+
+
+def judge(draft: Draft, global_feat: np.ndarray, regions: np.ndarray, roles: list[str],
+          text_features: Mapping[str, np.ndarray], logit_scale: float, keep: int) -> dict[str, Any]:
     """Keep the ``keep`` negatives the teacher finds most plausible, with their plausibility:
-    the probability the teacher gives the negative among {positive, candidates}."""
+    the probability the teacher gives the negative among {positive, candidates}.
+    ``text_features`` holds the teacher's embedding of every sentence of the draft."""
 
     def pick(feature: np.ndarray, positive: str, candidates: list[tuple[str, Optional[str]]], label: str) -> dict:
-        texts = [positive] + [t for t, _ in candidates]
-        feats = teacher.encode_text(texts).float().numpy()
-        probs = softmax(teacher.logit_scale * feats @ feature.astype(np.float32))
+        feats = np.stack([text_features[t] for t in [positive] + [t for t, _ in candidates]])
+        probs = softmax(logit_scale * feats @ feature.astype(np.float32))
         order = np.argsort(-probs[1:], kind="stable")[:keep]
         return {"positive": positive, "teacher_positive": float(probs[0]),
                 "negatives": [{"text": candidates[i][0], label: candidates[i][1], "plausibility": float(probs[1 + i])}
@@ -247,38 +255,45 @@ def generate_rationales(data_dir: PathLike, teacher_spec: PathLike, out: PathLik
         except LLMError as exc:
             return i, exc
 
+    def write(results: list[tuple[int, Draft | Exception]]) -> None:
+        _write(results, f, errors, train_set, vocab, cache, teacher, keep, make, stats)
+        bar.update(len(results))
+
     with out.open("a", encoding="utf-8") as f, ThreadPoolExecutor(max(1, workers)) as pool, \
             progress_bar(total=len(todo), desc=f"rationales ({make.name})", unit="img", enabled=progress) as bar:
-        # bounded: at most 2 x workers drafts in flight, results written in completion order
+        # bounded: drafts in flight for at most two chunks; each chunk is judged with one batched
+        # pass of the teacher's text tower and written in submission order
         pending: list = []
-        queue = iter(todo)
-        for i in queue:
+        for i in todo:
             pending.append(pool.submit(draft, i))
-            if len(pending) >= 2 * max(1, workers):
-                _write(pending.pop(0).result(), f, errors, train_set, vocab, cache, teacher, keep, make, stats)
-                bar.update(1)
-        for fut in pending:
-            _write(fut.result(), f, errors, train_set, vocab, cache, teacher, keep, make, stats)
-            bar.update(1)
+            if len(pending) >= 2 * JUDGE_CHUNK:
+                write([fut.result() for fut in pending[:JUDGE_CHUNK]])
+                pending = pending[JUDGE_CHUNK:]
+        for start in range(0, len(pending), JUDGE_CHUNK):
+            write([fut.result() for fut in pending[start:start + JUDGE_CHUNK]])
     log.info("rationales: %d written, %d failed (see %s), %d were already done -> %s",
              stats["written"], stats["failed"], errors, stats["done_before"], out)
     return stats
 
 
-def _write(result: tuple[int, Draft | Exception], f, errors: Path, train_set: SituDataset, vocab: Vocabulary,
+def _write(results: list[tuple[int, Draft | Exception]], f, errors: Path, train_set: SituDataset, vocab: Vocabulary,
            cache: TeacherCache, teacher: Teacher, keep: int, make, stats: dict) -> None:
-    i, draft = result
-    name = train_set.names[i]
-    if isinstance(draft, Exception):
-        stats["failed"] += 1
-        with errors.open("a", encoding="utf-8") as e:
-            e.write(json.dumps({"image": name, "error": str(draft)}) + "\n")
-        return
-    annotation = train_set.annotations[name]
-    roles = list(vocab.frame(annotation.verb).roles)
+    drafts = [(i, d) for i, d in results if not isinstance(d, Exception)]
+    for i, exc in results:
+        if isinstance(exc, Exception):
+            stats["failed"] += 1
+            with errors.open("a", encoding="utf-8") as e:
+                e.write(json.dumps({"image": train_set.names[i], "error": str(exc)}) + "\n")
+    texts = list(dict.fromkeys(t for _, d in drafts for t in draft_texts(d)))
     with torch.no_grad():
-        record = judge(draft, np.asarray(cache.global_feats[i]), np.asarray(cache.regions[i]), roles, teacher, keep)
-    f.write(json.dumps({"image": name, "verb": annotation.verb, "generator": make.name, **record}) + "\n")
+        text_features = dict(zip(texts, teacher.encode_text(texts).float().numpy())) if texts else {}
+    for i, d in drafts:
+        annotation = train_set.annotations[train_set.names[i]]
+        roles = list(vocab.frame(annotation.verb).roles)
+        record = judge(d, np.asarray(cache.global_feats[i]), np.asarray(cache.regions[i]), roles, text_features,
+                       teacher.logit_scale, keep)
+        f.write(json.dumps({"image": train_set.names[i], "verb": annotation.verb, "generator": make.name,
+                            **record}) + "\n")
+        stats["written"] += 1
     f.flush()
     os.fsync(f.fileno())
-    stats["written"] += 1
