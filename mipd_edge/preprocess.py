@@ -65,7 +65,7 @@ class Preprocess:
         scale = self.size / max(h, w)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
         px, py = (self.size - nw) // 2, (self.size - nh) // 2
-        if px == 0 and (nw, nh) != (w, h):
+        if nw == self.size and (nw, nh) != (w, h):
             # a wide image fills whole rows of the canvas, a contiguous block: the resize writes
             # straight into it (about 40 us less than resize + border right after an inference)
             canvas = np.empty((self.size, self.size, 3), np.uint8)

@@ -84,7 +84,8 @@ def test_letterbox_round_trip_and_normalisation():
     assert np.allclose(box.box_to_image([0.5, 0.5, 2.0, 2.0]), [0, 0, 100, 50])  # clipped
 
 
-@pytest.mark.parametrize("shape", [(50, 100, 3), (100, 50, 3), (64, 64, 3), (32, 64, 3), (64, 30, 3), (7, 200, 3)])
+@pytest.mark.parametrize("shape", [(50, 100, 3), (100, 50, 3), (64, 64, 3), (32, 64, 3), (64, 30, 3), (7, 200, 3),
+                                   (96, 95, 3)])  # the last is 63 px wide in the canvas: a 1-px column of padding
 def test_letterbox_canvas_equals_resize_then_border(shape):
     """The canvas is written in place for wide images: every shape must give exactly what a
     plain resize followed by a constant border gives."""
