@@ -1,9 +1,10 @@
 """``mipd-edge benchmark``: latency, throughput, memory and accuracy per backend x precision.
 
-Every row runs in a fresh process, so its load time is what a user waits for, its peak
+Every row runs in its own process, so its load time is what a user waits for, its peak
 memory is its own, and a backend that crashes costs its row rather than the run. Raw
-inference and the whole Predictor call are timed alternately on the same images, so
-their ratio is not skewed by the machine warming up or a neighbour starting. Speed-ups are
+inference and the whole Predictor call are timed alternately on the same images, and the
+rows of one batch size are timed in interleaved rounds, so neither the Predictor's
+overhead nor a speed-up is skewed by a slow phase of a shared machine. Speed-ups are
 against the PyTorch eager FP32 row of the same run: numbers from another machine or
 another run are never mixed in. Nothing here imports torch unless a torch row runs.
 """
@@ -21,8 +22,6 @@ import shutil
 import subprocess
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -39,6 +38,7 @@ log = logging.getLogger(__name__)
 
 BACKEND_ORDER = ("torch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
+SETTLE_S = 0.25  # pause between two rows' timing slices: the last one's worker threads stop spinning
 LIBRARIES = ("mipd-edge", "numpy", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu", "openvino", "torch",
              "tensorrt", "nncf")
 
@@ -55,6 +55,7 @@ class BenchmarkSettings:
     seconds: float = 3.0  # per timed series, after warm-up
     warmup: int = 10
     min_iterations: int = 30
+    rounds: int = 6  # the timed series of the rows of one batch size, interleaved in this many slices
     accuracy_images: Optional[int] = None  # the first N images of the split; None: all
 
 
@@ -149,14 +150,10 @@ def benchmark_images(settings: BenchmarkSettings, count: int) -> list[np.ndarray
     return [rng.integers(0, 256, (192, 256, 3), dtype=np.uint8) for _ in range(count)]
 
 
-def timed_pair(raw, whole, settings: BenchmarkSettings) -> tuple[list[float], list[float]]:
-    """Alternate the two calls until both have enough samples and the time is up."""
-    for _ in range(settings.warmup):
-        raw()
-        whole()
-    raw_ms, whole_ms = [], []
-    end = time.perf_counter() + settings.seconds
-    while len(raw_ms) < settings.min_iterations or time.perf_counter() < end:
+def timed_pair(raw, whole, seconds: float, min_iterations: int, raw_ms: list[float], whole_ms: list[float]) -> None:
+    """Alternate the two calls until both have ``min_iterations`` more samples and ``seconds`` are up."""
+    end, target = time.perf_counter() + seconds, len(raw_ms) + min_iterations
+    while len(raw_ms) < target or time.perf_counter() < end:
         t0 = time.perf_counter()
         raw()
         t1 = time.perf_counter()
@@ -164,7 +161,6 @@ def timed_pair(raw, whole, settings: BenchmarkSettings) -> tuple[list[float], li
         t2 = time.perf_counter()
         raw_ms.append((t1 - t0) * 1e3)
         whole_ms.append((t2 - t1) * 1e3)
-    return raw_ms, whole_ms
 
 
 def async_throughput(runtime, inputs: dict[str, dict[str, np.ndarray]], batch: int, seconds: float) -> float:
@@ -201,55 +197,151 @@ def async_throughput(runtime, inputs: dict[str, dict[str, np.ndarray]], batch: i
     return finished[0] * batch / (time.perf_counter() - start)
 
 
-def measure_row(bundle: str, backend: str, precision: str, batch: int, settings: BenchmarkSettings,
-                with_accuracy: bool) -> dict[str, Any]:
-    """Everything for one backend x precision x batch; runs in a fresh process."""
-    from .predictor import Predictor, evaluate_predictor
-    logging.basicConfig(level=logging.WARNING)
-    options: dict[str, Any] = {}
-    if backend == "openvino" and precision == "fp32":
-        options["inference_precision"] = "f32"  # otherwise CPUs with bf16 units run "fp32" in bf16
-    if backend == "torch":  # fp32 is the eager baseline; fp16 (CUDA) takes the runtime's compiled fast path
-        options["compiled"] = None if precision == "fp16" else False
-    start = time.perf_counter()
-    predictor = Predictor(bundle, backend=backend, device=settings.device, precision=precision,
-                          threads=settings.threads, **options)
-    row = Row(backend, precision, batch, bundle=bundle, load_s=time.perf_counter() - start)
-    manifest = predictor.manifest
-    row.size_mb = size_on_disk_mb(Path(bundle), manifest, backend, precision)
-    if not predictor.batch_free and batch > 1:
-        row.notes.append("batch-1 encoder graph: the batch runs image by image (export --dynamic-batch)")
-    if backend == "torch":
-        row.notes.append("torch.compile + CUDA graphs" if predictor.runtime.compiled else "eager")
-    if backend == "openvino":
-        hint = predictor.runtime.compiled["encoder"].get_property("INFERENCE_PRECISION_HINT")
-        row.notes.append(f"OpenVINO inference precision {hint.get_type_name()}")
+class RowMeasurement:
+    """One backend x precision x batch, loaded once in its own process: timed in rounds
+    (``time``), then throughput, accuracy and peak memory (``finish``)."""
 
-    images = benchmark_images(settings, batch)
-    x, _ = predictor.prepare(images)
-    decoder_inputs = predictor.runtime.example_inputs(batch)["decoder"]
+    def __init__(self, bundle: str, backend: str, precision: str, batch: int, settings: BenchmarkSettings,
+                 with_accuracy: bool):
+        from .predictor import Predictor
+        logging.basicConfig(level=logging.WARNING)
+        options: dict[str, Any] = {}
+        if backend == "openvino" and precision == "fp32":
+            options["inference_precision"] = "f32"  # otherwise CPUs with bf16 units run "fp32" in bf16
+        if backend == "torch":  # fp32 is the eager baseline; fp16 (CUDA) takes the runtime's compiled fast path
+            options["compiled"] = None if precision == "fp16" else False
+        start = time.perf_counter()
+        self.predictor = predictor = Predictor(bundle, backend=backend, device=settings.device, precision=precision,
+                                               threads=settings.threads, **options)
+        self.row = row = Row(backend, precision, batch, bundle=bundle, load_s=time.perf_counter() - start)
+        self.settings, self.with_accuracy = settings, with_accuracy
+        row.size_mb = size_on_disk_mb(Path(bundle), predictor.manifest, backend, precision)
+        if not predictor.batch_free and batch > 1:
+            row.notes.append("batch-1 encoder graph: the batch runs image by image (export --dynamic-batch)")
+        if backend == "torch":
+            row.notes.append("torch.compile + CUDA graphs" if predictor.runtime.compiled else "eager")
+        if backend == "openvino":
+            hint = predictor.runtime.compiled["encoder"].get_property("INFERENCE_PRECISION_HINT")
+            row.notes.append(f"OpenVINO inference precision {hint.get_type_name()}")
+        self.images = benchmark_images(settings, batch)
+        self.x, _ = predictor.prepare(self.images)
+        self.decoder_inputs = predictor.runtime.example_inputs(batch)["decoder"]
+        self.raw_ms: list[float] = []
+        self.whole_ms: list[float] = []
+        for _ in range(settings.warmup):
+            self.raw()
+            self.whole()
 
-    def raw() -> None:
-        memory = predictor.encode(x)["memory"]  # the bundle's own graphs, without the vocabulary matching
-        predictor.runtime.decode(memory, decoder_inputs["role_emb"], decoder_inputs["verb_emb"],
-                                 decoder_inputs["role_mask"])
+    def raw(self) -> None:
+        """The bundle's two graphs as the backend runs them, on a prepared batch."""
+        d = self.decoder_inputs
+        memory = self.predictor.encode(self.x)["memory"]
+        self.predictor.runtime.decode(memory, d["role_emb"], d["verb_emb"], d["role_mask"])
 
-    raw_ms, whole_ms = timed_pair(raw, lambda: predictor.predict(images), settings)
-    row.latency_ms, row.predictor_ms = percentiles(raw_ms), percentiles(whole_ms)
-    inputs = {"encoder": {"images": x}, "decoder": decoder_inputs}
-    if predictor.batch_free or batch == 1:
-        row.throughput_fps = async_throughput(predictor.runtime, inputs, batch, settings.seconds)
-    else:
-        row.throughput_fps = batch * 1e3 / row.latency_ms["mean"]
-        row.notes.append("throughput from sequential latency (a batch-1 graph cannot take the batch at once)")
-    if with_accuracy and settings.data:
-        split_file = Path(settings.data) / "splits.json"
-        row.metrics = evaluate_predictor(predictor, settings.data, settings.split,
-                                         splits=split_file if split_file.is_file() else None,
-                                         limit=settings.accuracy_images)
-    predictor.close()
-    row.peak_mem_mb = peak_memory_mb()
-    return asdict(row)
+    def whole(self) -> None:
+        self.predictor.predict(self.images)
+
+    def time(self, seconds: float, min_iterations: int) -> None:
+        timed_pair(self.raw, self.whole, seconds, min_iterations, self.raw_ms, self.whole_ms)
+
+    def finish(self) -> dict[str, Any]:
+        from .predictor import evaluate_predictor
+
+        row, predictor, settings, batch = self.row, self.predictor, self.settings, self.row.batch
+        row.latency_ms, row.predictor_ms = percentiles(self.raw_ms), percentiles(self.whole_ms)
+        inputs = {"encoder": {"images": self.x}, "decoder": self.decoder_inputs}
+        if predictor.batch_free or batch == 1:
+            row.throughput_fps = async_throughput(predictor.runtime, inputs, batch, settings.seconds)
+        else:
+            row.throughput_fps = batch * 1e3 / row.latency_ms["mean"]
+            row.notes.append("throughput from sequential latency (a batch-1 graph cannot take the batch at once)")
+        if self.with_accuracy and settings.data:
+            split_file = Path(settings.data) / "splits.json"
+            row.metrics = evaluate_predictor(predictor, settings.data, settings.split,
+                                             splits=split_file if split_file.is_file() else None,
+                                             limit=settings.accuracy_images)
+        predictor.close()
+        row.peak_mem_mb = peak_memory_mb()
+        return asdict(row)
+
+
+def row_worker(conn, *args: Any) -> None:
+    """A row's process: load, then answer ``time`` requests until ``finish``."""
+    try:
+        measurement = RowMeasurement(*args)
+        conn.send(("ready", None))
+        while True:
+            command, arg = conn.recv()
+            if command == "time":
+                measurement.time(*arg)
+                conn.send(("timed", None))
+            else:
+                conn.send(("done", measurement.finish()))
+                return
+    except Exception as exc:  # any failure of one backend is that row's result, not the run's
+        conn.send(("error", f"failed: {type(exc).__name__}: {exc}"))
+
+
+class RowProcess:
+    """The coordinator's handle on a row's process; a crash or an error becomes the row's status."""
+
+    def __init__(self, bundle: str, backend: str, precision: str, batch: int, settings: BenchmarkSettings,
+                 with_accuracy: bool):
+        self.key, self.bundle, self.result = (backend, precision, batch), bundle, None
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=row_worker, daemon=True,
+                                       args=(child, bundle, backend, precision, batch, settings, with_accuracy))
+        self.process.start()
+        child.close()
+        self.ask(None, "ready")
+
+    @property
+    def alive(self) -> bool:
+        return self.result is None
+
+    def ask(self, command: Optional[tuple], expect: str) -> Any:
+        """Send a command (None: only wait) and return the answer, or end the row with the reason it failed."""
+        try:
+            if command is not None:
+                self.conn.send(command)
+            answer, value = self.conn.recv()
+        except (EOFError, OSError):
+            answer, value = "error", "crashed (the backend killed its process)"
+        if answer == "error":
+            log.warning("%s %s batch %d %s", *self.key, value)
+            self.result = asdict(Row(*self.key, status=value, bundle=self.bundle))
+            self.process.join(5)
+        return value if answer == expect else None
+
+    def finish(self) -> dict[str, Any]:
+        if self.alive:
+            self.result = self.ask(("finish", None), "done") or self.result
+        self.process.join(30)
+        return self.result
+
+
+def measure_rows(jobs: Sequence[tuple[str, str, str, int, bool]], settings: BenchmarkSettings) -> list[dict[str, Any]]:
+    """Rows (bundle, backend, precision, batch, with accuracy) of one batch size, each in its
+    own process, loaded one after another, then timed
+    in interleaved rounds (every row a slice of ``settings.seconds`` per round), so a slow
+    phase of a shared machine falls on every row alike and their ratios hold; throughput,
+    accuracy and memory follow one row at a time."""
+    rows = []
+    for bundle, backend, precision, batch, with_accuracy in jobs:
+        log.info("benchmark: loading %s %s batch %d (%s)", backend, precision, batch, bundle)
+        rows.append(RowProcess(bundle, backend, precision, batch, settings, with_accuracy))
+    rounds = max(1, settings.rounds)
+    for _ in range(rounds):
+        for row in rows:
+            if row.alive:
+                time.sleep(SETTLE_S)
+                row.ask(("time", (settings.seconds / rounds, -(-settings.min_iterations // rounds))), "timed")
+    results = []
+    for row in rows:
+        results.append(row.finish())
+        _log_row(results[-1])
+    return results
 
 
 def peak_memory_mb() -> float:
@@ -261,20 +353,6 @@ def peak_memory_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def run_isolated(*args: Any) -> dict[str, Any]:
-    """``measure_row`` in a fresh process; a crash or an error becomes the row's status."""
-    backend, precision, batch = args[1], args[2], args[3]
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        try:
-            return pool.submit(measure_row, *args).result()
-        except BrokenProcessPool:
-            reason = "crashed (the backend killed its process)"
-        except Exception as exc:  # any failure of one backend is that row's result, not the run's
-            reason = f"failed: {type(exc).__name__}: {exc}"
-    log.warning("%s %s batch %d %s", backend, precision, batch, reason)
-    return asdict(Row(backend, precision, batch, status=reason, bundle=args[0]))
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -345,26 +423,25 @@ def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_
     plan = [(b, p) for b in BACKEND_ORDER if b in settings.backends for p in PRECISIONS if p in settings.precisions]
     if ("torch", "fp32") not in plan:  # the row every ratio is against
         plan.insert(0, ("torch", "fp32"))
+    found = {(b, p): find_bundle(paths, manifests, b, p, settings.device) for b, p in plan}
+    untrained = reference is not None and \
+        read_manifest(reference).get("provenance", {}).get("method") == "untrained"
     rows: list[dict[str, Any]] = []
-    for backend, precision in plan:
-        bundle, reason = find_bundle(paths, manifests, backend, precision, settings.device)
-        for i, batch in enumerate(settings.batches):
-            if bundle is None:
-                rows.append(asdict(Row(backend, precision, batch, status=reason)))
-                continue
-            log.info("benchmark: %s %s batch %d (%s)", backend, precision, batch, bundle)
-            rows.append(run_isolated(str(bundle), backend, precision, batch, settings, i == 0))
-            _log_row(rows[-1])
-    if reference is not None:
-        untrained = read_manifest(reference).get("provenance", {}).get("method") == "untrained"
-        for i, batch in enumerate(settings.batches):
-            log.info("benchmark: reference model, torch fp32 batch %d", batch)
-            row = run_isolated(str(reference), "torch", "fp32", batch, settings, i == 0 and not untrained)
+    for i, batch in enumerate(settings.batches):  # the rows that ratios compare are timed together
+        jobs = [(str(bundle), b, p, batch, i == 0) for (b, p), (bundle, _) in found.items() if bundle is not None]
+        if reference is not None:
+            jobs.append((str(reference), "torch", "fp32", batch, i == 0 and not untrained))
+        measured = iter(measure_rows(jobs, settings))
+        for (b, p), (bundle, reason) in found.items():
+            rows.append(next(measured) if bundle is not None else asdict(Row(b, p, batch, status=reason)))
+        if reference is not None:
+            row = next(measured)
             row["model"] = "reference"
             if untrained:
                 row["notes"].append("untrained weights of the reference architecture: latency only")
             rows.append(row)
-            _log_row(row)
+    rows.sort(key=lambda r: (r["model"] == "reference", BACKEND_ORDER.index(r["backend"]),
+                             PRECISIONS.index(r["precision"]), r["batch"]))
     _fill_ratios(rows)
     results = {"device": device_info(), "versions": library_versions(),
                "bundle": {"paths": [str(p) for p in paths], "sha256": {str(p): bundle_digest(p) for p in paths},

@@ -9,7 +9,7 @@ import sys
 import cv2
 import pytest
 
-from mipd_edge.benchmark import CSV_COLUMNS, BenchmarkSettings, format_results, run_benchmark
+from mipd_edge.benchmark import CSV_COLUMNS, BenchmarkSettings, RowProcess, format_results, run_benchmark
 
 ROW_KEYS = {"backend", "precision", "batch", "status", "load_s", "latency_ms", "throughput_fps", "predictor_ms",
             "size_mb", "peak_mem_mb", "speedup_vs_torch_fp32", "metrics"}
@@ -65,6 +65,16 @@ def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_world, tmp_pa
     row = next(r for r in results["rows"] if r["backend"] == "onnxruntime")
     assert row["status"].startswith("failed: BundleError") and "encoder.int8.onnx" in row["status"]
     assert next(r for r in results["rows"] if r["backend"] == "torch")["status"] == "ok"
+
+
+def test_a_row_whose_process_dies_reports_it(tiny_bundle):
+    settings = BenchmarkSettings(seconds=0.1, warmup=1, min_iterations=2)
+    row = RowProcess(str(tiny_bundle), "onnxruntime", "fp32", 1, settings, False)
+    row.ask(("time", (0.05, 2)), "timed")
+    assert row.alive
+    row.process.kill()
+    row.ask(("time", (0.05, 2)), "timed")
+    assert not row.alive and row.finish()["status"].startswith("crashed")
 
 
 def test_benchmark_cli_and_missing_precisions(tiny_bundle, tmp_path):
