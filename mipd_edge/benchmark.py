@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 BACKEND_ORDER = ("torch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 SETTLE_S = 0.25  # pause between two rows' timing slices: the last one's worker threads stop spinning
+SLICE_WARMUP = 3  # untimed iterations at the start of each slice
 LIBRARIES = ("mipd-edge", "numpy", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu", "openvino", "torch",
              "tensorrt", "nncf")
 
@@ -242,6 +243,11 @@ class RowMeasurement:
         self.predictor.predict(self.images)
 
     def time(self, seconds: float, min_iterations: int) -> None:
+        """One slice of the timed series; its first iterations (caches and clocks still on
+        the row before) are not timed."""
+        for _ in range(SLICE_WARMUP):
+            self.raw()
+            self.whole()
         timed_pair(self.raw, self.whole, seconds, min_iterations, self.raw_ms, self.whole_ms)
 
     def finish(self) -> dict[str, Any]:
