@@ -98,10 +98,9 @@ class Predictor:
         t_enc = time.perf_counter()
         decode_time = [0.0]
 
-        def decode(memory, role_emb, verb_emb, role_mask):
+        def decode(*inputs):
             t = time.perf_counter()
-            out = self.runtime.run(decoder_graph, {"memory": memory, "role_emb": role_emb, "verb_emb": verb_emb,
-                                                   "role_mask": role_mask})
+            out = self.runtime.run(decoder_graph, dict(zip(self.runtime.inputs["decoder"], inputs)))
             decode_time[0] += time.perf_counter() - t
             return decoder.nouns_of(out), out["boxes"], out["exists"]
 

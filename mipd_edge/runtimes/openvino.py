@@ -52,6 +52,7 @@ class OpenVinoRuntime(Runtime):
             except RuntimeError as exc:
                 raise BundleError(f"{path}: OpenVINO cannot load this graph ({exc})") from exc
             self.models[graph] = model
+            self.inputs[f"matched_{graph}"] = self.inputs[graph]  # match_with's graphs take the same inputs
         self.matched_tables: Any = None
         self.queues: dict[str, Any] = {}
 
@@ -82,7 +83,6 @@ class OpenVinoRuntime(Runtime):
         heads = {"encoder": ("glance", tables.verb_logits, min(top_k, len(tables.verbs)), "verb"),
                  "decoder": ("nouns", tables.noun_logits, 1, "noun")}
         for graph, (output, table, k, name) in heads.items():
-            self.inputs[f"matched_{graph}"] = self.inputs[graph]
             self.compile(f"matched_{graph}", self.with_matching(self.models[graph], output, table, k, name))
         self.matched_tables = tables
 
