@@ -2,14 +2,16 @@
 the HICO-DET mAP on the zero-shot split's unseen and seen classes.
 
     python benchmarks/hoi_ablation.py [--out DIR] [--epochs N] [--zero-shot unseen_verb]
-                                      [--teacher DIR] [--quick]
+                                      [--teacher DIR] [--train-seed N] [--quick]
 
 The teacher judges the pair situations (crops of the training interactions) for the
 rationales and NMPA. By default it is the SDK's SynthSitu teacher trained on pair crops of
 every trainval interaction, unseen verbs included: like quickstart's teacher it stands in
 for a foundation model that has seen everything (students never see an unseen verb), and
 it sees pairs the way it will judge them. ``--teacher DIR`` takes a trained teacher
-instead (quickstart's, trained on whole SynthSitu scenes). Writes ``hoi_ablation.json`` =
+instead (quickstart's, trained on whole SynthSitu scenes). ``--train-seed N`` trains
+further students on the same data (their dev hold-out and batch order), beside the first
+ones. Writes ``hoi_ablation.json`` (``hoi_ablation-seedN.json``) =
 {"none": M, "mipd": M, ...} and prints a table; every stage is kept, so a rerun reuses
 what is done. The default takes about 35 minutes on 2 cores.
 """
@@ -39,6 +41,7 @@ def main() -> None:
     parser.add_argument("--teacher", default=None,
                         help="a trained SynthSitu teacher (default: train one here on the pair crops)")
     parser.add_argument("--teacher-epochs", type=int, default=8)
+    parser.add_argument("--train-seed", type=int, default=None, help="the students' seed (default: --seed)")
     parser.add_argument("--quick", action="store_true", help="a few minutes: shows the pipeline, not the method")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -77,31 +80,37 @@ def main() -> None:
     test = read_hoi_annotations(data / "test_hico.json", space)
     rare = rare_classes(space, read_hoi_annotations(data / "trainval_hico.json", space))
     results = {}
+    train_seed = args.seed if args.train_seed is None else args.train_seed
+    suffix = "" if train_seed == args.seed else f"-seed{train_seed}"
     for method in ("none", "mipd"):
-        cfg = TrainConfig(method=method, epochs=args.epochs, image_size=args.input_size, seed=args.seed,
+        cfg = TrainConfig(method=method, epochs=args.epochs, image_size=args.input_size, seed=train_seed,
                           batch_size=16)
-        student = out / f"student-{method}"
+        student = out / f"student-{method}{suffix}"
         needs = prep if method == "mipd" else {"data": data_params, "zero_shot": args.zero_shot}
-        stage(out, f"student-{method}", {"needs": needs, "train": cfg.to_json()}, lambda: distill_hoi(
+        stage(out, f"student-{method}{suffix}", {"needs": needs, "train": cfg.to_json()}, lambda: distill_hoi(
             data, student, cfg, args.zero_shot, teacher, rationales, pairs)["best_selection_score"])
 
         def score() -> dict:
             from mipd_edge.models.store import load_student
             from mipd_edge.preprocess import Preprocess
             from mipd_edge.text import load_text_encoder
-            from mipd_edge.train.hoi import hoi_vocabulary, predict_hoi
+            from mipd_edge.train.hoi import HoiTrainSet, gold_pair_verbs, hoi_vocabulary, predict_hoi
 
             model, info = load_student(student)
             vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), load_text_encoder(info["text_encoder_spec"]))
-            preds = predict_hoi(model, test, image_dir(data, "test"), vocab, Preprocess.from_json(info["preprocess"]), space)
+            preprocess = Preprocess.from_json(info["preprocess"])
+            preds = predict_hoi(model, test, image_dir(data, "test"), vocab, preprocess, space)
             metrics = evaluate_hoi(test, preds, space, rare, args.zero_shot)
             metrics.pop("per_class")
+            pairs = HoiTrainSet(test, image_dir(data, "test"), space, vocab, preprocess, progress=False)
+            metrics["gold_pair_verb_top1"] = gold_pair_verbs(model, pairs, set(info["training_verbs"]))
             return metrics
-        results[method] = stage(out, f"score-{method}", {"student": str(student), "needs": needs,
+        results[method] = stage(out, f"score-{method}{suffix}", {"student": str(student), "needs": needs,
                                                          "train": cfg.to_json()}, score)
-    results["setup"] = {**data_params, "epochs": args.epochs, "input_size": args.input_size,
+    results["setup"] = {**data_params, "train_seed": train_seed, "epochs": args.epochs, "input_size": args.input_size,
                         "zero_shot": args.zero_shot, "teacher": str(teacher)}
-    (out / "hoi_ablation.json").write_text(json.dumps(results, indent=1))
+    written = out / f"hoi_ablation{suffix}.json"
+    written.write_text(json.dumps(results, indent=1))
 
     print(f"\nSynthSitu-HOI test ({args.test} images), zero-shot {args.zero_shot}, HICO-DET mAP (VOC AP, %)")
     print(f"{'method':<8}{'full':>8}{'unseen':>8}{'seen':>8}")
@@ -110,7 +119,12 @@ def main() -> None:
         print(f"{method:<8}{m['full']:8.2f}{m['unseen']:8.2f}{m['seen']:8.2f}")
     print(f"mipd - none: unseen {results['mipd']['unseen'] - results['none']['unseen']:+.2f}, "
           f"seen {results['mipd']['seen'] - results['none']['seen']:+.2f}")
-    print(f"written: {out / 'hoi_ablation.json'}")
+    print("verb top-1 (%) at the ground-truth pairs, over all verbs (unseen: among unseen verbs only)")
+    for method in ("none", "mipd"):
+        v = {k: "-" if x is None else f"{x:.1f}" for k, x in results[method]["gold_pair_verb_top1"].items()
+             if k != "pairs"}
+        print(f"{method:<8}seen {v['seen']}  unseen {v['unseen']} ({v['unseen_among_unseen']})")
+    print(f"written: {written}")
 
 
 def train_pair_teacher(data: Path, crops: Path, teacher: Path, cfg) -> float:

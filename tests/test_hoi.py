@@ -60,6 +60,35 @@ def test_interaction_points_and_focal_loss():
     assert focal_heatmap_loss(confident, heat) < 0.01 < focal_heatmap_loss(-confident, heat)
 
 
+def test_hoi_mipd_keeps_verb_distillation_off_the_shared_features():
+    """Scene and soft-label knowledge train the verb head only; gaze and glimpse knowledge
+    reach the shared features (through the pair projection and the glance)."""
+    from conftest import TINY_MODEL
+    from mipd_edge.models.student import create_student
+    from mipd_edge.train.hoi import HoiBatch, HoiMIPD, interaction_points
+
+    torch.manual_seed(0)
+    model = create_student("edge-s", image_size=64, text_dim=8, task="hoi", **TINY_MODEL)
+    rng = np.random.default_rng(0)
+    unit = lambda *shape: (lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True))(rng.normal(size=shape))  # noqa: E731
+    objective = HoiMIPD(unit(2, 8), unit(2, 2, 8), rng.normal(size=(2, 3)), model, tiny_config(method="mipd"))
+    batch = HoiBatch(torch.randn(2, 3, 64, 64), torch.tensor([[[0.3, 0.5, 0.2, 0.6]]] * 2),
+                     torch.tensor([[[0.6, 0.6, 0.1, 0.1]]] * 2), torch.zeros(2, 1, dtype=torch.long),
+                     torch.ones(2, 1, 3), torch.ones(2, 1, dtype=torch.bool), torch.tensor([[0], [1]]),
+                     torch.arange(2))
+    slots, gold, _ = interaction_points(batch, 4)
+    terms = objective(model, model(batch.images), batch, slots, gold, torch.from_numpy(unit(3, 8)).float())
+    shared = [p for n, p in model.named_parameters() if n.startswith("decoder.")]
+
+    def reaches(term, params):
+        grads = torch.autograd.grad(terms[term], params, retain_graph=True, allow_unused=True)
+        return any(g is not None and g.abs().sum() > 0 for g in grads)
+
+    for term in ("mipd_scene", "mipd_soft"):
+        assert reaches(term, list(model.verb_head.parameters())) and not reaches(term, shared)
+    assert reaches("mipd_instance", shared) and reaches("mipd_glimpse", list(model.glance_head.parameters()))
+
+
 def test_pair_situations_are_honest(hoi_world):
     root, _ = hoi_world
     space = find_space(root / "data")
@@ -96,6 +125,41 @@ def test_hoi_students_train_and_evaluate(hoi_world, capsys):
     metrics = json.loads(out.read_text())
     assert 0 <= metrics["full"] <= 100 and metrics["unseen"] is not None and metrics["seen"] is not None
     assert "Unseen" in capsys.readouterr().out
+
+
+def test_gold_pair_verbs(hoi_world):
+    """Verb top-1 at the ground-truth pairs: ranking among the unseen verbs alone can only
+    do better than ranking among all; a verb head that returns one seen verb's text gets
+    every seen pair of that verb and no unseen pair."""
+    from mipd_edge.models.store import load_student
+    from mipd_edge.preprocess import Preprocess
+    from mipd_edge.text import load_text_encoder
+    from mipd_edge.data.hico import image_dir
+    from mipd_edge.train.hoi import HoiTrainSet, gold_pair_verbs, hoi_vocabulary, interaction_points
+
+    root, _ = hoi_world
+    space = find_space(root / "data")
+    test = read_hoi_annotations(root / "data" / "test_hico.json", space)
+    model, info = load_student(root / "mipd")
+    vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), load_text_encoder(info["text_encoder_spec"]))
+    pairs = HoiTrainSet(test, image_dir(root / "data", "test"), space, vocab, Preprocess.from_json(info["preprocess"]),
+                        progress=False)
+    seen = set(info["training_verbs"])
+    scores = gold_pair_verbs(model, pairs, seen)
+    assert scores["pairs"]["seen"] > 0 and scores["pairs"]["unseen"] > 0
+    assert 0 <= scores["unseen"] <= scores["unseen_among_unseen"] <= 100 and 0 <= scores["seen"] <= 100
+
+    verb = vocab.verbs.index(sorted(seen)[0])
+    with torch.no_grad():
+        model.verb_head.weight.zero_()
+        model.verb_head.bias.copy_(torch.from_numpy(vocab.verb_matrix()[1][verb]))
+    fixed = gold_pair_verbs(model, pairs, seen)
+    batch = pairs.batch(np.arange(len(pairs)))
+    _, gold, _ = interaction_points(batch, model.cfg.image_size // 16)
+    target = batch.verbs.flatten(0, 1)[gold] > 0
+    only_seen = ~target[:, [vocab.verbs.index(v) for v in sorted(set(vocab.verbs) - seen)]].any(1)
+    assert fixed["seen"] == pytest.approx(100 * target[only_seen, verb].float().mean().item())
+    assert fixed["unseen"] == 0
 
 
 def test_hoi_bundle_through_the_predictor(hoi_world, hoi_bundle, tiny_bundle):

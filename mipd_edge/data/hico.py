@@ -187,7 +187,9 @@ def drop_unseen(images: Sequence[HoiImage], space: HoiSpace, split: Optional[str
 
     As GEN-VLKT does, a human-object pair that carries an unseen class loses all its
     labels (its other verbs would teach the unseen combination's boxes), and an image left
-    with no pair is dropped: no unseen interaction reaches training, even unlabelled.
+    with no pair is dropped. An image that keeps other pairs keeps the unseen pair's
+    pixels, unlabelled: that is the published protocol, so numbers stay comparable, and
+    the interaction map learns such a pair as background, which costs unseen recall.
     """
     unseen = space.unseen(split)
     if not unseen:

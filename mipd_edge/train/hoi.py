@@ -12,8 +12,9 @@ The loop is the shared one (``train.loop.train``); what HOI adds is here:
 * ``HoiMIPD``: the MIPD terms per matched pair. Each training pair is cropped into a
   one-situation image (``data.hoi_pairs``), so the teacher, the rationales and NMPA run
   unchanged; the verb embedding at a pair's interaction point is aligned with its scene
-  knowledge, its features with the instance knowledge of the person and of the object, its
-  verb distribution with the teacher's; the glance with the mean scene knowledge of the image.
+  knowledge and its verb distribution with the teacher's (both through the verb head
+  alone), its features with the instance knowledge of the person and of the object; the
+  glance with the mean scene knowledge of the image.
 
 Open-vocabulary honesty: training images lose every pair of an unseen class
 (``drop_unseen``), the vocabulary holds only verbs of seen classes, and checkpoints are
@@ -46,7 +47,7 @@ from ..progress import progress_bar
 from ..text import load_text_encoder
 from ..vocabulary import Vocabulary
 from .config import TrainConfig
-from .loop import init_distributed, train
+from .loop import init_distributed, to_device, train
 from .losses import cosine_alignment, cxcywh_to_xyxy, generalized_iou, soft_label_kl
 
 log = logging.getLogger(__name__)
@@ -159,14 +160,23 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 class HoiObjective(nn.Module):
     """Distillation terms on top of the HOI losses; the base adds none (method ``none``)."""
 
-    def forward(self, out: dict[str, torch.Tensor], batch: HoiBatch, slots: torch.Tensor, gold: torch.Tensor,
-                verb_logits: torch.Tensor, glance_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, model: HoiStudent, out: dict[str, torch.Tensor], batch: HoiBatch, slots: torch.Tensor,
+                gold: torch.Tensor, verb_emb: torch.Tensor) -> dict[str, torch.Tensor]:
         """``slots`` index the flattened (image, slot) predictions matched to the flattened
-        (image, pair) targets ``gold``."""
+        (image, pair) targets ``gold``; ``verb_emb`` holds the training verbs' text embeddings."""
         return {}
 
 
 class HoiMIPD(HoiObjective):
+    """The scene and soft-label terms reach a pair through the verb head applied to its
+    *detached* decoder features. Let through to the shared features, they took capacity
+    from detection: at epoch 20 the object loss stood at 0.97 against 0.32 without
+    distillation, and dev mAP at 16.9 against 30.0, whether the scene knowledge was
+    aligned with the verb embedding itself or with a projection of the features beside it
+    (18.4). Detached, they shape only how the verb head reads the features. The instance
+    term keeps its projection of the shared features (the gaze knowledge has no head of its
+    own to act through) and the glimpse term the glance."""
+
     def __init__(self, scene: np.ndarray, instance: np.ndarray, teacher_logits: np.ndarray, model: HoiStudent,
                  cfg: TrainConfig):
         super().__init__()
@@ -176,23 +186,25 @@ class HoiMIPD(HoiObjective):
         self.cfg = cfg
         self.pair_proj = nn.Linear(model.cfg.d_model, len(ROLES) * self.instance.shape[2])
 
-    def forward(self, out, batch, slots, gold, verb_logits, glance_logits):
-        c, dev = self.cfg, verb_logits.device
+    def forward(self, model, out, batch, slots, gold, verb_emb):
+        c, dev = self.cfg, verb_emb.device
         crop = batch.crops.reshape(-1)[gold]
         known = crop >= 0
         if not known.any():
             return {}
         slots, crop = slots[known], crop[known].cpu()
         owner = slots // out["verbs"].shape[1]
-        feats = self.pair_proj(out["pair_feats"].flatten(0, 1)[slots]).reshape(len(slots), len(ROLES), -1)
+        pair_feats = out["pair_feats"].flatten(0, 1)[slots]
+        verbs = F.normalize(model.verb_head(pair_feats.detach()), dim=-1)
+        feats = self.pair_proj(pair_feats).reshape(len(slots), len(ROLES), -1)
         scene = self.scene[crop].to(dev)
         image_scene = torch.zeros_like(out["glance"]).index_add_(0, owner, scene)
         has = image_scene.norm(dim=-1) > 0
         return {
-            "mipd_scene": c.align_weight * cosine_alignment(out["verbs"].flatten(0, 1)[slots], scene),
+            "mipd_scene": c.align_weight * cosine_alignment(verbs, scene),
             "mipd_instance": c.gaze_align_weight * cosine_alignment(feats, self.instance[crop].to(dev)),
-            "mipd_soft": c.soft_weight * soft_label_kl(verb_logits.flatten(0, 1)[slots], self.logits[crop].to(dev),
-                                                       c.temperature),
+            "mipd_soft": c.soft_weight * soft_label_kl(model.verb_scale() * verbs @ verb_emb.T,
+                                                       self.logits[crop].to(dev), c.temperature),
             "mipd_glimpse": c.align_weight * cosine_alignment(out["glance"][has], image_scene[has]),
         }
 
@@ -226,7 +238,7 @@ class HoiTrainStep(nn.Module):
                 l1 = l1 + F.l1_loss(pred, true)
                 giou = giou + (1 - generalized_iou(cxcywh_to_xyxy(pred), cxcywh_to_xyxy(true))).mean()
             losses["box_l1"], losses["box_giou"] = w.box_l1 * l1, w.box_giou * giou
-            losses.update(self.objective(out, batch, slots, gold, verb_logits, glance_logits))
+            losses.update(self.objective(self.model, out, batch, slots, gold, self.verb_emb))
         return losses
 
 
@@ -248,6 +260,31 @@ def predict_hoi(model: HoiStudent, images: Sequence[HoiImage], image_dir: Path, 
         for i, (image, (_, letterbox)) in enumerate(zip(chunk, prepared)):
             out[image.file_name] = decoder.detections([o[i] for o in outputs], letterbox)
     return out
+
+
+@torch.no_grad()
+def gold_pair_verbs(model: HoiStudent, data: HoiTrainSet, seen: set[str], batch_size: int = 64) -> dict[str, Any]:
+    """Verb top-1 (%) at the ground-truth interaction points, over all of ``data``'s verbs:
+    recognition with detection taken out of mAP. ``seen`` and ``unseen`` count the pairs
+    whose verbs are all seen or all unseen; ``unseen_among_unseen`` ranks only the unseen
+    verbs for the latter, so its gap to ``unseen`` is the pull of the training verbs."""
+    model.eval()
+    device = next(model.parameters()).device
+    verb_emb = torch.from_numpy(data.vocabulary.verb_matrix()[1]).to(device)
+    is_seen = torch.tensor([v in seen for v in data.vocabulary.verbs], device=device)
+    hits: dict[str, list[bool]] = {"seen": [], "unseen": [], "unseen_among_unseen": []}
+    for start in range(0, len(data), batch_size):
+        batch = to_device(data.batch(np.arange(start, min(start + batch_size, len(data)))), device)
+        slots, gold, _ = interaction_points(batch, model.cfg.image_size // 16)
+        logits = model(batch.images)["verbs"].flatten(0, 1)[slots.to(device)] @ verb_emb.T
+        target = batch.verbs.flatten(0, 1)[gold.to(device)] > 0
+        right = lambda scores: target.gather(1, scores.argmax(1, keepdim=True))[:, 0]  # noqa: E731
+        only_unseen = ~(target & is_seen).any(1)
+        hits["seen"] += right(logits)[~(target & ~is_seen).any(1)].tolist()
+        hits["unseen"] += right(logits)[only_unseen].tolist()
+        hits["unseen_among_unseen"] += right(logits.masked_fill(is_seen, -torch.inf))[only_unseen].tolist()
+    return {k: 100 * float(np.mean(v)) if v else None for k, v in hits.items()} | {
+        "pairs": {"seen": len(hits["seen"]), "unseen": len(hits["unseen"])}}
 
 
 def hoi_dev_evaluator(dev: Sequence[HoiImage], image_dir: Path, space: HoiSpace, vocabulary: Vocabulary,
@@ -347,4 +384,4 @@ def write_hoi_pairs(data_dir: PathLike, out: PathLike, zero_shot: Optional[str] 
     return write_pair_situations(images, image_dir(data_dir, "trainval"), space, out, zero_shot, progress)
 
 
-__all__ = ["HoiTrainSet", "distill_hoi", "hoi_vocabulary", "predict_hoi", "write_hoi_pairs"]
+__all__ = ["HoiTrainSet", "distill_hoi", "gold_pair_verbs", "hoi_vocabulary", "predict_hoi", "write_hoi_pairs"]
