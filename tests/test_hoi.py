@@ -11,7 +11,7 @@ from conftest import tiny_config
 from mipd_edge import Predictor
 from mipd_edge.cli import main
 from mipd_edge.data.hico import find_space, read_hoi_annotations, seen_verbs
-from mipd_edge.errors import BundleError
+from mipd_edge.errors import BundleError, MipdEdgeError
 from mipd_edge.situation import Situation
 
 
@@ -70,7 +70,11 @@ def test_hoi_mipd_keeps_verb_distillation_off_the_shared_features():
     torch.manual_seed(0)
     model = create_student("edge-s", image_size=64, text_dim=8, task="hoi", **TINY_MODEL)
     rng = np.random.default_rng(0)
-    unit = lambda *shape: (lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True))(rng.normal(size=shape))  # noqa: E731
+
+    def unit(*shape):
+        a = rng.normal(size=shape)
+        return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
     objective = HoiMIPD(unit(2, 8), unit(2, 2, 8), rng.normal(size=(2, 3)), model, tiny_config(method="mipd"))
     batch = HoiBatch(torch.randn(2, 3, 64, 64), torch.tensor([[[0.3, 0.5, 0.2, 0.6]]] * 2),
                      torch.tensor([[[0.6, 0.6, 0.1, 0.1]]] * 2), torch.zeros(2, 1, dtype=torch.long),
@@ -131,10 +135,11 @@ def test_gold_pair_verbs(hoi_world):
     """Verb top-1 at the ground-truth pairs: ranking among the unseen verbs alone can only
     do better than ranking among all; a verb head that returns one seen verb's text gets
     every seen pair of that verb and no unseen pair."""
+    from mipd_edge.data.hico import image_dir
     from mipd_edge.models.store import load_student
+    from mipd_edge.models.student import create_student
     from mipd_edge.preprocess import Preprocess
     from mipd_edge.text import load_text_encoder
-    from mipd_edge.data.hico import image_dir
     from mipd_edge.train.hoi import HoiTrainSet, gold_pair_verbs, hoi_vocabulary, interaction_points
 
     root, _ = hoi_world
@@ -160,6 +165,11 @@ def test_gold_pair_verbs(hoi_world):
     only_seen = ~target[:, [vocab.verbs.index(v) for v in sorted(set(vocab.verbs) - seen)]].any(1)
     assert fixed["seen"] == pytest.approx(100 * target[only_seen, verb].float().mean().item())
     assert fixed["unseen"] == 0
+
+    with pytest.raises(MipdEdgeError, match="verb names"):
+        gold_pair_verbs(model, pairs, {"1", "2"})
+    with pytest.raises(MipdEdgeError, match="HOI student"):
+        gold_pair_verbs(create_student("edge-s", image_size=64, text_dim=model.cfg.text_dim), pairs, seen)
 
 
 def test_hoi_bundle_through_the_predictor(hoi_world, hoi_bundle, tiny_bundle):

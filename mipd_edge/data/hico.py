@@ -189,7 +189,8 @@ def drop_unseen(images: Sequence[HoiImage], space: HoiSpace, split: Optional[str
     labels (its other verbs would teach the unseen combination's boxes), and an image left
     with no pair is dropped. An image that keeps other pairs keeps the unseen pair's
     pixels, unlabelled: that is the published protocol, so numbers stay comparable, and
-    the interaction map learns such a pair as background, which costs unseen recall.
+    the interaction map learns such a pair as background, which probably costs some unseen
+    recall (not measured).
     """
     unseen = space.unseen(split)
     if not unseen:

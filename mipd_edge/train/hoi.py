@@ -173,7 +173,7 @@ class HoiMIPD(HoiObjective):
     from detection: at epoch 20 the object loss stood at 0.97 against 0.32 without
     distillation, and dev mAP at 16.9 against 30.0, whether the scene knowledge was
     aligned with the verb embedding itself or with a projection of the features beside it
-    (18.4). Detached, they shape only how the verb head reads the features. The instance
+    (dev mAP 18.4). Detached, they shape only how the verb head reads the features. The instance
     term keeps its projection of the shared features (the gaze knowledge has no head of its
     own to act through) and the glimpse term the glance."""
 
@@ -268,6 +268,13 @@ def gold_pair_verbs(model: HoiStudent, data: HoiTrainSet, seen: set[str], batch_
     recognition with detection taken out of mAP. ``seen`` and ``unseen`` count the pairs
     whose verbs are all seen or all unseen; ``unseen_among_unseen`` ranks only the unseen
     verbs for the latter, so its gap to ``unseen`` is the pull of the training verbs."""
+    if not isinstance(model, HoiStudent):
+        raise MipdEdgeError(f"gold_pair_verbs needs an HOI student, got {type(model).__name__}")
+    if data.preprocess.size != model.cfg.image_size:
+        raise MipdEdgeError(f"the pairs are letterboxed to {data.preprocess.size} px, the student takes "
+                            f"{model.cfg.image_size} px")
+    if not seen & set(data.vocabulary.verbs):
+        raise MipdEdgeError("none of the seen verbs is in the pairs' vocabulary: give verb names")
     model.eval()
     device = next(model.parameters()).device
     verb_emb = torch.from_numpy(data.vocabulary.verb_matrix()[1]).to(device)
@@ -278,11 +285,12 @@ def gold_pair_verbs(model: HoiStudent, data: HoiTrainSet, seen: set[str], batch_
         slots, gold, _ = interaction_points(batch, model.cfg.image_size // 16)
         logits = model(batch.images)["verbs"].flatten(0, 1)[slots.to(device)] @ verb_emb.T
         target = batch.verbs.flatten(0, 1)[gold.to(device)] > 0
-        right = lambda scores: target.gather(1, scores.argmax(1, keepdim=True))[:, 0]  # noqa: E731
+        top = target.gather(1, logits.argmax(1, keepdim=True))[:, 0]
+        top_unseen = target.gather(1, logits.masked_fill(is_seen, -torch.inf).argmax(1, keepdim=True))[:, 0]
         only_unseen = ~(target & is_seen).any(1)
-        hits["seen"] += right(logits)[~(target & ~is_seen).any(1)].tolist()
-        hits["unseen"] += right(logits)[only_unseen].tolist()
-        hits["unseen_among_unseen"] += right(logits.masked_fill(is_seen, -torch.inf))[only_unseen].tolist()
+        hits["seen"] += top[~(target & ~is_seen).any(1)].tolist()
+        hits["unseen"] += top[only_unseen].tolist()
+        hits["unseen_among_unseen"] += top_unseen[only_unseen].tolist()
     return {k: 100 * float(np.mean(v)) if v else None for k, v in hits.items()} | {
         "pairs": {"seen": len(hits["seen"]), "unseen": len(hits["unseen"])}}
 
