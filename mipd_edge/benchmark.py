@@ -12,17 +12,12 @@ another run are never mixed in. Nothing here imports torch unless a torch row ru
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import logging
 import multiprocessing
-import os
-import platform
 import resource
-import shutil
-import subprocess
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -31,17 +26,15 @@ import numpy as np
 from .bundle import bundle_digest, read_manifest
 from .errors import MipdEdgeError
 from .files import PathLike, write_json
-from .runtimes import BACKENDS, installed
+from .machine import device_info, library_versions
+from .runtimes.selection import PRECISIONS, graph_format, offers, unsupported
 from .tables import render_table
 
 log = logging.getLogger(__name__)
 
 BACKEND_ORDER = ("torch", "onnxruntime", "openvino", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
 SETTLE_S = 0.25  # pause between two rows' timing slices: the last one's worker threads stop spinning
 SLICE_WARMUP = 3  # untimed iterations at the start of each slice
-LIBRARIES = ("mipd-edge", "numpy", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu", "openvino", "torch",
-             "tensorrt", "nncf")
 
 
 @dataclass
@@ -81,40 +74,16 @@ class Row:
 
 # -- what a bundle offers ---------------------------------------------------------------------------
 
-def graph_format(backend: str, precision: str) -> Optional[str]:
-    """The bundle graph format a backend runs a precision from (None: the weights file)."""
-    if backend == "torch":
-        return None
-    if backend == "tensorrt":
-        return "onnx-int8" if precision == "int8" else "onnx"
-    base = "onnx" if backend == "onnxruntime" else "openvino"
-    return base + ("-int8" if precision == "int8" else "")
-
-
 def find_bundle(bundles: Sequence[Path], manifests: dict[Path, dict], backend: str, precision: str,
                 device: str) -> tuple[Optional[Path], str]:
     """The first bundle that can run ``backend`` x ``precision``, or why none can."""
-    if not installed(backend):
-        return None, f"not installed: pip install 'mipd-edge[{BACKENDS[backend][3]}]'"
-    cuda = device.upper().startswith("CUDA")
-    if backend == "torch" and precision == "int8":
-        return None, "torch rows are fp32 / fp16; INT8 runs on openvino, onnxruntime and tensorrt"
-    if backend == "torch" and precision == "fp16" and not cuda:
-        return None, "torch fp16 needs a CUDA device (--device CUDA)"
-    if backend == "onnxruntime" and precision == "fp16":
-        return None, "bundles carry fp32 ONNX graphs; fp16 ONNX runs through tensorrt"
-    if backend == "tensorrt" and not cuda:
-        return None, "tensorrt needs an NVIDIA GPU (--device CUDA)"
-    fmt = graph_format(backend, precision)
+    reason = unsupported(backend, precision, device)
+    if reason is not None:
+        return None, reason
     for bundle in bundles:
-        manifest = manifests[bundle]
-        if fmt is None and (bundle / manifest.get("weights", "weights.safetensors")).is_file():
+        if offers(bundle, manifests[bundle], backend, precision):
             return bundle, ""
-        # an fp16 bundle's float graphs are fp16 (OpenVINO IR); an fp32 bundle's are fp32
-        floats = "fp16" if manifest.get("precision") == "fp16" else "fp32"  # an int8 bundle's float graphs are fp32
-        float_ok = precision == "int8" or backend == "tensorrt" or floats == precision
-        if fmt in manifest.get("graphs", {}) and float_ok:
-            return bundle, ""
+    fmt = graph_format(backend, precision)
     what = f"{fmt} graphs" if fmt else "weights.safetensors"
     hint = {"int8": "mipd-edge quantize", "fp16": "mipd-edge export --precision fp16"}.get(precision, "mipd-edge export")
     return None, f"no bundle here has {what} for {precision} ({hint})"
@@ -327,24 +296,28 @@ class RowProcess:
         return self.result
 
 
-def measure_rows(jobs: Sequence[tuple[str, str, str, int, bool]], settings: BenchmarkSettings) -> list[dict[str, Any]]:
-    """Rows (bundle, backend, precision, batch, with accuracy) of one batch size, each in its
-    own process, loaded one after another, then timed
-    in interleaved rounds (every row a slice of ``settings.seconds`` per round), so a slow
-    phase of a shared machine falls on every row alike and their ratios hold; throughput,
-    accuracy and memory follow one row at a time."""
+def measure_rows(jobs: Sequence[tuple[str, str, str, int, bool, bool]],
+                 settings: BenchmarkSettings) -> list[dict[str, Any]]:
+    """Rows (bundle, backend, precision, batch, with accuracy, latency only) of one batch size,
+    each in its own process, loaded one after another, then timed in interleaved rounds
+    (every row a slice of ``settings.seconds`` per round), so a slow phase of a shared
+    machine falls on every row alike and their ratios hold; throughput, accuracy and memory
+    follow one row at a time. A latency-only row needs one call per slice, not
+    ``min_iterations``: a model that takes seconds per call would hold up the run."""
     rows = []
-    for bundle, backend, precision, batch, with_accuracy in jobs:
+    for bundle, backend, precision, batch, with_accuracy, latency_only in jobs:
         log.info("benchmark: loading %s %s batch %d (%s)", backend, precision, batch, bundle)
-        rows.append(RowProcess(bundle, backend, precision, batch, settings, with_accuracy))
+        row_settings = replace(settings, warmup=1) if latency_only else settings
+        rows.append((RowProcess(bundle, backend, precision, batch, row_settings, with_accuracy), latency_only))
     rounds = max(1, settings.rounds)
     for _ in range(rounds):
-        for row in rows:
+        for row, latency_only in rows:
             if row.alive:
                 time.sleep(SETTLE_S)
-                row.ask(("time", (settings.seconds / rounds, -(-settings.min_iterations // rounds))), "timed")
+                least = 1 if latency_only else -(-settings.min_iterations // rounds)
+                row.ask(("time", (settings.seconds / rounds, least)), "timed")
     results = []
-    for row in rows:
+    for row, _ in rows:
         results.append(row.finish())
         _log_row(results[-1])
     return results
@@ -363,56 +336,14 @@ def peak_memory_mb() -> float:
 
 # -- the run ----------------------------------------------------------------------------------------
 
-def device_info() -> dict[str, Any]:
-    """The machine, as far as it can be read without root: CPU, GPU, Jetson release and power mode."""
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpu": platform.processor() or platform.machine(), "logical_cores": os.cpu_count()}
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model") and value.strip():
-                info["cpu"] = value.strip()
-                break
-    if hasattr(os, "sched_getaffinity"):
-        info["usable_cores"] = len(os.sched_getaffinity(0))
-    gpu = _command(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
-    if gpu:
-        info["gpu"] = gpu.splitlines()
-    tegra = Path("/etc/nv_tegra_release")
-    if tegra.is_file():
-        info["jetson"] = {"l4t": tegra.read_text(errors="replace").splitlines()[0].strip("# "),
-                          "jetpack": _command(["dpkg-query", "--showformat=${Version}", "--show", "nvidia-jetpack"]),
-                          "power_mode": _command(["nvpmodel", "-q"])}
-    return info
-
-
-def _command(argv: list[str]) -> Optional[str]:
-    if shutil.which(argv[0]) is None:
-        return None
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def library_versions() -> dict[str, str]:
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
 def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_dir: Optional[PathLike] = None,
-                  reference: Optional[PathLike] = None) -> dict[str, Any]:
+                  references: Sequence[PathLike] = ()) -> dict[str, Any]:
     """Every backend x precision x batch of ``settings`` that the bundles and this machine allow.
 
-    ``reference`` is a bundle of the large model a user would otherwise run (the
-    ``reference`` configuration): it gets PyTorch FP32 rows to compare the edge student with.
+    ``references`` are bundles of models to compare the edge student with (the ``reference``
+    size a user would otherwise run, the authors' student): each gets a row per backend x
+    precision it holds, labelled with its model name. An untrained one is timed only (each of
+    its timing slices may hold a single call, since such a model can take seconds per image).
     """
     paths = [Path(b) for b in bundles]
     if not paths:
@@ -430,23 +361,28 @@ def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_
     if ("torch", "fp32") not in plan:  # the row every ratio is against
         plan.insert(0, ("torch", "fp32"))
     found = {(b, p): find_bundle(paths, manifests, b, p, settings.device) for b, p in plan}
-    untrained = reference is not None and \
-        read_manifest(reference).get("provenance", {}).get("method") == "untrained"
+    compared = []  # (model name, bundle, backend, precision, untrained)
+    for ref in map(Path, references):
+        manifest = read_manifest(ref)
+        untrained = manifest.get("provenance", {}).get("method") == "untrained"
+        name = manifest["model"].get("name", ref.name)
+        compared += [(name, ref, b, p, untrained) for b, p in plan
+                     if unsupported(b, p, settings.device) is None and offers(ref, manifest, b, p)]
     rows: list[dict[str, Any]] = []
     for i, batch in enumerate(settings.batches):  # the rows that ratios compare are timed together
-        jobs = [(str(bundle), b, p, batch, i == 0) for (b, p), (bundle, _) in found.items() if bundle is not None]
-        if reference is not None:
-            jobs.append((str(reference), "torch", "fp32", batch, i == 0 and not untrained))
+        jobs = [(str(bundle), b, p, batch, i == 0, False) for (b, p), (bundle, _) in found.items() if bundle is not None]
+        jobs += [(str(ref), b, p, batch, i == 0 and not untrained, untrained) for _, ref, b, p, untrained in compared]
         measured = iter(measure_rows(jobs, settings))
         for (b, p), (bundle, reason) in found.items():
             rows.append(next(measured) if bundle is not None else asdict(Row(b, p, batch, status=reason)))
-        if reference is not None:
+        for name, _, _, _, untrained in compared:
             row = next(measured)
-            row["model"] = "reference"
+            row["model"] = name
             if untrained:
-                row["notes"].append("untrained weights of the reference architecture: latency only")
+                row["notes"].append(f"untrained weights of the {name} architecture: latency only")
             rows.append(row)
-    rows.sort(key=lambda r: (r["model"] == "reference", BACKEND_ORDER.index(r["backend"]),
+    models = ["student"] + list(dict.fromkeys(name for name, *_ in compared))
+    rows.sort(key=lambda r: (models.index(r["model"]), BACKEND_ORDER.index(r["backend"]),
                              PRECISIONS.index(r["precision"]), r["batch"]))
     _fill_ratios(rows)
     results = {"device": device_info(), "versions": library_versions(),
@@ -454,12 +390,54 @@ def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_
                           "graphs": {str(p): sorted(manifests[p]["graphs"]) for p in paths},
                           "model": manifests[paths[0]]["model"].get("name"),
                           "image_size": manifests[paths[0]]["preprocess"]["size"],
-                          "reference": str(reference) if reference else None},
+                          "references": {name: str(ref) for name, ref, *_ in compared}},
                "settings": asdict(settings), "rows": rows}
+    results["auto"] = auto_choices(paths, settings)
     results["summary"] = summarize(rows)
+    results["summary"].update(auto_agreement(results["auto"], rows))
     if out_dir is not None:
         write_results(results, Path(out_dir))
     return results
+
+
+def _auto_choice(bundle: str, device: str, threads: Optional[int]) -> dict[str, Any]:
+    from .runtimes.selection import select_runtime
+
+    selection = select_runtime(Path(bundle), read_manifest(bundle), device, threads=threads,
+                               options={"canvas_input": True}, use_cache=False)
+    selection.runtime.close()
+    return selection.to_json()
+
+
+def auto_choices(bundles: Sequence[Path], settings: BenchmarkSettings) -> dict[str, Any]:
+    """What ``Predictor(bundle)`` (backend and precision auto) picks here for each bundle,
+    measured afresh in a process of its own."""
+    choices: dict[str, Any] = {}
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        for bundle in bundles:
+            try:
+                choices[str(bundle)] = pool.apply(_auto_choice, (str(bundle), settings.device, settings.threads))
+            except Exception as exc:  # reported, like a row that fails
+                choices[str(bundle)] = {"error": f"{type(exc).__name__}: {exc}"}
+    return choices
+
+
+def auto_agreement(choices: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per bundle: what ``auto`` picked, and the fastest batch-1 student row of this run among
+    the same candidates (a check that ``auto`` picks no slower backend or precision)."""
+    out = {}
+    timed = {f"{r['backend']} {r['precision']}": r["latency_ms"]["p50"] for r in rows
+             if r["model"] == "student" and r["batch"] == 1 and r["status"] == "ok"}
+    for bundle, choice in choices.items():
+        if "error" in choice:
+            continue
+        same = {k: v for k, v in timed.items() if k in choice["times_ms"]}
+        picked = f"{choice['backend']} {choice['precision']}"
+        fastest = min(same, key=same.get) if same else None
+        out.setdefault("auto", {})[bundle] = {
+            "picked": picked, "fastest_row": fastest, "picked_p50_ms": same.get(picked),
+            "fastest_p50_ms": same.get(fastest) if fastest else None}
+    return out
 
 
 def _log_row(row: dict[str, Any]) -> None:
@@ -497,13 +475,18 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if fp32 and int8 and fp32.get("metrics") and int8.get("metrics"):
             out[f"{int8['backend']}_int8_minus_fp32_top1"] = {
                 k: _top1(int8, k) - _top1(fp32, k) for k in ("verb", "grnd_value")}
-    ref, best = find("torch", "fp32", model="reference"), ov8 or find("onnxruntime", "int8")
-    if ref and best:
-        out["reference_vs_int8_student"] = {
-            "reference_p50_ms": ref["latency_ms"]["p50"], "student": f"{best['backend']} int8",
-            "student_p50_ms": best["latency_ms"]["p50"], "speedup": ref["latency_ms"]["p50"] / best["latency_ms"]["p50"],
-            "reference_verb_top1": _top1(ref, "verb"), "student_verb_top1": _top1(best, "verb"),
-            "reference_grnd_value": _top1(ref, "grnd_value"), "student_grnd_value": _top1(best, "grnd_value")}
+    best = ov8 or find("onnxruntime", "int8")
+    for model in dict.fromkeys(r["model"] for r in rows if r["model"] != "student"):
+        # the other model at its fastest batch-1 row here, against the INT8 student
+        theirs = min((r for r in rows if r["model"] == model and r["batch"] == 1 and r["status"] == "ok"),
+                     key=lambda r: r["latency_ms"]["p50"], default=None)
+        if theirs and best:
+            out.setdefault("versus", {})[model] = {
+                "their_row": f"{theirs['backend']} {theirs['precision']}", "their_p50_ms": theirs["latency_ms"]["p50"],
+                "student": f"{best['backend']} int8", "student_p50_ms": best["latency_ms"]["p50"],
+                "speedup": theirs["latency_ms"]["p50"] / best["latency_ms"]["p50"],
+                "their_verb_top1": _top1(theirs, "verb"), "student_verb_top1": _top1(best, "verb"),
+                "their_grnd_value": _top1(theirs, "grnd_value"), "student_grnd_value": _top1(best, "grnd_value")}
     return out
 
 
@@ -554,10 +537,19 @@ def format_results(results: dict[str, Any], markdown: bool = False) -> str:
     device = results["device"]
     lines = [render_table(table, markdown, left=3), ""]
     lines += [("- " if markdown else "not run: ") + s for s in skipped]
-    lines.append(f"{'- ' if markdown else ''}device: {device.get('cpu')}, "
+    bullet = "- " if markdown else ""
+    lines.append(f"{bullet}device: {device.get('cpu')} ({' '.join(device.get('cpu_features', [])) or 'features unknown'}), "
                  f"{device.get('usable_cores', device.get('logical_cores'))} cores"
                  + (f", GPU {device['gpu'][0]}" if device.get("gpu") else ""))
-    lines.append(("- " if markdown else "") + LEGEND)
+    for bundle, auto in results.get("summary", {}).get("auto", {}).items():
+        lines.append(f"{bullet}auto picks {auto['picked']} for {Path(bundle).name}; this run's fastest batch-1 row "
+                     f"of the same candidates: {auto['fastest_row']}"
+                     + (f" ({auto['picked_p50_ms']:.2f} vs {auto['fastest_p50_ms']:.2f} ms)"
+                        if auto["picked_p50_ms"] and auto["fastest_p50_ms"] else ""))
+    for bundle, choice in results.get("auto", {}).items():
+        if "error" in choice:
+            lines.append(f"{bullet}auto failed for {Path(bundle).name}: {choice['error']}")
+    lines.append(bullet + LEGEND)
     return "\n".join(lines)
 
 
@@ -601,7 +593,7 @@ def plot_results(results: dict[str, Any], path: Path) -> Optional[Path]:
              if min(latencies) / 1.5 <= t <= max(latencies) * 1.5]
     for ax, key, label in zip(axes, ("verb_top1", "grnd_value"), ("verb top-1 (%)", "grounded value top-1 (%)")):
         for i, p in enumerate(points):
-            name = f"{p['backend']} {p['precision']}" + (" (reference model)" if p["model"] == "reference" else "")
+            name = f"{p['backend']} {p['precision']}" + (f" ({p['model']} model)" if p["model"] != "student" else "")
             color = f"C{i}"  # fp32 hollow, lower precisions filled
             ax.scatter(p["p50_ms"], p[key], s=80, marker=markers.get(p["backend"], "o"), label=name, linewidths=2,
                        edgecolors=color, facecolors="none" if p["precision"] == "fp32" else color)
@@ -623,4 +615,4 @@ def plot_results(results: dict[str, Any], path: Path) -> Optional[Path]:
     return path
 
 
-__all__ = ["BenchmarkSettings", "run_benchmark", "format_results", "write_results", "device_info"]
+__all__ = ["BenchmarkSettings", "run_benchmark", "format_results", "write_results"]

@@ -254,7 +254,7 @@ def _predictor(args: argparse.Namespace):
 
     predictor = Predictor(args.model, backend=args.backend, device=args.device, precision=args.precision,
                           threads=args.threads)
-    log.info("%r", predictor)
+    print(f"running on {predictor.selection.describe()}")
     return predictor
 
 
@@ -309,7 +309,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
                                  threads=args.threads, data=args.data, split=args.split, seconds=args.seconds,
                                  accuracy_images=args.accuracy_images)
     out = Path(args.out)
-    results = run_benchmark(args.model, settings, out.parent if out.suffix == ".json" else out, args.reference)
+    results = run_benchmark(args.model, settings, out.parent if out.suffix == ".json" else out, args.reference or ())
     print(format_results(results))
     print(f"\nwritten: {out.parent if out.suffix == '.json' else out}/results.json, results.csv, latency_vs_accuracy.png")
 
@@ -483,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--source", required=True)
         p.add_argument("--backend", default="auto", help="auto, openvino, onnxruntime, tensorrt or torch")
         p.add_argument("--device", default="CPU")
-        p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=None)
+        p.add_argument("--precision", choices=["auto", "fp32", "fp16", "int8"], default="auto",
+                       help="auto (with --backend auto): the fastest the bundle holds, measured on first use")
         p.add_argument("--threads", type=int, default=None)
         p.add_argument("--json", default=None, help="write results as JSON lines here")
 
@@ -508,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seconds", type=float, default=3.0, help="timing per series, after warm-up")
     p.add_argument("--accuracy-images", type=int, default=None, help="only the first N images of the split")
-    p.add_argument("--reference", default=None, help="a bundle of the large model to compare against (torch fp32)")
+    p.add_argument("--reference", nargs="+", default=None,
+                   help="bundles of other models to compare against (the reference size, the authors' student)")
     p.add_argument("--out", default="benchmark", help="a folder (or a results.json path inside one)")
 
     p = command("quickstart", cmd_quickstart, "run the whole SDK end to end on SynthSitu")

@@ -77,8 +77,7 @@ def decoder_graph(model: Student) -> nn.Module:
 
 
 def example_inputs(model: Student, batch: int) -> dict[str, tuple[torch.Tensor, ...]]:
-    cfg = model.cfg
-    tokens = (cfg.image_size // 16) ** 2
+    cfg, tokens = model.cfg, model.tokens
     if cfg.task == "hoi":
         return {"encoder": (torch.zeros(batch, 3, cfg.image_size, cfg.image_size),),
                 "decoder": (torch.zeros(batch, tokens, cfg.d_model),)}

@@ -237,7 +237,8 @@ class Pipeline:
                   "reference": self.stage_params(reference.name) if reference else None,
                   "settings": {"batches": list(settings.batches), "seconds": settings.seconds}}
         stage(self.workdir, "benchmark", params,
-              lambda: run_benchmark(bundles, settings, self.workdir / "benchmark", reference)["summary"])
+              lambda: run_benchmark(bundles, settings, self.workdir / "benchmark",
+                                    [reference] if reference else [])["summary"])
         return read_json(self.workdir / "benchmark" / "results.json")
 
     def stage_params(self, name: str) -> Any:

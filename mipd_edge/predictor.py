@@ -1,7 +1,7 @@
 """``Predictor``: a bundle, a runtime and the shared pre/post-processing, as one call.
 
     from mipd_edge import Predictor
-    predictor = Predictor("bundle-int8")            # backend="auto" picks the fastest installed
+    predictor = Predictor("bundle-int8")            # auto: the fastest backend x precision, measured here
     situation = predictor("photo.jpg")              # or a BGR array, or a PIL image
     print(situation.verb, situation.roles["agent"].label, predictor.timings)
 
@@ -30,7 +30,7 @@ from .files import PathLike
 from .image import ImageSource, load_image
 from .postprocess import GraphMatchedDecoder, SituationDecoder, recognize
 from .preprocess import Letterbox
-from .runtimes import load_runtime
+from .runtimes.selection import select_runtime
 from .situation import Situation
 from .text import LazyTextEncoder, OnnxTextEncoder, load_text_encoder
 from .vocabulary import Vocabulary
@@ -39,8 +39,12 @@ log = logging.getLogger(__name__)
 
 
 class Predictor:
-    def __init__(self, bundle: PathLike, backend: str = "auto", device: str = "CPU", precision: Optional[str] = None,
+    def __init__(self, bundle: PathLike, backend: str = "auto", device: str = "CPU", precision: str = "auto",
                  threads: Optional[int] = None, top_k: int = 5, **runtime_options: Any):
+        """``backend="auto"`` / ``precision="auto"`` measure every installed backend x precision
+        the bundle holds (INT8 only within the bundle's accuracy gate) on the first load on a
+        machine and keep the fastest; the choice is cached, so later loads are instant.
+        ``selection`` says what was chosen and why. Explicit values always win."""
         self.bundle = Path(bundle)
         self.manifest = read_manifest(self.bundle)
         self.vocabulary = Vocabulary.load(self.bundle / self.manifest.get("vocabulary", "vocabulary.npz"))
@@ -52,9 +56,10 @@ class Predictor:
                                   f"the model was trained with {self.manifest.get('text_encoder')}")
         self.vocabulary.attach(LazyTextEncoder(self.vocabulary.encoder_id, self.vocabulary.dim, self._text_encoder))
         runtime_options.setdefault("canvas_input", True)  # normalisation inside the graph where the backend can
-        self.runtime = load_runtime(backend, self.bundle, self.manifest, device=device, precision=precision,
-                                    threads=threads, **runtime_options)
-        self.backend = self.runtime.name
+        self.selection = select_runtime(self.bundle, self.manifest, device, backend, precision or "auto", threads,
+                                        runtime_options)
+        self.runtime = self.selection.runtime
+        self.backend, self.precision = self.runtime.name, self.runtime.precision
         self.preprocess = self.runtime.preprocess
         scales = self.manifest["scales"]
         self.task = task_of(self.manifest)
@@ -180,7 +185,7 @@ class Predictor:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"Predictor({str(self.bundle)!r}, backend={self.backend!r}, precision={self.runtime.precision!r}, "
+        return (f"Predictor({str(self.bundle)!r}, backend={self.backend!r}, precision={self.precision!r}, "
                 f"verbs={len(self.vocabulary.verbs)})")
 
 

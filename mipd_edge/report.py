@@ -42,12 +42,12 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
         if key.endswith("_int8_minus_fp32_top1"):
             lines.append(f"- {key.split('_int8')[0]}: INT8 minus FP32 = {delta['verb']:+.2f} verb top-1, "
                          f"{delta['grnd_value']:+.2f} grounded value (points).")
-    ref = summary.get("reference_vs_int8_student")
-    if ref:
-        accuracy = ("" if ref["reference_verb_top1"] is None else
-                    f"; verb top-1 {ref['reference_verb_top1']:.1f} vs {ref['student_verb_top1']:.1f}")
-        lines.append(f"- The reference-size model in PyTorch FP32 takes {ref['reference_p50_ms']:.1f} ms; the distilled "
-                     f"{ref['student']} student {ref['student_p50_ms']:.2f} ms ({ref['speedup']:.1f}x faster{accuracy}).")
+    for model, v in summary.get("versus", {}).items():
+        accuracy = ("" if v["their_verb_top1"] is None else
+                    f"; verb top-1 {v['their_verb_top1']:.1f} vs {v['student_verb_top1']:.1f}")
+        lines.append(f"- The {model} model ({v['their_row']}, its fastest row here) takes {v['their_p50_ms']:.1f} ms; "
+                     f"the distilled {v['student']} student {v['student_p50_ms']:.2f} ms "
+                     f"({v['speedup']:.1f}x faster{accuracy}).")
     return lines
 
 

@@ -162,12 +162,3 @@ except VocabularyError as e:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "ERR" in r.stdout and "--with-text-encoder" in r.stdout
-
-
-def test_auto_backend_and_missing_backend(tiny_bundle):
-    p = Predictor(tiny_bundle)  # auto
-    assert p.backend == "openvino"
-    from mipd_edge.errors import BundleError
-
-    with pytest.raises(BundleError, match="unknown backend"):
-        Predictor(tiny_bundle, backend="coreml")

@@ -32,15 +32,33 @@ def test_student_graphs_shapes(name):
 
 
 def test_configs_and_overrides():
-    assert set(STUDENT_CONFIGS) == {"edge-xs", "edge-s", "reference"}
+    assert set(STUDENT_CONFIGS) == {"edge-xs", "edge-s", "reference", "authors"}
     small = create_student("edge-s", d_model=64, heads=2, image_size=64)
     assert small.cfg.d_model == 64 and small.cfg.name == "edge-s"
-    sizes = {n: sum(p.numel() for p in create_student(n).parameters()) for n in STUDENT_CONFIGS}
-    assert sizes["edge-xs"] < sizes["edge-s"] < sizes["reference"]
+    with torch.device("meta"):  # sizes without allocating the authors' 300M parameters
+        sizes = {n: sum(p.numel() for p in create_student(n).parameters()) for n in STUDENT_CONFIGS}
+    assert sizes["edge-xs"] < sizes["edge-s"] < sizes["reference"] < sizes["authors"]
     with pytest.raises(MipdEdgeError, match="unknown student"):
         create_student("huge")
     with pytest.raises(MipdEdgeError, match="multiple of 32"):
         create_student("edge-s", image_size=100)
+
+
+def test_the_authors_student_architecture():
+    """CLIP ViT-L/14-336 tokens, a 512-d projection and one decoder layer over all 577 tokens
+    (GitHub caicch/Ov-GSR); checked at full size on the meta device, run narrowed."""
+    with torch.device("meta"):
+        full = create_student("authors")
+    assert full.tokens == 577 and full.backbone.width == 1024 and len(full.backbone.blocks) == 24
+    assert 300e6 < sum(p.numel() for p in full.backbone.parameters()) < 310e6  # ViT-L/14's image tower
+    assert len(full.decoder) == 1 and full.cfg.d_model == 512 and full.decoder[0].mlp[0].out_features == 2048
+    model = create_student("authors", width=1 / 16, image_size=56, d_model=32, heads=2, ffn=64).eval()
+    memory, glance = model.encode(torch.randn(2, 3, 56, 56))
+    assert memory.shape == (2, 17, 32) and glance.shape == (2, 384)  # [CLS] + 4 x 4 patches of 14 px
+    nouns, boxes, exists, _ = model.decode(memory, torch.randn(2, 6, 384), torch.randn(2, 384), torch.ones(2, 6))
+    assert nouns.shape == (2, 6, 384) and boxes.shape == (2, 6, 4) and exists.shape == (2, 6)
+    with pytest.raises(MipdEdgeError, match="multiple of the patch size"):
+        create_student("authors", width=1 / 16, image_size=60)
 
 
 def test_backbone_weights_from_a_local_file(tmp_path):

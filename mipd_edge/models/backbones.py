@@ -1,8 +1,9 @@
-"""Convolutional backbones in plain torch (no torchvision, no hub weights).
+"""Backbones in plain torch (no torchvision, no hub weights).
 
-Each returns two feature maps, stride 16 and stride 32, and says how many channels each
-has; the student fuses them so small objects keep a 16-pixel grid. Layer names follow
-torchvision's, so a local torchvision-layout checkpoint converted to safetensors loads.
+Each convolutional backbone returns two feature maps, stride 16 and stride 32, and says
+how many channels each has; the student fuses them so small objects keep a 16-pixel grid.
+Layer names follow torchvision's, so a local torchvision-layout checkpoint converted to
+safetensors loads. ``VisionTransformer`` is a CLIP image tower, for the authors' student.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import MipdEdgeError
+from .layers import EncoderBlock
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1,
@@ -154,9 +156,50 @@ BACKBONES: dict[str, Callable[[float], nn.Module]] = {
 }
 
 
+class VisionTransformer(nn.Module):
+    """A CLIP-style ViT image tower: patch embedding, [CLS] token, learned positions, pre-norm
+    blocks. Returns the last hidden state (B, 1 + grid^2, width), before the post-layernorm,
+    as transformers' ``CLIPVisionModel`` gives it (what the authors' ``CLIP_feat.py`` saves)."""
+
+    def __init__(self, image_size: int, patch: int, width: int, layers: int, heads: int):
+        super().__init__()
+        if image_size % patch:
+            raise MipdEdgeError(f"image_size must be a multiple of the patch size {patch}, got {image_size}")
+        grid = image_size // patch
+        self.conv1 = nn.Conv2d(3, width, patch, patch, bias=False)
+        self.class_embedding = nn.Parameter(torch.randn(width) * width ** -0.5)
+        self.positional_embedding = nn.Parameter(torch.randn(grid * grid + 1, width) * width ** -0.5)
+        self.ln_pre = nn.LayerNorm(width)
+        self.blocks = nn.ModuleList([EncoderBlock(width, heads, 4 * width) for _ in range(layers)])
+        self.register_buffer("no_pos", torch.zeros(1, 1, width), persistent=False)  # positions enter once, above
+        self.width, self.tokens = width, grid * grid + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.class_embedding.expand(x.shape[0], 1, -1), x], dim=1) + self.positional_embedding
+        x = self.ln_pre(x)
+        for block in self.blocks:
+            x = block(x, self.no_pos)
+        return x
+
+
+# CLIP image towers: patch, width, layers, heads
+VITS = {"clip-vit-l/14": (14, 1024, 24, 16)}
+
+
+def build_vit(name: str, image_size: int, scale: float = 1.0) -> VisionTransformer:
+    """A named ViT; ``scale`` < 1 narrows it (width and heads), for tests."""
+    if name not in VITS:
+        raise MipdEdgeError(f"unknown ViT {name!r}; choose from {sorted(VITS)}")
+    patch, width, layers, heads = VITS[name]
+    heads = max(1, round(heads * scale))
+    return VisionTransformer(image_size, patch, heads * round(width * scale / heads), layers, heads)
+
+
 def build_backbone(name: str, width: float = 1.0, weights: str | Path | None = None) -> nn.Module:
     if name not in BACKBONES:
-        raise MipdEdgeError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}")
+        raise MipdEdgeError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)} (ViT towers: {sorted(VITS)}, "
+                            "for the authors' student)")
     model = BACKBONES[name](width)
     if weights is not None:
         load_backbone_weights(model, weights)

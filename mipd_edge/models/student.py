@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MipdEdgeError, reject_unknown_keys
-from .backbones import build_backbone
+from .backbones import VITS, build_backbone, build_vit
 from .layers import MASKED, MLP, DecoderBlock, EncoderBlock, sine_positions
 
 
@@ -66,6 +66,9 @@ STUDENT_CONFIGS = {
     # a CoFormer-size stand-in: what a user would run without distillation to the edge
     "reference": StudentConfig(name="reference", backbone="resnet50", width=1.0, d_model=256, heads=8,
                                enc_layers=4, dec_layers=3, ffn=1024),
+    # the authors' released student (GitHub caicch/Ov-GSR), for latency comparisons: see AuthorsStudent
+    "authors": StudentConfig(name="authors", backbone="clip-vit-l/14", width=1.0, image_size=336, d_model=512,
+                             heads=8, enc_layers=0, dec_layers=1, ffn=2048),
 }
 
 
@@ -81,39 +84,55 @@ def create_student(name: str = "edge-s", **overrides: Any) -> "Student":
 
 
 def build_student(cfg: StudentConfig) -> "Student":
-    """The student class of the configuration's task."""
+    """The student class of the configuration's task (and of its image tower: a ViT's tokens
+    feed the decoder directly, as in the authors' student)."""
     tasks = {"gsr": Student, "hoi": HoiStudent}
     if cfg.task not in tasks:
         raise MipdEdgeError(f"unknown task {cfg.task!r}; choose from {sorted(tasks)}")
+    if cfg.backbone in VITS:
+        if cfg.task != "gsr":
+            raise MipdEdgeError(f"a {cfg.backbone} student recognises situations (task gsr), not {cfg.task}")
+        return AuthorsStudent(cfg)
     return tasks[cfg.task](cfg)
 
 
 class Student(nn.Module):
     def __init__(self, cfg: StudentConfig):
         super().__init__()
-        if cfg.image_size % 32:
-            raise MipdEdgeError(f"image_size must be a multiple of 32, got {cfg.image_size}")
         self.cfg = cfg
         d = cfg.d_model
-        self.backbone = build_backbone(cfg.backbone, cfg.width, cfg.backbone_weights)
-        c4, c5 = self.backbone.channels
-        self.proj4 = nn.Conv2d(c4, d, 1)
-        self.proj5 = nn.Conv2d(c5, d, 1)
-        grid = cfg.image_size // 16
-        self.register_buffer("pos", sine_positions(grid, grid, d)[None], persistent=False)
-        self.encoder = nn.ModuleList([EncoderBlock(d, cfg.heads, cfg.ffn, cfg.dropout) for _ in range(cfg.enc_layers)])
-        self.enc_norm = nn.LayerNorm(d)
-        self.glance_head = nn.Linear(c5, cfg.text_dim)
+        self.build_encoder()
         self.decoder = nn.ModuleList([DecoderBlock(d, cfg.heads, cfg.ffn, cfg.dropout) for _ in range(cfg.dec_layers)])
         self.dec_norm = nn.LayerNorm(d)
-        self.noun_head = nn.Linear(d, cfg.text_dim)
-        self.box_head = MLP(d, d, 4)
-        self.exists_head = nn.Linear(d, 1)
+        self.build_heads()
         # text embeddings of related verbs are close (cosine ~0.7), so the temperature starts
         # lower than CLIP's 1/0.07; it stays learnable
         self.verb_logit_scale = nn.Parameter(torch.tensor(math.log(30.0)))
         self.noun_logit_scale = nn.Parameter(torch.tensor(math.log(30.0)))
         self.build_queries()
+
+    def build_encoder(self) -> None:
+        """Backbone, fusion of its two maps on the 16-pixel grid, transformer encoder, glance head."""
+        cfg, d = self.cfg, self.cfg.d_model
+        if cfg.image_size % 32:
+            raise MipdEdgeError(f"image_size must be a multiple of 32, got {cfg.image_size}")
+        self.backbone = build_backbone(cfg.backbone, cfg.width, cfg.backbone_weights)
+        c4, c5 = self.backbone.channels
+        self.proj4 = nn.Conv2d(c4, d, 1)
+        self.proj5 = nn.Conv2d(c5, d, 1)
+        grid = cfg.image_size // 16
+        self.tokens = grid * grid  # memory tokens per image
+        self.register_buffer("pos", sine_positions(grid, grid, d)[None], persistent=False)
+        self.encoder = nn.ModuleList([EncoderBlock(d, cfg.heads, cfg.ffn, cfg.dropout) for _ in range(cfg.enc_layers)])
+        self.enc_norm = nn.LayerNorm(d)
+        self.glance_head = nn.Linear(c5, cfg.text_dim)
+
+    def build_heads(self) -> None:
+        """Per-role outputs: noun embedding, box, box-exists logit."""
+        d = self.cfg.d_model
+        self.noun_head = nn.Linear(d, self.cfg.text_dim)
+        self.box_head = MLP(d, d, 4)
+        self.exists_head = nn.Linear(d, 1)
 
     def build_queries(self) -> None:
         """What the decoder's queries are made of: here the chosen verb's roles."""
@@ -208,3 +227,39 @@ class HoiStudent(Student):
         human, obj, objects, verbs, interaction, feats = self.decode(memory)
         return {"memory": memory, "glance": glance, "human_boxes": human, "object_boxes": obj, "objects": objects,
                 "verbs": verbs, "interaction": interaction, "pair_feats": feats}
+
+
+class AuthorsStudent(Student):
+    """The authors' student (GitHub caicch/Ov-GSR ``models/ovgsr.py``, ``transformer.py``), for latency.
+
+    Their student reads frozen CLIP ViT-L/14-336 image tokens (577 x 1024, the last hidden
+    state) through one linear projection to 512; the verb comes from the normalised,
+    projected [CLS] token against verb text embeddings; one decoder layer (8 heads, FFN 2048,
+    no positions on the image tokens) takes the chosen verb's role queries to all 577
+    tokens, and MLP heads give noun, box and box-exists. A deployed model must run the CLIP
+    tower on every image, so here it is part of the encoder graph. Their verb and role
+    embeddings are learned tables; ours are text embeddings through a linear map, at the
+    same cost. Built with random weights, it times the authors' architecture (no accuracy is
+    claimed for it).
+    """
+
+    def build_encoder(self) -> None:
+        cfg, d = self.cfg, self.cfg.d_model
+        self.backbone = build_vit(cfg.backbone, cfg.image_size, cfg.width)
+        self.tokens = self.backbone.tokens
+        self.proj = nn.Linear(self.backbone.width, d)  # their linear_blip (dropout 0.5 while training)
+        self.register_buffer("pos", torch.zeros(1, self.tokens, d), persistent=False)  # no positions in the decoder
+        self.memory_norm = nn.LayerNorm(d)  # their ln3
+        self.glance_head = nn.Linear(d, cfg.text_dim)  # their proj on the normalised [CLS] token
+
+    def build_heads(self) -> None:
+        d, text = self.cfg.d_model, self.cfg.text_dim
+        self.noun_head = MLP(d, 2 * d, text)
+        self.box_head = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, 2 * d), nn.GELU(),
+                                      nn.Linear(2 * d, 4))
+        self.exists_head = MLP(d, 2 * d, 1)
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.proj(self.backbone(images))
+        glance = F.normalize(self.glance_head(F.normalize(tokens[:, 0], dim=-1)), dim=-1)
+        return self.memory_norm(tokens), glance

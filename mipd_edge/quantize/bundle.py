@@ -23,6 +23,7 @@ from ..models.store import load_student, read_model_info
 from ..predictor import Predictor, evaluate_predictor
 from ..preprocess import Preprocess
 from ..runtimes import installed, load_runtime
+from ..runtimes.selection import DEFAULT_MAX_DROP
 from ..vocabulary import Vocabulary
 from .calibration import calibration_images
 
@@ -71,8 +72,11 @@ def quantize_bundle(model_dir: PathLike, data_dir: PathLike, out: PathLike, meth
         manifest = copy_fp32_bundle(Path(fp32_bundle), model_dir, out, formats, dynamic_batch)
     preprocess = Preprocess.from_json(manifest["preprocess"])
     calibration = calibration_images(data_dir, preprocess, calib_size, progress=progress)
+    # how much INT8 may lose against FP32 on dev (points of verb top-1 and grounded value) for
+    # `auto` to run it: accuracy control's --max-drop, else DESIGN's 1 point
+    gate = DEFAULT_MAX_DROP if max_drop is None else float(max_drop)
     report: dict[str, Any] = {"method": method, "calibration_images": len(calibration), "encoder": "int8",
-                              "decoder": "fp32"}
+                              "decoder": "fp32", "accuracy_gate": gate}
     if method == "ptq":
         from .ptq import quantize_onnx_nncf, quantize_onnx_ort, quantize_openvino
 

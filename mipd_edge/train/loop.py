@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -164,7 +165,8 @@ def train(model: Student, step: nn.Module, data: GSRTrainSet, cfg: TrainConfig, 
         flips = rng.random(len(data)) < 0.5 if cfg.flip else np.zeros(len(data), bool)
         sums: dict[str, float] = {}
         bar = progress_bar(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
-                   enabled=progress and env.main)
+                           enabled=progress and env.main)
+        started = time.perf_counter()
         for i in bar:
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             batch = to_device(data.batch(idx, flips[idx]), env.device)
@@ -185,21 +187,25 @@ def train(model: Student, step: nn.Module, data: GSRTrainSet, cfg: TrainConfig, 
         if env.world > 1:  # batch-norm statistics saw only this rank's data: take rank 0's everywhere
             for buffer in step_module.buffers():
                 dist.broadcast(buffer, 0)
+        trained = time.perf_counter()
 
         if env.main:
             metrics, score = evaluate(model)
             improved = score > best
             best = max(best, score)
+            speed = {"train_seconds": round(trained - started, 3), "eval_seconds": round(time.perf_counter() - trained, 3),
+                     "images_per_second": round(len(order) * env.world / (trained - started), 2)}
             history.append({"epoch": epoch + 1, "loss": sum(train_losses.values()), "losses": train_losses,
-                            "selection_score": score, "best": improved, "dev": metrics})
+                            "selection_score": score, "best": improved, "dev": metrics, **speed})
             if improved:
                 save_model(out, model, {**info, "epoch": epoch + 1, "selection_score": score, "dev": metrics})
             save_checkpoint(last, step_module.state_dict(), {
                 "epoch": epoch, "best": best, "history": history, "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()})
             atomic_write_bytes(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history).encode())
-            log.info("epoch %d/%d: loss %.3f, dev selection score %.2f%s", epoch + 1, cfg.epochs,
-                     history[-1]["loss"], score, " (best)" if improved else "")
+            log.info("epoch %d/%d: loss %.3f, dev selection score %.2f%s; %.1f images/s in training, %.1f s on dev",
+                     epoch + 1, cfg.epochs, history[-1]["loss"], score, " (best)" if improved else "",
+                     speed["images_per_second"], speed["eval_seconds"])
         if env.world > 1:
             dist.barrier()
     digest = state_digest(model)

@@ -1,0 +1,268 @@
+"""``backend="auto"`` and ``precision="auto"``: measure what the bundle offers here, keep the fastest.
+
+A fixed order of preference guesses, and guessed wrong: on an AVX2-only CPU ONNX Runtime
+ran a bundle's INT8 graphs 1.8x slower than its FP32 ones, and OpenVINO INT8 gained far
+less than on a CPU with VNNI. So on the first load on a machine, every installed backend x
+precision that the bundle holds is loaded and timed (a short warm-up, then a few hundred
+milliseconds each in interleaved rounds, so a slow phase of a shared machine falls on all
+of them alike), and the fastest is kept. INT8 takes part only where the accuracy recorded
+in ``bundle.json`` is within the bundle's accuracy gate. The choice is cached, keyed by
+the bundle's content, the device, the CPU and its instruction sets, the library versions
+and the thread count, so the next load is instant and any change measures again.
+Torch-free: the torch backend is imported only if it is a candidate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from ..bundle import bundle_digest
+from ..errors import BundleError, MipdEdgeError
+from ..files import atomic_write_bytes, default_cache_dir
+from ..machine import cpu_features, cpu_name, library_versions
+from . import BACKENDS, PREFERENCE, installed, load_runtime
+from .base import Runtime
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_MAX_DROP = 1.0  # points of dev top-1 verb and grounded value INT8 may lose (DESIGN section 7)
+GATED_METRICS = ("verb", "grnd_value")
+SECONDS = 0.3  # timed per candidate, after its warm-up
+ROUNDS = 3
+WARMUP = 3  # untimed iterations per candidate, and per round
+
+
+# -- what a bundle offers ---------------------------------------------------------------------------
+
+def graph_format(backend: str, precision: str) -> Optional[str]:
+    """The bundle graph format a backend runs a precision from (None: the weights file)."""
+    if backend == "torch":
+        return None
+    if backend == "tensorrt":
+        return "onnx-int8" if precision == "int8" else "onnx"
+    base = "onnx" if backend == "onnxruntime" else "openvino"
+    return base + ("-int8" if precision == "int8" else "")
+
+
+def unsupported(backend: str, precision: str, device: str) -> Optional[str]:
+    """Why ``backend`` cannot run ``precision`` on ``device`` whatever the bundle, or None."""
+    if not installed(backend):
+        return f"not installed: pip install 'mipd-edge[{BACKENDS[backend][3]}]'"
+    cuda = device.upper().startswith("CUDA")
+    if backend == "torch" and precision == "int8":
+        return "torch runs fp32 / fp16; INT8 runs on openvino, onnxruntime and tensorrt"
+    if backend == "torch" and precision == "fp16" and not cuda:
+        return "torch fp16 needs a CUDA device (--device CUDA)"
+    if backend == "onnxruntime" and precision == "fp16":
+        return "bundles carry fp32 ONNX graphs; fp16 ONNX runs through tensorrt"
+    if backend == "tensorrt" and not cuda:
+        return "tensorrt needs an NVIDIA GPU (--device CUDA)"
+    return None
+
+
+def offers(bundle: Path, manifest: Mapping[str, Any], backend: str, precision: str) -> bool:
+    """Whether the bundle holds what ``backend`` needs to run ``precision``."""
+    fmt = graph_format(backend, precision)
+    if fmt is None:
+        return (Path(bundle) / manifest.get("weights", "weights.safetensors")).is_file()
+    # an fp16 bundle's float graphs are fp16 (OpenVINO IR); an fp32 or int8 bundle's are fp32
+    floats = "fp16" if manifest.get("precision") == "fp16" else "fp32"
+    return fmt in manifest.get("graphs", {}) and (precision == "int8" or backend == "tensorrt" or floats == precision)
+
+
+def accuracy_gate(manifest: Mapping[str, Any]) -> Optional[str]:
+    """Why the bundle's INT8 graphs are outside its accuracy gate, or None if they are inside.
+
+    The gate is what quantization recorded (accuracy control's ``--max-drop``, else DESIGN's
+    1 point), checked against the FP32 and INT8 dev metrics it recorded beside it."""
+    gate = (manifest.get("quantization") or {}).get("accuracy_gate")
+    gate = DEFAULT_MAX_DROP if not isinstance(gate, (int, float)) else float(gate)
+    delta = (manifest.get("metrics") or {}).get("int8_minus_fp32_top1")
+    if not isinstance(delta, Mapping) or not all(isinstance(delta.get(k), (int, float)) for k in GATED_METRICS):
+        return "its accuracy against FP32 is not recorded in bundle.json"
+    lost = {k: -float(delta[k]) for k in GATED_METRICS if -float(delta[k]) > gate}
+    if lost:
+        return "it loses " + ", ".join(f"{v:.2f} points of {k}" for k, v in lost.items()) + \
+               f" against FP32 (gate: {gate:g})"
+    return None
+
+
+def candidates(bundle: Path, manifest: Mapping[str, Any], device: str, backend: str = "auto",
+               precision: str = "auto") -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """The (backend, precision) pairs that could serve this bundle here, in the device's order
+    of preference, and why each other pair was left out."""
+    kind = device.upper().split(":")[0].split(".")[0]
+    backends = PREFERENCE.get(kind, PREFERENCE["CPU"]) if backend == "auto" else (backend,)
+    precisions = PRECISIONS if precision == "auto" else (precision,)
+    gate = accuracy_gate(manifest)
+    chosen, left_out = [], {}
+    for b in backends:
+        for p in precisions:
+            reason = unsupported(b, p, device)
+            if reason is None and not offers(bundle, manifest, b, p):
+                reason = "the bundle does not hold it"
+            if reason is None and p == "int8" and precision == "auto" and gate is not None:
+                reason = f"INT8 left out: {gate}"
+            if reason is None:
+                chosen.append((b, p))
+            else:
+                left_out[f"{b} {p}"] = reason
+    return chosen, left_out
+
+
+# -- measuring -------------------------------------------------------------------------------------
+
+def time_runtimes(runtimes: Mapping[tuple[str, str], Runtime], seconds: float = SECONDS, rounds: int = ROUNDS,
+                  warmup: int = WARMUP) -> dict[tuple[str, str], float]:
+    """Median ms of one image through encoder + decoder (input normalisation included where the
+    backend does it outside its graph), timed in ``rounds`` interleaved slices per runtime."""
+    def one_call(runtime: Runtime, canvas: np.ndarray, decoder: dict) -> None:
+        runtime.run("encoder", {"images": runtime.encoder_input(canvas)})
+        runtime.run("decoder", decoder)
+
+    work = {}
+    for key, runtime in runtimes.items():
+        canvas = np.zeros((1, runtime.preprocess.size, runtime.preprocess.size, 3), np.uint8)
+        work[key] = (runtime, canvas, runtime.example_inputs(1)["decoder"])
+    samples: dict[tuple[str, str], list[float]] = {key: [] for key in runtimes}
+    for _ in range(rounds):
+        for key, args in work.items():
+            for _ in range(warmup):
+                one_call(*args)
+            end = time.perf_counter() + seconds / rounds
+            while True:
+                t0 = time.perf_counter()
+                one_call(*args)
+                t1 = time.perf_counter()
+                samples[key].append((t1 - t0) * 1e3)
+                if t1 >= end:
+                    break
+    return {key: float(np.median(s)) for key, s in samples.items()}
+
+
+@dataclass
+class Selection:
+    """What ``auto`` chose and why: the measured times, what was left out, whether it came
+    from the cache. ``runtime`` is the loaded winner."""
+
+    backend: str
+    precision: str
+    times_ms: dict[str, float] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)
+    cached: bool = False
+    key: Optional[str] = None
+    runtime: Optional[Runtime] = field(default=None, repr=False)
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.times_ms)
+
+    def describe(self) -> str:
+        how = ("the cached measurement" if self.cached else "measurement") if self.measured else "the only candidate"
+        times = ", ".join(f"{k} {v:.2f} ms" for k, v in sorted(self.times_ms.items(), key=lambda kv: kv[1]))
+        return f"{self.backend} {self.precision} (by {how}{': ' + times if times else ''})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "precision": self.precision, "times_ms": self.times_ms,
+                "left_out": self.left_out, "cached": self.cached, "key": self.key}
+
+
+def cache_key(bundle: Path, device: str, threads: Optional[int], pairs: list[tuple[str, str]],
+              options: Mapping[str, Any]) -> str:
+    """Everything a measured choice depends on: change any of it and ``auto`` measures again."""
+    versions = library_versions()
+    facts = {"bundle": bundle_digest(bundle), "device": device.upper(), "threads": threads, "cpu": cpu_name(),
+             "cpu_features": cpu_features(), "candidates": [list(p) for p in pairs],
+             "options": {k: repr(v) for k, v in sorted(options.items())},
+             "versions": {k: versions.get(k) for k in ("mipd-edge", "onnxruntime", "onnxruntime-gpu", "openvino",
+                                                       "torch", "tensorrt", "numpy")}}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _accepted(backend: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options a backend's runtime takes (backend-specific ones, e.g. OpenVINO's ``hint``,
+    reach only that backend when several are measured)."""
+    import importlib
+
+    module, cls, _, _ = BACKENDS[backend]
+    params = inspect.signature(getattr(importlib.import_module(module), cls).__init__).parameters
+    return {k: v for k, v in options.items() if k in params}
+
+
+def _read_cache(path: Path, pairs: list[tuple[str, str]]) -> Optional[dict[str, Any]]:
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # no cache, or a damaged one: measure again
+    if not isinstance(cached, dict) or (cached.get("backend"), cached.get("precision")) not in pairs:
+        return None
+    return cached
+
+
+def select_runtime(bundle: Path, manifest: Mapping[str, Any], device: str = "CPU", backend: str = "auto",
+                   precision: str = "auto", threads: Optional[int] = None,
+                   options: Optional[Mapping[str, Any]] = None, cache_dir: Optional[Path] = None,
+                   use_cache: bool = True, seconds: float = SECONDS) -> Selection:
+    """Load the runtime for ``backend`` x ``precision``, measuring where either is ``"auto"``."""
+    options = dict(options or {})
+    if backend != "auto" and backend not in BACKENDS:
+        raise BundleError(f"unknown backend {backend!r}; choose from auto, {', '.join(BACKENDS)}")
+    if precision != "auto" and precision not in PRECISIONS:
+        raise BundleError(f"precision must be auto, {', '.join(PRECISIONS)}; got {precision!r}")
+    if backend != "auto" and precision != "auto":
+        return Selection(backend, precision, runtime=load_runtime(backend, bundle, manifest, device, precision,
+                                                                  threads, **options))
+    pairs, left_out = candidates(bundle, manifest, device, backend, precision)
+    if not pairs:
+        if backend != "auto" and not installed(backend):
+            load_runtime(backend, bundle, manifest, device, None, threads)  # raises, naming the extra to install
+        raise BundleError(f"nothing installed here can run {bundle} on {device} with backend={backend}, "
+                          f"precision={precision}: " + "; ".join(f"{k}: {v}" for k, v in left_out.items()))
+    if len(pairs) == 1:
+        (b, p), = pairs
+        return Selection(b, p, left_out=left_out, runtime=load_runtime(b, bundle, manifest, device, p, threads,
+                                                                       **_accepted(b, options)))
+    key = cache_key(bundle, device, threads, pairs, options)
+    path = (cache_dir or default_cache_dir() / "auto") / f"{key}.json"
+    cached = _read_cache(path, pairs) if use_cache else None
+    if cached is not None:
+        b, p = cached["backend"], cached["precision"]
+        selection = Selection(b, p, cached.get("times_ms", {}), left_out, True, key,
+                              load_runtime(b, bundle, manifest, device, p, threads, **_accepted(b, options)))
+        log.info("auto: %s", selection.describe())
+        return selection
+    runtimes: dict[tuple[str, str], Runtime] = {}
+    try:
+        for b, p in pairs:
+            try:
+                runtimes[(b, p)] = load_runtime(b, bundle, manifest, device, p, threads, **_accepted(b, options))
+            except MipdEdgeError as exc:  # one backend failing to load leaves the others to choose from
+                left_out[f"{b} {p}"] = f"failed to load: {exc}"
+                log.warning("auto: %s %s left out: %s", b, p, exc)
+        if not runtimes:
+            raise BundleError(f"no backend could load {bundle}: " + "; ".join(f"{k}: {v}" for k, v in left_out.items()))
+        times = time_runtimes(runtimes, seconds)
+    except BaseException:
+        for runtime in runtimes.values():
+            runtime.close()
+        raise
+    best = min(times, key=times.get)
+    for pair, runtime in runtimes.items():
+        if pair != best:
+            runtime.close()
+    selection = Selection(*best, {f"{b} {p}": round(t, 4) for (b, p), t in times.items()}, left_out, False, key,
+                          runtimes[best])
+    if use_cache:
+        atomic_write_bytes(path, json.dumps(selection.to_json(), indent=1).encode())
+    log.info("auto: %s", selection.describe())
+    return selection
