@@ -17,7 +17,7 @@ import multiprocessing
 import resource
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -60,6 +60,7 @@ class Row:
     batch: int
     status: str = "ok"
     model: str = "student"
+    variant: Optional[str] = None  # how the row's INT8 graphs were made, where the bundles hold several kinds
     bundle: Optional[str] = None
     load_s: Optional[float] = None
     latency_ms: Optional[dict] = None
@@ -74,19 +75,33 @@ class Row:
 
 # -- what a bundle offers ---------------------------------------------------------------------------
 
-def find_bundle(bundles: Sequence[Path], manifests: dict[Path, dict], backend: str, precision: str,
-                device: str) -> tuple[Optional[Path], str]:
-    """The first bundle that can run ``backend`` x ``precision``, or why none can."""
+def int8_engine(manifest: dict, backend: str) -> Optional[str]:
+    """What made a bundle's INT8 graphs for a backend (NNCF, or ONNX Runtime's static quantizer)."""
+    quantization = manifest.get("quantization") or {}
+    fmt = graph_format(backend, "int8")
+    return quantization.get("onnx_engine") if fmt and fmt.startswith("onnx") else quantization.get("method")
+
+
+def find_bundles(bundles: Sequence[Path], manifests: dict[Path, dict], backend: str, precision: str,
+                 device: str) -> list[tuple[Optional[Path], str, Optional[str]]]:
+    """(bundle, why not, variant) for ``backend`` x ``precision``: the first bundle that can run
+    it, and for INT8 one more per other way its graphs were made (NNCF Q/DQ beside ONNX
+    Runtime's static Q/DQ); or one entry with no bundle and the reason."""
     reason = unsupported(backend, precision, device)
     if reason is not None:
-        return None, reason
+        return [(None, reason, None)]
+    found: dict[Optional[str], Path] = {}
     for bundle in bundles:
         if offers(bundle, manifests[bundle], backend, precision):
-            return bundle, ""
+            variant = int8_engine(manifests[bundle], backend) if precision == "int8" else None
+            found.setdefault(variant, bundle)
+    if found:
+        several = len(found) > 1
+        return [(bundle, "", variant if several else None) for variant, bundle in found.items()]
     fmt = graph_format(backend, precision)
     what = f"{fmt} graphs" if fmt else "weights.safetensors"
     hint = {"int8": "mipd-edge quantize", "fp16": "mipd-edge export --precision fp16"}.get(precision, "mipd-edge export")
-    return None, f"no bundle here has {what} for {precision} ({hint})"
+    return [(None, f"no bundle here has {what} for {precision} ({hint})", None)]
 
 
 def size_on_disk_mb(bundle: Path, manifest: dict, backend: str, precision: str) -> float:
@@ -121,16 +136,17 @@ def benchmark_images(settings: BenchmarkSettings, count: int) -> list[np.ndarray
 
 
 def timed_pair(raw, whole, seconds: float, min_iterations: int, raw_ms: list[float], whole_ms: list[float]) -> None:
-    """Alternate the two calls until both have ``min_iterations`` more samples and ``seconds`` are up."""
+    """Alternate the two calls until both have ``min_iterations`` more samples and ``seconds``
+    are up (``whole`` None: ``raw`` alone)."""
     end, target = time.perf_counter() + seconds, len(raw_ms) + min_iterations
     while len(raw_ms) < target or time.perf_counter() < end:
         t0 = time.perf_counter()
         raw()
         t1 = time.perf_counter()
-        whole()
-        t2 = time.perf_counter()
         raw_ms.append((t1 - t0) * 1e3)
-        whole_ms.append((t2 - t1) * 1e3)
+        if whole is not None:
+            whole()
+            whole_ms.append((time.perf_counter() - t1) * 1e3)
 
 
 def async_throughput(runtime, inputs: dict[str, dict[str, np.ndarray]], batch: int, seconds: float) -> float:
@@ -169,10 +185,14 @@ def async_throughput(runtime, inputs: dict[str, dict[str, np.ndarray]], batch: i
 
 class RowMeasurement:
     """One backend x precision x batch, loaded once in its own process: timed in rounds
-    (``time``), then throughput, accuracy and peak memory (``finish``)."""
+    (``time``), then throughput, accuracy and peak memory (``finish``).
+
+    A ``latency_only`` row (a comparison model with untrained weights, which may take
+    seconds per image) times raw inference alone, with one warm-up call instead of
+    ``settings.warmup`` and throughput from its latency."""
 
     def __init__(self, bundle: str, backend: str, precision: str, batch: int, settings: BenchmarkSettings,
-                 with_accuracy: bool):
+                 with_accuracy: bool, latency_only: bool = False):
         from .predictor import Predictor
         logging.basicConfig(level=logging.WARNING)
         options: dict[str, Any] = {}
@@ -184,7 +204,7 @@ class RowMeasurement:
         self.predictor = predictor = Predictor(bundle, backend=backend, device=settings.device, precision=precision,
                                                threads=settings.threads, **options)
         self.row = row = Row(backend, precision, batch, bundle=bundle, load_s=time.perf_counter() - start)
-        self.settings, self.with_accuracy = settings, with_accuracy
+        self.settings, self.with_accuracy, self.latency_only = settings, with_accuracy, latency_only
         row.size_mb = size_on_disk_mb(Path(bundle), predictor.manifest, backend, precision)
         if not predictor.batch_free and batch > 1:
             row.notes.append("batch-1 encoder graph: the batch runs image by image (export --dynamic-batch)")
@@ -198,9 +218,7 @@ class RowMeasurement:
         self.decoder_inputs = predictor.runtime.example_inputs(batch)["decoder"]
         self.raw_ms: list[float] = []
         self.whole_ms: list[float] = []
-        for _ in range(settings.warmup):
-            self.raw()
-            self.whole()
+        self.warm(1 if latency_only else settings.warmup)
 
     def raw(self) -> None:
         """The bundle's two graphs as the backend runs them, on a prepared batch."""
@@ -211,25 +229,32 @@ class RowMeasurement:
     def whole(self) -> None:
         self.predictor.predict(self.images)
 
+    def warm(self, iterations: int) -> None:
+        for _ in range(iterations):
+            self.raw()
+            if not self.latency_only:
+                self.whole()
+
     def time(self, seconds: float, min_iterations: int) -> None:
         """One slice of the timed series; its first iterations (caches and clocks still on
         the row before) are not timed."""
-        for _ in range(SLICE_WARMUP):
-            self.raw()
-            self.whole()
-        timed_pair(self.raw, self.whole, seconds, min_iterations, self.raw_ms, self.whole_ms)
+        self.warm(1 if self.latency_only else SLICE_WARMUP)
+        timed_pair(self.raw, None if self.latency_only else self.whole, seconds, min_iterations, self.raw_ms,
+                   self.whole_ms)
 
     def finish(self) -> dict[str, Any]:
         from .predictor import evaluate_predictor
 
         row, predictor, settings, batch = self.row, self.predictor, self.settings, self.row.batch
-        row.latency_ms, row.predictor_ms = percentiles(self.raw_ms), percentiles(self.whole_ms)
+        row.latency_ms = percentiles(self.raw_ms)
+        row.predictor_ms = percentiles(self.whole_ms) if self.whole_ms else None
         inputs = {"encoder": {"images": self.x}, "decoder": self.decoder_inputs}
-        if predictor.batch_free or batch == 1:
+        if (predictor.batch_free or batch == 1) and not self.latency_only:
             row.throughput_fps = async_throughput(predictor.runtime, inputs, batch, settings.seconds)
         else:
             row.throughput_fps = batch * 1e3 / row.latency_ms["mean"]
-            row.notes.append("throughput from sequential latency (a batch-1 graph cannot take the batch at once)")
+            row.notes.append("throughput from sequential latency" + (
+                "" if self.latency_only else " (a batch-1 graph cannot take the batch at once)"))
         if self.with_accuracy and settings.data:
             split_file = Path(settings.data) / "splits.json"
             row.metrics = evaluate_predictor(predictor, settings.data, settings.split,
@@ -261,12 +286,12 @@ class RowProcess:
     """The coordinator's handle on a row's process; a crash or an error becomes the row's status."""
 
     def __init__(self, bundle: str, backend: str, precision: str, batch: int, settings: BenchmarkSettings,
-                 with_accuracy: bool):
+                 with_accuracy: bool, latency_only: bool = False):
         self.key, self.bundle, self.result = (backend, precision, batch), bundle, None
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=row_worker, daemon=True,
-                                       args=(child, bundle, backend, precision, batch, settings, with_accuracy))
+        self.process = context.Process(target=row_worker, daemon=True, args=(
+            child, bundle, backend, precision, batch, settings, with_accuracy, latency_only))
         self.process.start()
         child.close()
         self.ask(None, "ready")
@@ -307,8 +332,8 @@ def measure_rows(jobs: Sequence[tuple[str, str, str, int, bool, bool]],
     rows = []
     for bundle, backend, precision, batch, with_accuracy, latency_only in jobs:
         log.info("benchmark: loading %s %s batch %d (%s)", backend, precision, batch, bundle)
-        row_settings = replace(settings, warmup=1) if latency_only else settings
-        rows.append((RowProcess(bundle, backend, precision, batch, row_settings, with_accuracy), latency_only))
+        rows.append((RowProcess(bundle, backend, precision, batch, settings, with_accuracy, latency_only),
+                     latency_only))
     rounds = max(1, settings.rounds)
     for _ in range(rounds):
         for row, latency_only in rows:
@@ -360,7 +385,7 @@ def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_
     plan = [(b, p) for b in BACKEND_ORDER if b in settings.backends for p in PRECISIONS if p in settings.precisions]
     if ("torch", "fp32") not in plan:  # the row every ratio is against
         plan.insert(0, ("torch", "fp32"))
-    found = {(b, p): find_bundle(paths, manifests, b, p, settings.device) for b, p in plan}
+    found = [(b, p, *entry) for b, p in plan for entry in find_bundles(paths, manifests, b, p, settings.device)]
     compared = []  # (model name, bundle, backend, precision, untrained)
     for ref in map(Path, references):
         manifest = read_manifest(ref)
@@ -370,11 +395,13 @@ def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_
                      if unsupported(b, p, settings.device) is None and offers(ref, manifest, b, p)]
     rows: list[dict[str, Any]] = []
     for i, batch in enumerate(settings.batches):  # the rows that ratios compare are timed together
-        jobs = [(str(bundle), b, p, batch, i == 0, False) for (b, p), (bundle, _) in found.items() if bundle is not None]
+        jobs = [(str(bundle), b, p, batch, i == 0, False) for b, p, bundle, _, _ in found if bundle is not None]
         jobs += [(str(ref), b, p, batch, i == 0 and not untrained, untrained) for _, ref, b, p, untrained in compared]
         measured = iter(measure_rows(jobs, settings))
-        for (b, p), (bundle, reason) in found.items():
-            rows.append(next(measured) if bundle is not None else asdict(Row(b, p, batch, status=reason)))
+        for b, p, bundle, reason, variant in found:
+            row = next(measured) if bundle is not None else asdict(Row(b, p, batch, status=reason))
+            row["variant"] = variant
+            rows.append(row)
         for name, _, _, _, untrained in compared:
             row = next(measured)
             row["model"] = name
@@ -383,7 +410,7 @@ def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_
             rows.append(row)
     models = ["student"] + list(dict.fromkeys(name for name, *_ in compared))
     rows.sort(key=lambda r: (models.index(r["model"]), BACKEND_ORDER.index(r["backend"]),
-                             PRECISIONS.index(r["precision"]), r["batch"]))
+                             PRECISIONS.index(r["precision"]), r.get("variant") or "", r["batch"]))
     _fill_ratios(rows)
     results = {"device": device_info(), "versions": library_versions(),
                "bundle": {"paths": [str(p) for p in paths], "sha256": {str(p): bundle_digest(p) for p in paths},
@@ -426,11 +453,13 @@ def auto_agreement(choices: dict[str, Any], rows: list[dict[str, Any]]) -> dict[
     """Per bundle: what ``auto`` picked, and the fastest batch-1 student row of this run among
     the same candidates (a check that ``auto`` picks no slower backend or precision)."""
     out = {}
-    timed = {f"{r['backend']} {r['precision']}": r["latency_ms"]["p50"] for r in rows
-             if r["model"] == "student" and r["batch"] == 1 and r["status"] == "ok"}
     for bundle, choice in choices.items():
         if "error" in choice:
             continue
+        # rows of graphs every bundle shares, and this bundle's own INT8 variant
+        timed = {f"{r['backend']} {r['precision']}": r["latency_ms"]["p50"] for r in rows
+                 if r["model"] == "student" and r["batch"] == 1 and r["status"] == "ok"
+                 and (r.get("variant") is None or r["bundle"] == bundle)}
         same = {k: v for k, v in timed.items() if k in choice["times_ms"]}
         picked = f"{choice['backend']} {choice['precision']}"
         fastest = min(same, key=same.get) if same else None
@@ -442,8 +471,9 @@ def auto_agreement(choices: dict[str, Any], rows: list[dict[str, Any]]) -> dict[
 
 def _log_row(row: dict[str, Any]) -> None:
     if row["status"] == "ok":
-        log.info("  p50 %.2f ms, Predictor p50 %.2f ms, %.1f images/s", row["latency_ms"]["p50"],
-                 row["predictor_ms"]["p50"], row["throughput_fps"])
+        log.info("  %s %s batch %d: p50 %.2f ms, Predictor p50 %s ms, %.1f images/s", row["backend"], row["precision"],
+                 row["batch"], row["latency_ms"]["p50"], _num((row["predictor_ms"] or {}).get("p50"), 2),
+                 row["throughput_fps"])
 
 
 def _fill_ratios(rows: list[dict[str, Any]]) -> None:
@@ -492,14 +522,15 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 # -- outputs ----------------------------------------------------------------------------------------
 
-CSV_COLUMNS = ("model", "backend", "precision", "batch", "status", "load_s", "p50_ms", "p90_ms", "p99_ms",
+CSV_COLUMNS = ("model", "backend", "precision", "variant", "batch", "status", "load_s", "p50_ms", "p90_ms", "p99_ms",
                "predictor_p50_ms", "throughput_fps", "size_mb", "peak_mem_mb", "speedup_vs_torch_fp32",
                "verb_top1", "value", "grnd_value", "seen_verb_top1", "rare_verb_top1", "unseen_verb_top1")
 
 
 def flat_row(row: dict[str, Any]) -> dict[str, Any]:
     lat, pred = row.get("latency_ms") or {}, row.get("predictor_ms") or {}
-    return {"model": row["model"], "backend": row["backend"], "precision": row["precision"], "batch": row["batch"],
+    return {"model": row["model"], "backend": row["backend"], "precision": row["precision"],
+            "variant": row.get("variant"), "batch": row["batch"],
             "status": row["status"], "load_s": row.get("load_s"), "p50_ms": lat.get("p50"), "p90_ms": lat.get("p90"),
             "p99_ms": lat.get("p99"), "predictor_p50_ms": pred.get("p50"), "throughput_fps": row.get("throughput_fps"),
             "size_mb": row.get("size_mb"), "peak_mem_mb": row.get("peak_mem_mb"),
@@ -515,7 +546,8 @@ def benchmark_table(results: dict[str, Any]) -> tuple[list[list[str]], list[str]
     table, skipped = [header], []
     for row in results["rows"]:
         f = flat_row(row)
-        key = [f["model"], f["backend"], f["precision"], str(f["batch"])]
+        key = [f["model"], f["backend"], f["precision"] + (f" ({f['variant']})" if f["variant"] else ""),
+               str(f["batch"])]
         if row["status"] != "ok":
             skipped.append(" ".join(key) + ": " + row["status"].splitlines()[0])
             continue
@@ -593,7 +625,8 @@ def plot_results(results: dict[str, Any], path: Path) -> Optional[Path]:
              if min(latencies) / 1.5 <= t <= max(latencies) * 1.5]
     for ax, key, label in zip(axes, ("verb_top1", "grnd_value"), ("verb top-1 (%)", "grounded value top-1 (%)")):
         for i, p in enumerate(points):
-            name = f"{p['backend']} {p['precision']}" + (f" ({p['model']} model)" if p["model"] != "student" else "")
+            name = f"{p['backend']} {p['precision']}" + (f" ({p['variant']})" if p["variant"] else "") + \
+                (f" ({p['model']} model)" if p["model"] != "student" else "")
             color = f"C{i}"  # fp32 hollow, lower precisions filled
             ax.scatter(p["p50_ms"], p[key], s=80, marker=markers.get(p["backend"], "o"), label=name, linewidths=2,
                        edgecolors=color, facecolors="none" if p["precision"] == "fp32" else color)

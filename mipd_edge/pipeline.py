@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from .files import read_json, write_json
 
@@ -146,20 +146,24 @@ class Pipeline:
             return metrics
         return stage(self.workdir, f"eval-{name}", {"model": self.stage_params(name)}, run)
 
-    def make_bundles(self, method: str = "mipd") -> tuple[Path, Path]:
-        """The student as an FP32 bundle and as an INT8 (PTQ) bundle."""
+    def make_bundles(self, method: str = "mipd") -> tuple[Path, Path, Path]:
+        """The student as an FP32 bundle, an INT8 (PTQ, NNCF) bundle and, for ONNX Runtime, an
+        INT8 bundle in its own static Q/DQ layout (u8 activations, s8 weights), so the
+        benchmark times both ONNX INT8 layouts side by side."""
         from .export import export_bundle
         from .quantize import quantize_bundle
 
         source = self.workdir / f"student-{method}"
-        fp32, int8 = self.workdir / "bundle-fp32", self.workdir / "bundle-int8"
+        fp32, int8, int8_ort = (self.workdir / name for name in ("bundle-fp32", "bundle-int8", "bundle-int8-ort"))
         params = {"student": self.stage_params(f"student-{method}")}
         stage(self.workdir, "bundle-fp32", params,
               lambda: _manifest_summary(export_bundle(source, fp32, data=self.data)))
-        stage(self.workdir, "bundle-int8", {**params, "calib": self.cfg.calib_size},
-              lambda: _manifest_summary(quantize_bundle(source, self.data, int8, "ptq", self.cfg.calib_size,
-                                                        progress=self.progress, fp32_bundle=fp32)))
-        return fp32, int8
+        for out, formats, ort_static in ((int8, ("onnx", "openvino"), False), (int8_ort, ("onnx",), True)):
+            stage(self.workdir, out.name, {**params, "calib": self.cfg.calib_size, "formats": list(formats)},
+                  lambda: _manifest_summary(quantize_bundle(source, self.data, out, "ptq", self.cfg.calib_size,
+                                                            formats=formats, ort_static=ort_static,
+                                                            progress=self.progress, fp32_bundle=fp32)))
+        return fp32, int8, int8_ort
 
     def make_demo(self, bundle: Path) -> dict:
         """A SynthSitu video streamed through a bundle with overlays: ``demo.mp4``, and its stream statistics."""
@@ -177,25 +181,38 @@ class Pipeline:
                 return {**run_stream(predictor, source, writer).to_json(), "backend": predictor.backend}
         return {"path": str(out), **stage(self.workdir, "demo", {"bundle": self.stage_params(bundle.name)}, run)}
 
-    def make_reference_bundle(self) -> Path:
-        """The ``reference`` architecture (the large model a user would otherwise run) as a
-        torch-only bundle with untrained weights: it times the comparison row of the
-        benchmark, which marks it latency-only and claims no accuracy for it."""
+    def make_comparison_bundle(self, name: str = "reference", formats: Sequence[str] = (), int8: bool = False,
+                               calib_size: int = 16) -> Path:
+        """A named architecture with untrained weights as a bundle (``bundle-NAME``), to time
+        what a user would otherwise run against the distilled student: the ``reference`` size
+        (torch only) or the authors' student (``authors``: torch, OpenVINO FP32 and INT8). The
+        benchmark marks such rows latency-only and claims no accuracy for them; ``calib_size``
+        images calibrate its INT8 graphs, whose accuracy is not measured."""
         from .export import export_bundle
+        from .models.backbones import VITS
         from .models.store import read_model_info, save_model
-        from .models.student import create_student
+        from .models.student import create_student, student_config
+        from .quantize import quantize_bundle
 
-        out, student = self.workdir / "bundle-reference", self.workdir / "student-mipd"
+        out, student = self.workdir / f"bundle-{name}", self.workdir / "student-mipd"
 
         def run() -> dict:
             info = read_model_info(student)
-            shape = {k: info["model"][k] for k in ("image_size", "text_dim", "max_roles")}
-            model = create_student("reference", **shape)
-            folder = self.workdir / "reference-untrained"
+            shape = {k: info["model"][k] for k in ("text_dim", "max_roles")}
+            if student_config(name).backbone not in VITS:  # a ViT keeps the input size it was made for
+                shape["image_size"] = info["model"]["image_size"]
+            model = create_student(name, **shape)
+            folder = self.workdir / f"{name}-untrained"
             save_model(folder, model, {**info, "model": model.cfg.to_json(), "method": "untrained", "epoch": None,
                                        "selection_score": None})
-            return _manifest_summary(export_bundle(folder, out, formats=(), data=self.data))
-        stage(self.workdir, "bundle-reference", {"student": self.stage_params("student-mipd")}, run)
+            if not int8:
+                return _manifest_summary(export_bundle(folder, out, formats=formats, data=self.data))
+            fp32 = self.workdir / f"bundle-{name}-fp32"
+            export_bundle(folder, fp32, formats=formats, data=self.data)
+            return _manifest_summary(quantize_bundle(folder, self.data, out, "ptq", calib_size, formats=formats,
+                                                     progress=self.progress, fp32_bundle=fp32, evaluate=False))
+        stage(self.workdir, f"bundle-{name}", {"student": self.stage_params("student-mipd"), "formats": list(formats),
+                                               "int8": int8, "calib": calib_size if int8 else None}, run)
         return out
 
     def make_frames(self, bundle: Path, per_split: int = 2) -> list[dict]:
@@ -226,19 +243,19 @@ class Pipeline:
             return frames
         return stage(self.workdir, "frames", {"bundle": self.stage_params(bundle.name)}, run)
 
-    def run_benchmark(self, bundles: list[Path], reference: Optional[Path]) -> dict:
-        """``mipd-edge benchmark`` on the bundles, with accuracy on the test split: ``benchmark/``."""
+    def run_benchmark(self, bundles: list[Path], references: Sequence[Path] = ()) -> dict:
+        """``mipd-edge benchmark`` on the bundles, with accuracy on the test split, and latency-only
+        rows of the comparison bundles: ``benchmark/``."""
         from .benchmark import BenchmarkSettings, run_benchmark
 
         settings = BenchmarkSettings(backends=("torch", "onnxruntime", "openvino", "tensorrt"),
                                      precisions=("fp32", "int8"), batches=self.cfg.benchmark_batches,
                                      data=str(self.data), seconds=self.cfg.benchmark_seconds)
         params = {"bundles": [self.stage_params(b.name) for b in bundles],
-                  "reference": self.stage_params(reference.name) if reference else None,
+                  "references": [self.stage_params(r.name) for r in references],
                   "settings": {"batches": list(settings.batches), "seconds": settings.seconds}}
         stage(self.workdir, "benchmark", params,
-              lambda: run_benchmark(bundles, settings, self.workdir / "benchmark",
-                                    [reference] if reference else [])["summary"])
+              lambda: run_benchmark(bundles, settings, self.workdir / "benchmark", references)["summary"])
         return read_json(self.workdir / "benchmark" / "results.json")
 
     def stage_params(self, name: str) -> Any:

@@ -29,9 +29,9 @@ def run(workdir: Path, fast: bool = False, seed: int = 0, preset: Optional[str] 
     results = {"prior": stage(workdir, "eval-prior", pipe.data_params(), lambda: evaluate_prior(pipe))}
     results.update(pipe.run_ablation())
     write_json(workdir / "results.json", results)
-    fp32, int8 = pipe.make_bundles("mipd")
-    reference = pipe.make_reference_bundle()
-    benchmark = pipe.run_benchmark([fp32, int8], reference)
+    fp32, int8, int8_ort = pipe.make_bundles("mipd")
+    reference = pipe.make_comparison_bundle("reference")
+    benchmark = pipe.run_benchmark([fp32, int8, int8_ort], [reference])
     frames = pipe.make_frames(int8)
     demo = pipe.make_demo(int8)
 
@@ -50,7 +50,7 @@ def run(workdir: Path, fast: bool = False, seed: int = 0, preset: Optional[str] 
     print(f"rationales:            {pipe.rationales}")
     for method in cfg.methods:
         print(f"student ({method}):{' ' * (14 - len(method))}{workdir / f'student-{method}'}")
-    print(f"bundles:               {fp32} (FP32), {int8} (FP32 + INT8)")
+    print(f"bundles:               {fp32} (FP32), {int8} (FP32 + INT8), {int8_ort} (ONNX Runtime's INT8 layout)")
     print(f"annotated frames:      {workdir / 'frames'}")
     print(f"demo video:            {demo['path']} ({demo['frames']} frames, {demo['fps']} FPS on {demo['backend']})")
     print(f"report:                {report}")

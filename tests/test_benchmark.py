@@ -97,3 +97,49 @@ def test_benchmark_rejects_bad_settings(tiny_bundle):
             run_benchmark([tiny_bundle], BenchmarkSettings(**bad))
     with pytest.raises(MipdEdgeError, match="at least one bundle"):
         run_benchmark([], BenchmarkSettings())
+
+
+def test_comparison_models_and_both_onnx_int8_layouts(tiny_bundle, tiny_student, tiny_world, tmp_path):
+    """A latency-only comparison model (the authors' architecture, narrowed) gets a row per
+    backend x precision it holds; ONNX Runtime's INT8 layout is timed beside NNCF's."""
+    from mipd_edge.export import export_bundle
+    from mipd_edge.models.store import read_model_info, save_model
+    from mipd_edge.models.student import create_student
+    from mipd_edge.quantize import quantize_bundle
+
+    data = tiny_world / "data"
+    ort_static = tmp_path / "ort-static"
+    quantize_bundle(tiny_student, data, ort_static, "ptq", calib_size=8, formats=("onnx",), ort_static=True,
+                    progress=False)
+    info = read_model_info(tiny_student)
+    model = create_student("authors", width=1 / 16, image_size=56, d_model=32, heads=2, ffn=64)
+    save_model(tmp_path / "authors-untrained", model, {**info, "model": model.cfg.to_json(), "method": "untrained"})
+    export_bundle(tmp_path / "authors-untrained", tmp_path / "authors-fp32", ("openvino",), data=data)
+    manifest = quantize_bundle(tmp_path / "authors-untrained", data, tmp_path / "authors", "ptq", calib_size=8,
+                               formats=("openvino",), progress=False, fp32_bundle=tmp_path / "authors-fp32",
+                               evaluate=False)
+    assert "metrics" not in manifest  # latency only: auto would never pick its INT8 graphs
+
+    settings = BenchmarkSettings(backends=("torch", "onnxruntime", "openvino"), precisions=("fp32", "int8"),
+                                 batches=(1,), data=str(data), seconds=0.1, warmup=1, min_iterations=2,
+                                 accuracy_images=8)
+    results = run_benchmark([tiny_bundle, ort_static], settings, tmp_path / "out", [tmp_path / "authors"])
+    rows = results["rows"]
+    theirs = {(r["backend"], r["precision"]): r for r in rows if r["model"] == "authors"}
+    assert set(theirs) == {("torch", "fp32"), ("openvino", "fp32"), ("openvino", "int8")}
+    for row in theirs.values():
+        assert row["status"] == "ok" and row["latency_ms"]["n"] >= 6  # one call per slice, six rounds
+        assert row["metrics"] is None and row["predictor_ms"] is None and "latency only" in " ".join(row["notes"])
+    variants = {r["variant"]: r for r in rows if (r["model"], r["backend"], r["precision"]) ==
+                ("student", "onnxruntime", "int8")}
+    assert set(variants) == {"nncf QDQ", "onnxruntime static QDQ (u8/s8)"}
+    assert variants["onnxruntime static QDQ (u8/s8)"]["bundle"] == str(ort_static)
+    assert all(v["status"] == "ok" and v["metrics"]["all"]["top1"]["verb"] >= 0 for v in variants.values())
+    versus = results["summary"]["versus"]["authors"]
+    assert versus["their_p50_ms"] > 0 and versus["speedup"] > 0 and versus["their_verb_top1"] is None
+    # what auto picks for each bundle, beside this run's fastest row of the same candidates
+    for bundle in (tiny_bundle, ort_static):
+        auto = results["summary"]["auto"][str(bundle)]
+        assert auto["picked"] in results["auto"][str(bundle)]["times_ms"] and auto["fastest_row"]
+    text = format_results(results)
+    assert "authors" in text and "onnxruntime static QDQ" in text and "auto picks" in text

@@ -53,10 +53,12 @@ def quantize_bundle(model_dir: PathLike, data_dir: PathLike, out: PathLike, meth
                     calib_size: int = 300, qat_epochs: int = 1, max_drop: Optional[float] = None,
                     formats: Sequence[str] = ("onnx", "openvino"), ort_static: bool = False,
                     dynamic_batch: bool = False, eval_split: str = "dev", progress: bool = True,
-                    fp32_bundle: Optional[PathLike] = None) -> dict[str, Any]:
+                    fp32_bundle: Optional[PathLike] = None, evaluate: bool = True) -> dict[str, Any]:
     """The student's FP32 bundle plus INT8 encoder graphs; ``fp32_bundle``, an FP32 bundle
     already exported from the same weights with the same formats and batch mode, is copied
-    instead of exported and verified a second time."""
+    instead of exported and verified a second time. ``evaluate=False`` skips the FP32 / INT8
+    dev metrics, for an untrained model timed for comparison only: its INT8 graphs are then
+    outside any accuracy gate, so ``auto`` never picks them."""
     model_dir, data_dir, out = Path(model_dir), Path(data_dir), Path(out)
     if method not in ("ptq", "qat"):
         raise MipdEdgeError(f"method must be ptq or qat, got {method!r}")
@@ -119,8 +121,9 @@ def quantize_bundle(model_dir: PathLike, data_dir: PathLike, out: PathLike, meth
             with load_runtime(backend, out, manifest, precision="int8") as runtime:
                 manifest["verification"][fmt] = agreement(runtime, reference, fmt)
     write_manifest(out, manifest)
-    manifest["metrics"] = compare_precisions(out, data_dir, eval_split, list(manifest["graphs"]), progress)
-    write_manifest(out, manifest)
+    if evaluate:
+        manifest["metrics"] = compare_precisions(out, data_dir, eval_split, list(manifest["graphs"]), progress)
+        write_manifest(out, manifest)
     return manifest
 
 

@@ -34,13 +34,19 @@ class OnnxRuntime(Runtime):
         providers = [p for p in PROVIDERS[device] if p in available]
         if PROVIDERS[device][0] not in available:
             raise BundleError(f"onnxruntime here has no {PROVIDERS[device][0]} (available: {sorted(available)})")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
         fmt = "onnx" + FORMAT_BY_PRECISION[self.precision]
         self.sessions = {}
         for graph in ("encoder", "decoder"):
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # Each session has its own thread pool, whose threads spin after a run. The decoder
+            # is a few per cent of the work: run on the calling thread alone it leaves the cores
+            # to the encoder's pool, instead of two pools spinning against each other (encoder
+            # + decoder 4.9 ms against 9.4 ms on a 2-core CPU, the encoder alone 2.8 ms).
+            if graph == "decoder":
+                options.intra_op_num_threads = 1
+            elif threads:
+                options.intra_op_num_threads = threads
             path = graph_path(bundle, manifest, fmt, graph)
             try:
                 self.sessions[graph] = ort.InferenceSession(str(path), options, providers=providers)
@@ -55,7 +61,11 @@ class OnnxRuntime(Runtime):
 
     def run_async(self, graph: str, inputs: Mapping[str, np.ndarray],
                   callback: Callable[[dict[str, np.ndarray]], None]) -> None:
-        """``InferenceSession.run_async``: the run happens on ONNX Runtime's own thread pool."""
+        """``InferenceSession.run_async``: the run happens on ONNX Runtime's own thread pool. The
+        decoder has none (it runs on the calling thread), so it runs inline."""
+        if graph == "decoder":
+            callback(self.run(graph, inputs))
+            return
         def done(results, _user_data, error: str) -> None:
             try:
                 if error:

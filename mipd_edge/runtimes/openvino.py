@@ -41,6 +41,8 @@ class OpenVinoRuntime(Runtime):
         self.config = config
         fmt = "openvino" + FORMAT_BY_PRECISION[self.precision]
         self.models, self.compiled, self.single, self.requests = {}, {}, {}, {}
+        self.known_names = [n for names in (*self.inputs.values(), *self.output_names_of.values()) for n in names] + \
+            [f"{kind}_{part}" for kind in ("verb", "noun") for part in ("ids", "probs")]
         self.input_index, self.output_names = {}, {}
         for graph in ("encoder", "decoder"):
             path = graph_path(bundle, manifest, fmt, graph)
@@ -59,14 +61,21 @@ class OpenVinoRuntime(Runtime):
     def compile(self, graph: str, model) -> None:
         self.compiled[graph] = self.core.compile_model(model, self.device, self.config)
         self.requests[graph] = self.compiled[graph].create_infer_request()
-        self.input_index[graph] = {i.get_any_name(): n for n, i in enumerate(self.compiled[graph].inputs)}
-        self.output_names[graph] = [o.get_any_name() for o in self.compiled[graph].outputs]
+        self.input_index[graph] = {self.port_name(i): n for n, i in enumerate(self.compiled[graph].inputs)}
+        self.output_names[graph] = [self.port_name(o) for o in self.compiled[graph].outputs]
         if model.inputs[0].get_partial_shape()[0].is_dynamic:
             # a single image is the common case: a static batch-1 copy skips the per-call
             # shape inference of the dynamic graph (about 0.15 ms on a 2-core CPU)
             single = model.clone()
-            single.reshape({i.get_any_name(): [1, *list(i.get_partial_shape())[1:]] for i in single.inputs})
+            single.reshape({self.port_name(i): [1, *list(i.get_partial_shape())[1:]] for i in single.inputs})
             self.single[graph] = self.core.compile_model(single, self.device, self.config).create_infer_request()
+
+    def port_name(self, port) -> str:
+        """The bundle's name for a graph input or output. OpenVINO's optimisations can merge
+        tensors (``memory + 0`` folded away leaves the input two names), and then any one
+        name is not necessarily the bundle's."""
+        names = port.get_names()
+        return next((n for n in self.known_names if n in names), port.get_any_name())
 
     def match_with(self, tables, top_k: int) -> None:
         """Compile ``matched_encoder`` (memory, verb_ids, verb_probs: the top-k verbs) and
@@ -138,7 +147,7 @@ class OpenVinoRuntime(Runtime):
             compiled = self.compiled[graph]
             jobs = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
             queue = self._ov.AsyncInferQueue(compiled, int(jobs))
-            names = [o.get_any_name() for o in compiled.outputs]
+            names = [self.port_name(o) for o in compiled.outputs]
 
             def done(request, user_callback):
                 user_callback({n: np.array(request.get_output_tensor(i).data) for i, n in enumerate(names)})

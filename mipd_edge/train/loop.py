@@ -135,11 +135,14 @@ def train(model: Student, step: nn.Module, data: GSRTrainSet, cfg: TrainConfig, 
     ``train.hoi.HoiTrainStep`` for interactions); it holds the model and the objective."""
     torch.manual_seed(cfg.seed)
     step_module = step.to(env.device)
+    if cfg.channels_last:  # NHWC: the layout oneDNN's convolution kernels work in, without reorders each layer
+        step_module.to(memory_format=torch.channels_last)
     runner: nn.Module = step_module
     if env.world > 1:
         runner = nn.parallel.DistributedDataParallel(step_module)
+    # fused: one kernel updates every tensor, instead of a dozen small ops per tensor
     optimizer = torch.optim.AdamW([p for p in step_module.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
+                                  weight_decay=cfg.weight_decay, fused=cfg.fused_optimizer or None)
     per_rank = len(data) // env.world
     steps_per_epoch = max(1, math.ceil(per_rank / cfg.batch_size))
     total, warmup = cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch))
@@ -153,6 +156,10 @@ def train(model: Student, step: nn.Module, data: GSRTrainSet, cfg: TrainConfig, 
         weights, state = load_checkpoint(last)
         step_module.load_state_dict(weights)
         optimizer.load_state_dict(state["optimizer"])
+        for param, moments in optimizer.state.items():  # moments in their parameter's layout (channels_last)
+            for key, value in moments.items():
+                if torch.is_tensor(value) and value.shape == param.shape:
+                    moments[key] = torch.empty_like(param).copy_(value)
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         start, best, history = state["epoch"] + 1, state["best"], state["history"]
@@ -170,6 +177,8 @@ def train(model: Student, step: nn.Module, data: GSRTrainSet, cfg: TrainConfig, 
         for i in bar:
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             batch = to_device(data.batch(idx, flips[idx]), env.device)
+            if cfg.channels_last:
+                batch.images = batch.images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(env.device.type, dtype=torch.float16, enabled=amp):
                 losses = runner(batch)
                 loss = sum(losses.values())

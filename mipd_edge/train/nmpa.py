@@ -128,7 +128,8 @@ def train_prompts(cache: TeacherCache, data: AlignmentData, seed: int = 0, epoch
     torch.manual_seed(seed)
     t_dim, d = cache.global_feats.shape[1], data.scene_pos.shape[1]
     scene, instance = ScenePrompt(t_dim, d), InstancePrompt(t_dim, d)
-    opt = torch.optim.AdamW(list(scene.parameters()) + list(instance.parameters()), lr=lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(list(scene.parameters()) + list(instance.parameters()), lr=lr, weight_decay=0.01,
+                            fused=True)
     g = torch.from_numpy(np.asarray(cache.global_feats, np.float32))
     regions = torch.from_numpy(np.asarray(cache.regions, np.float32))
     t = {k: torch.from_numpy(v) for k, v in vars(data).items()}
@@ -144,7 +145,7 @@ def train_prompts(cache: TeacherCache, data: AlignmentData, seed: int = 0, epoch
             same = (pos @ pos.T) > 0.9999  # another image with the same positive text is no negative
             l_scene = nmpa_loss(scene(g[i]), pos, t["scene_neg"][i], t["scene_w"][i], temperature, ~same)
             valid = t["valid"][i]
-            k_inst = instance(regions[i], g[i], t["roles"][i])[valid]
+            k_inst = instance(regions[i], g[i], t["roles"][i], valid)[valid]
             ipos = t["inst_pos"][i][valid]
             isame = (ipos @ ipos.T) > 0.9999
             l_inst = nmpa_loss(k_inst, ipos, t["inst_neg"][i][valid], t["inst_w"][i][valid], temperature, ~isame)
@@ -174,7 +175,7 @@ def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDa
             g = torch.from_numpy(np.asarray(cache.global_feats, np.float32))
             regions = torch.from_numpy(np.asarray(cache.regions, np.float32))
             k_scene = scene(g).numpy()
-            k_inst = instance(regions, g, torch.from_numpy(data.roles)).numpy()
+            k_inst = instance(regions, g, torch.from_numpy(data.roles), torch.from_numpy(data.valid)).numpy()
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / "scene.npy", k_scene)
         np.save(folder / "instance.npy", k_inst)

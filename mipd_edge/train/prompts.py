@@ -9,6 +9,8 @@ the text space. NMPA trains them; the student then distils their outputs.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,14 +49,20 @@ class InstancePrompt(nn.Module):
         self.block = EncoderBlock(width, heads, 2 * width)
         self.out = nn.Linear(width, text_dim)
 
-    def forward(self, regions: torch.Tensor, image: torch.Tensor, roles: torch.Tensor) -> torch.Tensor:
+    def forward(self, regions: torch.Tensor, image: torch.Tensor, roles: torch.Tensor,
+                valid: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Regions (B, R, teacher_dim), image (B, teacher_dim), role text embeddings (B, R, text_dim)
-        -> instance knowledge (B, R, text_dim), unit norm."""
+        -> instance knowledge (B, R, text_dim), unit norm. Only the roles where ``valid`` (B, R)
+        holds are computed (a verb has 3.5 of the 6 role slots on average); the rest are zero."""
         b, r, _ = regions.shape
-        reg = regions.reshape(b * r, -1)
+        if valid is None:
+            valid = torch.ones(b, r, dtype=torch.bool, device=regions.device)
+        reg = regions[valid]
         tokens = torch.cat([self.region_in(reg)[:, None],
-                            self.scene_in(image)[:, None].expand(b, r, -1).reshape(b * r, 1, -1),
-                            self.role_in(roles.reshape(b * r, -1))[:, None],
+                            self.scene_in(image)[:, None].expand(b, r, -1)[valid][:, None],
+                            self.role_in(roles[valid])[:, None],
                             self.ctx[None] + self.meta(reg)[:, None]], dim=1)
         x = self.block(tokens, torch.zeros_like(tokens))
-        return F.normalize(self.out(x.mean(1)), dim=-1).reshape(b, r, -1)
+        out = regions.new_zeros(b, r, self.out.out_features)
+        out[valid] = F.normalize(self.out(x.mean(1)), dim=-1)
+        return out

@@ -1,0 +1,60 @@
+"""The distilled edge student against the authors' student, on this machine.
+
+    python benchmarks/authors_student.py [--workdir runs/quickstart] [--batch 1,8] [--seconds 2]
+
+The authors' released model (GitHub caicch/Ov-GSR) runs its student on frozen CLIP
+ViT-L/14-336 image tokens (577 x 1024) with a linear projection and one decoder layer. At
+deployment the CLIP tower runs on every image, so the comparison model is the tower plus
+that student (``create_student("authors")``), with random weights: a latency-only row, no
+accuracy claimed. It gets PyTorch FP32, OpenVINO FP32 and OpenVINO INT8 (NNCF, 16
+calibration images) rows beside the quickstart's student bundles and its ``reference``
+row, all timed in the same interleaved rounds. Needs a finished ``mipd-edge quickstart``
+work directory; writes ``benchmark-authors/`` there (the authors' bundle takes about 3 GB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from mipd_edge.benchmark import BenchmarkSettings, format_results, run_benchmark
+from mipd_edge.errors import MipdEdgeError
+from mipd_edge.pipeline import PRESETS, Pipeline
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default="runs/quickstart")
+    parser.add_argument("--batch", default="1,8")
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--device", default="CPU")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for chatter in ("torchao", "torch.utils._pytree", "sentence_transformers", "nncf"):
+        logging.getLogger(chatter).setLevel(logging.ERROR)
+
+    workdir = Path(args.workdir)
+    bundles = [workdir / name for name in ("bundle-fp32", "bundle-int8", "bundle-int8-ort")]
+    missing = [b for b in bundles + [workdir / "bundle-reference"] if not (b / "bundle.json").is_file()]
+    if missing:
+        raise SystemExit(f"authors_student: {missing[0]} not found: run `mipd-edge quickstart --workdir {workdir}` first")
+    pipe = Pipeline(workdir, PRESETS["default"])
+    try:
+        authors = pipe.make_comparison_bundle("authors", formats=("openvino",), int8=True)
+    except MipdEdgeError as exc:
+        raise SystemExit(f"authors_student: {exc}") from exc
+    settings = BenchmarkSettings(backends=("torch", "onnxruntime", "openvino"), precisions=("fp32", "int8"),
+                                 batches=tuple(int(b) for b in args.batch.split(",")), device=args.device,
+                                 data=str(pipe.data), seconds=args.seconds)
+    results = run_benchmark(bundles, settings, workdir / "benchmark-authors",
+                            [workdir / "bundle-reference", authors])
+    print(format_results(results))
+    for model, versus in results["summary"].get("versus", {}).items():
+        print(f"{model}: {versus['their_row']} {versus['their_p50_ms']:.1f} ms against the distilled "
+              f"{versus['student']} {versus['student_p50_ms']:.2f} ms at batch 1: {versus['speedup']:.0f}x")
+    print(f"written: {workdir / 'benchmark-authors'}/results.json")
+
+
+if __name__ == "__main__":
+    main()
