@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from dataclasses import replace
 from pathlib import Path
 
+from mipd_edge.cli import setup_logging
 from mipd_edge.metrics import format_comparison
 from mipd_edge.pipeline import PRESETS, Pipeline
 
@@ -31,9 +31,7 @@ def main() -> None:
     parser.add_argument("--student-epochs", type=int, default=None)
     parser.add_argument("--teacher-epochs", type=int, default=None)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for chatter in ("torchao", "torch.utils._pytree", "sentence_transformers"):
-        logging.getLogger(chatter).setLevel(logging.ERROR)
+    setup_logging()
 
     cfg = replace(PRESETS["quick" if args.quick else "ablation"], seed=args.seed, methods=("none", "kd", "mipd"))
     if args.student_epochs:

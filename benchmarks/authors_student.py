@@ -15,9 +15,9 @@ work directory; writes ``benchmark-authors/`` there (the authors' bundle takes a
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
+from mipd_edge.cli import setup_logging
 from mipd_edge.benchmark import BenchmarkSettings, format_results, run_benchmark
 from mipd_edge.errors import MipdEdgeError
 from mipd_edge.pipeline import PRESETS, Pipeline
@@ -30,9 +30,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--device", default="CPU")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for chatter in ("torchao", "torch.utils._pytree", "sentence_transformers", "nncf"):
-        logging.getLogger(chatter).setLevel(logging.ERROR)
+    setup_logging()
 
     workdir = Path(args.workdir)
     bundles = [workdir / name for name in ("bundle-fp32", "bundle-int8", "bundle-int8-ort")]

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
+from mipd_edge.cli import setup_logging
 from mipd_edge.data.hico import find_space, image_dir, rare_classes, read_hoi_annotations
 from mipd_edge.data.hoi_pairs import CROP_MARGIN
 from mipd_edge.hoi_metrics import evaluate_hoi
@@ -44,9 +44,7 @@ def main() -> None:
     parser.add_argument("--train-seed", type=int, default=None, help="the students' seed (default: --seed)")
     parser.add_argument("--quick", action="store_true", help="a few minutes: shows the pipeline, not the method")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for chatter in ("torchao", "torch.utils._pytree", "sentence_transformers"):
-        logging.getLogger(chatter).setLevel(logging.ERROR)
+    setup_logging()
     if args.quick:
         args.trainval, args.test, args.epochs = 240, 60, 3
 

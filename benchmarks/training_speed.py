@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mipd_edge.cli import setup_logging
 from mipd_edge.machine import device_info, library_versions
-from mipd_edge.pipeline import PRESETS, Pipeline
+from mipd_edge.pipeline import PRESETS, Pipeline, stage
 from mipd_edge.tables import render_table
 from mipd_edge.train.config import TrainConfig
 
@@ -57,8 +57,6 @@ def run_setting(pipe: Pipeline, name: str, kind: str, epochs: int, overrides: di
         result = fn(pipe.data, out, cfg, progress=pipe.progress)
         return {**summary(result["history"]), "stage_seconds": time.perf_counter() - started,
                 "best_selection_score": result["best_selection_score"], "weights_sha256": result["weights_sha256"]}
-
-    from mipd_edge.pipeline import stage
 
     speed = stage(pipe.workdir, f"{kind}-{name}", {"data": pipe.data_params(), "train": cfg.to_json()}, train)
     metrics = pipe.evaluate_model(out, f"{kind}-{name}")
@@ -159,9 +157,7 @@ def main() -> None:
     parser.add_argument("--preset", choices=["default", "quick"], default="default",
                         help="the data and network sizes ('quick': the tiny ones the tests use)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for chatter in ("torchao", "torch.utils._pytree", "sentence_transformers"):
-        logging.getLogger(chatter).setLevel(logging.ERROR)
+    setup_logging()
 
     out = Path(args.out)
     pipe = Pipeline(out, PRESETS[args.preset])

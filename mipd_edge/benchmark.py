@@ -553,7 +553,7 @@ def benchmark_table(results: dict[str, Any]) -> tuple[list[list[str]], list[str]
             continue
         table.append(key + [_num(f["load_s"], 2), _num(f["p50_ms"], 2), _num(f["p90_ms"], 2), _num(f["p99_ms"], 2),
                             _num(f["predictor_p50_ms"], 2), _num(f["throughput_fps"], 1), _num(f["size_mb"], 1),
-                            _num(f["peak_mem_mb"], 0), _num(f["speedup_vs_torch_fp32"], 2, "x"),
+                            _num(f["peak_mem_mb"], 0), _ratio(f["speedup_vs_torch_fp32"]),
                             _num(f["verb_top1"], 1), _num(f["grnd_value"], 1), _num(f["unseen_verb_top1"], 1)])
     return table, skipped
 
@@ -587,6 +587,11 @@ def format_results(results: dict[str, Any], markdown: bool = False) -> str:
 
 def _num(value: Optional[float], digits: int, suffix: str = "") -> str:
     return "-" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def _ratio(value: Optional[float]) -> str:
+    """A speed-up with two decimals, or two significant digits below 0.1 (a model 200x slower is 0.005x, not 0.00x)."""
+    return "-" if value is None else f"{value:.2f}x" if value >= 0.1 else f"{value:.2g}x"
 
 
 def write_results(results: dict[str, Any], out_dir: Path) -> None:

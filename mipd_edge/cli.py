@@ -13,7 +13,7 @@ from .errors import MipdEdgeError
 log = logging.getLogger("mipd_edge")
 # third-party loggers that talk on import (optional CUDA kernels, torch.compile notes)
 QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "sentence_transformers", "httpx",
-                 "torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript")
+                 "torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript", "nncf")
 
 
 def cmd_data_synth(args: argparse.Namespace) -> None:
@@ -516,19 +516,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("quickstart", cmd_quickstart, "run the whole SDK end to end on SynthSitu")
     p.add_argument("--workdir", default="runs/quickstart")
     p.add_argument("--fast", action="store_true",
-                   help="a small run for a first look (about 3 minutes on 2 cores)")
+                   help="a small run for a first look (about 3.5 minutes on 2 cores)")
     p.add_argument("--preset", choices=["default", "fast", "quick"], default=None,
                    help="sizes of the run; 'quick' is the tiny one the tests use")
     p.add_argument("--seed", type=int, default=0)
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+def setup_logging(verbose: bool = False) -> None:
+    """The SDK's log lines, with the chattiest libraries quietened (the CLI and the benchmark scripts)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for chatter in QUIET_LOGGERS:
         logging.getLogger(chatter).setLevel(logging.ERROR)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
     try:
         args.fn(args)
     except MipdEdgeError as exc:

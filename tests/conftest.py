@@ -134,3 +134,17 @@ def tiny_bundle(tiny_world, tiny_student, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle")
     quantize_bundle(tiny_student, tiny_world / "data", out, "ptq", calib_size=16, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def ort_static_bundle(tiny_world, tiny_student, tmp_path_factory):
+    """The tiny student as an FP32 ONNX bundle, and as an INT8 bundle in ONNX Runtime's own
+    static layout made from it (its FP32 graphs copied, not exported again)."""
+    from mipd_edge.export import export_bundle
+    from mipd_edge.quantize import quantize_bundle
+
+    root = tmp_path_factory.mktemp("ort-static")
+    export_bundle(tiny_student, root / "fp32", ("onnx",), data=tiny_world / "data")
+    quantize_bundle(tiny_student, tiny_world / "data", root / "ort", "ptq", calib_size=16, formats=("onnx",),
+                    ort_static=True, progress=False, fp32_bundle=root / "fp32")
+    return root / "fp32", root / "ort"

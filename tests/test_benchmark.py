@@ -2,6 +2,7 @@
 
 import csv
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -15,21 +16,49 @@ ROW_KEYS = {"backend", "precision", "batch", "status", "load_s", "latency_ms", "
             "size_mb", "peak_mem_mb", "speedup_vs_torch_fp32", "metrics"}
 
 
-def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_world, tmp_path):
+def authors_bundle(tiny_student, data, tmp_path):
+    """A latency-only comparison model (the authors' architecture, narrowed) with OpenVINO FP32
+    and INT8 graphs."""
+    from mipd_edge.export import export_bundle
+    from mipd_edge.models.store import read_model_info, save_model
+    from mipd_edge.models.student import create_student
+    from mipd_edge.quantize import quantize_bundle
+
+    info = read_model_info(tiny_student)
+    model = create_student("authors", width=1 / 16, image_size=56, d_model=32, heads=2, ffn=64)
+    save_model(tmp_path / "authors-untrained", model, {**info, "model": model.cfg.to_json(), "method": "untrained"})
+    export_bundle(tmp_path / "authors-untrained", tmp_path / "authors-fp32", ("openvino",), data=data)
+    manifest = quantize_bundle(tmp_path / "authors-untrained", data, tmp_path / "authors", "ptq", calib_size=8,
+                               formats=("openvino",), progress=False, fp32_bundle=tmp_path / "authors-fp32",
+                               evaluate=False)
+    assert "metrics" not in manifest  # latency only: auto would never pick its INT8 graphs
+    return tmp_path / "authors"
+
+
+def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_student, tiny_world, ort_static_bundle, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_bundle, broken)
     (broken / "encoder.int8.onnx").write_bytes(b"not a graph")
+    ort_static, authors = ort_static_bundle[1], authors_bundle(tiny_student, tiny_world / "data", tmp_path)
     settings = BenchmarkSettings(backends=("onnxruntime", "openvino", "tensorrt"), precisions=("fp32", "int8"),
                                  batches=(1, 2), data=str(tiny_world / "data"), seconds=0.2, warmup=2,
                                  min_iterations=5)
-    results = run_benchmark([tiny_bundle], settings, tmp_path / "out")
-    assert set(results) >= {"device", "versions", "bundle", "rows"}
+    results = run_benchmark([tiny_bundle, ort_static], settings, tmp_path / "out", [authors])
+    assert set(results) >= {"device", "versions", "bundle", "rows", "auto"}
     assert results["device"]["logical_cores"] >= 1 and "onnxruntime" in results["versions"]
+    assert "avx2" in results["device"]["cpu_features"] or platform.machine() != "x86_64"
     assert len(results["bundle"]["sha256"][str(tiny_bundle)]) == 64
-    rows = {(r["backend"], r["precision"], r["batch"]): r for r in results["rows"]}
+    students = [r for r in results["rows"] if r["model"] == "student"]
+    rows = {(r["backend"], r["precision"], r["batch"]): r for r in students if r["variant"] is None}
     # torch fp32 is always measured: every speed-up is against it
     assert set(rows) == {(b, p, n) for b in ("torch", "onnxruntime", "openvino", "tensorrt")
-                         for p in ("fp32", "int8") if (b, p) != ("torch", "int8") for n in (1, 2)}
+                         for p in ("fp32", "int8") if (b, p) != ("torch", "int8") and (b, p) != ("onnxruntime", "int8")
+                         for n in (1, 2)}
+    # both ONNX INT8 layouts get their own rows
+    variants = {(r["variant"], r["batch"]): r for r in students if (r["backend"], r["precision"]) == ("onnxruntime", "int8")}
+    assert set(variants) == {(v, n) for v in ("nncf QDQ", "onnxruntime static QDQ (u8/s8)") for n in (1, 2)}
+    assert variants[("onnxruntime static QDQ (u8/s8)", 1)]["bundle"] == str(ort_static)
+    rows.update({("onnxruntime", "int8", n): variants[("nncf QDQ", n)] for n in (1, 2)})
     for key, row in rows.items():
         assert ROW_KEYS <= set(row)
         if key[0] == "tensorrt":
@@ -43,11 +72,25 @@ def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_world, tmp_pa
         if key[2] == 1:  # accuracy once per backend x precision, with the open-vocabulary splits
             assert set(row["metrics"]) == {"all", "seen", "rare", "unseen"}
             assert 0 <= row["metrics"]["all"]["top1"]["verb"] <= 100
+    assert variants[("onnxruntime static QDQ (u8/s8)", 1)]["metrics"]["all"]["top1"]["verb"] >= 0
     assert rows[("torch", "fp32", 1)]["speedup_vs_torch_fp32"] == 1.0
     assert rows[("onnxruntime", "int8", 1)]["size_mb"] < rows[("onnxruntime", "fp32", 1)]["size_mb"]
     # the same graphs give the same accuracy whichever runtime runs them
     ort, ov = (rows[(b, "fp32", 1)]["metrics"]["all"]["top1"]["verb"] for b in ("onnxruntime", "openvino"))
     assert abs(ort - ov) <= 100 / 48 + 1e-6  # at most one test image apart
+    # the comparison model: a row per backend x precision it holds, latency only
+    theirs = {(r["backend"], r["precision"], r["batch"]): r for r in results["rows"] if r["model"] == "authors"}
+    assert set(theirs) == {(b, p, n) for b, p in (("torch", "fp32"), ("openvino", "fp32"), ("openvino", "int8"))
+                           for n in (1, 2)}
+    for row in theirs.values():
+        assert row["status"] == "ok" and row["latency_ms"]["n"] >= 6  # at least one call in each of six rounds
+        assert row["metrics"] is None and row["predictor_ms"] is None and "latency only" in " ".join(row["notes"])
+    versus = results["summary"]["versus"]["authors"]
+    assert versus["their_p50_ms"] > 0 and versus["speedup"] > 0 and versus["their_verb_top1"] is None
+    # what auto picks for each bundle, beside this run's fastest row among the same candidates
+    for bundle in (tiny_bundle, ort_static):
+        auto = results["summary"]["auto"][str(bundle)]
+        assert auto["picked"] in results["auto"][str(bundle)]["times_ms"] and auto["fastest_row"]
 
     on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
     assert on_disk["rows"] == json.loads(json.dumps(results["rows"]))
@@ -58,6 +101,7 @@ def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_world, tmp_pa
     assert plot is not None and plot.shape[1] > 800
     text = format_results(results)
     assert "openvino" in text and "tensorrt" in text and "speedup" in text
+    assert "authors" in text and "onnxruntime static QDQ" in text and "auto picks" in text
 
     # a graph that cannot load costs its own row, not the run
     results = run_benchmark([broken], BenchmarkSettings(backends=("onnxruntime",), precisions=("int8",), batches=(1,),
@@ -98,48 +142,3 @@ def test_benchmark_rejects_bad_settings(tiny_bundle):
     with pytest.raises(MipdEdgeError, match="at least one bundle"):
         run_benchmark([], BenchmarkSettings())
 
-
-def test_comparison_models_and_both_onnx_int8_layouts(tiny_bundle, tiny_student, tiny_world, tmp_path):
-    """A latency-only comparison model (the authors' architecture, narrowed) gets a row per
-    backend x precision it holds; ONNX Runtime's INT8 layout is timed beside NNCF's."""
-    from mipd_edge.export import export_bundle
-    from mipd_edge.models.store import read_model_info, save_model
-    from mipd_edge.models.student import create_student
-    from mipd_edge.quantize import quantize_bundle
-
-    data = tiny_world / "data"
-    ort_static = tmp_path / "ort-static"
-    quantize_bundle(tiny_student, data, ort_static, "ptq", calib_size=8, formats=("onnx",), ort_static=True,
-                    progress=False)
-    info = read_model_info(tiny_student)
-    model = create_student("authors", width=1 / 16, image_size=56, d_model=32, heads=2, ffn=64)
-    save_model(tmp_path / "authors-untrained", model, {**info, "model": model.cfg.to_json(), "method": "untrained"})
-    export_bundle(tmp_path / "authors-untrained", tmp_path / "authors-fp32", ("openvino",), data=data)
-    manifest = quantize_bundle(tmp_path / "authors-untrained", data, tmp_path / "authors", "ptq", calib_size=8,
-                               formats=("openvino",), progress=False, fp32_bundle=tmp_path / "authors-fp32",
-                               evaluate=False)
-    assert "metrics" not in manifest  # latency only: auto would never pick its INT8 graphs
-
-    settings = BenchmarkSettings(backends=("torch", "onnxruntime", "openvino"), precisions=("fp32", "int8"),
-                                 batches=(1,), data=str(data), seconds=0.1, warmup=1, min_iterations=2,
-                                 accuracy_images=8)
-    results = run_benchmark([tiny_bundle, ort_static], settings, tmp_path / "out", [tmp_path / "authors"])
-    rows = results["rows"]
-    theirs = {(r["backend"], r["precision"]): r for r in rows if r["model"] == "authors"}
-    assert set(theirs) == {("torch", "fp32"), ("openvino", "fp32"), ("openvino", "int8")}
-    for row in theirs.values():
-        assert row["status"] == "ok" and row["latency_ms"]["n"] >= 6  # one call per slice, six rounds
-        assert row["metrics"] is None and row["predictor_ms"] is None and "latency only" in " ".join(row["notes"])
-    variants = {r["variant"]: r for r in rows if (r["model"], r["backend"], r["precision"]) ==
-                ("student", "onnxruntime", "int8")}
-    assert set(variants) == {"nncf QDQ", "onnxruntime static QDQ (u8/s8)"}
-    assert variants["onnxruntime static QDQ (u8/s8)"]["bundle"] == str(ort_static)
-    assert all(v["status"] == "ok" and v["metrics"]["all"]["top1"]["verb"] >= 0 for v in variants.values())
-    versus = results["summary"]["versus"]["authors"]
-    assert versus["their_p50_ms"] > 0 and versus["speedup"] > 0 and versus["their_verb_top1"] is None
-    # what auto picks for each bundle, beside this run's fastest row of the same candidates
-    for bundle in (tiny_bundle, ort_static):
-        auto = results["summary"]["auto"][str(bundle)]
-        assert auto["picked"] in results["auto"][str(bundle)]["times_ms"] and auto["fastest_row"]
-    text = format_results(results)
-    assert "authors" in text and "onnxruntime static QDQ" in text and "auto picks" in text

@@ -91,7 +91,7 @@ def test_export_refuses_what_is_not_a_student(tiny_world, tmp_path):
         export_bundle(tiny_world / "teacher", tmp_path / "x", precision="int8")
 
 
-def test_qat_and_ort_static_int8(tiny_student, tiny_world, tiny_bundle, tmp_path):
+def test_qat_and_ort_static_int8(tiny_student, tiny_world, tiny_bundle, ort_static_bundle, tmp_path):
     import onnx
 
     m = quantize_bundle(tiny_student, tiny_world / "data", tmp_path / "qat", "qat", calib_size=16, qat_epochs=1,
@@ -101,18 +101,16 @@ def test_qat_and_ort_static_int8(tiny_student, tiny_world, tiny_bundle, tmp_path
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "FakeQuantize" not in ops
     assert m["verification"]["onnx-int8"]["glance_cosine_mean"] >= 0.9
 
-    fp32 = tmp_path / "fp32"
-    export_bundle(tiny_student, fp32, ("onnx",), data=tiny_world / "data")
+    fp32, ort = ort_static_bundle
     for source, formats, dynamic, reason in ((fp32, ("onnx", "openvino"), False, "lacks"),
                                              (fp32, ("onnx",), True, "batch mode"), (tiny_bundle, ("onnx",), False, "FP32")):
         with pytest.raises(MipdEdgeError, match=reason):
             quantize_bundle(tiny_student, tiny_world / "data", tmp_path / "no", formats=formats, dynamic_batch=dynamic,
                             fp32_bundle=source)
-    m = quantize_bundle(tiny_student, tiny_world / "data", tmp_path / "ort", "ptq", calib_size=16, formats=("onnx",),
-                        ort_static=True, progress=False, fp32_bundle=fp32)  # the FP32 graphs copied, not re-exported
-    assert (tmp_path / "ort" / "encoder.onnx").read_bytes() == (fp32 / "encoder.onnx").read_bytes()
+    m = read_manifest(ort)  # the FP32 graphs copied, not re-exported
+    assert (ort / "encoder.onnx").read_bytes() == (fp32 / "encoder.onnx").read_bytes()
     assert m["verification"]["onnx"] == read_manifest(fp32)["verification"]["onnx"]
-    graph = onnx.load(str(tmp_path / "ort" / "encoder.int8.onnx")).graph
+    graph = onnx.load(str(ort / "encoder.int8.onnx")).graph
     zero_points = {i.name: i for i in graph.initializer}
     first_q = next(n for n in graph.node if n.op_type == "QuantizeLinear")
     assert zero_points[first_q.input[2]].data_type == onnx.TensorProto.UINT8  # u8 activations
