@@ -26,7 +26,7 @@ from mipd_edge.cli import setup_logging
 from mipd_edge.data.hico import find_space, image_dir, rare_classes, read_hoi_annotations
 from mipd_edge.data.hoi_pairs import CROP_MARGIN
 from mipd_edge.hoi_metrics import evaluate_hoi
-from mipd_edge.pipeline import stage
+from mipd_edge.pipeline import stage, training_mode
 
 
 def main() -> None:
@@ -85,8 +85,10 @@ def main() -> None:
                           batch_size=16)
         student = out / f"student-{method}{suffix}"
         needs = prep if method == "mipd" else {"data": data_params, "zero_shot": args.zero_shot}
-        stage(out, f"student-{method}{suffix}", {"needs": needs, "train": cfg.to_json()}, lambda: distill_hoi(
-            data, student, cfg, args.zero_shot, teacher, rationales, pairs)["best_selection_score"])
+        params = {"needs": needs, "train": cfg.to_json()}
+        stage(out, f"student-{method}{suffix}", params, lambda: distill_hoi(
+            data, student, cfg, args.zero_shot, teacher, rationales, pairs,
+            **training_mode(out, f"student-{method}{suffix}", params, student))["best_selection_score"])
 
         def score() -> dict:
             from mipd_edge.models.store import load_student
@@ -137,7 +139,7 @@ def train_pair_teacher(data: Path, crops: Path, teacher: Path, cfg) -> float:
     names = sorted(crops_of)
     write_json(crops / "dev.json", {n: crops_of[n] for n in names[::10]}, indent=None)
     write_json(crops / "train.json", {n: crops_of[n] for i, n in enumerate(names) if i % 10}, indent=None)
-    return train_teacher(crops, teacher, cfg)["best_selection_score"]
+    return train_teacher(crops, teacher, cfg, overwrite=True)["best_selection_score"]  # a stage of this run
 
 
 if __name__ == "__main__":

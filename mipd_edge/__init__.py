@@ -1,6 +1,7 @@
 """mipd-edge: open-vocabulary grounded situation recognition, from MIPD training to the edge."""
 
-from .errors import BundleError, DatasetError, InvalidImageError, MipdEdgeError, VocabularyError
+from .errors import (BundleError, DatasetError, InvalidImageError, MipdEdgeError, OutputExistsError, StreamError,
+                     VocabularyError)
 from .situation import Frame, Noun, RoleValue, Situation, VerbCandidate
 from .vocabulary import Vocabulary
 
@@ -15,5 +16,6 @@ def __getattr__(name: str):
 
 __version__ = "0.1.0"
 
-__all__ = ["MipdEdgeError", "DatasetError", "VocabularyError", "InvalidImageError", "BundleError",
+__all__ = ["MipdEdgeError", "DatasetError", "VocabularyError", "InvalidImageError", "BundleError", "StreamError",
+           "OutputExistsError",
            "Frame", "Noun", "RoleValue", "Situation", "VerbCandidate", "Vocabulary", "Predictor", "__version__"]

@@ -211,7 +211,7 @@ class RowMeasurement:
         if backend == "torch":
             row.notes.append("torch.compile + CUDA graphs" if predictor.runtime.compiled else "eager")
         if backend == "openvino":
-            hint = predictor.runtime.compiled["encoder"].get_property("INFERENCE_PRECISION_HINT")
+            hint = predictor.runtime.graphs["encoder"].compiled.get_property("INFERENCE_PRECISION_HINT")
             row.notes.append(f"OpenVINO inference precision {hint.get_type_name()}")
         self.images = benchmark_images(settings, batch)
         self.x, _ = predictor.prepare(self.images)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -16,8 +17,20 @@ QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "sentence_transformers", "htt
                  "torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript", "nncf")
 
 
+def _output(args: argparse.Namespace, what: str, path: Optional[str] = None) -> Optional[str]:
+    """``--out`` (or ``path``) if writing it loses nothing, else an error naming --overwrite."""
+    from .files import check_output
+
+    path = args.out if path is None else path
+    if path:
+        check_output(path, args.overwrite, what)
+    return path
+
+
 def cmd_data_synth(args: argparse.Namespace) -> None:
     from .data.synthsitu import generate
+
+    _output(args, "dataset folder")
 
     manifest = generate(args.out, seed=args.seed, train=args.train, dev=args.dev, test=args.test,
                         image_size=args.image_size, workers=args.workers)
@@ -29,6 +42,8 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
 def cmd_data_synth_hoi(args: argparse.Namespace) -> None:
     from .data.synthsitu.hoi import generate_hoi
 
+    _output(args, "dataset folder")
+
     m = generate_hoi(args.out, seed=args.seed, trainval=args.trainval, test=args.test, image_size=args.image_size,
                      workers=args.workers)
     print(f"SynthSitu-HOI written to {args.out}: {m['trainval']} trainval / {m['test']} test images, "
@@ -39,6 +54,7 @@ def cmd_data_split(args: argparse.Namespace) -> None:
     from .data.split import build_split, write_split
     from .data.swig import read_annotations, read_space
 
+    _output(args, "split file")
     space = read_space(args.space)
     train = read_annotations(args.train, space)
     with_images = sorted({a.verb for a in train.values()})
@@ -57,6 +73,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .files import read_json, write_json
     from .metrics import evaluate, format_table
 
+    _output(args, "metrics file")
     space = read_space(args.space)
     annotations = read_annotations(args.annotations, space)
     predictions = read_json(args.predictions, "predictions file")
@@ -74,6 +91,7 @@ def cmd_eval_hoi(args: argparse.Namespace) -> None:
     from .files import read_json, write_json
     from .hoi_metrics import evaluate_hoi
 
+    _output(args, "metrics file")
     space = HoiSpace.load(args.space) if args.space else find_space(Path(args.annotations).parent)
     annotations = read_hoi_annotations(args.annotations, space)
     train = read_hoi_annotations(args.train_annotations, space) if args.train_annotations else None
@@ -103,7 +121,8 @@ def _train_config(args: argparse.Namespace, **defaults):
 def cmd_train_teacher(args: argparse.Namespace) -> None:
     from .train.teacher_train import train_teacher
 
-    result = train_teacher(args.data, args.out, _train_config(args, method="none"), resume=args.resume)
+    result = train_teacher(args.data, args.out, _train_config(args, method="none"), resume=args.resume,
+                           overwrite=args.overwrite)
     print(f"teacher written to {args.out} (best dev selection score {result['best_selection_score']:.2f})")
 
 
@@ -137,7 +156,8 @@ def cmd_rationales(args: argparse.Namespace) -> None:
 def cmd_distill(args: argparse.Namespace) -> None:
     from .train.distill import distill
 
-    result = distill(args.data, args.out, _train_config(args), args.teacher, args.rationales, resume=args.resume)
+    result = distill(args.data, args.out, _train_config(args), args.teacher, args.rationales, resume=args.resume,
+                     overwrite=args.overwrite)
     print(f"student written to {args.out} (best dev selection score {result['best_selection_score']:.2f})")
 
 
@@ -150,6 +170,7 @@ def cmd_predict_dataset(args: argparse.Namespace) -> None:
     from .text import load_text_encoder
     from .vocabulary import Vocabulary
 
+    _output(args, "predictions file")
     model, info = load_student(args.model)
     data = SituDataset(args.data, args.split)
     encoder = load_text_encoder(info.get("text_encoder_spec", "minilm"))
@@ -162,7 +183,7 @@ def cmd_predict_dataset(args: argparse.Namespace) -> None:
 def cmd_hoi_pairs(args: argparse.Namespace) -> None:
     from .train.hoi import write_hoi_pairs
 
-    out = write_hoi_pairs(args.data, args.out, args.zero_shot)
+    out = write_hoi_pairs(args.data, _output(args, "pairs folder"), args.zero_shot)
     print(f"pair situations (SWiG format) -> {out}; next: mipd-edge rationales --data {out} --teacher T "
           f"--out {Path(out).parent / 'rationales.jsonl'}")
 
@@ -171,7 +192,7 @@ def cmd_distill_hoi(args: argparse.Namespace) -> None:
     from .train.hoi import distill_hoi
 
     result = distill_hoi(args.data, args.out, _train_config(args), args.zero_shot, args.teacher, args.rationales,
-                         args.pairs, resume=args.resume)
+                         args.pairs, resume=args.resume, overwrite=args.overwrite)
     print(f"HOI student written to {args.out} (best held-out mAP {result['best_selection_score']:.2f})")
 
 
@@ -179,6 +200,7 @@ def cmd_predict_hoi(args: argparse.Namespace) -> None:
     from .data.hico import find_space, image_dir as split_images, read_hoi_annotations
     from .files import write_json
 
+    _output(args, "detections file")
     space = find_space(args.data)
     images = read_hoi_annotations(Path(args.data) / f"{args.split}_hico.json", space)
     image_dir = split_images(args.data, args.split)
@@ -215,11 +237,11 @@ def cmd_export(args: argparse.Namespace) -> None:
         if not args.data:
             raise MipdEdgeError("--precision int8 needs --data (calibration images); see also `mipd-edge quantize`")
         manifest = quantize_bundle(args.model, args.data, args.out, "ptq", formats=_formats(args.formats),
-                                   dynamic_batch=args.dynamic_batch)
+                                   dynamic_batch=args.dynamic_batch, overwrite=args.overwrite)
     else:
         manifest = export_bundle(args.model, args.out, _formats(args.formats), args.precision, args.data,
                                  dynamic_batch=args.dynamic_batch, image_size=args.image_size,
-                                 with_text_encoder=args.with_text_encoder)
+                                 with_text_encoder=args.with_text_encoder, overwrite=args.overwrite)
     _print_bundle(args.out, manifest)
 
 
@@ -227,7 +249,8 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     from .quantize import quantize_bundle
 
     manifest = quantize_bundle(args.model, args.data, args.out, args.method, args.calib_size, args.qat_epochs,
-                               args.max_drop, _formats(args.formats), args.ort_static, args.dynamic_batch)
+                               args.max_drop, _formats(args.formats), args.ort_static, args.dynamic_batch,
+                               overwrite=args.overwrite)
     _print_bundle(args.out, manifest)
     m = manifest["metrics"]
     print(f"\n{m['split']} metrics through {m['backend']} (top-1), FP32 vs INT8:")
@@ -264,41 +287,75 @@ def cmd_predict(args: argparse.Namespace) -> None:
     import cv2
 
     from .draw import draw_situation
+    from .files import atomic_output, atomic_write_bytes
     from .stream import ImageSource
 
-    predictor = _predictor(args)
+    source = ImageSource(args.source)  # a missing source or an empty folder is an error here
     save = Path(args.save) if args.save else None
     if save:
-        save.mkdir(parents=True, exist_ok=True)
-    lines = open(args.json, "w", encoding="utf-8") if args.json else None
-    count = 0
-    for frame in ImageSource(args.source):
-        try:
-            situation = predictor(frame.image)
-        except MipdEdgeError as exc:
-            print(f"{frame.source}: skipped ({exc})", file=sys.stderr)
-            continue
-        count += 1
-        print(f"{frame.source}: {situation}  [{predictor.timings['total_ms']:.1f} ms]")
-        if save:
-            cv2.imwrite(str(save / Path(frame.source).name), draw_situation(frame.image, situation))
+        _output(args, "folder for annotated copies", args.save)
+        if any(save.resolve() == p.resolve().parent for p in source.paths):
+            raise MipdEdgeError(f"--save {save} is the folder of the source images: the annotated copies would "
+                                "replace the originals; choose another folder")
+    _output(args, "JSON lines file", args.json)
+    predictor = _predictor(args)
+    with contextlib.ExitStack() as files:
+        lines = open(files.enter_context(atomic_output(args.json)), "w", encoding="utf-8") if args.json else None
         if lines:
-            lines.write(json.dumps({"image": frame.source, **situation.to_json()}) + "\n")
-    if lines:
-        lines.close()
-    print(f"{count} images" + (f", annotated copies in {save}" if save else ""))
+            files.callback(lines.close)
+        count = skipped = 0
+        for frame in source:
+            try:
+                situation = predictor(frame.image)
+            except MipdEdgeError as exc:
+                print(f"{frame.source}: skipped ({exc})", file=sys.stderr)
+                skipped += 1
+                continue
+            count += 1
+            print(f"{frame.source}: {situation}  [{predictor.timings['total_ms']:.1f} ms]")
+            if save:
+                ok, encoded = cv2.imencode(Path(frame.source).suffix or ".png", draw_situation(frame.image, situation))
+                if not ok:
+                    raise MipdEdgeError(f"cannot encode the annotated copy of {frame.source}")
+                atomic_write_bytes(save / Path(frame.source).name, encoded.tobytes())
+            if lines:
+                lines.write(json.dumps({"image": frame.source, **situation.to_json()}) + "\n")
+        skipped += len(source.paths) - count - skipped  # unreadable files the source skipped
+        if count == 0:
+            raise MipdEdgeError(f"no image of {args.source} could be recognised ({skipped} skipped)")
+    print(f"{count} images" + (f", {skipped} skipped" if skipped else "") +
+          (f", annotated copies in {save}" if save else ""))
 
 
 def cmd_stream(args: argparse.Namespace) -> None:
     from .stream import StreamWriter, open_source, run_stream
 
-    predictor = _predictor(args)
-    source = open_source(args.source)
-    writer = StreamWriter(args.save, args.json, args.show, fps=source.fps)
+    writer = StreamWriter(args.save, args.json, args.show, overwrite=args.overwrite)  # refuses before any work
+    try:
+        predictor = _predictor(args)
+        source = open_source(args.source, max_retries=args.retries)
+    except BaseException:
+        writer.close(keep=False)
+        raise
+    writer.fps = source.fps or writer.fps
     stats = run_stream(predictor, source, writer, args.max_frames)
     s = stats.to_json()
-    print(f"{s['frames']} frames in {s['seconds']:.1f} s ({s['fps']:.1f} FPS), {s['skipped']} skipped; "
+    stopped = f" (stopped by {stats.stopped_by})" if stats.stopped_by else ""
+    print(f"{s['frames']} frames in {s['seconds']:.1f} s ({s['fps']:.1f} FPS){stopped}, {s['skipped']} skipped; "
           f"mean ms per frame: {s['mean_ms']}" + (f"; video: {args.save}" if args.save else ""))
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    from .check import check_bundle
+
+    report = check_bundle(args.bundle, args.device)
+    print(f"{report['bundle']}: manifest valid ({report['validate_ms']:.1f} ms), {report['files']} files "
+          f"({report['megabytes']:.1f} MB) match their SHA-256 ({report['hash_ms']:.0f} ms)")
+    for run in report["runs"]:
+        what = f"verb {run['verb']} ({run['score']:.3f})" if "verb" in run else f"{run['interactions']} interactions"
+        print(f"  {run['backend']:<12} {run['precision']:<5} loads in {run['load_ms']:.0f} ms, answers {what} "
+              f"(first call, {run['inference_ms']:.1f} ms)")
+    print("ok")
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
@@ -309,6 +366,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
                                  threads=args.threads, data=args.data, split=args.split, seconds=args.seconds,
                                  accuracy_images=args.accuracy_images)
     out = Path(args.out)
+    _output(args, "benchmark folder", str(out.parent if out.suffix == ".json" else out))
     results = run_benchmark(args.model, settings, out.parent if out.suffix == ".json" else out, args.reference or ())
     print(format_results(results))
     print(f"\nwritten: {out.parent if out.suffix == '.json' else out}/results.json, results.csv, latency_vs_accuracy.png")
@@ -339,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, fn: Callable, help: str, parent=sub) -> argparse.ArgumentParser:
         p = parent.add_parser(name, help=help, description=help)
         p.set_defaults(fn=fn)
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace existing outputs (without it, a command refuses to write over a file or folder)")
         return p
 
     data = sub.add_parser("data", help="datasets: SynthSitu generation, open-vocabulary splits")
@@ -496,7 +556,14 @@ def build_parser() -> argparse.ArgumentParser:
     runtime_options(p)
     p.add_argument("--save", default=None, help="write the annotated video here (mp4)")
     p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--retries", type=int, default=10,
+                   help="a live source down at start or dropped is reopened this many times in a row, with back-off")
     p.add_argument("--show", action="store_true", help="show a window (needs a display and GUI OpenCV)")
+
+    p = command("check", cmd_check, "verify a bundle as a device does before it answers (manifest, paths, file "
+                "hashes), then run one inference on every installed backend x precision it holds")
+    p.add_argument("bundle")
+    p.add_argument("--device", default="CPU")
 
     p = command("benchmark", cmd_benchmark, "latency, throughput, memory and accuracy per backend x precision")
     p.add_argument("--model", required=True, nargs="+", help="one or more bundles (e.g. bundle-fp32 bundle-int8)")
@@ -539,6 +606,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except MipdEdgeError as exc:
         print(f"mipd-edge: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("mipd-edge: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug or an unforeseen failure: one line, the traceback in the log with -v
+        log.debug("unexpected error", exc_info=True)
+        print(f"mipd-edge: unexpected error: {type(exc).__name__}: {exc}"
+              + ("" if args.verbose else " (run with -v for the traceback)"), file=sys.stderr)
+        return 1
     return 0
 
 

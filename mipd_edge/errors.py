@@ -26,6 +26,14 @@ class BundleError(MipdEdgeError):
     """A deployable bundle is missing a file or its files disagree with each other."""
 
 
+class StreamError(MipdEdgeError):
+    """A video source or sink failed: it cannot be opened or written, or it gave up reconnecting."""
+
+
+class OutputExistsError(MipdEdgeError):
+    """A command would write over an existing file or folder and was not told it may."""
+
+
 class MissingDependencyError(MipdEdgeError, ImportError):
     """An optional extra is needed for this feature; the message names it."""
 

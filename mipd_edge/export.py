@@ -27,7 +27,7 @@ from torch import nn
 from .bundle import graph_io, write_manifest
 from .data.swig import SituDataset, find_space, read_space
 from .errors import BundleError, MipdEdgeError, MissingDependencyError
-from .files import PathLike
+from .files import PathLike, atomic_output, check_output
 from .models.store import load_student
 from .models.student import Student, build_student
 from .postprocess import SituationDecoder
@@ -184,8 +184,23 @@ def verification_images(data_dir: Path, preprocess: Preprocess, count: int = 8, 
 def export_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str] = ("onnx", "openvino"),
                   precision: str = "fp32", data: Optional[PathLike] = None, space: Optional[PathLike] = None,
                   dynamic_batch: bool = False, image_size: Optional[int] = None,
-                  with_text_encoder: bool = False) -> dict[str, Any]:
-    """Write a verified bundle of a trained student; returns its manifest."""
+                  with_text_encoder: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Write a verified bundle of a trained student; returns its manifest.
+
+    The bundle is built in a temporary folder beside ``out`` and renamed into place when it
+    is complete and verified: an existing ``out`` (replaced whole, only with ``overwrite``)
+    never mixes old files with new ones, and a failed export leaves nothing behind."""
+    check_output(out, overwrite, "bundle folder")
+    with atomic_output(out) as tmp:
+        tmp.mkdir()
+        return write_bundle(model_dir, tmp, formats, precision, data, space, dynamic_batch, image_size,
+                            with_text_encoder)
+
+
+def write_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str], precision: str,
+                 data: Optional[PathLike], space: Optional[PathLike], dynamic_batch: bool,
+                 image_size: Optional[int], with_text_encoder: bool) -> dict[str, Any]:
+    """``export_bundle``'s work, into an empty folder ``out``."""
     model_dir, out = Path(model_dir), Path(out)
     if precision == "int8":
         raise MipdEdgeError("INT8 bundles are made by `mipd-edge quantize` (it needs calibration images)")

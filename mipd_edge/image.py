@@ -9,24 +9,29 @@ become an image raises ``InvalidImageError`` and leaves the caller free to go on
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any, Union
+import struct
+from typing import Any, Optional, Union
 
 import cv2
 import numpy as np
 
 from .errors import InvalidImageError
+from .files import regular_file
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
 
-MAX_PIXELS = 120_000_000
+# Limits checked before decoding (a 20000 x 20000 PNG would take seconds and gigabytes to
+# reject after): the file size, and the pixel count read from the image's header.
+# $MIPD_EDGE_MAX_IMAGE_BYTES / $MIPD_EDGE_MAX_PIXELS change them; so may assigning these.
+MAX_FILE_BYTES = int(os.environ.get("MIPD_EDGE_MAX_IMAGE_BYTES", 256 << 20))
+MAX_PIXELS = int(os.environ.get("MIPD_EDGE_MAX_PIXELS", 120_000_000))
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def load_image(source: ImageSource) -> np.ndarray:
     """Any supported source -> BGR uint8 (H, W, 3), C-contiguous."""
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
+        path = regular_file(source, "image file", MAX_FILE_BYTES, InvalidImageError)
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -47,6 +52,12 @@ def load_image(source: ImageSource) -> np.ndarray:
 def decode_image(data: bytes, name: str = "image bytes") -> np.ndarray:
     if not data:
         raise InvalidImageError(f"{name}: empty (0 bytes)")
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidImageError(f"{name}: {len(data):,} bytes, more than the limit of {MAX_FILE_BYTES:,}")
+    size = header_size(data)
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise InvalidImageError(f"{name}: {size[0]}x{size[1]} is larger than {MAX_PIXELS:,} pixels "
+                                "(read from its header; not decoded)")
     buf = np.frombuffer(data, dtype=np.uint8)
     # PNG with an alpha channel (colour type 4 or 6) is decoded unchanged to composite the
     # alpha; everything else as colour, which applies the EXIF orientation.
@@ -83,3 +94,58 @@ def to_bgr8(image: np.ndarray, name: str = "image array") -> np.ndarray:
         alpha = image[:, :, 3:4].astype(np.float32) / 255.0
         image = (image[:, :, :3].astype(np.float32) * alpha + 127.0 * (1.0 - alpha)).astype(np.uint8)
     return np.ascontiguousarray(image)
+
+
+def header_size(data: bytes) -> Optional[tuple[int, int]]:
+    """(width, height) from a PNG, JPEG, GIF, BMP or WebP header without decoding; None for
+    other formats or a header too damaged to read (the decoder then has the last word, and
+    ``to_bgr8`` checks the decoded size)."""
+    try:
+        if data[:8] == _PNG_MAGIC:
+            return struct.unpack(">II", data[16:24])
+        if data[:2] == b"\xff\xd8":
+            return _jpeg_size(data)
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            return struct.unpack("<HH", data[6:10])
+        if data[:2] == b"BM":
+            w, h = struct.unpack("<ii", data[18:26])
+            return abs(w), abs(h)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            return _webp_size(data)
+    except struct.error:
+        return None
+    return None
+
+
+def _jpeg_size(data: bytes) -> Optional[tuple[int, int]]:
+    """The frame size of the first start-of-frame marker, walking the JPEG segments."""
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            at += 2
+            continue
+        length = struct.unpack(">H", data[at + 2:at + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", data[at + 5:at + 9])
+            return w, h
+        at += 2 + length
+    return None
+
+
+def _webp_size(data: bytes) -> Optional[tuple[int, int]]:
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if chunk == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if chunk == b"VP8 ":
+        w, h = struct.unpack("<HH", data[26:30])
+        return w & 0x3FFF, h & 0x3FFF
+    return None

@@ -65,7 +65,21 @@ def stage(workdir: Path, name: str, params: Any, fn: Callable[[], Any]) -> Any:
     log.info("stage %s: running", name)
     result = fn()
     write_json(marker, {"params": params, "result": result})
+    (workdir / ".stages" / f"{name}.running.json").unlink(missing_ok=True)
     return result
+
+
+def training_mode(workdir: Path, name: str, params: Any, out: Path) -> dict[str, bool]:
+    """How a training stage starts: from its last checkpoint where an interrupted run with the
+    same parameters left one, else afresh over whatever an earlier run left in the pipeline's
+    own folder."""
+    running = workdir / ".stages" / f"{name}.running.json"
+    same = running.is_file() and read_json(running).get("params") == params
+    write_json(running, {"params": params})
+    resume = same and (out / "checkpoints" / "last.safetensors").is_file()
+    if resume:
+        log.info("stage %s: resuming from %s", name, out / "checkpoints")
+    return {"resume": resume, "overwrite": not resume}
 
 
 class Pipeline:
@@ -98,7 +112,8 @@ class Pipeline:
         cfg = self.train_config("none", self.cfg.teacher_epochs, student=False)
         params = {"data": self.data_params(), "train": cfg.to_json()}
         return stage(self.workdir, "teacher", params, lambda: _summary(
-            train_teacher(self.data, self.teacher, cfg, progress=self.progress)))
+            train_teacher(self.data, self.teacher, cfg, progress=self.progress,
+                          **training_mode(self.workdir, "teacher", params, self.teacher))))
 
     def make_rationales(self) -> dict:
         from .train.rationales import generate_rationales
@@ -120,7 +135,8 @@ class Pipeline:
                   "rationales": self.stage_params("rationales") if method == "mipd" else None}
         stage(self.workdir, f"student-{method}", params, lambda: _summary(
             distill(self.data, out, cfg, self.teacher if method != "none" else None,
-                    self.rationales if method == "mipd" else None, progress=self.progress)))
+                    self.rationales if method == "mipd" else None, progress=self.progress,
+                    **training_mode(self.workdir, f"student-{method}", params, out))))
         return out
 
     def evaluate_model(self, model_dir: Path, name: str) -> dict:
@@ -157,12 +173,13 @@ class Pipeline:
         fp32, int8, int8_ort = (self.workdir / name for name in ("bundle-fp32", "bundle-int8", "bundle-int8-ort"))
         params = {"student": self.stage_params(f"student-{method}")}
         stage(self.workdir, "bundle-fp32", params,
-              lambda: _manifest_summary(export_bundle(source, fp32, data=self.data)))
+              lambda: _manifest_summary(export_bundle(source, fp32, data=self.data, overwrite=True)))
         for out, formats, ort_static in ((int8, ("onnx", "openvino"), False), (int8_ort, ("onnx",), True)):
             stage(self.workdir, out.name, {**params, "calib": self.cfg.calib_size, "formats": list(formats)},
                   lambda: _manifest_summary(quantize_bundle(source, self.data, out, "ptq", self.cfg.calib_size,
                                                             formats=formats, ort_static=ort_static,
-                                                            progress=self.progress, fp32_bundle=fp32)))
+                                                            progress=self.progress, fp32_bundle=fp32,
+                                                            overwrite=True)))
         return fp32, int8, int8_ort
 
     def make_demo(self, bundle: Path) -> dict:
@@ -177,7 +194,7 @@ class Pipeline:
             source_video = write_demo_video(self.data, self.workdir / "demo-source.mp4")
             with Predictor(bundle) as predictor:
                 source = open_source(source_video)
-                writer = StreamWriter(out, self.workdir / "demo.jsonl", fps=source.fps)
+                writer = StreamWriter(out, self.workdir / "demo.jsonl", fps=source.fps, overwrite=True)
                 return {**run_stream(predictor, source, writer).to_json(), "backend": predictor.backend}
         return {"path": str(out), **stage(self.workdir, "demo", {"bundle": self.stage_params(bundle.name)}, run)}
 
@@ -206,11 +223,12 @@ class Pipeline:
             save_model(folder, model, {**info, "model": model.cfg.to_json(), "method": "untrained", "epoch": None,
                                        "selection_score": None})
             if not int8:
-                return _manifest_summary(export_bundle(folder, out, formats=formats, data=self.data))
+                return _manifest_summary(export_bundle(folder, out, formats=formats, data=self.data, overwrite=True))
             fp32 = self.workdir / f"bundle-{name}-fp32"
-            export_bundle(folder, fp32, formats=formats, data=self.data)
+            export_bundle(folder, fp32, formats=formats, data=self.data, overwrite=True)
             return _manifest_summary(quantize_bundle(folder, self.data, out, "ptq", calib_size, formats=formats,
-                                                     progress=self.progress, fp32_bundle=fp32, evaluate=False))
+                                                     progress=self.progress, fp32_bundle=fp32, evaluate=False,
+                                                     overwrite=True))
         stage(self.workdir, f"bundle-{name}", {"student": self.stage_params("student-mipd"), "formats": list(formats),
                                                "int8": int8, "calib": calib_size if int8 else None}, run)
         return out

@@ -9,6 +9,7 @@ and every deployed runtime, and a vocabulary edit is visible on the next call.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -47,6 +48,10 @@ class VocabularyTables:
     version instead of on every call."""
 
     def __init__(self, vocabulary: Vocabulary, verb_scale: float, noun_scale: float, max_roles: int):
+        with vocabulary.lock:  # a consistent snapshot while other threads may edit
+            self._build(vocabulary, verb_scale, noun_scale, max_roles)
+
+    def _build(self, vocabulary: Vocabulary, verb_scale: float, noun_scale: float, max_roles: int) -> None:
         self.version = vocabulary.version
         self.verbs, verb_emb = vocabulary.verb_matrix()
         self.verb_index = {v: i for i, v in enumerate(self.verbs)}
@@ -63,8 +68,6 @@ class VocabularyTables:
 class SituationDecoder:
     """Vocabulary matching and role-query building around the two graphs."""
 
-    graphs = ("encoder", "decoder")  # the runtime graphs whose outputs it reads
-
     def __init__(self, vocabulary: Vocabulary, verb_scale: float, noun_scale: float, max_roles: int = 6,
                  top_k: int = 5, exists_threshold: float = 0.5):
         self.vocabulary = vocabulary
@@ -72,12 +75,22 @@ class SituationDecoder:
         self.max_roles, self.top_k, self.exists_threshold = max_roles, top_k, exists_threshold
         self.exists_logit = float(np.log(exists_threshold / (1 - exists_threshold)))  # sigmoid(x) >= t
         self._tables: Optional[VocabularyTables] = None
+        self._pinned = False
 
     @property
     def tables(self) -> VocabularyTables:
-        if self._tables is None or self._tables.version != self.vocabulary.version:
-            self._tables = VocabularyTables(self.vocabulary, self.verb_scale, self.noun_scale, self.max_roles)
-        return self._tables
+        tables = self._tables
+        if not self._pinned and (tables is None or tables.version != self.vocabulary.version):
+            tables = self._tables = VocabularyTables(self.vocabulary, self.verb_scale, self.noun_scale,
+                                                     self.max_roles)
+        return tables
+
+    def pinned(self) -> "SituationDecoder":
+        """This decoder with today's tables fixed: one call decodes against one version of the
+        vocabulary even when another thread edits it meanwhile."""
+        decoder = copy.copy(self)
+        decoder._tables, decoder._pinned = self.tables, True
+        return decoder
 
     def rank_verbs(self, glance: np.ndarray) -> tuple[list[list[int]], list[list[float]]]:
         """Top-k verb indices (into ``tables.verbs``) per image and their probabilities over the
@@ -126,11 +139,11 @@ class SituationDecoder:
         return out
 
     def glance_of(self, encoded: Mapping[str, np.ndarray]):
-        """What ``rank_verbs`` takes, from the outputs of the encoder graph it reads (``graphs[0]``)."""
+        """What ``rank_verbs`` takes, from the outputs of the encoder graph."""
         return encoded["glance"]
 
     def nouns_of(self, decoded: Mapping[str, np.ndarray]):
-        """What ``match_nouns`` takes, from the outputs of the decoder graph it reads (``graphs[1]``)."""
+        """What ``match_nouns`` takes, from the outputs of the decoder graph."""
         return decoded["nouns"]
 
 
@@ -138,8 +151,6 @@ class GraphMatchedDecoder(SituationDecoder):
     """The same decoding where the backend's graphs end in the vocabulary matching
     (``Runtime.match_with``): they give the top-k verb indices and probabilities and the best
     noun per role instead of embeddings, so only the naming and boxes are left to Python."""
-
-    graphs = ("matched_encoder", "matched_decoder")
 
     def rank_verbs(self, glance: tuple[np.ndarray, np.ndarray]) -> tuple[list[list[int]], list[list[float]]]:
         ids, probs = glance

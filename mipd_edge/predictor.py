@@ -13,6 +13,13 @@ Nothing here imports torch (unless you ask for the torch backend): a device with
 OpenCV and one runtime can run a bundle. Bad input raises a ``MipdEdgeError`` subclass and
 leaves the predictor ready for the next call. The vocabulary is live: edits through
 ``predictor.vocabulary`` apply from the next call, with no re-export.
+
+One Predictor may be called from any number of threads on every backend: each call takes
+its own infer request / execution context (OpenVINO, TensorRT) or shares a session that is
+thread-safe (ONNX Runtime, eager torch), and decodes against one version of the
+vocabulary even while another thread edits it. ``timings`` describes the last call to
+finish. A bundle is checked before it answers (``bundle.read_manifest``): every value of
+its manifest, every file's SHA-256, every path inside the bundle folder.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from .bundle import read_manifest, task_of
+from .bundle import bundle_file, read_manifest, task_of
 from .errors import BundleError, VocabularyError
 from .files import PathLike
 from .image import ImageSource, load_image
@@ -46,8 +53,8 @@ class Predictor:
         machine and keep the fastest; the choice is cached, so later loads are instant.
         ``selection`` says what was chosen and why. Explicit values always win."""
         self.bundle = Path(bundle)
-        self.manifest = read_manifest(self.bundle)
-        self.vocabulary = Vocabulary.load(self.bundle / self.manifest.get("vocabulary", "vocabulary.npz"))
+        self.manifest = read_manifest(self.bundle)  # validated, every file's hash checked
+        self.vocabulary = Vocabulary.load(bundle_file(self.bundle, self.manifest["vocabulary"], "vocabulary"))
         if self.vocabulary.dim != int(self.manifest["text_dim"]):
             raise VocabularyError(f"{self.bundle}: the vocabulary holds {self.vocabulary.dim}-d embeddings, "
                                   f"the model expects {self.manifest['text_dim']}-d")
@@ -95,10 +102,11 @@ class Predictor:
         images, start, batch, letterboxes, t_pre = self._start(images)
         if not images:
             return []
-        decoder = self.decoder
-        if isinstance(decoder, GraphMatchedDecoder):
-            self.runtime.match_with(decoder.tables, decoder.top_k)  # compiles only after a vocabulary edit
-        encoder_graph, decoder_graph = decoder.graphs
+        decoder = self.decoder.pinned()  # one vocabulary version for the whole call
+        if isinstance(decoder, GraphMatchedDecoder):  # compiles only after a vocabulary edit
+            encoder_graph, decoder_graph = self.runtime.match_with(decoder.tables, decoder.top_k)
+        else:
+            encoder_graph, decoder_graph = "encoder", "decoder"
         encoded = self.encode(batch, encoder_graph)
         t_enc = time.perf_counter()
         decode_time = [0.0]
@@ -164,9 +172,14 @@ class Predictor:
 
     def _text_encoder(self):
         """The bundle's own ONNX text encoder, else sentence-transformers, else a clear error."""
-        folder = self.bundle / "text_encoder"
-        if (folder / "model.onnx").is_file():
-            return OnnxTextEncoder(folder, self.vocabulary.encoder_id)
+        shipped = self.manifest.get("text_encoder_onnx")
+        if shipped:  # its id is the model's (validated), which is the vocabulary's (checked at load)
+            folder = bundle_file(self.bundle, shipped["folder"], "text_encoder_onnx.folder")
+            encoder = OnnxTextEncoder(folder, shipped["id"])
+            if encoder.dim != self.vocabulary.dim:
+                raise VocabularyError(f"{folder}: the text encoder gives {encoder.dim}-d embeddings, the vocabulary "
+                                      f"holds {self.vocabulary.dim}-d")
+            return encoder
         try:
             import sentence_transformers  # noqa: F401  (imports torch: only reached when editing text)
         except ImportError as e:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import signal
 import threading
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
@@ -24,7 +27,8 @@ import cv2
 import numpy as np
 
 from .draw import draw_result
-from .errors import InvalidImageError, MipdEdgeError
+from .errors import InvalidImageError, MipdEdgeError, StreamError
+from .files import atomic_output, check_output, regular_file
 from .image import load_image
 from .situation import Situation
 
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 _END = object()
+MAX_VIDEO_BYTES = 1 << 40  # files are read frame by frame: only a sanity bound
 
 
 @dataclass
@@ -43,7 +48,12 @@ class Frame:
 
 
 class VideoSource:
-    """Frames from a camera index, a video file or a stream URL, read by a thread."""
+    """Frames from a camera index, a video file or a stream URL, read by a thread.
+
+    A live source that is down at start or drops later is reopened with exponential
+    back-off; after ``max_retries`` failed attempts in a row, or if the reader thread fails,
+    iterating raises a ``StreamError`` with the reason instead of ending as if the source
+    had simply finished."""
 
     def __init__(self, spec: Union[int, str], live: Optional[bool] = None, queue_size: int = 8,
                  max_retries: Optional[int] = 10, backoff: float = 0.5, max_backoff: float = 8.0,
@@ -56,53 +66,79 @@ class VideoSource:
         self.stop_event = threading.Event()
         self.fps = 0.0
         self.reconnects = 0
-        self.capture = self._open()
-        self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.error: Optional[str] = None
         self.first = None
+        self.capture = None
+        try:
+            self.capture = self._open()
+        except StreamError as exc:
+            if not self.live:
+                raise
+            log.warning("%s; retrying", exc)  # a camera or server that is not up yet: the reader retries
+        if self.capture is not None:
+            self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
         if not self.live:  # a file that opens but decodes nothing should fail here, not end silently
             ok, self.first = self.capture.read()
             if not ok or self.first is None:
                 self.capture.release()
-                raise MipdEdgeError(f"cannot open video source {spec!r}: no frame could be decoded")
+                raise StreamError(f"cannot open video source {spec!r}: no frame could be decoded")
         self.thread = threading.Thread(target=self._read, name=f"read {spec}", daemon=True)
         self.thread.start()
 
     def _open(self):
         capture = self.open_capture(self.spec)
         if not capture.isOpened():
-            raise MipdEdgeError(f"cannot open video source {self.spec!r}")
+            capture.release()
+            raise StreamError(f"cannot open video source {self.spec!r}")
         return capture
 
     def _read(self) -> None:
+        try:
+            self._read_frames()
+        except Exception as exc:  # whatever breaks the reader ends the stream with that reason
+            log.exception("video source %s: the reader failed", self.spec)
+            self.error = f"reading {self.spec} failed: {type(exc).__name__}: {exc}"
+        finally:
+            if self.capture is not None:
+                self.capture.release()
+            self._put(_END)
+
+    def _read_frames(self) -> None:
         index, failures = 0, 0
         while not self.stop_event.is_set():
             if self.first is not None:
                 ok, image, self.first = True, self.first, None
-            else:
+            elif self.capture is not None:
                 ok, image = self.capture.read()
+            else:
+                ok, image = False, None
             if ok and image is not None:
                 failures = 0
                 self._put(Frame(index, image, str(self.spec)))
                 index += 1
                 continue
             if not self.live:
-                break  # the end of a file
+                return  # the end of a file
             failures += 1
             if self.max_retries is not None and failures > self.max_retries:
-                log.error("video source %s: gave up after %d reconnection attempts", self.spec, self.max_retries)
-                break
+                self.error = (f"video source {self.spec}: gave up after {self.max_retries} reconnection attempts "
+                              f"({index} frames read)")
+                log.error("%s", self.error)
+                return
             delay = min(self.max_backoff, self.backoff * 2 ** (failures - 1))
-            log.warning("video source %s dropped; reconnecting in %.1f s (attempt %d)", self.spec, delay, failures)
+            log.warning("video source %s %s; reconnecting in %.1f s (attempt %d)", self.spec,
+                        "dropped" if index else "is not available", delay, failures)
             if self.stop_event.wait(delay):
-                break
-            self.capture.release()
+                return
+            if self.capture is not None:
+                self.capture.release()
+                self.capture = None
             try:
                 self.capture = self._open()
-                self.reconnects += 1
-            except MipdEdgeError as exc:
+                if index:
+                    self.reconnects += 1
+            except StreamError as exc:
                 log.warning("%s", exc)
-        self.capture.release()
-        self._put(_END)
 
     def _put(self, item: Any) -> None:
         """A file waits for the consumer; a live source (and a stopped one) lets the newest item win."""
@@ -129,6 +165,8 @@ class VideoSource:
         while True:
             item = self.frames.get()
             if item is _END:
+                if self.error:
+                    raise StreamError(self.error)
                 return
             yield item
 
@@ -142,7 +180,11 @@ class ImageSource:
 
     def __init__(self, path: Union[str, Path]):
         path = Path(path)
+        if not path.exists():
+            raise MipdEdgeError(f"no such image or folder: {path}")
         self.paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+        if not self.paths:
+            raise MipdEdgeError(f"no images in {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
         self.fps = 0.0
         self.live = False
 
@@ -166,9 +208,10 @@ def open_source(spec: Union[int, str, Path], **options: Any):
         return VideoSource(text, live=True, **options)
     path = Path(text)
     if not path.exists():
-        raise MipdEdgeError(f"no such source: {text} (a camera index, a file, a folder or a URL)")
+        raise StreamError(f"no such source: {text} (a camera index, a file, a folder or a URL)")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(path)
+    regular_file(path, "video file", MAX_VIDEO_BYTES, StreamError)  # a FIFO or a device would block the reader
     return VideoSource(text, live=False, **options)
 
 
@@ -177,6 +220,7 @@ class StreamStats:
     frames: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    stopped_by: Optional[str] = None  # the signal that stopped the stream, if one did
     stage_ms: dict = field(default_factory=lambda: {"read_wait": 0.0, "inference": 0.0, "draw_write": 0.0})
 
     @property
@@ -189,43 +233,105 @@ class StreamStats:
                 "fps": round(self.fps, 2), "mean_ms": {k: round(v / n, 2) for k, v in self.stage_ms.items()}}
 
 
+VIDEO_SUFFIXES = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
 class StreamWriter:
-    """The drawing / writing stage: overlays, an mp4 file, JSON lines, a window."""
+    """The drawing / writing stage: overlays, a video file, JSON lines, a window.
+
+    Files are written under temporary names and renamed into place by ``close`` once they
+    are complete and the video has been read back; existing files are replaced only with
+    ``overwrite``. Every failure to open or write is a ``StreamError``."""
 
     def __init__(self, save: Optional[Union[str, Path]] = None, json_lines: Optional[Union[str, Path]] = None,
-                 show: bool = False, fps: float = 25.0, draw: bool = True):
-        self.save, self.fps, self.draw, self.show = save, fps or 25.0, draw, show
-        self.video: Optional[cv2.VideoWriter] = None
-        self.json = open(json_lines, "w", encoding="utf-8") if json_lines else None
+                 show: bool = False, fps: float = 25.0, draw: bool = True, overwrite: bool = False):
+        self.save = Path(save) if save else None
+        self.fps, self.draw, self.show = fps or 25.0, draw, show
         if show and not _has_display():
             raise MipdEdgeError("--show needs OpenCV with GUI support and a display; this OpenCV is headless")
+        if self.save and self.save.suffix.lower() not in VIDEO_SUFFIXES:
+            raise StreamError(f"cannot write video {self.save}: unknown container '{self.save.suffix}' "
+                              f"(use {', '.join(sorted(VIDEO_SUFFIXES))})")
+        if self.save and json_lines and self.save.resolve() == Path(json_lines).resolve():
+            raise StreamError("the video and the JSON lines cannot go to the same file")
+        for path, what in ((self.save, "video"), (json_lines, "JSON lines file")):
+            if path:
+                check_output(path, overwrite, what)
+        self.files = ExitStack()  # the temporary files, renamed into place on success
+        self.video: Optional[cv2.VideoWriter] = None
+        self.video_tmp = self.files.enter_context(atomic_output(self.save)) if self.save else None
+        self.frames_written = 0
+        self.json = None
+        if json_lines:
+            tmp = self.files.enter_context(atomic_output(json_lines))
+            try:
+                self.json = open(tmp, "w", encoding="utf-8")
+            except OSError as exc:
+                self.files.close()
+                raise StreamError(f"cannot write {json_lines}: {exc}") from exc
+            self.files.callback(self.json.close)  # closed before the rename
 
     def write(self, frame: Frame, situation: Union[Situation, list[Situation]], fps: float, timings: dict) -> None:
         """One frame's result: a situation, or an HOI bundle's list of interactions."""
         image = draw_result(frame.image, situation, fps, timings) if self.draw else frame.image
         if self.save:
             if self.video is None:
-                Path(self.save).parent.mkdir(parents=True, exist_ok=True)
                 h, w = image.shape[:2]
-                self.video = cv2.VideoWriter(str(self.save), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+                fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[self.save.suffix.lower()])
+                self.video = cv2.VideoWriter(str(self.video_tmp), fourcc, self.fps, (w, h))
+                if not self.video.isOpened():
+                    raise StreamError(f"cannot write video {self.save}: OpenCV could not open a writer for it")
                 self.size = (w, h)
             if (image.shape[1], image.shape[0]) != self.size:  # a source that changed resolution
                 image = cv2.resize(image, self.size)
             self.video.write(image)
+            self.frames_written += 1
         if self.json:
             result = ({"interactions": [s.to_json() for s in situation]} if isinstance(situation, list)
                       else situation.to_json())
-            self.json.write(json.dumps({"frame": frame.index, "source": frame.source, "time": frame.timestamp,
-                                        **result}) + "\n")
+            try:
+                self.json.write(json.dumps({"frame": frame.index, "source": frame.source, "time": frame.timestamp,
+                                            **result}) + "\n")
+            except OSError as exc:
+                raise StreamError(f"writing the JSON lines failed: {exc}") from exc
         if self.show:
             cv2.imshow("mipd-edge", image)
             cv2.waitKey(1)
 
-    def close(self) -> None:
-        if self.video is not None:
-            self.video.release()
-        if self.json:
-            self.json.close()
+    def close(self, keep: bool = True) -> None:
+        """Finish the files: with ``keep``, check them and rename them into place (what was
+        written before a stop or a failed frame is a whole, playable file); else remove them."""
+        try:
+            if self.video is not None:
+                self.video.release()
+            if keep:
+                if self.json:
+                    self.json.flush()
+                    os.fsync(self.json.fileno())
+                if self.save:
+                    self._check_video()
+        except BaseException as exc:
+            if not self.files.__exit__(type(exc), exc, exc.__traceback__):
+                raise StreamError(f"finishing the stream's files failed: {exc}") from exc
+            return
+        if keep:
+            self.files.close()
+        else:
+            self.files.__exit__(StreamError, StreamError("discarded"), None)
+
+    def _check_video(self) -> None:
+        """The video plays: OpenCV reads back as many frames as were written (a full disk or
+        a codec failure otherwise leaves a file that looks written and plays nothing)."""
+        if self.frames_written == 0:
+            raise StreamError(f"no video written to {self.save}: the stream gave no frame")
+        capture = cv2.VideoCapture(str(self.video_tmp))
+        try:
+            readable = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        finally:
+            capture.release()
+        if readable < self.frames_written:
+            raise StreamError(f"writing video {self.save} failed: {readable} of {self.frames_written} frames "
+                              "can be read back (is the disk full?)")
 
 
 def _has_display() -> bool:
@@ -235,10 +341,37 @@ def _has_display() -> bool:
         return False
 
 
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` (the stream then drains and closes its files) instead
+    of killing the process mid-write; the previous handlers come back afterwards. Only the
+    main thread can install handlers: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    def handler(signum, _frame) -> None:
+        log.warning("%s: stopping the stream after the current frame", signal.Signals(signum).name)
+        stop.set()
+        stop.signal = signal.Signals(signum).name  # type: ignore[attr-defined]
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def run_stream(predictor, source, writer: StreamWriter, max_frames: Optional[int] = None,
-               on_result: Optional[Callable[[Frame, Situation], None]] = None, queue_size: int = 4) -> StreamStats:
-    """Read -> infer -> draw/write, each stage in its own thread, until the source ends."""
+               on_result: Optional[Callable[[Frame, Situation], None]] = None, queue_size: int = 4,
+               stop: Optional[threading.Event] = None) -> StreamStats:
+    """Read -> infer -> draw/write, each stage in its own thread, until the source ends,
+    ``max_frames`` are done, ``stop`` is set, or SIGINT / SIGTERM arrives.
+
+    However it ends, the queues drain and the files are closed whole. A frame the model
+    cannot take (a ``MipdEdgeError``) is skipped and counted; any other failure, in any
+    stage, ends the stream and is raised (a ``StreamError`` where reading or writing failed)."""
     stats = StreamStats()
+    stop = stop or threading.Event()
     results: queue.Queue = queue.Queue(maxsize=queue_size)
     errors: list[BaseException] = []
 
@@ -270,39 +403,52 @@ def run_stream(predictor, source, writer: StreamWriter, max_frames: Optional[int
 
     start = time.perf_counter()
     recent: list[float] = []
-    frames = iter(source)
-    try:
-        while max_frames is None or stats.frames < max_frames:
-            t0 = time.perf_counter()
-            frame = next(frames, None)
-            if frame is None or errors:
-                break
-            t1 = time.perf_counter()
-            stats.stage_ms["read_wait"] += (t1 - t0) * 1e3
+    failure: Optional[BaseException] = None
+    with stop_on_signals(stop):
+        frames = iter(source)
+        try:
+            while (max_frames is None or stats.frames < max_frames) and not stop.is_set() and not errors:
+                t0 = time.perf_counter()
+                frame = next(frames, None)
+                if frame is None:
+                    break
+                t1 = time.perf_counter()
+                stats.stage_ms["read_wait"] += (t1 - t0) * 1e3
+                try:
+                    situation = predictor(frame.image)
+                except MipdEdgeError as exc:
+                    stats.skipped += 1
+                    log.warning("frame %d skipped: %s", frame.index, exc)
+                    continue
+                t2 = time.perf_counter()
+                stats.stage_ms["inference"] += (t2 - t1) * 1e3
+                recent = (recent + [t2])[-30:]
+                fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
+                stats.frames += 1
+                if on_result:
+                    on_result(frame, situation)
+                hand_over((frame, situation, fps, dict(predictor.timings)))
+                if stats.frames % 100 == 0:
+                    log.info("%d frames, %.1f FPS, inference %.1f ms", stats.frames, fps,
+                             predictor.timings.get("total_ms", 0.0))
+        except BaseException as exc:  # raised below, once the files are closed
+            failure = exc
+        finally:
+            hand_over(_END)
+            writer_thread.join()
+            source.close()
             try:
-                situation = predictor(frame.image)
-            except MipdEdgeError as exc:
-                stats.skipped += 1
-                log.warning("frame %d skipped: %s", frame.index, exc)
-                continue
-            t2 = time.perf_counter()
-            stats.stage_ms["inference"] += (t2 - t1) * 1e3
-            recent = (recent + [t2])[-30:]
-            fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
-            stats.frames += 1
-            if on_result:
-                on_result(frame, situation)
-            hand_over((frame, situation, fps, dict(predictor.timings)))
-            if stats.frames % 100 == 0:
-                log.info("%d frames, %.1f FPS, inference %.1f ms", stats.frames, fps,
-                         predictor.timings.get("total_ms", 0.0))
-    finally:
-        hand_over(_END)
-        writer_thread.join()
-        source.close()
-        writer.close()
-        stats.seconds = time.perf_counter() - start
+                writer.close(keep=not errors)
+            except StreamError as exc:
+                if failure is None and not errors:
+                    failure = exc
+                else:
+                    log.error("%s", exc)
+            stats.seconds = time.perf_counter() - start
+    stats.stopped_by = getattr(stop, "signal", None)
     if errors:
-        raise MipdEdgeError(f"writing the stream failed: {errors[0]}") from errors[0]
+        raise StreamError(f"writing the stream failed: {errors[0]}") from errors[0]
+    if failure is not None:
+        raise failure
     log.info("stream done: %s", stats.to_json())
     return stats

@@ -19,8 +19,10 @@ run time, or the embeddings would not line up):
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import threading
 import zipfile
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
@@ -33,6 +35,27 @@ from .situation import Frame, Noun
 
 FORMAT_VERSION = 1
 EMPTY_NOUN = Noun("", ("nothing",), "no entity fills this role")
+
+
+def locked(method):
+    """Edits hold the vocabulary's lock, so a Predictor thread building its matching tables
+    sees the vocabulary before an edit or after it, never halfway."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return run
+
+
+def check_embeddings(vecs: np.ndarray, what: str) -> None:
+    """Text embeddings are finite and of non-zero length (cosine matching divides by it)."""
+    bad = ~np.isfinite(vecs).all(axis=1)
+    if bad.any():
+        raise VocabularyError(f"{what}: {int(bad.sum())} embeddings hold NaN or infinite values "
+                              f"(row {int(np.flatnonzero(bad)[0])})")
+    zero = np.linalg.norm(vecs, axis=1) < 1e-6
+    if zero.any():
+        raise VocabularyError(f"{what}: {int(zero.sum())} embeddings have zero length (row {int(np.flatnonzero(zero)[0])})")
 
 
 def verb_text(frame: Frame) -> str:
@@ -62,6 +85,7 @@ class Vocabulary:
         self._noun_emb: dict[str, np.ndarray] = {}
         self._matrices: dict = {}
         self.version = 0  # bumped on every edit, so users of cached matrices can tell
+        self.lock = threading.RLock()
         if encoder is not None:
             self.embed(encoder)
 
@@ -125,6 +149,7 @@ class Vocabulary:
 
     # --- embedding ---------------------------------------------------------------------
 
+    @locked
     def embed(self, encoder) -> "Vocabulary":
         """(Re)compute every embedding with ``encoder``, which then owns this vocabulary."""
         frames = list(self._frames.values())
@@ -163,8 +188,8 @@ class Vocabulary:
         if self.dim is not None and self.encoder_id == encoder.id and vecs.shape[1] != self.dim:
             raise VocabularyError(f"text encoder {encoder.id} gives {vecs.shape[1]}-d vectors, "
                                   f"the vocabulary holds {self.dim}-d")
-        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-        return vecs / np.maximum(norms, 1e-12)
+        check_embeddings(vecs, f"text encoder {encoder.id}")
+        return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
 
     def _edit_encoder(self, encoder):
         encoder = encoder if encoder is not None else self.encoder
@@ -175,6 +200,7 @@ class Vocabulary:
 
     # --- editing -----------------------------------------------------------------------
 
+    @locked
     def add_verb(self, name: str, definition: str, roles: Union[Mapping[str, str], Sequence[str]],
                  abstract: str = "", encoder=None, replace: bool = False) -> Frame:
         """Add a verb with its frame; ``roles`` maps role -> definition (or just lists roles)."""
@@ -195,6 +221,7 @@ class Vocabulary:
         self._changed()
         return frame
 
+    @locked
     def add_noun(self, noun_id: str, glosses: Union[str, Sequence[str]], definition: str = "",
                  encoder=None, replace: bool = False) -> Noun:
         if not isinstance(noun_id, str) or not noun_id:
@@ -209,6 +236,7 @@ class Vocabulary:
         self._changed()
         return noun
 
+    @locked
     def remove_verb(self, name: str) -> None:
         self.frame(name)
         del self._frames[name]
@@ -216,6 +244,7 @@ class Vocabulary:
         self._role_emb.pop(name, None)
         self._changed()
 
+    @locked
     def remove_noun(self, noun_id: str) -> None:
         if noun_id not in self._nouns or noun_id == "":
             raise VocabularyError(f"unknown noun {noun_id!r}" if noun_id else "the empty noun cannot be removed")
@@ -295,6 +324,7 @@ class Vocabulary:
             if a is None or a.shape != (rows, dim) or a.dtype != np.float32:
                 raise VocabularyError(f"{path}: '{key}' should be float32 of shape ({rows}, {dim}), "
                                       f"got {None if a is None else (a.dtype, a.shape)}")
+            check_embeddings(a, f"{path} '{key}'")
         self.encoder_id, self.dim = meta["encoder_id"], dim
         self._verb_emb = dict(zip(self._frames, arrays["verb_embeddings"]))
         self._noun_emb = dict(zip(self._nouns, arrays["noun_embeddings"]))

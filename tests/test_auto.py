@@ -42,9 +42,11 @@ def use_runtime(monkeypatch, backend: str, cls: type) -> None:
 
 
 def copy_bundle(src, dst, **manifest_changes):
+    """A copy of a bundle with manifest fields changed (None removes one)."""
     shutil.copytree(src, dst)
     manifest = json.loads((dst / "bundle.json").read_text())
     manifest.update(manifest_changes)
+    manifest = {k: v for k, v in manifest.items() if v is not None}
     (dst / "bundle.json").write_text(json.dumps(manifest))
     return dst
 

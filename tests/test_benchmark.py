@@ -11,6 +11,8 @@ import cv2
 import pytest
 
 from mipd_edge.benchmark import CSV_COLUMNS, BenchmarkSettings, RowProcess, format_results, run_benchmark
+from mipd_edge.bundle import read_manifest, write_manifest
+from mipd_edge.errors import BundleError
 
 ROW_KEYS = {"backend", "precision", "batch", "status", "load_s", "latency_ms", "throughput_fps", "predictor_ms",
             "size_mb", "peak_mem_mb", "speedup_vs_torch_fp32", "metrics"}
@@ -39,6 +41,9 @@ def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_student, tiny
     broken = tmp_path / "broken"
     shutil.copytree(tiny_bundle, broken)
     (broken / "encoder.int8.onnx").write_bytes(b"not a graph")
+    with pytest.raises(BundleError, match="encoder.int8.onnx has changed since export"):
+        run_benchmark([broken], BenchmarkSettings(backends=("onnxruntime",)), tmp_path / "refused")
+    write_manifest(broken, read_manifest(broken, verify=False))  # recorded as it is: a graph no backend loads
     ort_static, authors = ort_static_bundle[1], authors_bundle(tiny_student, tiny_world / "data", tmp_path)
     settings = BenchmarkSettings(backends=("onnxruntime", "openvino", "tensorrt"), precisions=("fp32", "int8"),
                                  batches=(1, 2), data=str(tiny_world / "data"), seconds=0.2, warmup=2,
@@ -103,7 +108,7 @@ def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_student, tiny
     assert "openvino" in text and "tensorrt" in text and "speedup" in text
     assert "authors" in text and "onnxruntime static QDQ" in text and "auto picks" in text
 
-    # a graph that cannot load costs its own row, not the run
+    # a graph that cannot load (intact as exported) costs its own row, not the run
     results = run_benchmark([broken], BenchmarkSettings(backends=("onnxruntime",), precisions=("int8",), batches=(1,),
                                                         seconds=0.1, warmup=1, min_iterations=2))
     row = next(r for r in results["rows"] if r["backend"] == "onnxruntime")

@@ -64,5 +64,5 @@ def test_bad_images_raise_typed_errors(source, message):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(MipdEdgeError, match="cannot read"):
+    with pytest.raises(MipdEdgeError, match="not found"):
         load_image(tmp_path / "nope.jpg")

@@ -7,6 +7,8 @@ import pytest
 
 from mipd_edge import InvalidImageError, Predictor, VocabularyError
 from mipd_edge.data.swig import SituDataset
+from mipd_edge.bundle import read_manifest, write_manifest
+from mipd_edge.errors import BundleError
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +110,13 @@ def test_vocabulary_that_does_not_fit_the_bundle(tiny_bundle, tmp_path):
     for key in ("verb_embeddings", "noun_embeddings", "role_embeddings"):
         arrays[key] = np.ascontiguousarray(arrays[key][:, :32])
     np.savez(copy / "vocabulary.npz", **arrays)
+    with pytest.raises(BundleError, match="vocabulary.npz has changed since export"):
+        Predictor(copy, backend="onnxruntime")
+    write_manifest(copy, read_manifest(copy, verify=False))  # as if exported so: intact, but it does not fit
     with pytest.raises(VocabularyError, match="32-d"):
         Predictor(copy, backend="onnxruntime")
     (copy / "vocabulary.npz").unlink()
-    with pytest.raises(VocabularyError, match="not found"):
+    with pytest.raises(BundleError, match="vocabulary.npz is missing"):
         Predictor(copy, backend="onnxruntime")
 
 
@@ -153,6 +158,10 @@ src = pathlib.Path({str(tmp_path / 'b')!r})
 dst = pathlib.Path({str(tmp_path / 'c')!r})
 shutil.copytree(src, dst)
 shutil.rmtree(dst / "text_encoder")
+from mipd_edge.bundle import read_manifest, write_manifest
+manifest = read_manifest(dst, verify=False)
+del manifest["text_encoder_onnx"]
+write_manifest(dst, manifest)  # as exported without --with-text-encoder
 p = Predictor(dst, backend="onnxruntime")
 try:
     p.vocabulary.add_noun("n_new", ["lantern"], "a lamp")

@@ -8,7 +8,7 @@ import pytest
 
 from mipd_edge import Predictor
 from mipd_edge.data.synthsitu.video import write_demo_video
-from mipd_edge.errors import MipdEdgeError
+from mipd_edge.errors import MipdEdgeError, OutputExistsError, StreamError
 from mipd_edge.stream import ImageSource, StreamWriter, VideoSource, open_source, run_stream
 
 
@@ -76,9 +76,12 @@ def test_live_source_reconnects_and_keeps_only_the_newest_frame(video):
 
     source = VideoSource(str(video), live=True, max_retries=2, backoff=0.01, open_capture=open_capture)
     assert source.frames.maxsize == 1  # no backlog can build up
-    got = [f.index for f in source]
-    assert source.reconnects == 1 and len(attempts) >= 3
-    assert got and got == sorted(got)
+    got = []
+    with pytest.raises(StreamError, match="gave up after 2 reconnection attempts"):  # then the camera is gone
+        for frame in source:
+            got.append(frame.index)
+    assert source.reconnects == 1 and len(attempts) == 4  # the first open, the reconnect, two failed retries
+    assert max(got) > 4  # frames kept arriving after the reconnect
 
 
 def test_image_folder_skips_unreadable_files(tiny_bundle, tiny_world, tmp_path):
@@ -140,8 +143,128 @@ def test_a_failing_writer_stops_the_stream_instead_of_blocking_it():
         def write(self, *args):
             raise OSError("disk full")
 
-        def close(self):
+        def close(self, keep=True):
             pass
 
     with pytest.raises(MipdEdgeError, match="disk full"):
         run_stream(Predictor(), Source(), BrokenWriter(), queue_size=1)
+
+
+def test_a_camera_down_at_start_is_retried(video):
+    attempts = []
+
+    def open_capture(spec):
+        attempts.append(spec)
+        return FlakyCapture(spec, fail_after=None, works=len(attempts) >= 3)  # up on the third try
+
+    source = VideoSource(str(video), live=True, max_retries=5, backoff=0.01, open_capture=open_capture)
+    first = next(iter(source))
+    source.close()
+    assert first.index == 0 and len(attempts) == 3
+
+
+def test_an_error_in_the_reader_thread_ends_the_stream_with_it(video):
+    class Exploding(FlakyCapture):
+        def read(self):
+            raise RuntimeError("driver crashed")
+
+    source = VideoSource(str(video), live=True, backoff=0.01,
+                         open_capture=lambda spec: Exploding(spec, fail_after=None, works=True))
+    with pytest.raises(StreamError, match="driver crashed"):
+        list(source)
+
+
+def test_the_writer_checks_what_it_writes(tmp_path):
+    with pytest.raises(StreamError, match="unknown container"):
+        StreamWriter(tmp_path / "out.xyz")
+    (tmp_path / "taken.mp4").write_bytes(b"precious")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        StreamWriter(tmp_path / "taken.mp4")
+    with pytest.raises(OutputExistsError):
+        StreamWriter(json_lines=tmp_path / "taken.mp4")
+    assert (tmp_path / "taken.mp4").read_bytes() == b"precious"
+    writer = StreamWriter(tmp_path / "empty.mp4")
+    with pytest.raises(StreamError, match="no video written"):
+        writer.close()
+    assert not list(tmp_path.glob("*empty*")) and not list(tmp_path.glob(".*"))  # nothing left behind
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs /dev/full to fill a disk")
+def test_a_full_disk_is_an_error_not_a_success(tiny_bundle, tmp_path):
+    from mipd_edge.stream import Frame
+
+    writer = StreamWriter(json_lines=tmp_path / "r.jsonl")
+    writer.json.close()
+    writer.json = open("/dev/full", "w", buffering=1)  # every write fails with ENOSPC, as on a full disk
+    p = Predictor(tiny_bundle, backend="onnxruntime")
+    frames = [Frame(i, np.full((64, 64, 3), 100, np.uint8), "x") for i in range(3)]
+
+    class Source:
+        def __iter__(self):
+            return iter(frames)
+
+        def close(self):
+            pass
+
+    with pytest.raises(StreamError, match="No space left"):
+        run_stream(p, Source(), writer)
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_sigterm_finishes_a_playable_video_and_whole_json_lines(tiny_bundle, video, tmp_path):
+    """A stream killed politely (SIGTERM, as a service manager stops it) drains its queues and
+    closes its files: the mp4 plays every frame it counted and every JSON line parses."""
+    import os
+    import signal
+    import time
+
+    looped = tmp_path / "long.mp4"  # the test video, long enough to still be running when signalled
+    frames = frames_of(video)
+    out = cv2.VideoWriter(str(looped), cv2.VideoWriter_fourcc(*"mp4v"), 6, frames[0].shape[1::-1])
+    for _ in range(40):
+        for f in frames:
+            out.write(f)
+    out.release()
+    proc = subprocess.Popen([sys.executable, "-m", "mipd_edge.cli", "stream", "--model", str(tiny_bundle),
+                             "--source", str(looped), "--save", str(tmp_path / "s.mp4"), "--json",
+                             str(tmp_path / "s.jsonl"), "--backend", "onnxruntime"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".s.mp4.*")):
+        time.sleep(0.2)  # the video's temporary file appears with the first frame written
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "stopped by SIGTERM" in stdout
+    played = len(frames_of(tmp_path / "s.mp4"))
+    lines = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert 0 < played < 40 * len(frames) and played == len(lines)
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def test_a_missing_source_and_occupied_outputs_fail_from_the_cli(tiny_bundle, tiny_world, video, tmp_path):
+    cli = [sys.executable, "-m", "mipd_edge.cli"]
+    r = subprocess.run(cli + ["predict", "--model", str(tiny_bundle), "--source", str(tmp_path / "nope")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "no such image or folder" in r.stderr
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo = sorted((tiny_world / "data" / "images").iterdir())[0]
+    (folder / photo.name).write_bytes(photo.read_bytes())
+    r = subprocess.run(cli + ["predict", "--model", str(tiny_bundle), "--source", str(folder), "--save", str(folder),
+                              "--overwrite"], capture_output=True, text=True)
+    assert r.returncode == 2 and "replace the originals" in r.stderr
+    assert (folder / photo.name).read_bytes() == photo.read_bytes()
+    taken = tmp_path / "taken.mp4"
+    taken.write_bytes(b"precious")
+    for command in (["stream", "--source", str(video), "--save", str(taken)],
+                    ["predict", "--source", str(folder), "--json", str(taken)]):
+        r = subprocess.run(cli + command + ["--model", str(tiny_bundle)], capture_output=True, text=True)
+        assert r.returncode == 2 and "--overwrite" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert taken.read_bytes() == b"precious"
+    r = subprocess.run(cli + ["stream", "--model", str(tiny_bundle), "--source", str(video), "--save", str(taken),
+                              "--overwrite", "--max-frames", "3", "--backend", "onnxruntime"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(frames_of(taken)) == 3

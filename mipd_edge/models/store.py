@@ -46,13 +46,30 @@ def load_weights(path: PathLike) -> dict[str, torch.Tensor]:
         raise MipdEdgeError(f"{path}: cannot read weights ({exc})") from exc
 
 
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: PathLike,
+               extra_ok: bool = False) -> None:
+    """Weights into a model, every tensor present, of its shape and finite: a damaged file
+    is an error, never a model that answers differently. ``extra_ok`` allows tensors the
+    model does not have (a teacher's heads, when its student part is loaded alone)."""
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), [] if extra_ok else sorted(set(state) - expected)
+    if missing or unexpected:
+        raise MipdEdgeError(f"{path}: the weights do not fit this model (missing {missing[:3]}, "
+                            f"unexpected {unexpected[:3]})")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise MipdEdgeError(f"{path}: tensors with NaN or infinite values, e.g. {broken[:3]}: the file is damaged")
+    try:
+        model.load_state_dict(state, strict=not extra_ok)
+    except RuntimeError as exc:  # a shape that does not fit
+        raise MipdEdgeError(f"{path}: the weights do not fit this model ({str(exc).splitlines()[-1].strip()})") from exc
+
+
 def load_student(model_dir: PathLike, weights_name: str = "weights.safetensors") -> tuple[Student, dict[str, Any]]:
     """A trained student in eval mode, and its config.json."""
     model_dir = Path(model_dir)
     info = read_model_info(model_dir)
     model = build_student(StudentConfig.from_json(info["model"]))
-    state = load_weights(model_dir / weights_name)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing:
-        raise MipdEdgeError(f"{model_dir / weights_name}: missing tensors for this model, e.g. {missing[:3]}")
+    load_state(model, load_weights(model_dir / weights_name), model_dir / weights_name,
+               extra_ok=info.get("kind") == "teacher")
     return model.eval(), info

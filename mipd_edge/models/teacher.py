@@ -27,7 +27,7 @@ from torch import nn
 from ..errors import MipdEdgeError, require
 from ..preprocess import Preprocess
 from ..text import TextEncoder, fingerprint, load_text_encoder
-from .store import load_weights, read_model_info
+from .store import load_state, load_weights, read_model_info
 from .student import Student, StudentConfig
 
 TEACHER_CONFIG = StudentConfig(name="synthsitu-teacher", backbone="resnet18", width=0.75, d_model=256, heads=8,
@@ -91,7 +91,7 @@ class SynthSituTeacher(Teacher):
         if info.get("kind") != "teacher":
             raise MipdEdgeError(f"{model_dir} is a trained {info.get('kind', 'model')}, not a teacher")
         self.net = TeacherNet(StudentConfig.from_json(info["model"]))
-        self.net.load_state_dict(load_weights(model_dir / "weights.safetensors"))
+        load_state(self.net, load_weights(model_dir / "weights.safetensors"), model_dir / "weights.safetensors")
         self.net.eval().to(device)
         self.text = text_encoder or load_text_encoder(info.get("text_encoder_spec", "minilm"))
         if self.text.id != info["text_encoder"]:

@@ -17,8 +17,8 @@ import numpy as np
 
 from ..bundle import read_manifest, write_manifest
 from ..errors import BundleError, MipdEdgeError
-from ..export import export_bundle, onnx_to_openvino, reference_outputs, verification_images
-from ..files import PathLike
+from ..export import onnx_to_openvino, reference_outputs, verification_images, write_bundle
+from ..files import PathLike, atomic_output, check_output
 from ..models.store import load_student, read_model_info
 from ..predictor import Predictor, evaluate_predictor
 from ..preprocess import Preprocess
@@ -53,13 +53,15 @@ def quantize_bundle(model_dir: PathLike, data_dir: PathLike, out: PathLike, meth
                     calib_size: int = 300, qat_epochs: int = 1, max_drop: Optional[float] = None,
                     formats: Sequence[str] = ("onnx", "openvino"), ort_static: bool = False,
                     dynamic_batch: bool = False, eval_split: str = "dev", progress: bool = True,
-                    fp32_bundle: Optional[PathLike] = None, evaluate: bool = True) -> dict[str, Any]:
+                    fp32_bundle: Optional[PathLike] = None, evaluate: bool = True,
+                    overwrite: bool = False) -> dict[str, Any]:
     """The student's FP32 bundle plus INT8 encoder graphs; ``fp32_bundle``, an FP32 bundle
     already exported from the same weights with the same formats and batch mode, is copied
     instead of exported and verified a second time. ``evaluate=False`` skips the FP32 / INT8
     dev metrics, for an untrained model timed for comparison only: its INT8 graphs are then
     outside any accuracy gate, so ``auto`` never picks them."""
     model_dir, data_dir, out = Path(model_dir), Path(data_dir), Path(out)
+    check_output(out, overwrite, "bundle folder")
     if method not in ("ptq", "qat"):
         raise MipdEdgeError(f"method must be ptq or qat, got {method!r}")
     if read_model_info(model_dir)["model"].get("task", "gsr") != "gsr":
@@ -68,8 +70,18 @@ def quantize_bundle(model_dir: PathLike, data_dir: PathLike, out: PathLike, meth
                             "export it with `mipd-edge export` (FP32 / FP16)")
     if max_drop is not None and ("openvino" not in formats or method != "ptq"):
         raise MipdEdgeError("--max-drop (accuracy control) works on the OpenVINO graphs with --method ptq")
+    with atomic_output(out) as tmp:  # complete and verified, or not there at all
+        return write_int8_bundle(model_dir, data_dir, tmp, method, calib_size, qat_epochs, max_drop, formats,
+                                 ort_static, dynamic_batch, eval_split, progress, fp32_bundle, evaluate)
+
+
+def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, calib_size: int, qat_epochs: int,
+                      max_drop: Optional[float], formats: Sequence[str], ort_static: bool, dynamic_batch: bool,
+                      eval_split: str, progress: bool, fp32_bundle: Optional[PathLike],
+                      evaluate: bool) -> dict[str, Any]:
+    """``quantize_bundle``'s work, into a folder ``out`` that does not exist yet."""
     if fp32_bundle is None:
-        manifest = export_bundle(model_dir, out, formats, "fp32", data=data_dir, dynamic_batch=dynamic_batch)
+        manifest = write_bundle(model_dir, out, formats, "fp32", data_dir, None, dynamic_batch, None, False)
     else:
         manifest = copy_fp32_bundle(Path(fp32_bundle), model_dir, out, formats, dynamic_batch)
     preprocess = Preprocess.from_json(manifest["preprocess"])

@@ -7,13 +7,15 @@ torch-free; a runtime only moves tensors through an engine.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, Optional, TypeVar
 
 import numpy as np
 
-from ..bundle import graph_io, task_of
+from ..bundle import check_input_shapes, graph_io, task_of
 from ..errors import BundleError, InvalidImageError
 from ..preprocess import Preprocess
 
@@ -21,6 +23,30 @@ if TYPE_CHECKING:
     from ..postprocess import VocabularyTables
 
 FORMAT_BY_PRECISION = {"fp32": "", "fp16": "", "int8": "-int8"}
+T = TypeVar("T")
+
+
+class Pool(Generic[T]):
+    """Objects that serve one caller at a time (an infer request, an execution context),
+    made on demand and reused: as many exist as callers ever ran at once, so one runtime
+    serves any number of threads without a lock around the inference itself."""
+
+    def __init__(self, make: Callable[[], T]):
+        self.make = make
+        self.free: list[T] = []
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def take(self) -> Iterator[T]:
+        with self.lock:
+            item = self.free.pop() if self.free else None
+        if item is None:
+            item = self.make()
+        try:
+            yield item
+        finally:
+            with self.lock:
+                self.free.append(item)
 
 
 class Runtime(ABC):
@@ -49,9 +75,11 @@ class Runtime(ABC):
         """Letterboxed BGR uint8 canvases (N, H, W, 3) -> what this runtime's encoder takes."""
         return canvases if self.takes_canvas else self.preprocess.normalize(canvases)
 
-    def match_with(self, tables: "VocabularyTables", top_k: int) -> None:
-        """Graphs ``matched_encoder`` / ``matched_decoder`` that end in the vocabulary matching
-        (see ``GraphMatchedDecoder``), for backends with ``matches_in_graph``."""
+    def match_with(self, tables: "VocabularyTables", top_k: int) -> tuple[str, str]:
+        """The names of an encoder and a decoder graph that end in the vocabulary matching
+        against ``tables`` (see ``GraphMatchedDecoder``), for backends with ``matches_in_graph``.
+        They stay valid while ``tables`` is alive, so a call in flight keeps its graphs when
+        another thread edits the vocabulary."""
         raise NotImplementedError(f"{self.name} matches the vocabulary in numpy")
 
     @abstractmethod
@@ -99,13 +127,16 @@ class Runtime(ABC):
     def close(self) -> None:
         pass
 
-    def check_inputs(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The graph's inputs in its order, of the right dtype, C-contiguous and writable (so a
-        backend may read them in place); a copy only where an array is not."""
+    def check_inputs(self, graph: str, inputs: Mapping[str, np.ndarray],
+                     names: Optional[list[str]] = None) -> dict[str, np.ndarray]:
+        """The graph's inputs (``names``, default its bundle inputs) in its order, of the right
+        dtype, C-contiguous and writable (so a backend may read them in place); a copy only
+        where an array is not."""
         out = {}
-        for name in self.inputs[graph]:
+        names = self.inputs[graph] if names is None else names
+        for name in names:
             if name not in inputs:
-                raise BundleError(f"{graph} graph needs inputs {[n for n in self.inputs[graph] if n not in inputs]}")
+                raise BundleError(f"{graph} graph needs inputs {[n for n in names if n not in inputs]}")
             a = inputs[name]
             if not isinstance(a, np.ndarray):
                 a = np.asarray(a)
@@ -114,6 +145,10 @@ class Runtime(ABC):
                 raise InvalidImageError(f"{graph} input '{name}' must be {np.dtype(dtype).name}, got {a.dtype}")
             out[name] = a if a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C")
         return out
+
+    def check_shapes(self, graph: str, shapes: Mapping[str, Any]) -> None:
+        """A loaded graph's input shapes (None for free dimensions) agree with the manifest."""
+        check_input_shapes(self.bundle, self.manifest, graph, shapes)
 
     def outputs(self, graph: str, values) -> dict[str, np.ndarray]:
         return dict(zip(self.output_names_of[graph], values))

@@ -52,11 +52,14 @@ class OnnxRuntime(Runtime):
                 self.sessions[graph] = ort.InferenceSession(str(path), options, providers=providers)
             except Exception as exc:  # ORT raises its own exception types for broken files
                 raise BundleError(f"{path}: ONNX Runtime cannot load this graph ({exc})") from exc
+            self.check_shapes(graph, {i.name: [d if isinstance(d, int) else None for d in i.shape]
+                                      for i in self.sessions[graph].get_inputs()})
         self.providers = providers
         self.pending, self.idle = 0, threading.Condition()
         self.errors: list[str] = []
 
     def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``InferenceSession.run`` may be called from many threads at once."""
         return self.outputs(graph, self.sessions[graph].run(None, self.check_inputs(graph, inputs)))
 
     def run_async(self, graph: str, inputs: Mapping[str, np.ndarray],

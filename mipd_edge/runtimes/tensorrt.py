@@ -4,8 +4,10 @@ Written against TensorRT 10 (JetPack 6 on Jetson) and TensorRT 11. FP16 engines 
 the FP32 ONNX with the FP16 builder flag; INT8 engines from the Q/DQ ONNX (explicit
 quantization). TensorRT 11 builds strongly typed networks, where precision comes from the
 graph and builder precision flags no longer exist, so there FP16 needs an FP16 graph.
-Engines and the timing cache are keyed by GPU name, TensorRT version and precision: a
-bundle copied to another device builds its own engines on first load.
+Engines are keyed by GPU name, TensorRT version, precision and the SHA-256 of the ONNX
+graph they come from (the timing cache by the first three): a bundle copied to another
+device builds its own engines on first load, and a re-exported model never meets an engine
+of the old one.
 
 Not verified on the development machines (TensorRT cannot be installed there): the test
 of this module runs wherever ``import tensorrt`` works, and is skipped elsewhere.
@@ -20,9 +22,9 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..bundle import graph_io, graph_path, task_of
+from ..bundle import file_digest, graph_io, graph_path, task_of
 from ..errors import BundleError, require
-from .base import Runtime
+from .base import Pool, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +93,11 @@ def build_engines(bundle: Path, manifest: Mapping[str, Any], precision: str) -> 
     key = engine_key(trt, precision)
     out = {}
     for graph in ("encoder", "decoder"):
-        engine = Path("tensorrt") / f"{graph}-{key}.engine"
+        onnx = graph_path(bundle, manifest, source, graph)
+        # the graph's own hash in the name: an engine cached for an earlier model is never reused
+        engine = Path("tensorrt") / f"{graph}-{key}-{file_digest(onnx)[:16]}.engine"
         if not (bundle / engine).is_file():
-            build_engine(graph_path(bundle, manifest, source, graph), bundle / engine, precision,
+            build_engine(onnx, bundle / engine, precision,
                          input_shapes(manifest, graph), bundle / "tensorrt" / f"timing-{key}.cache")
         out[graph] = engine.as_posix()
     return out
@@ -113,13 +117,19 @@ class TensorRTRuntime(Runtime):
         engines = build_engines(self.bundle, manifest, self.precision)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engines = {g: runtime.deserialize_cuda_engine((self.bundle / p).read_bytes()) for g, p in engines.items()}
-        self.contexts = {g: e.create_execution_context() for g, e in self.engines.items()}
-        self.stream = self.torch.cuda.Stream()
+        # an execution context holds one inference's shapes and addresses: one per calling
+        # thread at a time, from a pool that grows to the number of concurrent callers
+        self.contexts = {g: Pool(e.create_execution_context) for g, e in self.engines.items()}
+        self.streams = Pool(self.torch.cuda.Stream)
 
     def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        torch = self.torch
-        context = self.contexts[graph]
         arrays = self.check_inputs(graph, inputs)
+        with self.contexts[graph].take() as context, self.streams.take() as stream, self.torch.cuda.stream(stream):
+            return self._run(graph, arrays, context, stream)
+
+    def _run(self, graph: str, arrays: Mapping[str, np.ndarray], context, stream) -> dict[str, np.ndarray]:
+        """One inference on ``stream`` (the current stream: copies and buffers go on it too)."""
+        torch = self.torch
         keep = []
         for name, a in arrays.items():
             t = torch.from_numpy(a).cuda()
@@ -131,7 +141,7 @@ class TensorRTRuntime(Runtime):
             shape = tuple(context.get_tensor_shape(name))
             outputs[name] = torch.empty(shape, dtype=torch.float32, device="cuda")
             context.set_tensor_address(name, outputs[name].data_ptr())
-        if not context.execute_async_v3(self.stream.cuda_stream):
+        if not context.execute_async_v3(stream.cuda_stream):
             raise BundleError(f"TensorRT failed to run the {graph} engine")
-        self.stream.synchronize()
+        stream.synchronize()
         return {k: v.cpu().numpy() for k, v in outputs.items()}

@@ -7,7 +7,9 @@ small model at batch 1. Shapes are bucketed by batch size; each new size compile
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -26,7 +28,7 @@ class TorchRuntime(Runtime):
                  threads: Optional[int] = None, compiled: Optional[bool] = None, canvas_input: bool = False):
         super().__init__(bundle, manifest, device, precision or "fp32", threads, canvas_input)
         torch = require("torch", self.extra, "The PyTorch backend")
-        from ..models.store import load_weights
+        from ..models.store import load_state, load_weights
         from ..models.student import StudentConfig, build_student
 
         if self.precision == "int8":
@@ -39,7 +41,8 @@ class TorchRuntime(Runtime):
         if threads and self.dev.type == "cpu":
             torch.set_num_threads(int(threads))
         model = build_student(StudentConfig.from_json(manifest["model"]))
-        model.load_state_dict(load_weights(self.bundle / manifest.get("weights", "weights.safetensors")), strict=False)
+        weights = self.bundle / manifest["weights"]
+        load_state(model, load_weights(weights), weights)
         self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
         if self.dtype == torch.float16 and self.dev.type != "cuda":
             raise BundleError("fp16 on the torch backend needs a CUDA device")
@@ -48,6 +51,9 @@ class TorchRuntime(Runtime):
         if compiled is None:
             compiled = self.dev.type == "cuda"
         self.compiled = bool(compiled)
+        # eager inference keeps no state between calls, so threads share the model; CUDA
+        # graphs replay from fixed buffers, so compiled calls take turns
+        self.lock = threading.Lock() if compiled else contextlib.nullcontext()
         if compiled:
             self.encode_fn = torch.compile(self.model.encode, mode="reduce-overhead", dynamic=False)
             self.decode_fn = torch.compile(self._decode, mode="reduce-overhead", dynamic=False)
@@ -59,7 +65,7 @@ class TorchRuntime(Runtime):
     def run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
         arrays = self.check_inputs(graph, inputs)
-        with torch.inference_mode():
+        with self.lock, torch.inference_mode():
             tensors = [torch.from_numpy(a).to(self.dev, self.dtype, non_blocking=True) for a in arrays.values()]
             out = (self.encode_fn if graph == "encoder" else self.decode_fn)(*tensors)
             return self.outputs(graph, [o.float().cpu().numpy() for o in out])

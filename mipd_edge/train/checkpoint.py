@@ -62,5 +62,9 @@ def load_checkpoint(path: PathLike) -> tuple[dict[str, torch.Tensor], dict[str, 
         state = unflatten(json.loads(metadata["state"]), tensors)
     except (OSError, SafetensorError, ValueError, KeyError) as exc:
         raise MipdEdgeError(f"{path}: not a readable training checkpoint ({exc})") from exc
+    broken = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise MipdEdgeError(f"{path}: NaN or infinite values in {broken[:3]}: the checkpoint is damaged; "
+                            "delete it to start over")
     model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     return model, state

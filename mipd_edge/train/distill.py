@@ -34,7 +34,7 @@ from ..vocabulary import Vocabulary
 from .config import TrainConfig
 from .data import Batch, GSRTrainSet
 from .evaluation import dev_evaluator
-from .loop import Distributed, Objective, TrainStep, init_distributed, main_first, train
+from .loop import Distributed, Objective, TrainStep, init_distributed, main_first, prepare_output, train
 from .losses import cosine_alignment, soft_label_kl
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,9 @@ def build_objective(cfg: TrainConfig, model: Student, train_set: SituDataset, vo
 
 def distill(data_dir: PathLike, out: PathLike, cfg: TrainConfig, teacher: Optional[PathLike] = None,
             rationales: Optional[PathLike] = None, resume: bool = False, progress: bool = True,
-            cache_dir: Optional[PathLike] = None) -> dict[str, Any]:
+            cache_dir: Optional[PathLike] = None, overwrite: bool = False) -> dict[str, Any]:
     data_dir, out = Path(data_dir), Path(out)
+    prepare_output(out, resume, overwrite)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     split = load_split(data_dir / "splits.json")
     encoder = load_text_encoder(cfg.text_encoder, cache_dir=cache_dir / "text")
@@ -151,4 +152,5 @@ def distill(data_dir: PathLike, out: PathLike, cfg: TrainConfig, teacher: Option
              model.cfg.name, model.cfg.backbone, sum(p.numel() for p in model.parameters()) / 1e6, cfg.method,
              len(data), len(verbs), out)
     evaluate = dev_evaluator(dev, full_vocab, vocab, split, preprocess, cfg.eval_batch_size)
-    return train(model, TrainStep(model, objective, vocab, cfg), data, cfg, out, evaluate, info, env, resume, progress)
+    return train(model, TrainStep(model, objective, vocab, cfg), data, cfg, out, evaluate, info, env, resume,
+                 progress, overwrite)

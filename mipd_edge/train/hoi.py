@@ -47,7 +47,7 @@ from ..progress import progress_bar
 from ..text import load_text_encoder
 from ..vocabulary import Vocabulary
 from .config import TrainConfig
-from .loop import init_distributed, to_device, train
+from .loop import init_distributed, prepare_output, to_device, train
 from .losses import cosine_alignment, cxcywh_to_xyxy, generalized_iou, soft_label_kl
 
 log = logging.getLogger(__name__)
@@ -308,7 +308,8 @@ def hoi_dev_evaluator(dev: Sequence[HoiImage], image_dir: Path, space: HoiSpace,
 
 def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: Optional[str] = None,
                 teacher: Optional[PathLike] = None, rationales: Optional[PathLike] = None,
-                pairs: Optional[PathLike] = None, resume: bool = False, progress: bool = True, cache_dir: Optional[PathLike] = None) -> dict[str, Any]:
+                pairs: Optional[PathLike] = None, resume: bool = False, progress: bool = True,
+                cache_dir: Optional[PathLike] = None, overwrite: bool = False) -> dict[str, Any]:
     """Train an HOI student with ``none`` or ``mipd`` on ``data_dir/trainval_hico.json``.
 
     ``mipd`` needs the teacher, the pair situations (``write_hoi_pairs``, ``mipd-edge
@@ -317,6 +318,7 @@ def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: 
     if cfg.method not in ("none", "mipd"):
         raise MipdEdgeError(f"HOI distillation supports methods none and mipd, got {cfg.method!r}")
     data_dir, out = Path(data_dir), Path(out)
+    prepare_output(out, resume, overwrite)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     space, images = training_images(data_dir, zero_shot)
     order = np.random.default_rng([cfg.seed, 5]).permutation(len(images))
@@ -348,7 +350,7 @@ def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: 
              model.cfg.name, len(data), len(dev), len(verb_ids), zero_shot, out)
     step = HoiTrainStep(model, objective, vocab, cfg)
     evaluate = hoi_dev_evaluator(dev, image_dir(data_dir, "trainval"), space, vocab, preprocess, cfg.eval_batch_size)
-    return train(model, step, data, cfg, out, evaluate, info, init_distributed(), resume, progress)
+    return train(model, step, data, cfg, out, evaluate, info, init_distributed(), resume, progress, overwrite)
 
 
 def hoi_mipd_objective(model: HoiStudent, vocab: Vocabulary, encoder, teacher: Optional[PathLike],

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,9 @@ import torch.distributed as dist
 from torch import nn
 from ..progress import progress_bar
 
+from ..errors import MipdEdgeError, OutputExistsError
 from ..files import atomic_write_bytes
-from ..models.store import save_model
+from ..models.store import load_state, save_model
 from ..models.student import Student
 from ..postprocess import role_inputs
 from ..vocabulary import Vocabulary
@@ -127,9 +129,35 @@ def state_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+def prepare_output(out: Path, resume: bool, overwrite: bool, remove: bool = False) -> None:
+    """Refuse to resume from nothing, or to train over a model without ``overwrite``; with
+    ``remove``, clear an old model that is to be trained again. The training commands call
+    it first, so that a refusal comes before minutes of data preparation."""
+    last = out / "checkpoints" / "last.safetensors"
+    if resume:
+        if not last.is_file():
+            raise MipdEdgeError(f"nothing to resume: {last} does not exist (train without --resume to start)")
+        return
+    trained = [p for p in (out / "config.json", last) if p.exists()]
+    if not trained:
+        return
+    if not overwrite:
+        raise OutputExistsError(f"{out} already holds a {'model' if trained[0].name == 'config.json' else 'checkpoint'}; "
+                                "pass --resume to continue it or --overwrite to train it again")
+    if remove:
+        for name in ("config.json", "weights.safetensors", "metrics.jsonl"):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+
+
 def train(model: Student, step: nn.Module, data: GSRTrainSet, cfg: TrainConfig, out: Path, evaluate: Evaluator,
-          info: dict[str, Any], env: Distributed, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+          info: dict[str, Any], env: Distributed, resume: bool = False, progress: bool = True,
+          overwrite: bool = False) -> dict[str, Any]:
     """Train, keeping ``out/weights.safetensors`` + ``config.json`` at the best dev score.
+
+    ``resume`` continues from ``out``'s last checkpoint (an error if there is none); a
+    folder that already holds a trained model or a checkpoint is trained again only with
+    ``overwrite``, so a mistyped ``--out`` never replaces a model.
 
     ``step`` maps a batch of ``data`` to named losses (``TrainStep`` for situations,
     ``train.hoi.HoiTrainStep`` for interactions); it holds the model and the objective."""
@@ -151,10 +179,11 @@ def train(model: Student, step: nn.Module, data: GSRTrainSet, cfg: TrainConfig, 
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
     last = out / "checkpoints" / "last.safetensors"
+    prepare_output(out, resume, overwrite, remove=env.main)
     start, best, history = 0, -math.inf, []
-    if resume and last.is_file():
+    if resume:
         weights, state = load_checkpoint(last)
-        step_module.load_state_dict(weights)
+        load_state(step_module, weights, last)
         optimizer.load_state_dict(state["optimizer"])
         for param, moments in optimizer.state.items():  # moments in their parameter's layout (channels_last)
             for key, value in moments.items():
@@ -191,7 +220,12 @@ def train(model: Student, step: nn.Module, data: GSRTrainSet, cfg: TrainConfig, 
             scheduler.step()
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise MipdEdgeError(f"training diverged: the loss is {value} at epoch {epoch + 1}, step {i + 1} "
+                                    f"({', '.join(f'{k} {float(v):.3g}' for k, v in losses.items())}); "
+                                    "lower the learning rate or check the data")
+            bar.set_postfix(loss=f"{value:.3f}")
         train_losses = {k: v / steps_per_epoch for k, v in sums.items()}
         if env.world > 1:  # batch-norm statistics saw only this rank's data: take rank 0's everywhere
             for buffer in step_module.buffers():

@@ -27,7 +27,7 @@ from ..vocabulary import Vocabulary
 from .config import TrainConfig
 from .data import Batch, GSRTrainSet
 from .evaluation import dev_evaluator
-from .loop import Objective, TrainStep, init_distributed, train
+from .loop import Objective, TrainStep, init_distributed, prepare_output, train
 from .losses import annotator_cross_entropy
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,10 @@ class RegionNounObjective(Objective):
 
 
 def train_teacher(data_dir: PathLike, out: PathLike, cfg: TrainConfig, resume: bool = False,
-                  progress: bool = True, cache_dir: Optional[PathLike] = None) -> dict[str, Any]:
+                  progress: bool = True, cache_dir: Optional[PathLike] = None,
+                  overwrite: bool = False) -> dict[str, Any]:
     data_dir, out = Path(data_dir), Path(out)
+    prepare_output(out, resume, overwrite)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     encoder = load_text_encoder(cfg.text_encoder, cache_dir=cache_dir / "text")
     train_set = SituDataset(data_dir, "train")  # every verb: the teacher stands in for a foundation model
@@ -66,4 +68,4 @@ def train_teacher(data_dir: PathLike, out: PathLike, cfg: TrainConfig, resume: b
              sum(p.numel() for p in net.parameters()) / 1e6, len(data), len(vocab.verbs), out)
     evaluate = dev_evaluator(dev, vocab, vocab, None, preprocess, cfg.eval_batch_size)
     return train(net, TrainStep(net, RegionNounObjective(), vocab, cfg), data, cfg, out, evaluate, info,
-                 init_distributed(), resume, progress)
+                 init_distributed(), resume, progress, overwrite)
