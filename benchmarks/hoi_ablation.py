@@ -6,9 +6,10 @@ the HICO-DET mAP on the zero-shot split's unseen and seen classes.
 
 The teacher judges the pair situations (crops of the training interactions) for the
 rationales and NMPA. By default it is the SDK's SynthSitu teacher trained on pair crops of
-every trainval interaction, unseen verbs included: like quickstart's teacher it stands in
-for a foundation model that has seen everything (students never see an unseen verb), and
-it sees pairs the way it will judge them. ``--teacher DIR`` takes a trained teacher
+every interaction of its own SynthSitu-HOI sample (another generator seed: it never sees the
+students' images), unseen verbs included: like quickstart's teacher it stands in for a
+foundation model that has seen everything but the benchmark (students never see an unseen
+verb), and it sees pairs the way it will judge them. ``--teacher DIR`` takes a trained teacher
 instead (quickstart's, trained on whole SynthSitu scenes). ``--train-seed N`` trains
 further students on the same data (their dev hold-out and batch order), beside the first
 ones. Writes ``hoi_ablation.json`` (``hoi_ablation-seedN.json``) =
@@ -26,7 +27,7 @@ from mipd_edge.cli import setup_logging
 from mipd_edge.data.hico import find_space, image_dir, rare_classes, read_hoi_annotations
 from mipd_edge.data.hoi_pairs import CROP_MARGIN
 from mipd_edge.hoi_metrics import evaluate_hoi
-from mipd_edge.pipeline import stage, training_mode
+from mipd_edge.pipeline import TEACHER_SEED_OFFSET, stage, training_mode
 
 
 def main() -> None:
@@ -60,10 +61,12 @@ def main() -> None:
     if args.teacher:
         teacher = Path(args.teacher)
     else:
-        teacher = out / "teacher"
+        teacher, teacher_data = out / "teacher", out / "teacher-data"
+        teacher_params = {**data_params, "seed": args.seed + TEACHER_SEED_OFFSET}
+        stage(out, "teacher-data", teacher_params, lambda: generate_hoi(teacher_data, progress=True, **teacher_params))
         cfg = TrainConfig(epochs=args.teacher_epochs, image_size=args.input_size, seed=args.seed)
-        stage(out, "teacher", {"data": data_params, "crop_margin": CROP_MARGIN, "train": cfg.to_json()},
-              lambda: train_pair_teacher(data, out / "teacher-pairs", teacher, cfg))
+        stage(out, "teacher", {"data": teacher_params, "crop_margin": CROP_MARGIN, "train": cfg.to_json()},
+              lambda: train_pair_teacher(teacher_data, out / "teacher-pairs", teacher, cfg))
     pairs, rationales = out / "pairs", out / "rationales.jsonl"
     prep = {"data": data_params, "teacher": str(teacher.resolve()), "zero_shot": args.zero_shot,
             "crop_margin": CROP_MARGIN}
@@ -128,8 +131,9 @@ def main() -> None:
 
 
 def train_pair_teacher(data: Path, crops: Path, teacher: Path, cfg) -> float:
-    """The SynthSitu teacher on crops of every trainval interaction, all verbs; every tenth
-    crop is held out for checkpoint selection."""
+    """The SynthSitu teacher on crops of every trainval interaction of ``data`` (its own
+    sample), all verbs; every tenth crop is held out for checkpoint selection. A stage of
+    this run: an earlier teacher in its folder is replaced."""
     from mipd_edge.files import read_json, write_json
     from mipd_edge.train.hoi import write_hoi_pairs
     from mipd_edge.train.teacher_train import train_teacher
@@ -139,7 +143,7 @@ def train_pair_teacher(data: Path, crops: Path, teacher: Path, cfg) -> float:
     names = sorted(crops_of)
     write_json(crops / "dev.json", {n: crops_of[n] for n in names[::10]}, indent=None)
     write_json(crops / "train.json", {n: crops_of[n] for i, n in enumerate(names) if i % 10}, indent=None)
-    return train_teacher(crops, teacher, cfg, overwrite=True)["best_selection_score"]  # a stage of this run
+    return train_teacher(crops, teacher, cfg, overwrite=True, sources=[data])["best_selection_score"]
 
 
 if __name__ == "__main__":

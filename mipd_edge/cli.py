@@ -51,14 +51,28 @@ def cmd_data_synth_hoi(args: argparse.Namespace) -> None:
 
 
 def cmd_data_split(args: argparse.Namespace) -> None:
-    from .data.split import build_split, write_split
+    from .data.split import build_split, read_verb_list, split_from_files, write_split
     from .data.swig import read_annotations, read_space
 
     _output(args, "split file")
     space = read_space(args.space)
+    if args.from_files:
+        split = split_from_files(args.from_files)
+        unknown = sorted(set(split["seen"] + split["rare"] + split["unseen"]) - set(space.frames))
+        if unknown:
+            raise MipdEdgeError(f"{args.from_files}: verbs not in {args.space}: {unknown[:5]}")
+        write_split(args.out, split)
+        print(f"split written to {args.out}: {len(split['seen'])} seen, {len(split['rare'])} rare "
+              f"(at most {split['params']['rare_images']} images each), {len(split['unseen'])} unseen verbs "
+              f"(from {', '.join(split['params']['source'])})")
+        return
+    if not args.train:
+        raise MipdEdgeError("data split needs --train (or --from-files)")
     train = read_annotations(args.train, space)
     with_images = sorted({a.verb for a in train.values()})
-    split = build_split(with_images, args.unseen_frac, args.rare_frac, args.rare_images, args.seed)
+    unseen = read_verb_list(args.unseen_verbs) if args.unseen_verbs else None
+    split = build_split(with_images + (unseen or []), args.unseen_frac, args.rare_frac, args.rare_images, args.seed,
+                        unseen=unseen)
     never = sorted(set(space.frames) - set(with_images))
     if never:
         log.info("%d verbs of the space have no training image; they are unseen", len(never))
@@ -423,7 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("split", cmd_data_split, "build an open-vocabulary (seen / rare / unseen) verb split", data_sub)
     p.add_argument("--space", required=True)
-    p.add_argument("--train", required=True, help="training annotations (SWiG train.json)")
+    p.add_argument("--train", default=None, help="training annotations (SWiG train.json)")
+    p.add_argument("--from-files", default=None,
+                   help="a folder of a published split's SWiG files (Ov-SWiG: train_L10*.json, "
+                        "{dev,test}_L10_unseen*.json, {dev,test}_L20_rare*.json)")
+    p.add_argument("--unseen-verbs", default=None, help="the unseen verbs, one per line (or a JSON list)")
     p.add_argument("--out", required=True)
     p.add_argument("--unseen-frac", type=float, default=0.2)
     p.add_argument("--rare-frac", type=float, default=0.2)

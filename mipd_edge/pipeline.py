@@ -17,6 +17,10 @@ from .files import read_json, write_json
 
 log = logging.getLogger(__name__)
 
+# the teacher's own SynthSitu sample has the students' generator seed plus this: same world,
+# other images (a foundation model never saw the benchmark's)
+TEACHER_SEED_OFFSET = 1000
+
 
 @dataclass(frozen=True)
 class PipelineConfig:
@@ -87,6 +91,7 @@ class Pipeline:
         self.workdir, self.cfg, self.progress = Path(workdir), cfg, progress
         self.data = self.workdir / "data"
         self.teacher = self.workdir / "teacher"
+        self.teacher_data = self.workdir / "teacher-data"
         self.rationales = self.workdir / "rationales.jsonl"
 
     def data_params(self) -> dict:
@@ -106,13 +111,21 @@ class Pipeline:
                            student=self.cfg.student, model=self.cfg.model)
         return replace(base, **self.cfg.extra) if student else base
 
+    def teacher_data_params(self) -> dict:
+        return {**self.data_params(), "seed": self.cfg.seed + TEACHER_SEED_OFFSET, "test": 0}
+
     def make_teacher(self) -> dict:
+        """The teacher, trained on its own SynthSitu sample (``teacher-data``): the same world
+        as the students' data, none of its images."""
+        from .data.synthsitu import generate
         from .train.teacher_train import train_teacher
 
+        stage(self.workdir, "teacher-data", self.teacher_data_params(),
+              lambda: generate(self.teacher_data, progress=self.progress, **self.teacher_data_params()))
         cfg = self.train_config("none", self.cfg.teacher_epochs, student=False)
-        params = {"data": self.data_params(), "train": cfg.to_json()}
+        params = {"data": self.teacher_data_params(), "train": cfg.to_json()}
         return stage(self.workdir, "teacher", params, lambda: _summary(
-            train_teacher(self.data, self.teacher, cfg, progress=self.progress,
+            train_teacher(self.teacher_data, self.teacher, cfg, progress=self.progress,
                           **training_mode(self.workdir, "teacher", params, self.teacher))))
 
     def make_rationales(self) -> dict:

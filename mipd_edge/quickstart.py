@@ -46,7 +46,7 @@ def run(workdir: Path, fast: bool = False, seed: int = 0, preset: Optional[str] 
     print(f"\nSynthSitu data:        {pipe.data}")
     print(f"open-vocabulary split: {pipe.data / 'splits.json'} ({data['seen']} seen, {data['rare']} rare, "
           f"{data['unseen']} unseen verbs)")
-    print(f"teacher:               {pipe.teacher}")
+    print(f"teacher:               {pipe.teacher} (trained on its own sample, {pipe.teacher_data})")
     print(f"rationales:            {pipe.rationales}")
     for method in cfg.methods:
         print(f"student ({method}):{' ' * (14 - len(method))}{workdir / f'student-{method}'}")
@@ -54,7 +54,8 @@ def run(workdir: Path, fast: bool = False, seed: int = 0, preset: Optional[str] 
     print(f"annotated frames:      {workdir / 'frames'}")
     print(f"demo video:            {demo['path']} ({demo['frames']} frames, {demo['fps']} FPS on {demo['backend']})")
     print(f"report:                {report}")
-    print("\nSynthSitu test, top-1 (prior = frequency prior that ignores the image; teacher trained on all verbs)")
+    print("\nSynthSitu test, top-1 (prior = frequency prior that ignores the image; teacher trained on all verbs "
+          "of another sample)")
     print(format_comparison(results))
     print(f"\nbenchmark ({workdir / 'benchmark'}):")
     print(format_results(benchmark))

@@ -103,14 +103,17 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory, cache_dir):
-    """Real SynthSitu data, a real (tiny) teacher and template rationales, made once."""
+    """Real SynthSitu data, a real (tiny) teacher trained on its own sample and template
+    rationales, made once."""
     from mipd_edge.data.synthsitu import generate
     from mipd_edge.train.rationales import generate_rationales
     from mipd_edge.train.teacher_train import train_teacher
 
     root = tmp_path_factory.mktemp("world")
     generate(root / "data", seed=5, train=240, dev=48, test=48, image_size=96, workers=1, progress=False)
-    train_teacher(root / "data", root / "teacher", tiny_config(epochs=2), progress=False, cache_dir=cache_dir)
+    # the teacher's own sample: same world, other images (it never sees the students')
+    generate(root / "teacher-data", seed=1005, train=240, dev=48, test=0, image_size=96, workers=1, progress=False)
+    train_teacher(root / "teacher-data", root / "teacher", tiny_config(epochs=2), progress=False, cache_dir=cache_dir)
     generate_rationales(root / "data", root / "teacher", root / "rationales.jsonl", progress=False,
                         cache_dir=cache_dir)
     return root

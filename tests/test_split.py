@@ -67,3 +67,65 @@ def test_split_cli(tiny_files, tmp_path):
     assert r.returncode == 0, r.stderr
     split = json.loads(out.read_text())
     assert len(split["unseen"]) == 1 and len(split["seen"]) == 1 and split["params"]["seed"] == 1
+
+
+def ov_swig_files(synth_dir, folder, unseen, rare, leak=False):
+    """The authors' Ov-SWiG layout from a SynthSitu set: SWiG JSON subsets with extra caption fields."""
+    from mipd_edge.files import read_json, write_json
+
+    def captioned(entries):
+        return {n: {**e, "verb_pos_cap": f"someone is {e['verb']}", "class_neg_cap": ["a cat", "a dog"]}
+                for n, e in entries.items()}
+
+    train, dev, test = (read_json(synth_dir / f"{s}.json") for s in ("train", "dev", "test"))
+    kept, per_rare = {}, {}
+    for name, entry in train.items():
+        if entry["verb"] in unseen and not leak:
+            continue
+        if entry["verb"] in rare:
+            per_rare[entry["verb"]] = per_rare.get(entry["verb"], 0) + 1
+            if per_rare[entry["verb"]] > 2:
+                continue
+        kept[name] = entry
+    folder.mkdir()
+    write_json(folder / "train_L10_with_obj_cap_refined.json", captioned(kept))
+    for split, entries in (("dev", dev), ("test", test)):
+        write_json(folder / f"{split}_L10_unseen_with_obj_cap_refined.json",
+                   captioned({n: e for n, e in entries.items() if e["verb"] in unseen}))
+        write_json(folder / f"{split}_L20_rare_with_obj_cap_refined.json",
+                   captioned({n: e for n, e in entries.items() if e["verb"] in rare}))
+    return folder
+
+
+def test_a_published_split_from_its_files_and_from_a_verb_list(synth_dir, tmp_path):
+    from mipd_edge.data.swig import read_annotations, read_space
+
+    space = read_space(synth_dir / "space.json")
+    verbs = sorted(space.frames)
+    unseen, rare = verbs[:3], verbs[3:6]
+    folder = ov_swig_files(synth_dir, tmp_path / "ov", unseen, rare)
+    cli = [sys.executable, "-m", "mipd_edge.cli", "data", "split", "--space", str(synth_dir / "space.json")]
+    r = subprocess.run(cli + ["--from-files", str(folder), "--out", str(tmp_path / "split.json")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    split = load_split(tmp_path / "split.json")
+    assert split["unseen"] == unseen and split["rare"] == rare
+    assert split["seen"] == verbs[6:] and split["params"]["rare_images"] == 2
+    assert split["params"]["training_images"] == {v: 2 for v in rare}
+    # the reader takes the captioned files and ignores the extra fields
+    train = read_annotations(folder / "train_L10_with_obj_cap_refined.json", space)
+    assert {a.verb for a in train.values()} == set(verbs[3:])
+    # a training file that holds an unseen verb is no open-vocabulary split
+    leaky = ov_swig_files(synth_dir, tmp_path / "leaky", unseen, rare, leak=True)
+    r = subprocess.run(cli + ["--from-files", str(leaky), "--out", str(tmp_path / "leaky.json")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "unseen verbs" in r.stderr and not (tmp_path / "leaky.json").exists()
+    # or just a list of unseen verbs: rare ones are drawn from the rest
+    (tmp_path / "unseen.txt").write_text("# the published unseen verbs\n" + "\n".join(unseen) + "\n")
+    r = subprocess.run(cli + ["--train", str(synth_dir / "train.json"), "--unseen-verbs", str(tmp_path / "unseen.txt"),
+                              "--out", str(tmp_path / "listed.json"), "--rare-frac", "0.2"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    listed = load_split(tmp_path / "listed.json")
+    assert listed["unseen"] == unseen and len(listed["rare"]) == round(0.2 * len(verbs))
+    assert not set(listed["rare"]) & set(unseen) and set(listed["seen"]) | set(listed["rare"]) == set(verbs[3:])

@@ -1,5 +1,4 @@
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -143,14 +142,29 @@ def test_two_process_ddp_on_cpu(tiny_world, tmp_path, cache_dir):
         "from mipd_edge.train.distill import distill\n"
         "r = distill(sys.argv[1], os.path.join(sys.argv[2], 'rank' + os.environ['RANK']),\n"
         "            tiny_config(method='none', epochs=1), progress=False, cache_dir=sys.argv[3])\n"
-        "print('DIGEST', os.environ['RANK'], r['weights_sha256'], flush=True)\n" % str(__import__("pathlib").Path(__file__).parent))
+        "open(os.path.join(sys.argv[4], 'digest' + os.environ['RANK']), 'w').write(r['weights_sha256'])\n"
+        % str(__import__("pathlib").Path(__file__).parent))
     # --standalone: a rendezvous on a free port, so a port left busy by an earlier run cannot break it
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                        str(worker), str(tiny_world / "data"), str(tmp_path / "out"), str(cache_dir)],
+                        str(worker), str(tiny_world / "data"), str(tmp_path / "out"), str(cache_dir), str(tmp_path)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    # the two ranks share stdout, so a line of one may start inside output of the other
-    digests = dict(re.findall(r"DIGEST (\d) ([0-9a-f]{64})", r.stdout))
-    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], r.stdout[-3000:]  # the ranks stayed in sync
+    # each rank writes its digest to its own file (the ranks' shared stdout interleaves lines)
+    digests = {rank: (tmp_path / f"digest{rank}").read_text() for rank in ("0", "1")}
+    assert len(digests["0"]) == 64 and digests["0"] == digests["1"]  # the ranks stayed in sync
     assert (tmp_path / "out" / "rank0" / "weights.safetensors").is_file()
     assert not (tmp_path / "out" / "rank1").exists()  # only rank 0 writes
+
+
+def test_a_teacher_that_saw_the_students_images_is_refused(tiny_world, tmp_path, cache_dir):
+    from mipd_edge.train.seen import SEEN_FILE, record_seen
+
+    teacher = shutil.copytree(tiny_world / "teacher", tmp_path / "teacher")
+    record_seen(teacher, tiny_world / "teacher-data", sources=[tiny_world / "data"])  # as if cut from their data
+    with pytest.raises(MipdEdgeError, match=r"trained on \d+ images of .*never have seen the students"):
+        distill(tiny_world / "data", tmp_path / "s", tiny_config(method="kd"), teacher, progress=False,
+                cache_dir=cache_dir)
+    (teacher / SEEN_FILE).unlink()
+    with pytest.raises(MipdEdgeError, match="does not record which images"):
+        distill(tiny_world / "data", tmp_path / "s", tiny_config(method="kd"), teacher, progress=False,
+                cache_dir=cache_dir)

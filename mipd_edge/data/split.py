@@ -13,12 +13,13 @@ evaluation read:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, TypeVar
 
 import numpy as np
 
 from ..errors import DatasetError
-from ..files import PathLike, read_json, write_json
+from ..files import PathLike, read_json, regular_file, write_json
 
 SPLITS = ("seen", "rare", "unseen")
 A = TypeVar("A")
@@ -26,14 +27,27 @@ A = TypeVar("A")
 
 def build_split(verbs: Iterable[str], unseen_frac: float = 0.2, rare_frac: float = 0.2,
                 rare_images: int = 10, seed: int = 0,
-                accept: Optional[Callable[[dict], bool]] = None, max_tries: int = 1000) -> dict:
+                accept: Optional[Callable[[dict], bool]] = None, max_tries: int = 1000,
+                unseen: Optional[Iterable[str]] = None) -> dict:
     """Assign each verb to seen / rare / unseen, deterministically for a seed.
 
     ``accept`` lets a dataset demand more of a split (SynthSitu asks that every visual
     primitive of an unseen verb appear in some seen verb); shuffles are drawn from the
-    same seeded generator until one is accepted.
+    same seeded generator until one is accepted. ``unseen`` fixes the unseen verbs (a
+    published split): they are left out, and the rare verbs are drawn from the others.
     """
     verbs = sorted(set(verbs))
+    if unseen is not None:
+        unseen = sorted(set(unseen))
+        unknown = sorted(set(unseen) - set(verbs))
+        if unknown:
+            raise DatasetError(f"unseen verbs not in the dataset: {unknown[:5]}")
+        split = build_split([v for v in verbs if v not in unseen], 0.0,
+                            rare_frac * len(verbs) / max(1, len(verbs) - len(unseen)), rare_images, seed)
+        split["unseen"] = unseen
+        split["params"] = {"unseen_verbs": len(unseen), "rare_frac": rare_frac, "rare_images": rare_images,
+                           "seed": seed}
+        return split
     if not 0 <= unseen_frac < 1 or not 0 <= rare_frac < 1 or unseen_frac + rare_frac >= 1:
         raise DatasetError(f"need 0 <= unseen_frac, rare_frac and unseen_frac + rare_frac < 1, "
                            f"got {unseen_frac} and {rare_frac}")
@@ -103,3 +117,58 @@ def apply_split(annotations: Mapping[str, A], split: Mapping) -> dict[str, A]:
             kept_rare[verb] = kept_rare.get(verb, 0) + 1
         keep.add(name)
     return {name: a for name, a in annotations.items() if name in keep}
+
+
+# the file names of the authors' Ov-SWiG release (GitHub caicch/Ov-GSR): SWiG JSON subsets
+OV_SWIG_FILES = {"train": "train_L10*.json", "unseen": "*_L10_unseen*.json", "rare": "*_L20_rare*.json"}
+
+
+def split_from_files(folder: PathLike) -> dict:
+    """The split of a published open-vocabulary set of SWiG files (Ov-SWiG's layout):
+    unseen = the verbs of its unseen files, rare = the verbs of its rare files, seen = the
+    other verbs of its training file; ``params.rare_images`` is the largest number of
+    training images a rare verb has there, and ``params.training_images`` counts them all."""
+    folder = Path(folder)
+    found = {}
+    for key, pattern in OV_SWIG_FILES.items():
+        found[key] = sorted(folder.glob(pattern))
+        if not found[key]:
+            raise DatasetError(f"{folder}: no {key} file ({pattern}); expected the Ov-SWiG layout "
+                               "train_L10*.json, {dev,test}_L10_unseen*.json, {dev,test}_L20_rare*.json")
+    verbs_of = {key: {} for key in OV_SWIG_FILES}
+    for key, paths in found.items():
+        for path in paths:
+            raw = read_json(path, "SWiG annotation file")
+            if not isinstance(raw, Mapping):
+                raise DatasetError(f"{path}: an annotation file is an object keyed by image name")
+            for name, entry in raw.items():
+                verb = entry.get("verb") if isinstance(entry, Mapping) else None
+                if not isinstance(verb, str):
+                    raise DatasetError(f"{path}: entry '{name}' has no verb")
+                verbs_of[key][verb] = verbs_of[key].get(verb, 0) + 1
+    counts = verbs_of["train"]
+    unseen, rare = sorted(verbs_of["unseen"]), sorted(verbs_of["rare"])
+    leaked = sorted(set(unseen) & set(counts))
+    if leaked:
+        raise DatasetError(f"{found['train'][0]}: holds images of unseen verbs {leaked[:5]}: not an "
+                           "open-vocabulary training file")
+    both = sorted(set(unseen) & set(rare))
+    if both:
+        raise DatasetError(f"{folder}: verbs both unseen and rare: {both[:5]}")
+    seen = sorted(set(counts) - set(rare))
+    return {"seen": seen, "rare": rare, "unseen": unseen,
+            "params": {"source": [p.name for paths in found.values() for p in paths],
+                       "rare_images": max([counts.get(v, 0) for v in rare], default=0) or 1,
+                       "training_images": {v: counts.get(v, 0) for v in rare}}}
+
+
+def read_verb_list(path: PathLike) -> list[str]:
+    """Verbs from a text file (one per line, ``#`` comments) or a JSON list."""
+    path = Path(path)
+    if path.suffix == ".json":
+        verbs = read_json(path, "verb list")
+        if not isinstance(verbs, list) or not all(isinstance(v, str) for v in verbs):
+            raise DatasetError(f"{path}: a verb list is a JSON list of strings")
+        return verbs
+    text = regular_file(path, "verb list", 1 << 24).read_text(encoding="utf-8")
+    return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]

@@ -97,8 +97,10 @@ def build_objective(cfg: TrainConfig, model: Student, train_set: SituDataset, vo
     if teacher is None:
         raise MipdEdgeError(f"method {cfg.method!r} needs --teacher")
     from ..models.teacher import load_teacher
+    from .seen import check_unseen
     from .teacher_cache import teacher_cache
 
+    check_unseen(teacher, train_set.root)
     t = load_teacher(teacher, text_encoder=encoder)
     cache = main_first(env, lambda: teacher_cache(t, train_set, vocab, cache_dir / "teacher", model.cfg.max_roles,
                                                   progress=progress))

@@ -364,12 +364,14 @@ def hoi_mipd_objective(model: HoiStudent, vocab: Vocabulary, encoder, teacher: O
     from ..data.swig import SituDataset
     from ..models.teacher import load_teacher
     from .nmpa import aligned_knowledge
+    from .seen import check_unseen
     from .teacher_cache import teacher_cache
 
     pairs_dir = Path(pairs)
     if not (pairs_dir / "train.json").is_file():
         raise MipdEdgeError(f"{pairs_dir}: no pair situations there (make them with mipd-edge hoi-pairs)")
     crops_set = SituDataset(pairs_dir, "train", ov_split=load_split(pairs_dir / "splits.json"))
+    check_unseen(teacher, pairs_dir)  # the crops are the student's images as the teacher judges them
     t = load_teacher(teacher, text_encoder=encoder)
     cache = teacher_cache(t, crops_set, vocab, cache_dir / "teacher", model.cfg.max_roles, progress=progress)
     knowledge = aligned_knowledge(cache, rationales, crops_set, encoder, vocab, cache_dir / "knowledge",

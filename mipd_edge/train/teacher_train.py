@@ -1,6 +1,7 @@
 """``mipd-edge train-teacher``: the built-in SynthSitu teacher.
 
-A foundation vision-language model cannot be downloaded here, so the SDK trains a stand-in:
+A foundation vision-language model cannot be downloaded here, so the SDK trains a stand-in
+on its own data, never the students' (``seen``):
 a larger network than the student, trained on *all* SynthSitu verbs (a foundation model
 has seen everything), aligning images with verb descriptions through the bundled text
 encoder (cosine logits against description embeddings, i.e. CLIP's objective with the
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -29,6 +30,7 @@ from .data import Batch, GSRTrainSet
 from .evaluation import dev_evaluator
 from .loop import Objective, TrainStep, init_distributed, prepare_output, train
 from .losses import annotator_cross_entropy
+from .seen import record_seen
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +51,13 @@ class RegionNounObjective(Objective):
 
 def train_teacher(data_dir: PathLike, out: PathLike, cfg: TrainConfig, resume: bool = False,
                   progress: bool = True, cache_dir: Optional[PathLike] = None,
-                  overwrite: bool = False) -> dict[str, Any]:
+                  overwrite: bool = False, sources: Sequence[PathLike] = ()) -> dict[str, Any]:
+    """Train the teacher on ``data_dir`` (train split, selection on dev), recording in
+    ``out/seen.json`` every image it could have seen: those of ``data_dir`` and of the
+    ``sources`` its images were cut from (the HOI pair crops)."""
     data_dir, out = Path(data_dir), Path(out)
     prepare_output(out, resume, overwrite)
+    record_seen(out, data_dir, sources)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     encoder = load_text_encoder(cfg.text_encoder, cache_dir=cache_dir / "text")
     train_set = SituDataset(data_dir, "train")  # every verb: the teacher stands in for a foundation model
