@@ -307,6 +307,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     source = ImageSource(args.source)  # a missing source or an empty folder is an error here
     save = Path(args.save) if args.save else None
     if save:
+        if save.exists() and not save.is_dir():
+            raise MipdEdgeError(f"--save {save} is a file; it takes a folder for the annotated copies")
         _output(args, "folder for annotated copies", args.save)
         if any(save.resolve() == p.resolve().parent for p in source.paths):
             raise MipdEdgeError(f"--save {save} is the folder of the source images: the annotated copies would "

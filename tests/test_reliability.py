@@ -123,6 +123,13 @@ def test_manifest_values_must_agree_with_the_graphs(bundle, backend):
         Predictor(bundle, backend=backend, precision="fp32")
 
 
+@pytest.mark.skipif(not installed("torch"), reason="the torch backend is not installed")
+def test_a_model_section_that_builds_nothing(bundle):
+    edit_manifest(bundle, lambda m: m["model"].update(width="wide"))
+    with pytest.raises(BundleError, match="'model' does not describe a buildable model"):
+        Predictor(bundle, backend="torch")
+
+
 def test_vocabulary_and_weights_are_checked_on_their_own(tiny_bundle, tiny_student, tmp_path):
     import torch
 
