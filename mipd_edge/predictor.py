@@ -203,20 +203,23 @@ class Predictor:
 
 
 def evaluate_predictor(predictor: Predictor, data_dir: PathLike, split: str = "test", batch_size: int = 16,
-                       splits: Optional[Any] = None, progress: bool = False, limit: Optional[int] = None) -> dict:
+                       splits: Optional[Any] = None, progress: bool = False, limit: Optional[int] = None,
+                       verbs: Optional[Sequence[str]] = None) -> dict:
     """GSR metrics of a predictor on a dataset split, or its first ``limit`` images (top-5
-    roles and gt-verb roles decoded)."""
+    roles and gt-verb roles decoded); ``verbs`` keeps only the images of those verbs."""
     from .progress import progress_bar
 
     from .data.swig import SituDataset
     from .metrics import evaluate
 
     dataset = SituDataset(data_dir, split)
-    count = len(dataset) if limit is None else min(limit, len(dataset))
+    keep = None if verbs is None else set(verbs)
+    indices = [i for i, name in enumerate(dataset.names) if keep is None or dataset.annotations[name].verb in keep]
+    indices = indices[:limit] if limit is not None else indices
     predictions = {}
-    for start in progress_bar(range(0, count, batch_size), desc=f"evaluate {predictor.backend}", unit="batch",
-                              enabled=progress):
-        samples = [dataset[i] for i in range(start, min(count, start + batch_size))]
+    for start in progress_bar(range(0, len(indices), batch_size), desc=f"evaluate {predictor.backend}",
+                              unit="batch", enabled=progress):
+        samples = [dataset[i] for i in indices[start:start + batch_size]]
         gold = [s.annotation.verb for s in samples]
         for s, situation in zip(samples, predictor.predict([s.image for s in samples], "topk", gold)):
             predictions[s.name] = situation.to_json()
