@@ -301,7 +301,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     import cv2
 
     from .draw import draw_situation
-    from .files import atomic_output, atomic_write_bytes
+    from .files import atomic_output, atomic_write_bytes, clean_temporaries
     from .stream import ImageSource
 
     source = ImageSource(args.source)  # a missing source or an empty folder is an error here
@@ -310,6 +310,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
         if save.exists() and not save.is_dir():
             raise MipdEdgeError(f"--save {save} is a file; it takes a folder for the annotated copies")
         _output(args, "folder for annotated copies", args.save)
+        if save.is_dir():
+            clean_temporaries(save)  # once here, not once per copy written
         if any(save.resolve() == p.resolve().parent for p in source.paths):
             raise MipdEdgeError(f"--save {save} is the folder of the source images: the annotated copies would "
                                 "replace the originals; choose another folder")
@@ -333,7 +335,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
                 ok, encoded = cv2.imencode(Path(frame.source).suffix or ".png", draw_situation(frame.image, situation))
                 if not ok:
                     raise MipdEdgeError(f"cannot encode the annotated copy of {frame.source}")
-                atomic_write_bytes(save / Path(frame.source).name, encoded.tobytes())
+                atomic_write_bytes(save / Path(frame.source).name, encoded.tobytes(), clean=False)
             if lines:
                 lines.write(json.dumps({"image": frame.source, **situation.to_json()}) + "\n")
         skipped += len(source.paths) - count - skipped  # unreadable files the source skipped

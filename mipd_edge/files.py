@@ -6,8 +6,10 @@ killed process leaves either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import stat
 from contextlib import contextmanager
@@ -66,17 +68,16 @@ def temporary_name(path: Path) -> Path:
     return path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp{path.suffix}"
 
 
-def clean_temporaries(path: PathLike) -> None:
-    """Remove what killed writers of ``path`` left behind (their temporary files or folders)."""
-    path = Path(path)
-    for leftover in path.parent.glob(f".{glob_escape(path.name)}.*.tmp*"):
-        pid = leftover.name[len(path.name) + 2:].split(".")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+_TEMPORARY = re.compile(r"\.(\d+)\.[0-9a-f]+\.tmp")  # the PID part of a temporary_name
+
+
+def clean_temporaries(folder: PathLike, name: str = "*") -> None:
+    """Remove what killed writers left behind in ``folder`` (temporary files or folders), of
+    the output called ``name`` (a glob pattern; by default of every output there)."""
+    for leftover in Path(folder).glob(f".{name}.*.tmp*"):
+        pid = _TEMPORARY.search(leftover.name)
+        if pid and not _alive(int(pid.group(1))):
             shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
-
-
-def glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _alive(pid: int) -> bool:
@@ -103,20 +104,22 @@ def fsync_dir(folder: PathLike) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    with atomic_output(path) as tmp:
+def atomic_write_bytes(path: PathLike, data: bytes, clean: bool = True) -> None:
+    with atomic_output(path, clean) as tmp:
         tmp.write_bytes(data)
 
 
 @contextmanager
-def atomic_output(path: PathLike) -> Iterator[Path]:
+def atomic_output(path: PathLike, clean: bool = True) -> Iterator[Path]:
     """A temporary path to write ``path``'s new content to; on success it is synced and
     renamed into place (and the rename synced), on failure removed. A killed process leaves
     the old file or the new one, never half of one, and a hidden leftover the next write
-    removes. Works for files and for folders (the old folder is replaced whole)."""
+    removes (``clean=False`` leaves that to a caller writing many files into one folder, which
+    cleans it once). Works for files and for folders (the old folder is replaced whole)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean_temporaries(path)
+    if clean:
+        clean_temporaries(path.parent, glob.escape(path.name))
     tmp = temporary_name(path)
     try:
         yield tmp

@@ -25,6 +25,7 @@ ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, 
 # $MIPD_EDGE_MAX_IMAGE_BYTES / $MIPD_EDGE_MAX_PIXELS change them; so may assigning these.
 MAX_FILE_BYTES = int(os.environ.get("MIPD_EDGE_MAX_IMAGE_BYTES", 256 << 20))
 MAX_PIXELS = int(os.environ.get("MIPD_EDGE_MAX_PIXELS", 120_000_000))
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}  # what folders are read for
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

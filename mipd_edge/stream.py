@@ -29,12 +29,11 @@ import numpy as np
 from .draw import draw_result
 from .errors import InvalidImageError, MipdEdgeError, StreamError
 from .files import atomic_output, check_output, regular_file
-from .image import load_image
+from .image import IMAGE_SUFFIXES, load_image
 from .situation import Situation
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 _END = object()
 MAX_VIDEO_BYTES = 1 << 40  # files are read frame by frame: only a sanity bound
 

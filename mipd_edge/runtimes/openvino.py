@@ -148,7 +148,7 @@ class OpenVinoRuntime(Runtime):
         compiled = self.graphs.get(graph) or self.matched_graphs.get(graph)
         if compiled is None:
             raise BundleError(f"no graph {graph!r} in this OpenVINO runtime")
-        arrays = self.check_inputs(graph, inputs, list(compiled.input_index))
+        arrays = self.check_inputs(graph, inputs, compiled.input_names)
         single = compiled.single is not None and next(iter(arrays.values())).shape[0] == 1
         with (compiled.single_requests if single else compiled.requests).take() as request:
             # The inputs are checked and contiguous: tensors over their memory, set by position,
@@ -184,6 +184,7 @@ class CompiledGraph:
 
     def __init__(self, compiled, single, input_names: list[str], output_names: list[str]):
         self.compiled, self.single = compiled, single
+        self.input_names = input_names
         self.input_index = {name: i for i, name in enumerate(input_names)}
         self.output_names = output_names
         self.requests = Pool(compiled.create_infer_request)

@@ -10,20 +10,20 @@ not names: two SynthSitu samples reuse file names for different pictures.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..bundle import file_digest
 from ..errors import MipdEdgeError
 from ..files import PathLike, read_json, write_json
+from ..image import IMAGE_SUFFIXES
 
 SEEN_FILE = "seen.json"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def image_digests(data_dir: PathLike) -> set[str]:
     """SHA-256 of every image file under a dataset folder."""
-    return {hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(data_dir).rglob("*"))
+    return {file_digest(p) for p in sorted(Path(data_dir).rglob("*"))
             if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
 
 
