@@ -125,10 +125,15 @@ def cmd_eval_hoi(args: argparse.Namespace) -> None:
 
 
 def _train_config(args: argparse.Namespace, **defaults):
-    from .train.config import load_config
+    from .train.config import load_config, variant_overrides
 
     given = {"method": getattr(args, "method", None), "epochs": args.epochs, "student": getattr(args, "student", None),
              "image_size": args.image_size, "seed": args.seed, "batch_size": args.batch_size}
+    variant = getattr(args, "variant", None)
+    if variant is not None:
+        if given["method"] not in (None, "mipd"):
+            raise MipdEdgeError(f"--variant is a variant of --method mipd, not of {given['method']}")
+        given = {**variant_overrides(variant), **given, "method": "mipd"}
     return load_config(args.config, **{**defaults, **{k: v for k, v in given.items() if v is not None}})
 
 
@@ -162,7 +167,7 @@ def cmd_rationales(args: argparse.Namespace) -> None:
     from .train.rationales import generate_rationales
 
     stats = generate_rationales(args.data, args.teacher, args.out, args.generator, args.endpoint, args.model,
-                                args.workers, timeout=args.timeout)
+                                args.workers, timeout=args.timeout, judgment=args.judgment)
     print(f"rationales: {stats['written']} written, {stats['failed']} failed, {stats['done_before']} already done "
           f"-> {args.out}")
 
@@ -499,12 +504,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model name for the endpoint")
     p.add_argument("--workers", type=int, default=4, help="concurrent requests to the endpoint")
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--judgment", choices=["teacher", "random"], default="teacher",
+                   help="which negatives are kept: those the teacher finds most plausible (JRG), or random ones "
+                        "(the control of the component ablation)")
 
     p = command("distill", cmd_distill, "train the student: none, kd or mipd")
     training_options(p)
     p.add_argument("--teacher", default=None)
     p.add_argument("--rationales", default=None)
     p.add_argument("--method", choices=["none", "kd", "mipd"], default=None)
+    p.add_argument("--variant", default=None,
+                   help="a named variant of --method mipd: full (the default), authors (caicch/Ov-GSR's formulation), "
+                        "or one of the component ablation's rows (the README lists them)")
     p.add_argument("--student", default=None, help="edge-xs, edge-s (default) or reference")
 
     p = command("predict-dataset", cmd_predict_dataset, "predict a dataset split with a trained student")

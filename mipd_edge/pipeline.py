@@ -114,42 +114,67 @@ class Pipeline:
     def teacher_data_params(self) -> dict:
         return {**self.data_params(), "seed": self.cfg.seed + TEACHER_SEED_OFFSET, "test": 0}
 
-    def make_teacher(self) -> dict:
+    def make_teacher(self, seed: Optional[int] = None) -> Path:
         """The teacher, trained on its own SynthSitu sample (``teacher-data``): the same world
-        as the students' data, none of its images."""
+        as the students' data, none of its images. Students distil from ``teacher``; another
+        training ``seed`` (``teacher-seedN``) only measures how much the teacher itself varies."""
         from .data.synthsitu import generate
         from .train.teacher_train import train_teacher
 
         stage(self.workdir, "teacher-data", self.teacher_data_params(),
               lambda: generate(self.teacher_data, progress=self.progress, **self.teacher_data_params()))
         cfg = self.train_config("none", self.cfg.teacher_epochs, student=False)
+        if seed is not None:
+            cfg = replace(cfg, seed=seed)
+        name = "teacher" if seed is None else f"teacher-seed{seed}"
+        out = self.workdir / name
         params = {"data": self.teacher_data_params(), "train": cfg.to_json()}
-        return stage(self.workdir, "teacher", params, lambda: _summary(
-            train_teacher(self.teacher_data, self.teacher, cfg, progress=self.progress,
-                          **training_mode(self.workdir, "teacher", params, self.teacher))))
+        stage(self.workdir, name, params, lambda: _summary(
+            train_teacher(self.teacher_data, out, cfg, progress=self.progress,
+                          **training_mode(self.workdir, name, params, out))))
+        return out
 
-    def make_rationales(self) -> dict:
+    def rationales_file(self, judgment: str = "teacher") -> tuple[str, Path]:
+        """The stage name and file of the rationales whose negatives ``judgment`` chose."""
+        name = "rationales" if judgment == "teacher" else f"rationales-{judgment}"
+        return name, self.workdir / f"{name}.jsonl"
+
+    def make_rationales(self, judgment: str = "teacher") -> dict:
         from .train.rationales import generate_rationales
 
-        params = {"data": self.data_params(), "teacher": self.stage_params("teacher")}
+        name, path = self.rationales_file(judgment)
+        params = {"data": self.data_params(), "teacher": self.stage_params("teacher"),
+                  **({} if judgment == "teacher" else {"judgment": judgment})}
 
         def run() -> dict:
-            self.rationales.unlink(missing_ok=True)  # the teacher changed: judge everything again
-            return generate_rationales(self.data, self.teacher, self.rationales, progress=self.progress)
-        return stage(self.workdir, "rationales", params, run)
+            path.unlink(missing_ok=True)  # the teacher changed: judge everything again
+            return generate_rationales(self.data, self.teacher, path, progress=self.progress, judgment=judgment)
+        return stage(self.workdir, name, params, run)
 
-    def make_student(self, method: str) -> Path:
+    def make_student(self, method: str, variant: str = "full", seed: Optional[int] = None) -> Path:
+        """A student of ``method`` (and, for mipd, a named variant) in ``student-METHOD`` or, for
+        a variant or another training seed, ``student-VARIANT[-seedN]``; the same data and
+        teacher either way."""
+        from .train.config import variant_overrides
         from .train.distill import distill
 
-        out = self.workdir / f"student-{method}"
         cfg = self.train_config(method, self.cfg.student_epochs)
+        if variant != "full":
+            cfg = replace(cfg, **variant_overrides(variant))
+        if seed is not None:
+            cfg = replace(cfg, seed=seed)
+        name = f"student-{method if variant == 'full' else variant}" + ("" if seed is None else f"-seed{seed}")
+        out = self.workdir / name
+        rationales_stage, rationales = self.rationales_file(cfg.mipd.judgment)
+        if method == "mipd":
+            self.make_rationales(cfg.mipd.judgment)
         params = {"data": self.data_params(), "train": cfg.to_json(),
                   "teacher": self.stage_params("teacher") if method != "none" else None,
-                  "rationales": self.stage_params("rationales") if method == "mipd" else None}
-        stage(self.workdir, f"student-{method}", params, lambda: _summary(
+                  "rationales": self.stage_params(rationales_stage) if method == "mipd" else None}
+        stage(self.workdir, name, params, lambda: _summary(
             distill(self.data, out, cfg, self.teacher if method != "none" else None,
-                    self.rationales if method == "mipd" else None, progress=self.progress,
-                    **training_mode(self.workdir, f"student-{method}", params, out))))
+                    rationales if method == "mipd" else None, progress=self.progress,
+                    **training_mode(self.workdir, name, params, out))))
         return out
 
     def evaluate_model(self, model_dir: Path, name: str) -> dict:

@@ -79,6 +79,13 @@ class SentenceTransformerEncoder:
                                 normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(out, dtype=np.float32)
 
+    def encode_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each text's contextual token embeddings (L_i, dim), before pooling: what the authors'
+        formulation of MIPD attends to."""
+        out = self.model.encode(list(texts), batch_size=self.batch_size, output_value="token_embeddings",
+                                convert_to_numpy=False, show_progress_bar=False)
+        return [t.float().cpu().numpy() for t in out]
+
 
 class CachedTextEncoder:
     """Wraps an encoder with an SQLite cache keyed by (encoder id, text).
@@ -117,6 +124,12 @@ class CachedTextEncoder:
                 found.update(zip(missing, vecs))
         log.debug("text cache: %d hits, %d encoded", len(texts) - len(missing), len(missing))
         return np.stack([found[t] for t in texts]).astype(np.float32) if texts else np.zeros((0, self.dim), np.float32)
+
+    def encode_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Token embeddings, not cached (a sentence's tokens are many rows; they are made once per run)."""
+        if not hasattr(self.encoder, "encode_tokens"):
+            raise MipdEdgeError(f"text encoder {self.id} gives no token embeddings")
+        return self.encoder.encode_tokens(texts)
 
 
 class OnnxTextEncoder:

@@ -53,3 +53,21 @@ def test_distillation_terms():
     logits = torch.tensor([[1.0, 2.0, 3.0]])
     assert abs(soft_label_kl(logits, logits).item()) < 1e-6
     assert soft_label_kl(logits, torch.tensor([[3.0, 2.0, 1.0]])).item() > 0.1
+
+
+def test_label_smoothing_by_hand():
+    """(1 - e) * NLL + e * mean over classes of -log p, as the authors' LabelSmoothing computes."""
+    batch = make_batch()
+    out = {"boxes": batch.boxes.clone(), "exists": torch.tensor([[20.0, -20.0]])}
+    verb_logits = torch.tensor([[0.0, 2.0, 1.0]])  # gold verb 1
+    noun_logits = torch.tensor([[[1.0, 0.0], [0.0, 3.0]]])  # gold nouns 0 and 1, every annotator agrees
+    log_v = verb_logits.log_softmax(-1)[0]
+    log_n = noun_logits.log_softmax(-1)[0]
+    expected_verb = 0.7 * -log_v[1] + 0.3 * -log_v.mean()
+    expected_noun = ((0.8 * -log_n[0, 0] + 0.2 * -log_n[0].mean()) + (0.8 * -log_n[1, 1] + 0.2 * -log_n[1].mean())) / 2
+    weights = LossWeights(verb_smoothing=0.3, noun_smoothing=0.2, noun=3.0)
+    losses = gsr_losses(out, batch, verb_logits, noun_logits, weights)
+    assert math.isclose(losses["verb"].item(), expected_verb.item(), rel_tol=1e-6)
+    assert math.isclose(losses["noun"].item(), 3 * expected_noun.item(), rel_tol=1e-6)
+    plain = gsr_losses(out, batch, verb_logits, noun_logits, LossWeights())
+    assert math.isclose(plain["verb"].item(), -log_v[1].item(), rel_tol=1e-6)

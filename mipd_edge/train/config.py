@@ -1,4 +1,5 @@
-"""Training configuration: one dataclass, optionally read from YAML, overridden from the CLI."""
+"""Training configuration: one dataclass, optionally read from YAML, overridden from the CLI,
+and the named MIPD variants (the rows of the component ablation) as overrides of it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,67 @@ from ..files import PathLike
 from .losses import LossWeights
 
 METHODS = ("none", "kd", "mipd")
+FORMULATIONS = ("ours", "authors")
+NEGATIVES = ("judged", "random", "none")
+
+
+@dataclass(frozen=True)
+class MipdConfig:
+    """Which parts of MIPD a student distils; the component ablation switches them one by one.
+
+    ``formulation``: ``ours`` (NMPA-trained prompts, then cosine alignment of the student to
+    their knowledge; see ``train/nmpa.py``) or ``authors`` (caicch/Ov-GSR's, trained jointly
+    with the student; see ``train/authors.py``). The other switches shape ours:
+    ``scene`` / ``instance`` distil the glimpse (scene) / gaze (instance) knowledge;
+    ``negatives`` are the teacher-judged ones of JRG, random candidates with equal weights
+    (from rationales made with ``--judgment random``), or none (NMPA aligns with the
+    positive rationale only); without ``scene_prompt`` / ``instance_prompt`` NMPA maps the
+    teacher's features to knowledge with no learnable, image-conditioned context tokens."""
+
+    formulation: str = "ours"
+    scene: bool = True
+    instance: bool = True
+    negatives: str = "judged"
+    scene_prompt: bool = True
+    instance_prompt: bool = True
+
+    def __post_init__(self) -> None:
+        if self.formulation not in FORMULATIONS:
+            raise MipdEdgeError(f"mipd formulation must be one of {FORMULATIONS}, got {self.formulation!r}")
+        if self.negatives not in NEGATIVES:
+            raise MipdEdgeError(f"mipd negatives must be one of {NEGATIVES}, got {self.negatives!r}")
+        if not (self.scene or self.instance):
+            raise MipdEdgeError("mipd needs scene or instance knowledge (or both); for neither, use method kd or none")
+
+    @property
+    def judgment(self) -> str:
+        """How the rationales' negatives must have been chosen: by the teacher, or at random."""
+        return "random" if self.negatives == "random" else "teacher"
+
+
+# the authors' GSR losses (caicch/Ov-GSR, models/ovgsr.py): label smoothing 0.3 on verbs and
+# 0.2 on nouns, a noun loss summed over the 3 annotators, box L1 5, GIoU 5, box-exists 5
+AUTHORS_LOSS = LossWeights(noun=3.0, box_l1=5.0, box_giou=5.0, exists=5.0, verb_smoothing=0.3, noun_smoothing=0.2)
+
+# named variants of ``--method mipd``: the overrides each applies to the training config
+MIPD_VARIANTS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "glimpse-positive": {"mipd": MipdConfig(instance=False, negatives="none")},
+    "glimpse": {"mipd": MipdConfig(instance=False)},
+    "gaze-positive": {"mipd": MipdConfig(scene=False, negatives="none")},
+    "gaze": {"mipd": MipdConfig(scene=False)},
+    "no-scene-prompt": {"mipd": MipdConfig(scene_prompt=False)},
+    "no-instance-prompt": {"mipd": MipdConfig(instance_prompt=False)},
+    "random-negatives": {"mipd": MipdConfig(negatives="random")},
+    "authors": {"mipd": MipdConfig(formulation="authors"), "loss": AUTHORS_LOSS},
+}
+
+
+def variant_overrides(name: str) -> dict[str, Any]:
+    """The training-config overrides of a named MIPD variant."""
+    if name not in MIPD_VARIANTS:
+        raise MipdEdgeError(f"unknown mipd variant {name!r}; choose from {', '.join(MIPD_VARIANTS)}")
+    return dict(MIPD_VARIANTS[name])
 
 
 @dataclass(frozen=True)
@@ -30,6 +92,7 @@ class TrainConfig:
     flip: bool = True
     text_encoder: str = "minilm"
     loss: LossWeights = field(default_factory=LossWeights)
+    mipd: MipdConfig = field(default_factory=MipdConfig)
     align_weight: float = 2.0  # glance -> scene knowledge (mipd) or teacher global feature (kd)
     gaze_align_weight: float = 0.5  # role features -> instance knowledge (mipd) or teacher region features (kd)
     soft_weight: float = 1.0  # KL to the teacher's distribution over the training verbs
@@ -51,8 +114,10 @@ class TrainConfig:
     def from_json(cls, obj: dict[str, Any]) -> "TrainConfig":
         reject_unknown_keys(obj, cls, "training config")
         obj = dict(obj)
-        if isinstance(obj.get("loss"), dict):
-            obj["loss"] = LossWeights(**{**asdict(LossWeights()), **obj["loss"]})
+        for key, kind in NESTED.items():
+            if isinstance(obj.get(key), dict):
+                reject_unknown_keys(obj[key], kind, f"training config's {key}")
+                obj[key] = kind(**{**asdict(kind()), **obj[key]})
         return cls(**obj)
 
 
@@ -69,6 +134,10 @@ def load_config(path: Optional[PathLike] = None, **overrides: Any) -> TrainConfi
             raise MipdEdgeError(f"{path}: a training config is a mapping of keys to values")
         cfg = TrainConfig.from_json({**cfg.to_json(), **raw})
     given = {k: v for k, v in overrides.items() if v is not None}
-    if isinstance(given.get("loss"), dict):
-        given["loss"] = replace(cfg.loss, **given["loss"])
+    for key in NESTED:
+        if isinstance(given.get(key), dict):
+            given[key] = replace(getattr(cfg, key), **given[key])
     return replace(cfg, **given) if given else cfg
+
+
+NESTED = {"loss": LossWeights, "mipd": MipdConfig}  # the config's sections, each a dataclass of its own

@@ -7,6 +7,8 @@
 * ``mipd``: plus the knowledge that NMPA aligned with the positive and negative
   rationales: the glance embedding is aligned with the scene knowledge of its image, the
   role features with the instance knowledge of each role, and the same soft-label term.
+  ``TrainConfig.mipd`` switches its parts (the named variants of ``train/config.py``), or
+  selects the authors' formulation (``train/authors.py``).
 
 Open-vocabulary honesty: the student's data, vocabulary, teacher targets and rationales
 come only from training verbs (seen and rare). Unseen verbs appear only in the dev metrics
@@ -68,24 +70,26 @@ class FeatureKD(Objective):
 
 
 class MIPDDistill(Objective):
-    """Distillation of NMPA-aligned scene and instance knowledge (``mipd``)."""
+    """Distillation of NMPA-aligned scene and instance knowledge (``mipd``); either may be
+    left out (``None``), as the component ablation does."""
 
-    def __init__(self, scene: np.ndarray, instance: np.ndarray, teacher_logits: np.ndarray, model: Student,
-                 cfg: TrainConfig):
+    def __init__(self, scene: Optional[np.ndarray], instance: Optional[np.ndarray], teacher_logits: np.ndarray,
+                 model: Student, cfg: TrainConfig):
         super().__init__()
         self.scene, self.instance, self.logits, self.cfg = scene, instance, teacher_logits, cfg
-        self.role_proj = nn.Linear(model.cfg.d_model, instance.shape[2])
+        self.role_proj = nn.Linear(model.cfg.d_model, instance.shape[2]) if instance is not None else None
 
     def forward(self, model: Student, out: dict[str, torch.Tensor], batch: Batch, verb_logits: torch.Tensor,
                 noun_emb: torch.Tensor) -> dict[str, torch.Tensor]:
         dev, c = verb_logits.device, self.cfg
-        valid = batch.role_mask > 0
-        return {
-            "mipd_scene": c.align_weight * cosine_alignment(out["glance"], _rows(self.scene, batch.index, dev)),
-            "mipd_instance": c.gaze_align_weight * cosine_alignment(self.role_proj(out["role_feats"]),
-                                                                    _rows(self.instance, batch.index, dev), valid),
-            "mipd_soft": c.soft_weight * soft_label_kl(verb_logits, _rows(self.logits, batch.index, dev), c.temperature),
-        }
+        losses = {"mipd_soft": c.soft_weight * soft_label_kl(verb_logits, _rows(self.logits, batch.index, dev),
+                                                             c.temperature)}
+        if self.scene is not None:
+            losses["mipd_scene"] = c.align_weight * cosine_alignment(out["glance"], _rows(self.scene, batch.index, dev))
+        if self.role_proj is not None:
+            losses["mipd_instance"] = c.gaze_align_weight * cosine_alignment(
+                self.role_proj(out["role_feats"]), _rows(self.instance, batch.index, dev), batch.role_mask > 0)
+        return losses
 
 
 def build_objective(cfg: TrainConfig, model: Student, train_set: SituDataset, vocab: Vocabulary,
@@ -109,13 +113,23 @@ def build_objective(cfg: TrainConfig, model: Student, train_set: SituDataset, vo
         return FeatureKD(cache.global_feats, cache.regions, cache.verb_logits, model, cfg), provenance
     if rationales is None:
         raise MipdEdgeError("method 'mipd' needs --rationales (make them with `mipd-edge rationales`)")
+    options = cfg.mipd
+    provenance.update(rationales=str(rationales), formulation=options.formulation)
+    if options.formulation == "authors":
+        from .authors import AuthorsMIPD, rationale_tokens
+        from .rationales import load_judged_rationales
+
+        tokens = rationale_tokens(load_judged_rationales(rationales, options.judgment), cache.names, train_set,
+                                  vocab, encoder, model.cfg.max_roles)
+        return AuthorsMIPD(cache.global_feats, tokens, model, cfg), provenance
     from .nmpa import aligned_knowledge
 
     knowledge = main_first(env, lambda: aligned_knowledge(cache, rationales, train_set, encoder, vocab,
                                                           cache_dir / "knowledge", model.cfg.max_roles, cfg.seed,
-                                                          progress=progress))
-    provenance.update(rationales=str(rationales), knowledge=knowledge.key)
-    return MIPDDistill(knowledge.scene, knowledge.instance, cache.verb_logits, model, cfg), provenance
+                                                          progress=progress, options=options))
+    provenance["knowledge"] = knowledge.key
+    return MIPDDistill(knowledge.scene if options.scene else None, knowledge.instance if options.instance else None,
+                       cache.verb_logits, model, cfg), provenance
 
 
 def distill(data_dir: PathLike, out: PathLike, cfg: TrainConfig, teacher: Optional[PathLike] = None,

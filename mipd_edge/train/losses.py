@@ -23,6 +23,8 @@ class LossWeights:
     box_l1: float = 5.0
     box_giou: float = 2.0
     exists: float = 1.0
+    verb_smoothing: float = 0.0  # label smoothing over the training verbs (never an unseen one)
+    noun_smoothing: float = 0.0
 
 
 def cxcywh_to_xyxy(b: torch.Tensor) -> torch.Tensor:
@@ -43,11 +45,16 @@ def generalized_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return iou - (hull - union) / hull.clamp(min=1e-7)
 
 
-def annotator_cross_entropy(logits: torch.Tensor, nouns: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of (B, R, N) logits averaged over each role's annotators (-1 = none)."""
-    picked = logits.log_softmax(-1).gather(-1, nouns.clamp(min=0))  # (B, R, A)
+def annotator_cross_entropy(logits: torch.Tensor, nouns: torch.Tensor, valid: torch.Tensor,
+                            smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of (B, R, N) logits averaged over each role's annotators (-1 = none),
+    each with ``smoothing`` of its target spread uniformly over the N nouns."""
+    log_p = logits.log_softmax(-1)
+    picked = log_p.gather(-1, nouns.clamp(min=0))  # (B, R, A)
     given = (nouns >= 0).float()
     per_role = -(picked * given).sum(-1) / given.sum(-1).clamp(min=1)
+    if smoothing:
+        per_role = (1 - smoothing) * per_role - smoothing * log_p.mean(-1)
     return per_role[valid].mean()
 
 
@@ -55,9 +62,8 @@ def gsr_losses(out: dict[str, torch.Tensor], batch: Batch, verb_logits: torch.Te
                noun_logits: torch.Tensor, weights: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
     """``noun_logits`` is (B, R, N); targets come from the batch. Returns weighted terms."""
     valid = batch.role_mask > 0
-    losses = {"verb": weights.verb * F.cross_entropy(verb_logits, batch.verbs)}
-
-    losses["noun"] = weights.noun * annotator_cross_entropy(noun_logits, batch.nouns, valid)
+    losses = {"verb": weights.verb * F.cross_entropy(verb_logits, batch.verbs, label_smoothing=weights.verb_smoothing),
+              "noun": weights.noun * annotator_cross_entropy(noun_logits, batch.nouns, valid, weights.noun_smoothing)}
 
     grounded = valid & batch.has_box
     if grounded.any():

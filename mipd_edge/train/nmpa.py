@@ -29,7 +29,9 @@ from ..errors import MipdEdgeError
 from ..files import PathLike, read_json, write_json
 from ..vocabulary import Vocabulary
 from .prompts import InstancePrompt, ScenePrompt
-from .rationales import load_rationales
+from .config import MipdConfig
+from .losses import cosine_alignment
+from .rationales import load_judged_rationales
 from .teacher_cache import TeacherCache
 
 log = logging.getLogger(__name__)
@@ -124,10 +126,21 @@ def _side(side: dict, emb: dict, neg_out: np.ndarray, k: int) -> tuple[np.ndarra
 
 
 def train_prompts(cache: TeacherCache, data: AlignmentData, seed: int = 0, epochs: int = 30, batch_size: int = 128,
-                  lr: float = 1e-3, temperature: float = 0.07, progress: bool = True) -> tuple[ScenePrompt, InstancePrompt, dict]:
+                  lr: float = 1e-3, temperature: float = 0.07, progress: bool = True, negatives: bool = True,
+                  scene_prompt: bool = True, instance_prompt: bool = True) -> tuple[ScenePrompt, InstancePrompt, dict]:
+    """Without ``negatives`` the prompts only move toward the positive rationale (1 - cos);
+    without a prompt its module has no context tokens."""
     torch.manual_seed(seed)
     t_dim, d = cache.global_feats.shape[1], data.scene_pos.shape[1]
-    scene, instance = ScenePrompt(t_dim, d), InstancePrompt(t_dim, d)
+    scene = ScenePrompt(t_dim, d, n_ctx=4 if scene_prompt else 0)
+    instance = InstancePrompt(t_dim, d, n_ctx=4 if instance_prompt else 0)
+
+    def align(knowledge, pos, neg, w):
+        if not negatives:
+            return cosine_alignment(knowledge, pos)
+        same = (pos @ pos.T) > 0.9999  # another image with the same positive text is no negative
+        return nmpa_loss(knowledge, pos, neg, w, temperature, ~same)
+
     opt = torch.optim.AdamW(list(scene.parameters()) + list(instance.parameters()), lr=lr, weight_decay=0.01,
                             fused=True)
     g = torch.from_numpy(np.asarray(cache.global_feats, np.float32))
@@ -141,14 +154,10 @@ def train_prompts(cache: TeacherCache, data: AlignmentData, seed: int = 0, epoch
         order = torch.from_numpy(rng.permutation(n))
         for start in range(0, n, batch_size):
             i = order[start:start + batch_size]
-            pos = t["scene_pos"][i]
-            same = (pos @ pos.T) > 0.9999  # another image with the same positive text is no negative
-            l_scene = nmpa_loss(scene(g[i]), pos, t["scene_neg"][i], t["scene_w"][i], temperature, ~same)
+            l_scene = align(scene(g[i]), t["scene_pos"][i], t["scene_neg"][i], t["scene_w"][i])
             valid = t["valid"][i]
             k_inst = instance(regions[i], g[i], t["roles"][i], valid)[valid]
-            ipos = t["inst_pos"][i][valid]
-            isame = (ipos @ ipos.T) > 0.9999
-            l_inst = nmpa_loss(k_inst, ipos, t["inst_neg"][i][valid], t["inst_w"][i][valid], temperature, ~isame)
+            l_inst = align(k_inst, t["inst_pos"][i][valid], t["inst_neg"][i][valid], t["inst_w"][i][valid])
             opt.zero_grad()
             (l_scene + l_inst).backward()
             opt.step()
@@ -160,17 +169,20 @@ def train_prompts(cache: TeacherCache, data: AlignmentData, seed: int = 0, epoch
 
 def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDataset, encoder, vocab: Vocabulary,
                       cache_root: Path, max_roles: int = 6, seed: int = 0, epochs: int = 30,
-                      strength: float = 1.0, progress: bool = True) -> Knowledge:
-    """Train the prompts with NMPA (or reuse a cached run) and return the knowledge."""
+                      strength: float = 1.0, progress: bool = True, options: MipdConfig = MipdConfig()) -> Knowledge:
+    """Train the prompts with NMPA (or reuse a cached run) and return the knowledge.
+    ``options`` says whether negatives count and which prompts have context tokens."""
     rationales = Path(rationales)
-    if not rationales.is_file():
-        raise MipdEdgeError(f"rationales file not found: {rationales}")
-    digest = hashlib.sha256(rationales.read_bytes()).hexdigest()
-    key = hashlib.sha256(json.dumps([cache.key, digest, encoder.id, max_roles, seed, epochs, strength]).encode()).hexdigest()[:20]
+    digest = hashlib.sha256(rationales.read_bytes()).hexdigest() if rationales.is_file() else None
+    switches = [options.negatives != "none", options.scene_prompt, options.instance_prompt]
+    key = hashlib.sha256(json.dumps([cache.key, digest, encoder.id, max_roles, seed, epochs, strength]
+                                    + ([] if all(switches) else switches)).encode()).hexdigest()[:20]
     folder = cache_root / key
     if not (folder / "meta.json").is_file():
-        data = alignment_data(load_rationales(rationales), cache.names, dataset, encoder, vocab, max_roles, strength)
-        scene, instance, losses = train_prompts(cache, data, seed, epochs, progress=progress)
+        records = load_judged_rationales(rationales, options.judgment)
+        data = alignment_data(records, cache.names, dataset, encoder, vocab, max_roles, strength)
+        scene, instance, losses = train_prompts(cache, data, seed, epochs, progress=progress, negatives=switches[0],
+                                                scene_prompt=switches[1], instance_prompt=switches[2])
         with torch.no_grad():
             g = torch.from_numpy(np.asarray(cache.global_feats, np.float32))
             regions = torch.from_numpy(np.asarray(cache.regions, np.float32))

@@ -5,6 +5,9 @@ Both follow CoCoOp: a few learnable context tokens, each shifted by a small meta
 of the image's own teacher feature, so the prompt is conditioned on the instance. A
 transformer block mixes them with the teacher tokens; the mean token is projected into
 the text space. NMPA trains them; the student then distils their outputs.
+
+With ``n_ctx=0`` there is no prompt: the same block maps the teacher's own tokens to the
+text space, which is what the ablation rows without a scene / instance prompt measure.
 """
 
 from __future__ import annotations
@@ -18,20 +21,34 @@ from torch import nn
 from ..models.layers import MLP, EncoderBlock
 
 
+class ContextTokens(nn.Module):
+    """CoCoOp's conditioned context: ``n_ctx`` learnable tokens, each shifted by a meta-network
+    of the feature they are conditioned on. (B, teacher_dim) -> (B, n_ctx, width)."""
+
+    def __init__(self, teacher_dim: int, n_ctx: int, width: int):
+        super().__init__()
+        self.tokens = nn.Parameter(torch.randn(n_ctx, width) * 0.02)
+        self.meta = MLP(teacher_dim, width // 2, width) if n_ctx else None
+
+    def forward(self, feature: torch.Tensor) -> torch.Tensor:
+        if self.meta is None:
+            return feature.new_zeros(feature.shape[0], 0, self.tokens.shape[1])
+        return self.tokens[None] + self.meta(feature)[:, None]
+
+
 class ScenePrompt(nn.Module):
     """Learnable scene tokens conditioned on the teacher's global image feature."""
 
     def __init__(self, teacher_dim: int, text_dim: int, n_ctx: int = 4, width: int = 256, heads: int = 4):
         super().__init__()
-        self.ctx = nn.Parameter(torch.randn(n_ctx, width) * 0.02)
-        self.meta = MLP(teacher_dim, width // 2, width)
+        self.ctx = ContextTokens(teacher_dim, n_ctx, width)
         self.image_in = nn.Linear(teacher_dim, width)
         self.block = EncoderBlock(width, heads, 2 * width)
         self.out = nn.Linear(width, text_dim)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, teacher_dim) -> scene knowledge (B, text_dim), unit norm."""
-        tokens = torch.cat([self.image_in(image)[:, None], self.ctx[None] + self.meta(image)[:, None]], dim=1)
+        tokens = torch.cat([self.image_in(image)[:, None], self.ctx(image)], dim=1)
         x = self.block(tokens, torch.zeros_like(tokens))
         return F.normalize(self.out(x.mean(1)), dim=-1)
 
@@ -41,8 +58,7 @@ class InstancePrompt(nn.Module):
 
     def __init__(self, teacher_dim: int, text_dim: int, n_ctx: int = 4, width: int = 256, heads: int = 4):
         super().__init__()
-        self.ctx = nn.Parameter(torch.randn(n_ctx, width) * 0.02)
-        self.meta = MLP(teacher_dim, width // 2, width)
+        self.ctx = ContextTokens(teacher_dim, n_ctx, width)
         self.region_in = nn.Linear(teacher_dim, width)
         self.scene_in = nn.Linear(teacher_dim, width)
         self.role_in = nn.Linear(text_dim, width)
@@ -61,7 +77,7 @@ class InstancePrompt(nn.Module):
         tokens = torch.cat([self.region_in(reg)[:, None],
                             self.scene_in(image)[:, None].expand(b, r, -1)[valid][:, None],
                             self.role_in(roles[valid])[:, None],
-                            self.ctx[None] + self.meta(reg)[:, None]], dim=1)
+                            self.ctx(reg)], dim=1)
         x = self.block(tokens, torch.zeros_like(tokens))
         out = regions.new_zeros(b, r, self.out.out_features)
         out[valid] = F.normalize(self.out(x.mean(1)), dim=-1)

@@ -22,6 +22,7 @@ the images already done, and a line cut short by a kill is dropped and redone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from ..progress import progress_bar
 
 from ..data.split import load_split, training_verbs
 from ..data.swig import Annotation, SituDataset
+from ..errors import MipdEdgeError
 from ..files import PathLike, default_cache_dir
 from ..models.teacher import Teacher, load_teacher
 from ..postprocess import softmax
@@ -167,17 +169,26 @@ def draft_texts(draft: Draft) -> list[str]:
 
 
 def judge(draft: Draft, global_feat: np.ndarray, regions: np.ndarray, roles: list[str],
-          text_features: Mapping[str, np.ndarray], logit_scale: float, keep: int) -> dict[str, Any]:
+          text_features: Mapping[str, np.ndarray], logit_scale: float, keep: int,
+          rng: Optional[np.random.Generator] = None) -> dict[str, Any]:
     """Keep the ``keep`` negatives the teacher finds most plausible, with their plausibility:
     the probability the teacher gives the negative among {positive, candidates}.
-    ``text_features`` holds the teacher's embedding of every sentence of the draft."""
+    ``text_features`` holds the teacher's embedding of every sentence of the draft.
+
+    With ``rng`` the negatives are ``keep`` candidates drawn at random, each with the same
+    plausibility: the control that shows what the teacher's judgment adds."""
 
     def pick(feature: np.ndarray, positive: str, candidates: list[tuple[str, Optional[str]]], label: str) -> dict:
         feats = np.stack([text_features[t] for t in [positive] + [t for t, _ in candidates]])
         probs = softmax(logit_scale * feats @ feature.astype(np.float32))
-        order = np.argsort(-probs[1:], kind="stable")[:keep]
+        if rng is None:
+            order = np.argsort(-probs[1:], kind="stable")[:keep]
+            plausibility = probs[1:]
+        else:
+            order = rng.permutation(len(candidates))[:keep]
+            plausibility = np.full(len(candidates), 1.0 / max(1, len(order)))
         return {"positive": positive, "teacher_positive": float(probs[0]),
-                "negatives": [{"text": candidates[i][0], label: candidates[i][1], "plausibility": float(probs[1 + i])}
+                "negatives": [{"text": candidates[i][0], label: candidates[i][1], "plausibility": float(plausibility[i])}
                               for i in order]}
 
     record = {"glimpse": pick(global_feat, draft.glimpse, draft.glimpse_negatives, "verb"), "gaze": {}}
@@ -210,6 +221,30 @@ def load_rationales(path: PathLike) -> dict[str, dict]:
     return {r["image"]: r for r in _records(Path(path))}
 
 
+def load_judged_rationales(path: PathLike, judgment: str = "teacher") -> dict[str, dict]:
+    """The rationales of ``path``, refused unless their negatives were chosen by ``judgment``
+    (``teacher`` or ``random``), so an ablation row never trains on the other row's file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MipdEdgeError(f"rationales file not found: {path}")
+    records = load_rationales(path)
+    other = sorted({r.get("judgment", "teacher") for r in records.values()} - {judgment})
+    if other:
+        raise MipdEdgeError(f"{path}: negatives chosen by {other[0]!r}, but this run needs {judgment!r} ones "
+                            f"(make them with `mipd-edge rationales --judgment {judgment}`)")
+    return records
+
+
+def judgment_rng(judgment: str, image: str) -> Optional[np.random.Generator]:
+    """None for the teacher's judgment; for ``random``, a generator seeded by the image's name,
+    so that a resumed or repeated run draws the same negatives."""
+    if judgment == "teacher":
+        return None
+    if judgment != "random":
+        raise MipdEdgeError(f"judgment must be 'teacher' or 'random', got {judgment!r}")
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(image.encode()).digest()[:8], "little"))
+
+
 def _records(path: Path) -> Iterator[dict]:
     with path.open("r", encoding="utf-8") as f:
         for line in f:
@@ -221,8 +256,10 @@ def generate_rationales(data_dir: PathLike, teacher_spec: PathLike, out: PathLik
                         endpoint: Optional[str] = None, model: Optional[str] = None, workers: int = 4,
                         candidates: int = 6, keep: int = 3, text_encoder: str = "minilm", timeout: float = 60.0,
                         retries: int = 3, backoff: float = 1.0, progress: bool = True,
-                        cache_dir: Optional[PathLike] = None) -> dict[str, int]:
-    """Write rationales for every training image (training view of the Ov split)."""
+                        cache_dir: Optional[PathLike] = None, judgment: str = "teacher") -> dict[str, int]:
+    """Write rationales for every training image (training view of the Ov split); ``judgment``
+    ``random`` draws the kept negatives at random instead of by the teacher's judgment."""
+    judgment_rng(judgment, "")  # an unknown judgment fails before any work
     data_dir, out = Path(data_dir), Path(out)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     split = load_split(data_dir / "splits.json")
@@ -244,6 +281,8 @@ def generate_rationales(data_dir: PathLike, teacher_spec: PathLike, out: PathLik
         raise LLMError(f"unknown generator {generator!r} (template or openai)")
 
     done = read_done(out)
+    if done:
+        load_judged_rationales(out, judgment)  # never complete a file with negatives chosen the other way
     todo = [i for i, n in enumerate(train_set.names) if n not in done]
     errors = out.with_suffix(out.suffix + ".errors")
     stats = {"done_before": len(done), "written": 0, "failed": 0}
@@ -256,7 +295,7 @@ def generate_rationales(data_dir: PathLike, teacher_spec: PathLike, out: PathLik
             return i, exc
 
     def write(results: list[tuple[int, Draft | Exception]]) -> None:
-        _write(results, f, errors, train_set, vocab, cache, teacher, keep, make, stats)
+        _write(results, f, errors, train_set, vocab, cache, teacher, keep, make, stats, judgment)
         bar.update(len(results))
 
     with out.open("a", encoding="utf-8") as f, ThreadPoolExecutor(max(1, workers)) as pool, \
@@ -277,7 +316,7 @@ def generate_rationales(data_dir: PathLike, teacher_spec: PathLike, out: PathLik
 
 
 def _write(results: list[tuple[int, Draft | Exception]], f, errors: Path, train_set: SituDataset, vocab: Vocabulary,
-           cache: TeacherCache, teacher: Teacher, keep: int, make, stats: dict) -> None:
+           cache: TeacherCache, teacher: Teacher, keep: int, make, stats: dict, judgment: str) -> None:
     drafts = [(i, d) for i, d in results if not isinstance(d, Exception)]
     for i, exc in results:
         if isinstance(exc, Exception):
@@ -290,9 +329,10 @@ def _write(results: list[tuple[int, Draft | Exception]], f, errors: Path, train_
     for i, d in drafts:
         annotation = train_set.annotations[train_set.names[i]]
         roles = list(vocab.frame(annotation.verb).roles)
+        name = train_set.names[i]
         record = judge(d, np.asarray(cache.global_feats[i]), np.asarray(cache.regions[i]), roles, text_features,
-                       teacher.logit_scale, keep)
-        f.write(json.dumps({"image": train_set.names[i], "verb": annotation.verb, "generator": make.name,
+                       teacher.logit_scale, keep, judgment_rng(judgment, name))
+        f.write(json.dumps({"image": name, "verb": annotation.verb, "generator": make.name, "judgment": judgment,
                             **record}) + "\n")
         stats["written"] += 1
     f.flush()

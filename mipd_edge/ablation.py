@@ -1,0 +1,206 @@
+"""The component ablation of MIPD: which part of it helps, over several training seeds.
+
+Every row trains students on the same SynthSitu data with the same honest teacher and
+rationales; only the students' training seed (batch order, initialisation, NMPA's prompts)
+changes between seeds. The teacher row trains the teacher itself at each seed (students
+always distil from the seed-0 teacher). Each run is a pipeline stage, so an interrupted
+ablation resumes where it stopped, and the results file is rewritten after every run.
+
+Results: ``{"setup": {...}, "rows": {ROW: {"seeds": {"0": M, ...}}}, "summary": {...},
+"goals": {...}}``, M being exactly what ``mipd-edge eval --splits`` writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .files import read_json, write_json
+from .pipeline import Pipeline
+from .tables import render_table
+
+log = logging.getLogger(__name__)
+
+# row -> (method, mipd variant, what it measures); variants are train/config.py's MIPD_VARIANTS
+ROWS: dict[str, tuple[str, str, str]] = {
+    "none": ("none", "full", "no distillation"),
+    "kd": ("kd", "full", "plain KD: teacher global and region features, soft labels"),
+    "glimpse-positive": ("mipd", "glimpse-positive", "scene prompt aligned with positive glimpses only; scene knowledge"),
+    "glimpse": ("mipd", "glimpse", "+ glimpse negatives"),
+    "gaze-positive": ("mipd", "gaze-positive", "instance prompt aligned with positive gazes only; instance knowledge"),
+    "gaze": ("mipd", "gaze", "+ gaze negatives"),
+    "mipd": ("mipd", "full", "full MIPD (ours)"),
+    "no-scene-prompt": ("mipd", "no-scene-prompt", "full MIPD, no context tokens in the scene prompt"),
+    "no-instance-prompt": ("mipd", "no-instance-prompt", "full MIPD, no context tokens in the instance prompt"),
+    "random-negatives": ("mipd", "random-negatives", "full MIPD, random instead of teacher-judged negatives"),
+    "authors": ("mipd", "authors", "the authors' formulation (caicch/Ov-GSR)"),
+    "teacher": ("teacher", "full", "the teacher itself (trained on its own sample, all verbs)"),
+}
+# the rows the goals compare run first, so that a partial ablation already answers them
+PRIORITY = ("none", "kd", "mipd", "authors")
+# (setting, metric) pairs summarised per split
+SUMMARY_METRICS = (("top1", "verb"), ("top5", "verb"), ("top1", "value"), ("top1", "grnd_value"),
+                   ("gt_verb", "grnd_value"))
+SPLITS = ("all", "seen", "rare", "unseen")
+
+
+def run_order(rows: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, int]]:
+    """Every (row, seed): the goal rows at every seed first, then the rest, seed by seed."""
+    first = [r for r in PRIORITY if r in rows]
+    rest = [r for r in rows if r not in first]
+    return [(r, s) for group in (first, rest) for s in seeds for r in group]
+
+
+def train_and_evaluate(pipe: Pipeline, row: str, seed: int) -> dict:
+    """Test metrics of one row at one seed (the pipeline reuses what earlier runs finished)."""
+    method, variant, _ = ROWS[row]
+    if method == "teacher":
+        model = pipe.make_teacher(None if seed == pipe.cfg.seed else seed)
+    else:
+        model = pipe.make_student(method, variant, seed)
+    return pipe.evaluate_model(model, model.name)
+
+
+def run_components(pipe: Pipeline, rows: Sequence[str], seeds: Sequence[int], results: Path,
+                   plot: Optional[Path] = None) -> dict:
+    """Run the ablation, rewriting ``results`` (and ``plot``) after every run."""
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        raise ValueError(f"unknown ablation rows {unknown}; known: {list(ROWS)}")
+    pipe.make_data()
+    pipe.make_teacher()
+    out = {"setup": setup(pipe, rows, seeds), "rows": {r: {"seeds": {}} for r in rows}}
+    out["rows"].update(kept_rows(results, out["setup"], rows))
+    for row, seed in run_order(rows, seeds):
+        log.info("ablation: %s, seed %d", row, seed)
+        out["rows"][row]["seeds"][str(seed)] = train_and_evaluate(pipe, row, seed)
+        out["summary"] = summarise(out["rows"])
+        out["goals"] = goals(out["rows"])
+        write_json(results, out)
+        if plot is not None:
+            plot_components(out, plot)
+    return out
+
+
+def kept_rows(results: Path, new_setup: Mapping[str, Any], rows: Sequence[str]) -> dict:
+    """Rows of an earlier results file that this run does not redo, if it measured the same
+    data with the same teacher and student settings."""
+    if not results.is_file():
+        return {}
+    old = read_json(results)
+    same = ("data", "teacher_data", "teacher", "student", "student_epochs", "input_size")
+    if any(old.get("setup", {}).get(k) != new_setup[k] for k in same):
+        return {}
+    for name in old["rows"]:
+        if name not in rows and name in old["setup"].get("rows", {}):
+            new_setup["rows"][name] = old["setup"]["rows"][name]
+    return {name: row for name, row in old["rows"].items() if name not in rows}
+
+
+def setup(pipe: Pipeline, rows: Sequence[str], seeds: Sequence[int]) -> dict:
+    from .machine import device_info
+
+    c = pipe.cfg
+    return {"data": pipe.data_params(), "teacher_data": pipe.teacher_data_params(),
+            "teacher": {"epochs": c.teacher_epochs, "seed": c.seed, "trained_on": "teacher_data (disjoint images)"},
+            "student": c.student, "student_epochs": c.student_epochs, "input_size": c.input_size,
+            "seeds": list(seeds), "seed_meaning": "students' training seed; data, teacher and rationales fixed",
+            "rows": {r: {"method": ROWS[r][0], "variant": ROWS[r][1], "what": ROWS[r][2]} for r in rows},
+            "device": device_info()}
+
+
+def values(row: Mapping[str, Any], split: str, setting: str, metric: str) -> list[float]:
+    return [m[split][setting][metric] for m in row["seeds"].values() if setting in m[split]]
+
+
+def summarise(rows: Mapping[str, Mapping]) -> dict:
+    """Per row, split and metric: mean, min and max over the seeds that have run."""
+    out: dict[str, Any] = {}
+    for name, row in rows.items():
+        if not row["seeds"]:
+            continue
+        out[name] = {"seeds": len(row["seeds"])}
+        for split in SPLITS:
+            for setting, metric in SUMMARY_METRICS:
+                v = values(row, split, setting, metric)
+                if v:
+                    out[name].setdefault(split, {})[f"{setting}_{metric}"] = {
+                        "mean": float(np.mean(v)), "min": float(min(v)), "max": float(max(v))}
+    return out
+
+
+def goals(rows: Mapping[str, Mapping]) -> dict:
+    """Issue 16's goals, where the rows they compare have run: full MIPD against none (means)
+    and against kd (every MIPD seed above every kd seed)."""
+    def mean(row: str, split: str, setting: str = "top1", metric: str = "verb") -> float:
+        return float(np.mean(values(rows[row], split, setting, metric)))
+
+    have = {r for r, row in rows.items() if row["seeds"]}
+    out: dict[str, Any] = {}
+    if {"mipd", "none"} <= have:
+        gain = {s: mean("mipd", s) - mean("none", s) for s in ("unseen", "rare", "seen")}
+        out["mipd_vs_none"] = {"gain_top1_verb": gain, "targets": {"unseen": 15.0, "rare": 5.0, "seen": -2.0},
+                               "met": gain["unseen"] >= 15 and gain["rare"] >= 5 and gain["seen"] >= -2}
+    if {"mipd", "kd"} <= have:
+        above = {s: min(values(rows["mipd"], s, "top1", "verb")) > max(values(rows["kd"], s, "top1", "verb"))
+                 for s in ("unseen", "rare")}
+        grounded = mean("mipd", "all", metric="grnd_value") - mean("kd", "all", metric="grnd_value")
+        out["mipd_vs_kd"] = {"every_seed_above_every_kd_seed": above, "grnd_value_gain": grounded,
+                             "met": all(above.values()) and grounded >= 0}
+    return out
+
+
+def cell(summary: Mapping[str, Any], split: str, key: str) -> str:
+    s = summary.get(split, {}).get(key)
+    if s is None:
+        return "-"
+    return f"{s['mean']:.1f}" if s["min"] == s["max"] else f"{s['mean']:.1f} [{s['min']:.1f}, {s['max']:.1f}]"
+
+
+def format_components(results: Mapping[str, Any], markdown: bool = False) -> str:
+    """Mean [min, max] over seeds: verb top-1 and top-5 per split, value and grounded value."""
+    columns = [(s, "top1_verb", f"{s} top-1") for s in ("seen", "rare", "unseen")] + \
+              [(s, "top5_verb", f"{s} top-5") for s in ("seen", "rare", "unseen")] + \
+              [("all", "top1_value", "value"), ("all", "top1_grnd_value", "grnd value")]
+    table = [["row", "seeds"] + [c[2] for c in columns]]
+    for name, summary in results["summary"].items():
+        table.append([name, str(summary["seeds"])] + [cell(summary, s, k) for s, k, _ in columns])
+    return render_table(table, markdown)
+
+
+def plot_components(results: Mapping[str, Any], path: Path) -> Optional[Path]:
+    """One bar group per row (seen / rare / unseen verb top-1, grounded value), error bars =
+    the range over seeds."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("plot skipped: matplotlib is not installed (pip install matplotlib)")
+        return None
+    summary = results["summary"]
+    names = list(summary)
+    bars = [("seen", "top1_verb", "seen verb top-1"), ("rare", "top1_verb", "rare verb top-1"),
+            ("unseen", "top1_verb", "unseen verb top-1"), ("all", "top1_grnd_value", "grounded value (all)")]
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(names) + 2), 4.5))
+    width = 0.8 / len(bars)
+    for j, (split, key, label) in enumerate(bars):
+        stats = [summary[n].get(split, {}).get(key, {"mean": np.nan, "min": np.nan, "max": np.nan}) for n in names]
+        mean = np.array([s["mean"] for s in stats])
+        err = np.array([[s["mean"] - s["min"] for s in stats], [s["max"] - s["mean"] for s in stats]])
+        ax.bar(np.arange(len(names)) + (j - (len(bars) - 1) / 2) * width, mean, width, yerr=err, capsize=2,
+               label=label, color=f"C{j}")
+    ax.set_xticks(np.arange(len(names)), [f"{n}\n({summary[n]['seeds']} seeds)" for n in names], fontsize=8,
+                  rotation=30, ha="right")
+    ax.set_ylabel("% (SynthSitu test)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.3))
+    ax.set_title("MIPD component ablation: mean over seeds, error bars = min to max", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,249 @@
+"""The named variants of --method mipd: the component switches, the authors' formulation,
+random negatives, and the component ablation that runs them over seeds."""
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_MODEL, tiny_config
+from mipd_edge.errors import MipdEdgeError
+from mipd_edge.models.student import create_student
+from mipd_edge.train.authors import AuthorsMIPD, RationaleTokens, hinge
+from mipd_edge.train.config import MIPD_VARIANTS, MipdConfig, TrainConfig, load_config, variant_overrides
+from mipd_edge.train.data import Batch
+from mipd_edge.train.distill import distill
+from mipd_edge.train.nmpa import AlignmentData, train_prompts
+from mipd_edge.train.prompts import InstancePrompt, ScenePrompt
+from mipd_edge.train.rationales import Draft, generate_rationales, judge, judgment_rng, load_judged_rationales
+from mipd_edge.train.teacher_cache import TeacherCache
+
+
+def test_every_variant_is_a_valid_config_that_round_trips():
+    for name in MIPD_VARIANTS:
+        cfg = replace(TrainConfig(method="mipd"), **variant_overrides(name))
+        assert TrainConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+    authors = replace(TrainConfig(), **variant_overrides("authors"))
+    assert authors.mipd.formulation == "authors" and authors.loss.verb_smoothing == 0.3 and authors.loss.exists == 5
+    assert load_config(mipd={"negatives": "none"}).mipd == MipdConfig(negatives="none")
+    with pytest.raises(MipdEdgeError, match="unknown mipd variant"):
+        variant_overrides("mipd-but-better")
+    with pytest.raises(MipdEdgeError, match="negatives"):
+        MipdConfig(negatives="some")
+    with pytest.raises(MipdEdgeError, match="scene or instance"):
+        MipdConfig(scene=False, instance=False)
+    with pytest.raises(MipdEdgeError, match="unknown training config's mipd keys"):
+        TrainConfig.from_json({**TrainConfig().to_json(), "mipd": {"negative": "none"}})
+    assert MipdConfig(negatives="random").judgment == "random" and MipdConfig(negatives="none").judgment == "teacher"
+
+
+def test_prompts_without_context_tokens():
+    with_ctx, without = ScenePrompt(16, 8), ScenePrompt(16, 8, n_ctx=0)
+    assert without.ctx.meta is None and without.ctx.tokens.numel() == 0 and with_ctx.ctx.meta is not None
+    assert sum(p.numel() for p in without.parameters()) < sum(p.numel() for p in with_ctx.parameters())
+    s = without(torch.randn(3, 16))
+    i = InstancePrompt(16, 8, n_ctx=0)(torch.randn(3, 2, 16), torch.randn(3, 16), torch.randn(3, 2, 8))
+    assert s.shape == (3, 8) and torch.allclose(s.norm(dim=-1), torch.ones(3))
+    assert i.shape == (3, 2, 8) and torch.allclose(i.norm(dim=-1), torch.ones(3, 2))
+
+
+def synthetic_alignment(seed: int, n: int = 96, classes: int = 4, t_dim: int = 16, d: int = 12):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    teacher = rng.normal(size=(classes, t_dim))[labels] + 0.3 * rng.normal(size=(n, t_dim))
+    teacher /= np.linalg.norm(teacher, axis=1, keepdims=True)
+    texts = rng.normal(size=(classes, d)).astype(np.float32)
+    texts /= np.linalg.norm(texts, axis=1, keepdims=True)
+    negs = rng.normal(size=(n, 2, d)).astype(np.float32)
+    data = AlignmentData(scene_pos=texts[labels], scene_neg=negs, scene_w=np.ones((n, 2), np.float32),
+                         inst_pos=texts[labels][:, None], inst_neg=negs[:, None], inst_w=np.ones((n, 1, 2), np.float32),
+                         roles=np.zeros((n, 1, d), np.float32), valid=np.ones((n, 1), bool))
+    cache = TeacherCache("k", [str(i) for i in range(n)], teacher.astype(np.float16),
+                         teacher[:, None].astype(np.float16), np.zeros((n, 1), np.float32), ["v"], 10.0)
+    return cache, data
+
+
+def test_positive_only_nmpa_ignores_negatives_and_still_aligns():
+    cache, data = synthetic_alignment(0)
+    other = replace(data, scene_neg=-data.scene_neg, inst_neg=data.inst_neg[..., ::-1].copy())
+    g = torch.from_numpy(np.asarray(cache.global_feats, np.float32))
+    runs = []
+    for d in (data, other):
+        scene, _, losses = train_prompts(cache, d, epochs=15, batch_size=32, progress=False, negatives=False)
+        with torch.no_grad():
+            runs.append(scene(g).numpy())
+    assert np.array_equal(runs[0], runs[1])  # the negatives never entered
+    assert (runs[0] * data.scene_pos).sum(-1).mean() > 0.8 and losses["scene"] < 0.2
+    scene, _, _ = train_prompts(cache, data, epochs=1, batch_size=32, progress=False)
+    with torch.no_grad():
+        assert not np.allclose(scene(g).numpy(), runs[0])  # with negatives, another objective
+
+
+def test_random_judgment_keeps_random_candidates_with_equal_weights():
+    candidates = [(f"neg {i}", f"v{i}") for i in range(6)]
+    draft = Draft("pos", candidates, {}, {})
+    feats = {"pos": np.array([1.0, 0.0]), **{t: np.array([np.cos(0.3 * i), np.sin(0.3 * i)]) for i, (t, _) in enumerate(candidates)}}
+    judged = judge(draft, np.array([1.0, 0.0]), np.zeros((1, 2)), [], feats, 10.0, keep=3)
+    assert [n["text"] for n in judged["glimpse"]["negatives"]] == ["neg 0", "neg 1", "neg 2"]  # closest first
+    picks = [judge(draft, np.array([1.0, 0.0]), np.zeros((1, 2)), [], feats, 10.0, keep=3,
+                   rng=judgment_rng("random", name))["glimpse"]["negatives"] for name in ("a.jpg", "a.jpg", "b.jpg")]
+    assert picks[0] == picks[1] and len(picks[0]) == 3  # seeded by the image: a rerun draws the same
+    assert [n["plausibility"] for n in picks[0]] == [1 / 3] * 3
+    drawn = {tuple(n["text"] for n in judge(draft, np.array([1.0, 0.0]), np.zeros((1, 2)), [], feats, 10.0, keep=3,
+                                            rng=judgment_rng("random", f"{i}.jpg"))["glimpse"]["negatives"])
+             for i in range(20)}
+    assert len(drawn) > 5  # not the teacher's order, nor one fixed choice
+    with pytest.raises(MipdEdgeError, match="judgment"):
+        judgment_rng("oracle", "a.jpg")
+
+
+def test_rationale_judgments_are_never_mixed(tiny_world, tmp_path, cache_dir):
+    out = tmp_path / "random.jsonl"
+    generate_rationales(tiny_world / "data", tiny_world / "teacher", out, progress=False, cache_dir=cache_dir,
+                        judgment="random")
+    records = load_judged_rationales(out, "random")
+    teacher_judged = load_judged_rationales(tiny_world / "rationales.jsonl")
+    assert set(records) == set(teacher_judged)
+    assert all(r["judgment"] == "random" for r in records.values())
+    changed = sum(r["glimpse"]["negatives"] != teacher_judged[n]["glimpse"]["negatives"] for n, r in records.items())
+    assert changed > len(records) // 2
+    with pytest.raises(MipdEdgeError, match="--judgment random"):
+        load_judged_rationales(tiny_world / "rationales.jsonl", "random")
+    with pytest.raises(MipdEdgeError, match="chosen by 'random'"):  # completing it the other way is refused
+        generate_rationales(tiny_world / "data", tiny_world / "teacher", out, progress=False, cache_dir=cache_dir)
+    with pytest.raises(MipdEdgeError, match="--judgment random"):
+        distill(tiny_world / "data", tmp_path / "s", replace(tiny_config(method="mipd"), **variant_overrides(
+            "random-negatives")), tiny_world / "teacher", tiny_world / "rationales.jsonl", progress=False,
+            cache_dir=cache_dir)
+
+
+def authors_objective(tokens: RationaleTokens, n: int = 2):
+    torch.manual_seed(0)
+    model = create_student("edge-s", image_size=64, text_dim=8, **TINY_MODEL)
+    teacher = np.random.default_rng(0).normal(size=(n, 6)).astype(np.float16)
+    return model, AuthorsMIPD(teacher, tokens, model, tiny_config(method="mipd"))
+
+
+def test_authors_knowledge_attends_to_the_positive_tokens_only():
+    rng = np.random.default_rng(1)
+    tokens = rng.normal(size=(2, 4, 5)).astype(np.float16)
+    padding = np.array([[False, False, True, True], [False, True, True, True]])
+    t = RationaleTokens(tokens, padding, rng.normal(size=(1, 5)).astype(np.float32), np.array([0, 1]),
+                        np.array([0, -1]), np.array([[1, -1]] * 2), np.array([[0, -1]] * 2))
+    _, objective = authors_objective(t)
+    query = torch.randn(2, 8)
+    with torch.no_grad():
+        k = objective.knowledge(query, torch.tensor([0, 1]), objective.scene_keys)
+        objective.tokens[0, 2:] = 100.0  # padding: never read
+        assert torch.allclose(k, objective.knowledge(query, torch.tensor([0, 1]), objective.scene_keys))
+        # one token to attend to: the knowledge is that token's value, whatever the query
+        one = objective.knowledge(torch.randn(2, 8), torch.tensor([1, 1]), objective.scene_keys)
+        assert torch.allclose(one[0], one[1], atol=1e-6) and torch.allclose(one[1], k[1], atol=1e-6)
+        assert torch.allclose(k.norm(dim=-1), torch.ones(2))
+
+
+def test_authors_losses_by_hand_and_every_part_learns():
+    rng = np.random.default_rng(2)
+    t = RationaleTokens(rng.normal(size=(2, 3, 5)).astype(np.float16), np.zeros((2, 3), bool),
+                        rng.normal(size=(2, 5)).astype(np.float32), np.array([0, 1]), np.array([0, -1]),
+                        np.array([[1, 0, -1], [0, -1, -1]]), np.array([[1, -1, -1], [0, -1, -1]]))
+    model, objective = authors_objective(t)
+    x = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    assert torch.isclose(hinge(x, torch.tensor([[1.0, 1.0], [-1.0, 0.0]])), torch.tensor(2 ** -0.5 / 2))
+    assert hinge(x[:0], x).item() == 0.0
+    out = model(torch.randn(2, 3, 64, 64), torch.randn(2, 3, 8), torch.randn(2, 8), torch.ones(2, 3))
+    batch = Batch(torch.zeros(2, 3, 64, 64), torch.zeros(2, dtype=torch.long), torch.zeros(2, 3, 3, dtype=torch.long),
+                  torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.bool), torch.ones(2, 3), torch.tensor([0, 1]))
+    with torch.no_grad():
+        query = objective.query(torch.from_numpy(objective.global_.astype(np.float32)))
+        scene = objective.knowledge(query, torch.tensor([0, 1]), objective.scene_keys)
+        first_role = objective.knowledge(query[:1], torch.tensor([1]), objective.instance_keys)
+        # negatives that point where the knowledge of image 0 (and of its first role) points: cos 1
+        for layer, direction in ((objective.scene_negative, scene[0]), (objective.instance_negative, first_role[0])):
+            layer.weight.zero_()
+            layer.bias.copy_(10 * direction)
+    losses = objective(model, out, batch, torch.zeros(2, 4), torch.zeros(4, 8))
+    assert set(losses) == {"authors_distill", "authors_scene_negative", "authors_instance_negative"}
+    assert torch.isclose(losses["authors_distill"], 2.0 * (out["glance"] - scene).abs().mean())
+    # image 1 has no glimpse negative: the mean is over image 0 alone, cos 1, weight 5
+    assert torch.isclose(losses["authors_scene_negative"], torch.tensor(5.0))
+    sum(losses.values()).backward()
+    for name, p in objective.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"{name} is never trained"
+    assert model.glance_head.weight.grad.abs().sum() > 0  # the student is pulled to the knowledge
+
+
+@pytest.mark.parametrize("variant, terms", [
+    ("glimpse-positive", {"mipd_soft", "mipd_scene"}),
+    ("gaze", {"mipd_soft", "mipd_instance"}),
+])
+def test_variants_distil_what_they_name(tiny_world, tmp_path, cache_dir, variant, terms):
+    cfg = replace(tiny_config(method="mipd", epochs=1), **variant_overrides(variant))
+    run = distill(tiny_world / "data", tmp_path / variant, cfg, tiny_world / "teacher", tiny_world / "rationales.jsonl",
+                  progress=False, cache_dir=cache_dir)
+    assert set(run["history"][0]["losses"]) == {"verb", "noun", "box_l1", "box_giou", "exists"} | terms
+    info = json.loads((tmp_path / variant / "config.json").read_text())
+    assert info["train"]["mipd"] == MIPD_VARIANTS[variant]["mipd"].__dict__ and info["formulation"] == "ours"
+
+
+def test_distill_cli_with_the_authors_variant(tiny_world, tmp_path, cache_dir):
+    out = tmp_path / "authors"
+    cmd = [sys.executable, "-m", "mipd_edge.cli", "distill", "--data", str(tiny_world / "data"), "--out", str(out),
+           "--teacher", str(tiny_world / "teacher"), "--rationales", str(tiny_world / "rationales.jsonl"),
+           "--variant", "authors", "--epochs", "1", "--image-size", "64", "--batch-size", "16"]
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps({"model": TINY_MODEL, "eval_batch_size": 32}))
+    r = subprocess.run(cmd + ["--config", str(config)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = json.loads((out / "config.json").read_text())
+    assert info["method"] == "mipd" and info["formulation"] == "authors"
+    assert info["train"]["loss"]["verb_smoothing"] == 0.3 and info["train"]["loss"]["box_giou"] == 5.0
+    losses = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["losses"]
+    assert {"authors_distill", "authors_scene_negative", "authors_instance_negative"} <= set(losses)
+    assert "mipd_soft" not in losses  # the authors' formulation has no soft-label term
+    r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "distill", "--data", str(tiny_world / "data"),
+                        "--out", str(tmp_path / "x"), "--method", "kd", "--variant", "authors"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["mipd-edge: error: --variant is a variant of --method mipd, not of kd"]
+
+
+def test_component_ablation_over_seeds_resumes_and_reports_every_seed(tmp_path, cache_dir, caplog):
+    from mipd_edge.ablation import format_components, run_components
+    from mipd_edge.data.swig import SituDataset
+    from mipd_edge.metrics import evaluate
+    from mipd_edge.pipeline import PRESETS, Pipeline
+
+    cfg = replace(PRESETS["quick"], train=120, dev=32, test=48, teacher_epochs=1, student_epochs=1)
+    pipe = Pipeline(tmp_path / "work", cfg, progress=False)
+    results, plot = tmp_path / "ablation.json", tmp_path / "ablation.png"
+    rows = ["none", "authors", "teacher"]
+    out = run_components(pipe, rows, [0, 1], results, plot)
+    assert json.loads(results.read_text()) == out and plot.stat().st_size > 10_000
+    assert list(out["rows"]) == rows and all(set(out["rows"][r]["seeds"]) == {"0", "1"} for r in rows)
+    test = SituDataset(pipe.data, "test")
+    folders = {"none": "student-none-seed{}", "authors": "student-authors-seed{}", "teacher": "teacher-seed{}"}
+    for row, pattern in folders.items():
+        for seed in (0, 1):
+            folder = pipe.workdir / ("teacher" if row == "teacher" and seed == 0 else pattern.format(seed))
+            info = json.loads((folder / "config.json").read_text())
+            assert info["train"]["seed"] == seed
+            preds = json.loads((folder / "test-predictions.json").read_text())
+            # M is exactly what `mipd-edge eval --splits` computes from the run's predictions
+            assert out["rows"][row]["seeds"][str(seed)] == json.loads(json.dumps(
+                evaluate(test.annotations, test.space, preds, pipe.data / "splits.json")))
+    unseen = [m["unseen"]["top1"]["verb"] for m in out["rows"]["authors"]["seeds"].values()]
+    s = out["summary"]["authors"]["unseen"]["top1_verb"]
+    assert (s["min"], s["max"]) == (min(unseen), max(unseen)) and abs(s["mean"] - sum(unseen) / 2) < 1e-9
+    assert "mipd_vs_none" not in out["goals"]  # its rows did not run
+    assert "authors" in format_components(out) and "[" in format_components(out, markdown=True)
+
+    caplog.clear()
+    with caplog.at_level("INFO", logger="mipd_edge.pipeline"):
+        again = run_components(pipe, ["none"], [0, 1], results)  # a rerun of one row keeps the others
+    assert not [r for r in caplog.records if r.getMessage().endswith(": running")]
+    assert again["rows"] == out["rows"] and list(again["rows"]) == rows
