@@ -111,14 +111,15 @@ def cmd_eval_hoi(args: argparse.Namespace) -> None:
     train = read_hoi_annotations(args.train_annotations, space) if args.train_annotations else None
     rare = rare_classes(space, train) if space.rare is not None or train is not None else frozenset()
     metrics = evaluate_hoi(annotations, read_json(args.predictions, "predictions file"), space, rare,
-                           args.zero_shot, args.ap, args.max_per_image)
-    rows = [("Full", metrics["full"]), ("Rare", metrics["rare"]), ("Non-rare", metrics["non_rare"])]
+                           args.zero_shot, args.ap, args.max_per_image, args.mode)
+    rows = [("Full", "full"), ("Rare", "rare"), ("Non-rare", "non_rare")]
     if args.zero_shot:
-        rows += [("Unseen", metrics["unseen"]), ("Seen", metrics["seen"])]
-    print(f"{space.name} mAP ({metrics['ap']}, {metrics['classes']} classes with ground truth"
-          f"{', zero-shot ' + args.zero_shot if args.zero_shot else ''})")
-    for name, value in rows:
-        print(f"  {name:<9} {'-' if value is None else f'{value:6.2f}'}")
+        rows += [("Unseen", "unseen"), ("Seen", "seen")]
+    print(f"{space.name} mAP / mean max recall ({metrics['ap']} AP, mode {metrics['mode']}, {metrics['classes']} "
+          f"classes with ground truth{', zero-shot ' + args.zero_shot if args.zero_shot else ''})")
+    for name, key in rows:
+        values = (metrics[key], metrics["mean_max_recall"][key])
+        print(f"  {name:<9} " + " / ".join("     -" if v is None else f"{v:6.2f}" for v in values))
     if args.out:
         write_json(args.out, metrics)
         print(f"metrics written to {args.out}")
@@ -472,7 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rare_first, non_rare_first, unseen_object, unseen_verb (HICO-DET) or the dataset's own")
     p.add_argument("--space", default=None, help="hoi_space.json (default: beside the annotations, else HICO-DET)")
     p.add_argument("--train-annotations", default=None, help="to count rare classes when the space lists none")
-    p.add_argument("--ap", choices=("voc", "voc11"), default="voc", help="official VOC AP or the 11-point variant")
+    p.add_argument("--ap", choices=("11point", "auc"), default="11point",
+                   help="11-point interpolated AP, as HICO-DET's official evaluation (default), or the area under "
+                        "the precision envelope (not the official metric)")
+    p.add_argument("--mode", choices=("def", "ko"), default="def",
+                   help="def: every test image; ko (known object): per class, only images annotated with its object")
     p.add_argument("--max-per-image", type=int, default=None, help="keep only each image's top detections")
     p.add_argument("--out", default=None, help="write the metrics JSON here")
 

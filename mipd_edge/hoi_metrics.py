@@ -1,16 +1,20 @@
-"""HICO-DET mAP: detection of (human, verb, object) triplets, per HOI class.
+"""HICO-DET mAP exactly as the official evaluation computes it (ywchao/ho-rcnn,
+``evaluation/VOCevaldet_bboxpair.m`` and ``eval_one.m``; its Python ports in QPIC and GEN-VLKT).
 
 A detection is a human box, an object box, the object category, the verb and a score.
-It is a true positive when its HOI class (verb, object category) matches a ground-truth
-pair of the same class that is not matched yet and both boxes overlap that pair's boxes
-with IoU >= 0.5; among several such pairs it takes the best-overlapping one (the
-smaller of the two IoUs decides). Per class, detections of all images are ranked by
-score and AP is the area under the interpolated precision-recall curve (``ap="voc"``,
-as HICO-DET's official evaluation computes it; ``"voc11"`` is the 11-point variant many
-open-source code bases report). IoUs use the inclusive-pixel convention (+1) of both.
-mAP is the mean over classes with at least one ground-truth instance: Full (all), Rare /
-Non-rare (fewer / at least 10 training instances), and Seen / Unseen under a zero-shot
-split.
+Per HOI class (verb, object category), the detections of all test images are taken in
+score order (ties in image order); each takes the ground-truth pair of its class in its
+image with the highest overlap, the smaller of the human and object IoUs (inclusive
+pixels, +1), the first of equal ones. It is a true positive if that overlap is >= 0.5
+and the pair is still free, which takes it; otherwise a false positive: a detection whose
+best pair is taken does not fall back to the next one. AP is 11-point interpolated (the
+mean over recall thresholds 0, 0.1, ..., 1 of the highest precision at that recall or
+beyond); ``ap="auc"``, the area under the precision envelope, is offered as a
+non-official alternative. ``mode="ko"`` is the official known-object setting: per class,
+only the images whose annotations contain that class's object category. mAP is the mean
+over classes with at least one ground-truth pair: Full, Rare / Non-rare (fewer / at least
+10 training instances), and Seen / Unseen under a zero-shot split; the mean max recall
+(the recall of all a class's detections) is reported beside it, as the ports print it.
 
 Predictions, as ``mipd-edge eval-hoi`` reads them: ``{file_name: [{"human_box": [x1, y1,
 x2, y2], "object_box": [...], "object": category_id, "verb": verb_id, "score": s}, ...]}``.
@@ -40,19 +44,24 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
-def average_precision(tp: np.ndarray, scores: np.ndarray, positives: int, ap: str = "voc") -> float:
-    """AP of one class from its detections' true-positive flags and scores."""
+AP_KINDS = ("11point", "auc")  # the official one first
+MODES = ("def", "ko")
+
+
+def average_precision(tp: np.ndarray, scores: np.ndarray, positives: int, ap: str = "11point") -> float:
+    """AP of one class from its detections' true-positive flags and scores, in score order
+    (a stable sort: equal scores keep the order they were given in)."""
     if positives == 0:
         raise ValueError("AP is undefined without ground truth")
+    if ap not in AP_KINDS:
+        raise DatasetError(f"ap must be one of {AP_KINDS}, got {ap!r}")
     order = np.argsort(-scores, kind="stable")
     hits = np.cumsum(tp[order])
     recall = hits / positives
     precision = hits / np.arange(1, len(hits) + 1)
-    if ap == "voc11":
+    if ap == "11point":
         return float(np.mean([precision[recall >= t].max() if (recall >= t).any() else 0.0
                               for t in np.linspace(0, 1, 11)]))
-    if ap != "voc":
-        raise DatasetError(f"ap must be 'voc' or 'voc11', got {ap!r}")
     r = np.concatenate([[0.0], recall, [1.0]])
     p = np.concatenate([[0.0], precision, [0.0]])
     p = np.maximum.accumulate(p[::-1])[::-1]  # the precision envelope
@@ -81,9 +90,13 @@ def parse_detections(entries: Any, space: HoiSpace, where: str) -> list[tuple[in
 
 
 def match_image(gt: HoiImage, detections: Sequence[tuple[int, np.ndarray, np.ndarray, float]], space: HoiSpace,
-                found: Mapping[int, list], counts: Mapping[int, int]) -> None:
-    """Mark each detection of one image TP / FP (appending (score, tp) to ``found``)."""
+                found: Mapping[int, list], counts: Mapping[int, int], mode: str = "def") -> None:
+    """Mark each detection of one image TP / FP (appending (score, tp) to ``found``); under
+    ``ko`` a class's detections count only if the image's annotations have its object."""
     classes = gt.hoi_classes(space)
+    if mode == "ko":
+        present = {gt.categories[p.object] for p in gt.pairs}
+        detections = [d for d in detections if space.classes[d[0]][1] in present]
     for c in classes:
         if c is not None:
             counts[c] += 1
@@ -103,21 +116,23 @@ def match_image(gt: HoiImage, detections: Sequence[tuple[int, np.ndarray, np.nda
                              iou_matrix(np.stack([d[2] for d in dets]), gt_o))
         used = np.zeros(len(pairs), bool)
         for k, d in enumerate(dets):
-            candidates = np.where(~used & (overlap[k] >= IOU_THRESHOLD), overlap[k], -1.0)
-            best = int(candidates.argmax())
-            hit = candidates[best] >= IOU_THRESHOLD
+            best = int(overlap[k].argmax())  # the first of the highest overlaps, taken or not
+            hit = overlap[k, best] >= IOU_THRESHOLD and not used[best]
             used[best] |= hit
             found[cls].append((d[3], int(hit)))
 
 
 def evaluate_hoi(annotations: Sequence[HoiImage], predictions: Mapping[str, Any], space: HoiSpace,
-                 rare: Iterable[int] = (), zero_shot: Optional[str] = None, ap: str = "voc",
-                 max_per_image: Optional[int] = None) -> dict[str, Any]:
-    """mAP Full / Rare / Non-rare (and Seen / Unseen under ``zero_shot``) in percent."""
+                 rare: Iterable[int] = (), zero_shot: Optional[str] = None, ap: str = "11point",
+                 max_per_image: Optional[int] = None, mode: str = "def") -> dict[str, Any]:
+    """mAP Full / Rare / Non-rare (and Seen / Unseen under ``zero_shot``) in percent, and
+    the mean max recall of each."""
     if not isinstance(predictions, Mapping):
         raise DatasetError(f"predictions must map file names to detection lists, got {type(predictions).__name__}")
-    if ap not in ("voc", "voc11"):
-        raise DatasetError(f"ap must be 'voc' or 'voc11', got {ap!r}")
+    if ap not in AP_KINDS:
+        raise DatasetError(f"ap must be one of {AP_KINDS}, got {ap!r}")
+    if mode not in MODES:
+        raise DatasetError(f"mode must be one of {MODES} (default or known object), got {mode!r}")
     known = {a.file_name for a in annotations}
     stray = [n for n in predictions if n not in known]
     if stray:
@@ -128,26 +143,29 @@ def evaluate_hoi(annotations: Sequence[HoiImage], predictions: Mapping[str, Any]
         dets = parse_detections(predictions.get(image.file_name, []), space, f"predictions[{image.file_name!r}]")
         if max_per_image is not None:
             dets = sorted(dets, key=lambda d: -d[3])[:max_per_image]
-        match_image(image, dets, space, found, counts)
-    per_class = {}
+        match_image(image, dets, space, found, counts, mode)
+    per_class, max_recall = {}, {}
     for cls, positives in counts.items():
         hits = np.array([h for _, h in found[cls]], np.float64)
         scores = np.array([s for s, _ in found[cls]], np.float64)
         per_class[cls] = average_precision(hits, scores, positives, ap) if len(hits) else 0.0
+        max_recall[cls] = hits.sum() / positives
     rare, unseen = frozenset(rare), space.unseen(zero_shot)
-
-    def mean(classes) -> Optional[float]:
-        values = [per_class[c] for c in classes if c in per_class]
-        return 100.0 * float(np.mean(values)) if values else None
-
-    result: dict[str, Any] = {"full": mean(per_class), "rare": mean(c for c in per_class if c in rare),
-                              "non_rare": mean(c for c in per_class if c not in rare),
-                              "classes": len(per_class), "ap": ap}
+    groups = {"full": list(per_class), "rare": [c for c in per_class if c in rare],
+              "non_rare": [c for c in per_class if c not in rare]}
     if zero_shot is not None:
-        result.update(zero_shot=zero_shot, unseen=mean(c for c in per_class if c in unseen),
-                      seen=mean(c for c in per_class if c not in unseen))
+        groups.update(unseen=[c for c in per_class if c in unseen], seen=[c for c in per_class if c not in unseen])
+
+    def mean(values: Mapping[int, float], classes: list[int]) -> Optional[float]:
+        return 100.0 * float(np.mean([values[c] for c in classes])) if classes else None
+
+    result: dict[str, Any] = {name: mean(per_class, classes) for name, classes in groups.items()}
+    result.update(classes=len(per_class), ap=ap, mode=mode,
+                  mean_max_recall={name: mean(max_recall, classes) for name, classes in groups.items()})
+    if zero_shot is not None:
+        result["zero_shot"] = zero_shot
     result["per_class"] = {space.class_name(c): 100.0 * v for c, v in sorted(per_class.items())}
     return result
 
 
-__all__ = ["average_precision", "evaluate_hoi", "iou_matrix"]
+__all__ = ["AP_KINDS", "MODES", "average_precision", "evaluate_hoi", "iou_matrix"]

@@ -92,11 +92,14 @@ def test_iou_and_average_precision_by_hand():
     assert np.isclose(iou_matrix([[0, 0, 9, 9]], [[0, 0, 9, 9], [5, 0, 14, 9], [20, 20, 30, 30]]),
                       [[1.0, 50 / 150, 0.0]]).all()
     tp, scores = np.array([1.0, 0.0, 1.0]), np.array([0.9, 0.8, 0.7])
-    # recall 0.5, 0.5, 1.0 / precision 1, 0.5, 2/3: area 0.5 * 1 + 0.5 * 2/3
-    assert np.isclose(average_precision(tp, scores, 2), 0.5 + 1 / 3)
-    # 11-point: recall thresholds 0..0.5 see precision 1, 0.6..1.0 see 2/3
-    assert np.isclose(average_precision(tp, scores, 2, "voc11"), (6 + 5 * 2 / 3) / 11)
+    # TP, FP, TP against 2 pairs: recall 0.5, 0.5, 1.0 / precision 1, 0.5, 2/3. Official 11-point:
+    # thresholds 0..0.5 see precision 1, 0.6..1.0 see 2/3 -> 84.85
+    assert round(100 * average_precision(tp, scores, 2), 2) == 84.85
+    # the area under the envelope, offered as a non-official option: 0.5 * 1 + 0.5 * 2/3
+    assert np.isclose(average_precision(tp, scores, 2, "auc"), 0.5 + 1 / 3)
     assert average_precision(np.array([0.0]), np.array([0.5]), 3) == 0.0
+    with pytest.raises(DatasetError, match="ap must be"):
+        average_precision(tp, scores, 2, "voc")
 
 
 def test_hoi_map_by_hand(tmp_path, space):
@@ -114,12 +117,17 @@ def test_hoi_map_by_hand(tmp_path, space):
                   det(person, ball, 2, 2, 0.95)],            # kick ball: TP
     }
     m = evaluate_hoi(images, predictions, space, rare=[1], zero_shot="kick-ball")
-    # hold-ball: 2 GT, hits at ranks 1 of (0.9 TP, 0.8 FP, 0.7 FP): AP 0.5; hold-cup: AP 1;
-    # kick-ball: 1 GT, (0.95 TP, 0.5 FP): AP 1
-    assert m["per_class"] == {"hold ball": 50.0, "hold cup": 100.0, "kick ball": 100.0}
-    assert np.isclose(m["full"], 250 / 3) and m["rare"] == 100.0 and m["non_rare"] == 75.0
-    assert m["unseen"] == 100.0 and m["seen"] == 75.0 and m["classes"] == 3
-    # the detection takes the best-overlapping unmatched pair, so two people holding balls both count
+    # hold-ball: 2 GT, (0.9 TP, 0.8 FP, 0.7 FP): precision 1 up to recall 0.5, then nothing: 6/11;
+    # hold-cup: AP 1; kick-ball: 1 GT, (0.95 TP, 0.5 FP): AP 1
+    assert m["per_class"] == pytest.approx({"hold ball": 600 / 11, "hold cup": 100.0, "kick ball": 100.0})
+    assert np.isclose(m["full"], (600 / 11 + 200) / 3) and m["rare"] == 100.0
+    assert np.isclose(m["non_rare"], (600 / 11 + 100) / 2)
+    assert m["unseen"] == 100.0 and np.isclose(m["seen"], m["non_rare"]) and m["classes"] == 3
+    # max recall: hold ball 1 of 2 pairs, the others all
+    assert m["mean_max_recall"] == pytest.approx({"full": 250 / 3, "rare": 100.0, "non_rare": 75.0,
+                                                  "unseen": 100.0, "seen": 75.0})
+    assert m["ap"] == "11point" and m["mode"] == "def"
+    # each detection takes its own best pair, so two people holding balls both count
     two = [entry("c.jpg", [(person, 1), (ball, 2), ([40, 0, 49, 19], 1), ([50, 0, 59, 9], 2)], [(0, 1, 1), (2, 3, 1)])]
     m2 = evaluate_hoi(read_hoi_annotations(write(tmp_path, two), space),
                       {"c.jpg": [det([40, 0, 49, 19], [50, 0, 59, 9], 2, 1, 0.9), det(person, ball, 2, 1, 0.8)]}, space)
@@ -130,6 +138,41 @@ def test_hoi_map_by_hand(tmp_path, space):
         evaluate_hoi(images, {"a.jpg": [{"human_box": person}]}, space)
 
 
+def test_matching_is_the_official_one(tmp_path, space):
+    """No fall-back to the next pair, duplicated pairs, an image without annotations, known-object mode."""
+    det = lambda h, o, obj, verb, s: {"human_box": h, "object_box": o, "object": obj, "verb": verb, "score": s}  # noqa: E731
+    person_a, person_b, bike = [0, 0, 99, 199], [10, 0, 109, 199], [0, 150, 199, 249]
+    # two people on one bike (class hold ball stands in for ride bicycle): detection 1 is person A;
+    # detection 2 overlaps A by 97/103 = 0.94 and B by 93/107 = 0.87 -> its best pair is taken: FP
+    two = [entry("bike.jpg", [(person_a, 1), (person_b, 1), (bike, 2)], [(0, 2, 1), (1, 2, 1)])]
+    shifted = [3, 0, 102, 199]
+    assert np.isclose(iou_matrix([shifted], [person_a, person_b]), [[97 / 103, 93 / 107]]).all()
+    m = evaluate_hoi(read_hoi_annotations(write(tmp_path, two), space),
+                     {"bike.jpg": [det(person_a, bike, 2, 1, 0.9), det(shifted, bike, 2, 1, 0.8)]}, space)
+    assert m["per_class"]["hold ball"] == pytest.approx(600 / 11)  # TP, FP against 2 pairs
+    assert m["mean_max_recall"]["full"] == 50.0
+    # a pair annotated twice: the second copy can never be matched (the first of equal overlaps wins)
+    dup = [entry("dup.jpg", [(person_a, 1), (bike, 2)], [(0, 1, 1), (0, 1, 1)])]
+    m = evaluate_hoi(read_hoi_annotations(write(tmp_path, dup), space),
+                     {"dup.jpg": [det(person_a, bike, 2, 1, 0.9), det(person_a, bike, 2, 1, 0.8)]}, space)
+    assert m["per_class"]["hold ball"] == pytest.approx(600 / 11) and m["mean_max_recall"]["full"] == 50.0
+    # an image with detections and no annotations: false positives by default, not seen under ko;
+    # a detection in an image that has its object in another class stays under ko
+    images = [entry("a.jpg", [(person_a, 1), (bike, 2)], [(0, 1, 1)]),
+              entry("empty.jpg", [], []),
+              entry("kick.jpg", [(person_a, 1), (bike, 2)], [(0, 1, 2)])]
+    images = read_hoi_annotations(write(tmp_path, images), space)
+    predictions = {"a.jpg": [det(person_a, bike, 2, 1, 0.5)], "empty.jpg": [det(person_a, bike, 2, 1, 0.9)],
+                   "kick.jpg": [det(person_a, bike, 2, 2, 0.7)]}
+    default = evaluate_hoi(images, predictions, space)
+    known = evaluate_hoi(images, {**predictions, "kick.jpg": [det(person_a, bike, 2, 1, 0.95)]}, space, mode="ko")
+    assert default["per_class"]["hold ball"] == pytest.approx(50.0)  # FP at 0.9, TP at 0.5: precision 1/2
+    assert known["per_class"]["hold ball"] == pytest.approx(50.0)  # kick.jpg has a ball: its FP at 0.95 stays
+    assert evaluate_hoi(images, predictions, space, mode="ko")["per_class"]["hold ball"] == 100.0
+    with pytest.raises(DatasetError, match="known object"):
+        evaluate_hoi(images, predictions, space, mode="known")
+
+
 def test_eval_hoi_cli(tmp_path, space, capsys):
     space.save(tmp_path / "hoi_space.json")
     gt = write(tmp_path, [entry("a.jpg", [([0, 0, 9, 19], 1), ([10, 0, 19, 9], 2)], [(0, 1, 1)])])
@@ -138,8 +181,13 @@ def test_eval_hoi_cli(tmp_path, space, capsys):
     assert main(["eval-hoi", "--annotations", str(gt), "--predictions", str(pred), "--zero-shot", "kick-ball",
                  "--out", str(tmp_path / "m.json")]) == 0
     out = capsys.readouterr().out
-    assert "toy mAP" in out and "Full      100.00" in out and "Unseen" in out
-    assert json.loads((tmp_path / "m.json").read_text())["full"] == 100.0
+    assert "toy mAP / mean max recall (11point AP, mode def" in out and "Full      100.00 / 100.00" in out
+    assert "Unseen         - /      -" in out  # the one class with ground truth is seen
+    written = json.loads((tmp_path / "m.json").read_text())
+    assert written["full"] == 100.0 and written["mean_max_recall"]["full"] == 100.0
+    assert main(["eval-hoi", "--annotations", str(gt), "--predictions", str(pred), "--mode", "ko", "--ap", "auc",
+                 "--out", str(tmp_path / "ko.json")]) == 0
+    assert json.loads((tmp_path / "ko.json").read_text())["mode"] == "ko"
 
 
 def test_synthsitu_hoi(tmp_path):
