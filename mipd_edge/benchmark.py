@@ -51,6 +51,7 @@ class BenchmarkSettings:
     min_iterations: int = 30
     rounds: int = 6  # the timed series of the rows of one batch size, interleaved in this many slices
     accuracy_images: Optional[int] = None  # the first N images of the split; None: all
+    settle_s: float = SETTLE_S  # pause before each row's timing slice
 
 
 @dataclass
@@ -126,6 +127,15 @@ def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
 
 def benchmark_images(settings: BenchmarkSettings, count: int) -> list[np.ndarray]:
     """Real images of the split when there is a dataset; otherwise fixed-seed noise images."""
+    from .data.hico import is_hoi_dataset
+
+    if settings.data and is_hoi_dataset(settings.data):
+        from .data.hico import find_space, image_dir, read_hoi_annotations
+        from .image import load_image
+
+        test = read_hoi_annotations(Path(settings.data) / "test_hico.json", find_space(settings.data))
+        folder = image_dir(settings.data, "test")
+        return [load_image(folder / test[i % len(test)].file_name) for i in range(count)]
     if settings.data:
         from .data.swig import SituDataset
 
@@ -224,7 +234,10 @@ class RowMeasurement:
         """The bundle's two graphs as the backend runs them, on a prepared batch."""
         d = self.decoder_inputs
         memory = self.predictor.encode(self.x)["memory"]
-        self.predictor.runtime.decode(memory, d["role_emb"], d["verb_emb"], d["role_mask"])
+        if self.predictor.task == "hoi":
+            self.predictor.runtime.run("decoder", {"memory": memory})
+        else:
+            self.predictor.runtime.decode(memory, d["role_emb"], d["verb_emb"], d["role_mask"])
 
     def whole(self) -> None:
         self.predictor.predict(self.images)
@@ -256,13 +269,35 @@ class RowMeasurement:
             row.notes.append("throughput from sequential latency" + (
                 "" if self.latency_only else " (a batch-1 graph cannot take the batch at once)"))
         if self.with_accuracy and settings.data:
-            split_file = Path(settings.data) / "splits.json"
-            row.metrics = evaluate_predictor(predictor, settings.data, settings.split,
-                                             splits=split_file if split_file.is_file() else None,
-                                             limit=settings.accuracy_images)
+            from .data.hico import is_hoi_dataset
+
+            if (predictor.task == "hoi") != is_hoi_dataset(settings.data):
+                row.notes.append(f"no accuracy: {settings.data} is not a dataset of the bundle's task")
+            elif predictor.task == "hoi":
+                row.metrics = hoi_accuracy(predictor, Path(settings.data), settings.accuracy_images)
+            else:
+                split_file = Path(settings.data) / "splits.json"
+                row.metrics = evaluate_predictor(predictor, settings.data, settings.split,
+                                                 splits=split_file if split_file.is_file() else None,
+                                                 limit=settings.accuracy_images)
         predictor.close()
         row.peak_mem_mb = peak_memory_mb()
         return asdict(row)
+
+
+def hoi_accuracy(predictor, data: Path, limit: Optional[int]) -> dict[str, Any]:
+    """HICO-DET mAP of an HOI bundle on the dataset's test images (the first ``limit``), with
+    the zero-shot split its student was trained for."""
+    from .data.hico import find_space, image_dir, rare_classes, read_hoi_annotations
+    from .predictor import evaluate_hoi_predictor
+
+    space = find_space(data)
+    test = read_hoi_annotations(data / "test_hico.json", space)[:limit]
+    train = read_hoi_annotations(data / "trainval_hico.json", space) if space.rare is None else None
+    metrics = evaluate_hoi_predictor(predictor, test, image_dir(data, "test"), rare=rare_classes(space, train),
+                                     zero_shot=(predictor.manifest.get("provenance") or {}).get("zero_shot"))
+    metrics.pop("per_class")
+    return metrics
 
 
 def row_worker(conn, *args: Any) -> None:
@@ -338,7 +373,7 @@ def measure_rows(jobs: Sequence[tuple[str, str, str, int, bool, bool]],
     for _ in range(rounds):
         for row, latency_only in rows:
             if row.alive:
-                time.sleep(SETTLE_S)
+                time.sleep(settings.settle_s)
                 least = 1 if latency_only else -(-settings.min_iterations // rounds)
                 row.ask(("time", (settings.seconds / rounds, least)), "timed")
     results = []
@@ -485,9 +520,17 @@ def _fill_ratios(rows: list[dict[str, Any]]) -> None:
 
 
 def _top1(row: Optional[dict], key: str, split: str = "all") -> Optional[float]:
-    if not row or not row.get("metrics") or split not in row["metrics"]:
+    """A situation row's top-1 metric (None for rows without, or of interactions)."""
+    if not row or not row.get("metrics") or not isinstance(row["metrics"].get(split), dict):
         return None
     return row["metrics"][split]["top1"][key]
+
+
+def _map(row: Optional[dict], key: str) -> Optional[float]:
+    """An interaction row's mAP (``full``, ``unseen``, ...; None for rows without)."""
+    if not row or not row.get("metrics") or "mean_max_recall" not in row["metrics"]:
+        return None
+    return row["metrics"].get(key)
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -502,9 +545,12 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out["openvino_int8_speedup_vs_torch_fp32"] = ov8["speedup_vs_torch_fp32"]
         out["openvino_int8_predictor_overhead"] = ov8["predictor_ms"]["p50"] / ov8["latency_ms"]["p50"] - 1
     for fp32, int8 in ((ov32, ov8), (find("onnxruntime", "fp32"), find("onnxruntime", "int8"))):
-        if fp32 and int8 and fp32.get("metrics") and int8.get("metrics"):
+        if _top1(fp32, "verb") is not None and _top1(int8, "verb") is not None:
             out[f"{int8['backend']}_int8_minus_fp32_top1"] = {
                 k: _top1(int8, k) - _top1(fp32, k) for k in ("verb", "grnd_value")}
+        if _map(fp32, "full") is not None and _map(int8, "full") is not None:
+            out[f"{int8['backend']}_int8_minus_fp32_map"] = {
+                k: _map(int8, k) - _map(fp32, k) for k in ("full", "unseen") if _map(fp32, k) is not None}
     best = ov8 or find("onnxruntime", "int8")
     for model in dict.fromkeys(r["model"] for r in rows if r["model"] != "student"):
         # the other model at its fastest batch-1 row here, against the INT8 student
@@ -524,7 +570,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 CSV_COLUMNS = ("model", "backend", "precision", "variant", "batch", "status", "load_s", "p50_ms", "p90_ms", "p99_ms",
                "predictor_p50_ms", "throughput_fps", "size_mb", "peak_mem_mb", "speedup_vs_torch_fp32",
-               "verb_top1", "value", "grnd_value", "seen_verb_top1", "rare_verb_top1", "unseen_verb_top1")
+               "verb_top1", "value", "grnd_value", "seen_verb_top1", "rare_verb_top1", "unseen_verb_top1",
+               "map_full", "map_unseen", "map_seen")
 
 
 def flat_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -536,13 +583,14 @@ def flat_row(row: dict[str, Any]) -> dict[str, Any]:
             "size_mb": row.get("size_mb"), "peak_mem_mb": row.get("peak_mem_mb"),
             "speedup_vs_torch_fp32": row.get("speedup_vs_torch_fp32"), "verb_top1": _top1(row, "verb"),
             "value": _top1(row, "value"), "grnd_value": _top1(row, "grnd_value"),
-            **{f"{s}_verb_top1": _top1(row, "verb", s) for s in ("seen", "rare", "unseen")}}
+            **{f"{s}_verb_top1": _top1(row, "verb", s) for s in ("seen", "rare", "unseen")},
+            **{f"map_{k}": _map(row, k) for k in ("full", "unseen", "seen")}}
 
 
 def benchmark_table(results: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
     """The rows that ran, as table cells, and one line per row that could not run."""
     header = ["model", "backend", "precision", "batch", "load s", "p50 ms", "p90 ms", "p99 ms", "Predictor ms",
-              "img/s", "MB", "peak MB", "speedup", "verb", "grnd", "unseen"]
+              "img/s", "MB", "peak MB", "speedup", "verb", "grnd", "unseen", "mAP", "unseen mAP"]
     table, skipped = [header], []
     for row in results["rows"]:
         f = flat_row(row)
@@ -554,13 +602,15 @@ def benchmark_table(results: dict[str, Any]) -> tuple[list[list[str]], list[str]
         table.append(key + [_num(f["load_s"], 2), _num(f["p50_ms"], 2), _num(f["p90_ms"], 2), _num(f["p99_ms"], 2),
                             _num(f["predictor_p50_ms"], 2), _num(f["throughput_fps"], 1), _num(f["size_mb"], 1),
                             _num(f["peak_mem_mb"], 0), _ratio(f["speedup_vs_torch_fp32"]),
-                            _num(f["verb_top1"], 1), _num(f["grnd_value"], 1), _num(f["unseen_verb_top1"], 1)])
+                            _num(f["verb_top1"], 1), _num(f["grnd_value"], 1), _num(f["unseen_verb_top1"], 1),
+                            _num(f["map_full"], 1), _num(f["map_unseen"], 1)])
     return table, skipped
 
 
 LEGEND = ("p50/p90/p99: raw inference (encoder + decoder); Predictor ms: p50 of the whole call with pre- and "
           "post-processing; speedup: against torch fp32 at the same batch in this run; verb / grnd / unseen: "
-          "top-1 verb, grounded value and unseen-verb top-1 on the split (%)")
+          "top-1 verb, grounded value and unseen-verb top-1 on the split (%); mAP / unseen mAP: HOI bundles' "
+          "HICO-DET mAP on the test images, all and unseen classes (%)")
 
 
 def format_results(results: dict[str, Any], markdown: bool = False) -> str:
@@ -620,15 +670,23 @@ def plot_results(results: dict[str, Any], path: Path) -> Optional[Path]:
         log.warning("plot skipped: no row ran")
         return None
     batch = min(r["batch"] for r in results["rows"] if r["status"] == "ok")
-    points = [flat_row(r) for r in results["rows"] if r["status"] == "ok" and r["batch"] == batch and r.get("metrics")]
+    ran = [flat_row(r) for r in results["rows"] if r["status"] == "ok" and r["batch"] == batch]
+    # situation rows on verb top-1 and grounded value; where there are none, HOI rows on mAP
+    panels = (("verb_top1", "verb top-1 (%)"), ("grnd_value", "grounded value top-1 (%)"))
+    if not any(p["verb_top1"] is not None for p in ran):
+        panels = (("map_full", "HICO-DET mAP, all classes (%)"), ("map_unseen", "mAP, unseen classes (%)"))
+    points = [p for p in ran if p[panels[0][0]] is not None]
     timed_only = [flat_row(r) for r in results["rows"] if r["status"] == "ok" and r["batch"] == batch
                   and not r.get("metrics")]
+    if not points + timed_only:
+        log.warning("plot skipped: no row has accuracy or is timed alone")
+        return None
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     markers = {"torch": "o", "onnxruntime": "s", "openvino": "D", "tensorrt": "^"}
     latencies = [p["p50_ms"] for p in points + timed_only]
     ticks = [t for t in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
              if min(latencies) / 1.5 <= t <= max(latencies) * 1.5]
-    for ax, key, label in zip(axes, ("verb_top1", "grnd_value"), ("verb top-1 (%)", "grounded value top-1 (%)")):
+    for ax, (key, label) in zip(axes, panels):
         for i, p in enumerate(points):
             name = f"{p['backend']} {p['precision']}" + (f" ({p['variant']})" if p["variant"] else "") + \
                 (f" ({p['model']} model)" if p["model"] != "student" else "")

@@ -147,19 +147,15 @@ def cmd_train_teacher(args: argparse.Namespace) -> None:
 
 
 def cmd_teacher_cache(args: argparse.Namespace) -> None:
-    from .data.split import load_split, training_verbs
-    from .data.swig import SituDataset
     from .files import default_cache_dir
     from .models.teacher import load_teacher
     from .text import load_text_encoder
+    from .train.data import training_view
     from .train.teacher_cache import teacher_cache
-    from .vocabulary import Vocabulary
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    split = load_split(Path(args.data) / "splits.json")
-    train_set = SituDataset(args.data, "train", ov_split=split)
     encoder = load_text_encoder(args.text_encoder, cache_dir=cache_dir / "text")
-    vocab = Vocabulary({v: train_set.space.frames[v] for v in training_verbs(split)}, train_set.space.nouns, encoder)
+    _, train_set, vocab = training_view(args.data, encoder)
     cache = teacher_cache(load_teacher(args.teacher, text_encoder=encoder), train_set, vocab, cache_dir / "teacher")
     print(f"teacher features for {len(cache.names)} training images: {cache_dir / 'teacher' / cache.key}")
 
@@ -225,15 +221,10 @@ def cmd_predict_hoi(args: argparse.Namespace) -> None:
     images = read_hoi_annotations(Path(args.data) / f"{args.split}_hico.json", space)
     image_dir = split_images(args.data, args.split)
     if (Path(args.model) / "bundle.json").is_file():
-        from .predictor import Predictor
-        from .progress import progress_bar
+        from .predictor import Predictor, hoi_detections
 
-        preds = {}
         with Predictor(args.model, backend=args.backend) as predictor:
-            for start in progress_bar(range(0, len(images), 16), desc="predict HOI", unit="batch"):
-                chunk = images[start:start + 16]
-                for image, dets in zip(chunk, predictor.detect([image_dir / i.file_name for i in chunk], True)):
-                    preds[image.file_name] = dets
+            preds = hoi_detections(predictor, images, image_dir, progress=True)
     else:
         from .models.store import load_student
         from .preprocess import Preprocess
@@ -273,6 +264,10 @@ def cmd_quantize(args: argparse.Namespace) -> None:
                                overwrite=args.overwrite)
     _print_bundle(args.out, manifest)
     m = manifest["metrics"]
+    if "int8_minus_fp32_map" in m:
+        print(f"\n{m['split']} mAP through {m['backend']} (seen classes and verbs: the accuracy gate), FP32 vs "
+              f"INT8: {m['fp32']['full']:6.2f}  {m['int8']['full']:6.2f}  ({m['int8_minus_fp32_map']['full']:+.2f})")
+        return
     print(f"\n{m['split']} metrics through {m['backend']} (top-1 on training verbs: the accuracy gate), FP32 vs INT8:")
     for key in ("verb", "grnd_value"):
         print(f"  {key:11s} {m['gate']['fp32'][key]:6.2f}  {m['gate']['int8'][key]:6.2f}  "

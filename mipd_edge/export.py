@@ -247,6 +247,7 @@ def write_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str], pre
     }
     if task == "hoi":
         manifest["hoi_space"] = info["hoi_space"]
+        manifest["provenance"]["zero_shot"] = info["data"].get("zero_shot")  # what the benchmark scores unseen
     if with_text_encoder:
         manifest["text_encoder_onnx"] = export_text_encoder(manifest["text_encoder_spec"], out, encoder.id)
     if "openvino" in formats:

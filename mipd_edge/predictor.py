@@ -226,4 +226,29 @@ def evaluate_predictor(predictor: Predictor, data_dir: PathLike, split: str = "t
     return evaluate({n: dataset.annotations[n] for n in predictions}, dataset.space, predictions, splits)
 
 
-__all__ = ["Predictor", "evaluate_predictor"]
+def hoi_detections(predictor: Predictor, images: Sequence[Any], folder: PathLike, batch_size: int = 16,
+                   progress: bool = False) -> dict[str, list[dict]]:
+    """An HOI predictor's detections of the space's classes on annotated images
+    (``data.hico.HoiImage``) in ``folder``: the ``mipd-edge eval-hoi`` predictions file."""
+    from .progress import progress_bar
+
+    predictions = {}
+    for start in progress_bar(range(0, len(images), batch_size), desc=f"predict HOI ({predictor.backend})",
+                              unit="batch", enabled=progress):
+        chunk = images[start:start + batch_size]
+        for image, found in zip(chunk, predictor.detect([Path(folder) / i.file_name for i in chunk], True)):
+            predictions[image.file_name] = found
+    return predictions
+
+
+def evaluate_hoi_predictor(predictor: Predictor, images: Sequence[Any], folder: PathLike, batch_size: int = 16,
+                           rare: Sequence[int] = (), zero_shot: Optional[str] = None, progress: bool = False) -> dict:
+    """HICO-DET mAP of an HOI predictor on annotated images in ``folder``."""
+    from .data.hico import HoiSpace
+    from .hoi_metrics import evaluate_hoi
+
+    return evaluate_hoi(images, hoi_detections(predictor, images, folder, batch_size, progress),
+                        HoiSpace.from_json(predictor.manifest["hoi_space"]), rare, zero_shot)
+
+
+__all__ = ["Predictor", "evaluate_hoi_predictor", "evaluate_predictor", "hoi_detections"]

@@ -2,53 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import pytest
 
+from helpers import TINY_ANNOTATIONS, TINY_SPACE, tiny_config, write_json
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-TINY_SPACE = {
-    "verbs": {
-        "lifting": {"framenet": "Cause_motion", "abstract": "the AGENT lifts the ITEM at the PLACE",
-                    "def": "raise something up", "order": ["agent", "item", "place"],
-                    "roles": {"agent": {"framenet": "Agent", "def": "the one lifting"},
-                              "item": {"framenet": "Theme", "def": "the thing lifted"},
-                              "place": {"framenet": "Place", "def": "where it happens"}}},
-        "running": {"framenet": "Self_motion", "abstract": "the AGENT runs at the PLACE",
-                    "def": "move fast on foot", "order": ["agent", "place"],
-                    "roles": {"agent": {"framenet": "Agent", "def": "the runner"},
-                              "place": {"framenet": "Place", "def": "where it happens"}}},
-    },
-    "nouns": {"n1": {"gloss": ["man"], "def": "an adult male"},
-              "n2": {"gloss": ["box", "carton"], "def": "a container"},
-              "n3": {"gloss": ["field"], "def": "an open area"},
-              "n4": {"gloss": ["person"], "def": "a human being"}},
-}
-
-NO_BOX = [-1, -1, -1, -1]
-TINY_ANNOTATIONS = {
-    "img1.jpg": {"verb": "lifting", "width": 40, "height": 40,
-                 "bb": {"agent": [0, 0, 10, 10], "item": [20, 20, 30, 30], "place": NO_BOX},
-                 "frames": [{"agent": "n1", "item": "n2", "place": "n3"},
-                            {"agent": "n4", "item": "n2", "place": ""},
-                            {"agent": "n1", "item": "n2", "place": "n3"}]},
-    "img2.jpg": {"verb": "lifting", "width": 40, "height": 40,
-                 "bb": {"agent": [0, 0, 10, 10], "item": NO_BOX, "place": NO_BOX},
-                 "frames": [{"agent": "n1", "item": "", "place": "n3"}] * 3},
-    "img3.jpg": {"verb": "running", "width": 40, "height": 40,
-                 "bb": {"agent": [0, 0, 10, 10], "place": NO_BOX},
-                 "frames": [{"agent": "n1", "place": "n3"}] * 3},
-}
-
-
-def write_json(path: Path, obj) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj))
-    return path
 
 
 @pytest.fixture
@@ -82,23 +43,14 @@ def minilm():
     return minilm()
 
 
-TINY_MODEL = {"width": 0.25, "d_model": 64, "heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn": 128}
-
-
-def tiny_config(**overrides):
-    """A training configuration small enough for tests: 64 px, a quarter-width ResNet-18."""
-    from mipd_edge.train.config import TrainConfig
-
-    base = dict(method="none", epochs=1, image_size=64, batch_size=16, eval_batch_size=32, model=TINY_MODEL)
-    return TrainConfig(**{**base, **overrides})
-
-
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):
-    """Text-embedding and teacher caches shared by the session's tests."""
+    """Text-embedding and teacher caches shared by the session's tests (the environment is
+    restored when the session ends)."""
     path = tmp_path_factory.mktemp("cache")
-    os.environ["MIPD_EDGE_CACHE"] = str(path)
-    return path
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIPD_EDGE_CACHE", str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")

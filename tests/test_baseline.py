@@ -1,6 +1,6 @@
 import pytest
 
-from conftest import TINY_ANNOTATIONS, TINY_SPACE, write_json
+from helpers import TINY_ANNOTATIONS, TINY_SPACE, write_json
 from mipd_edge.baseline import FrequencyBaseline
 from mipd_edge.data.swig import parse_annotation, read_space
 from mipd_edge.metrics import evaluate

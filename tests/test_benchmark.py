@@ -13,6 +13,7 @@ import pytest
 from mipd_edge.benchmark import CSV_COLUMNS, BenchmarkSettings, RowProcess, format_results, run_benchmark
 from mipd_edge.bundle import read_manifest, write_manifest
 from mipd_edge.errors import BundleError
+from mipd_edge.predictor import Predictor, evaluate_predictor
 
 ROW_KEYS = {"backend", "precision", "batch", "status", "load_s", "latency_ms", "throughput_fps", "predictor_ms",
             "size_mb", "peak_mem_mb", "speedup_vs_torch_fp32", "metrics"}
@@ -47,7 +48,7 @@ def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_student, tiny
     ort_static, authors = ort_static_bundle[1], authors_bundle(tiny_student, tiny_world / "data", tmp_path)
     settings = BenchmarkSettings(backends=("onnxruntime", "openvino", "tensorrt"), precisions=("fp32", "int8"),
                                  batches=(1, 2), data=str(tiny_world / "data"), seconds=0.2, warmup=2,
-                                 min_iterations=5)
+                                 min_iterations=5, settle_s=0.02, rounds=3)
     results = run_benchmark([tiny_bundle, ort_static], settings, tmp_path / "out", [authors])
     assert set(results) >= {"device", "versions", "bundle", "rows", "auto"}
     assert results["device"]["logical_cores"] >= 1 and "onnxruntime" in results["versions"]
@@ -76,9 +77,15 @@ def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_student, tiny
         assert row["size_mb"] > 0 and row["peak_mem_mb"] > 50
         if key[2] == 1:  # accuracy once per backend x precision, with the open-vocabulary splits
             assert set(row["metrics"]) == {"all", "seen", "rare", "unseen"}
-            assert 0 <= row["metrics"]["all"]["top1"]["verb"] <= 100
-    assert variants[("onnxruntime static QDQ (u8/s8)", 1)]["metrics"]["all"]["top1"]["verb"] >= 0
-    assert rows[("torch", "fp32", 1)]["speedup_vs_torch_fp32"] == 1.0
+            assert row["metrics"]["all"]["images"] == 48  # the whole test split
+        torch_p50 = rows[("torch", "fp32", key[2])]["latency_ms"]["p50"]
+        assert row["speedup_vs_torch_fp32"] == pytest.approx(torch_p50 / lat["p50"])
+    assert variants[("onnxruntime static QDQ (u8/s8)", 1)]["metrics"]["all"]["images"] == 48
+    # a row's accuracy is what the same Predictor gives outside the benchmark
+    with Predictor(tiny_bundle, backend="onnxruntime", precision="fp32") as predictor:
+        direct = evaluate_predictor(predictor, tiny_world / "data", "test",
+                                    splits=tiny_world / "data" / "splits.json")
+    assert rows[("onnxruntime", "fp32", 1)]["metrics"] == json.loads(json.dumps(direct))
     assert rows[("onnxruntime", "int8", 1)]["size_mb"] < rows[("onnxruntime", "fp32", 1)]["size_mb"]
     # the same graphs give the same accuracy whichever runtime runs them
     ort, ov = (rows[(b, "fp32", 1)]["metrics"]["all"]["top1"]["verb"] for b in ("onnxruntime", "openvino"))
@@ -88,7 +95,7 @@ def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_student, tiny
     assert set(theirs) == {(b, p, n) for b, p in (("torch", "fp32"), ("openvino", "fp32"), ("openvino", "int8"))
                            for n in (1, 2)}
     for row in theirs.values():
-        assert row["status"] == "ok" and row["latency_ms"]["n"] >= 6  # at least one call in each of six rounds
+        assert row["status"] == "ok" and row["latency_ms"]["n"] >= 3  # at least one call in each of three rounds
         assert row["metrics"] is None and row["predictor_ms"] is None and "latency only" in " ".join(row["notes"])
     versus = results["summary"]["versus"]["authors"]
     assert versus["their_p50_ms"] > 0 and versus["speedup"] > 0 and versus["their_verb_top1"] is None
@@ -110,7 +117,7 @@ def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_student, tiny
 
     # a graph that cannot load (intact as exported) costs its own row, not the run
     results = run_benchmark([broken], BenchmarkSettings(backends=("onnxruntime",), precisions=("int8",), batches=(1,),
-                                                        seconds=0.1, warmup=1, min_iterations=2))
+                                                        seconds=0.1, warmup=1, min_iterations=2, settle_s=0.02))
     row = next(r for r in results["rows"] if r["backend"] == "onnxruntime")
     assert row["status"].startswith("failed: BundleError") and "encoder.int8.onnx" in row["status"]
     assert next(r for r in results["rows"] if r["backend"] == "torch")["status"] == "ok"
@@ -129,7 +136,7 @@ def test_a_row_whose_process_dies_reports_it(tiny_bundle):
 def test_benchmark_cli_and_missing_precisions(tiny_bundle, tmp_path):
     r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "benchmark", "--model", str(tiny_bundle),
                         "--backends", "openvino", "--precisions", "fp16,int8", "--batch", "1", "--seconds", "0.1",
-                        "--out", str(tmp_path / "b" / "results.json")], capture_output=True, text=True)
+                        "--out", str(tmp_path / "b" / "results.json")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     results = json.loads((tmp_path / "b" / "results.json").read_text())
     status = {(row["backend"], row["precision"]): row["status"] for row in results["rows"]}

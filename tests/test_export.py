@@ -158,10 +158,11 @@ def test_accuracy_controlled_int8(tiny_student, tiny_world, tmp_path, monkeypatc
 def test_export_and_quantize_cli(tiny_student, tiny_world, tmp_path):
     r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "export", "--model", str(tiny_student), "--out",
                         str(tmp_path / "b"), "--data", str(tiny_world / "data"), "--formats", "onnx"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "verified onnx" in r.stdout
     assert json.loads((tmp_path / "b" / "bundle.json").read_text())["graphs"].keys() == {"onnx"}
     r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "export", "--model", str(tmp_path), "--out",
-                        str(tmp_path / "c"), "--data", str(tiny_world / "data")], capture_output=True, text=True)
+                        str(tmp_path / "c"), "--data", str(tiny_world / "data")],
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "not a trained mipd-edge model" in r.stderr

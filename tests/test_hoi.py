@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config
+from helpers import tiny_config
 from mipd_edge import Predictor
 from mipd_edge.cli import main
-from mipd_edge.data.hico import find_space, read_hoi_annotations, seen_verbs
+from mipd_edge.data.hico import find_space, rare_classes, read_hoi_annotations, seen_verbs
 from mipd_edge.errors import BundleError, MipdEdgeError
+from mipd_edge.hoi_metrics import evaluate_hoi
 from mipd_edge.situation import Situation
 
 
@@ -63,7 +64,7 @@ def test_interaction_points_and_focal_loss():
 def test_hoi_mipd_keeps_verb_distillation_off_the_shared_features():
     """Scene and soft-label knowledge train the verb head only; gaze and glimpse knowledge
     reach the shared features (through the pair projection and the glance)."""
-    from conftest import TINY_MODEL
+    from helpers import TINY_MODEL
     from mipd_edge.models.student import create_student
     from mipd_edge.train.hoi import HoiBatch, HoiMIPD, interaction_points
 
@@ -127,7 +128,10 @@ def test_hoi_students_train_and_evaluate(hoi_world, capsys):
                  "--zero-shot", "unseen_verb", "--train-annotations", str(root / "data" / "trainval_hico.json"),
                  "--out", str(out)]) == 0
     metrics = json.loads(out.read_text())
-    assert 0 <= metrics["full"] <= 100 and metrics["unseen"] is not None and metrics["seen"] is not None
+    train = read_hoi_annotations(root / "data" / "trainval_hico.json", space)
+    assert metrics == json.loads(json.dumps(evaluate_hoi(test, detections, space, rare_classes(space, train),
+                                                         "unseen_verb")))
+    assert metrics["unseen"] is not None and metrics["seen"] is not None
     assert "Unseen" in capsys.readouterr().out
 
 
@@ -210,3 +214,105 @@ def test_hoi_bundle_streams_a_folder(hoi_world, hoi_bundle, tmp_path):
     assert stats.frames == 5
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(lines) == 5 and all(isinstance(line["interactions"], list) for line in lines)
+
+
+def test_hoi_int8_bundle_with_accuracy_control(hoi_world, tmp_path, monkeypatch):
+    """An HOI student quantized (PTQ, ONNX and OpenVINO, accuracy control on the held-out
+    training images): control and gate see no unseen class and no unseen verb, both INT8
+    graphs detect, and the gate that `auto` reads is the held-out mAP."""
+    import nncf
+
+    from mipd_edge.data.hico import dev_holdout, training_images
+    from mipd_edge.quantize import quantize_bundle
+    from mipd_edge.runtimes.selection import accuracy_gate
+
+    root, _ = hoi_world
+    info = json.loads((root / "mipd" / "config.json").read_text())
+    space = find_space(root / "data")
+    dev = dev_holdout(training_images(root / "data", "unseen_verb")[1], info["train"]["seed"])[1]
+    unseen_verbs = {space.verbs[v - 1] for v in range(1, len(space.verbs) + 1)} - \
+        {space.verbs[v - 1] for v in seen_verbs(space, "unseen_verb")}
+    real_control, seen_by_control = nncf.quantize_with_accuracy_control, []
+
+    def watched_control(model, calibration, validation, validate, **kwargs):
+        seen_by_control.extend(name for name, *_ in validation.get_data())
+        return real_control(model, calibration, validation, validate, **kwargs)
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", watched_control)
+    m = quantize_bundle(root / "mipd", root / "data", tmp_path / "int8", "ptq", calib_size=16, max_drop=1.0,
+                        progress=False)
+    assert {"onnx-int8", "openvino-int8"} <= set(m["graphs"]) and m["precision"] == "int8"
+    assert sorted(seen_by_control) == sorted(i.file_name for i in dev)
+    assert all(space.verbs[p.verb - 1] not in unseen_verbs for i in dev for p in i.pairs)
+    metrics = m["metrics"]
+    assert metrics["int8_minus_fp32_map"]["full"] == pytest.approx(metrics["int8"]["full"] - metrics["fp32"]["full"])
+    assert metrics["gate"]["images"] == len(dev)
+    test = read_hoi_annotations(root / "data" / "test_hico.json", space)
+    images = [root / "data" / "images" / i.file_name for i in test[:3]]
+    for backend in ("onnxruntime", "openvino"):
+        with Predictor(tmp_path / "int8", backend=backend, precision="int8") as p:
+            assert p.precision == "int8" and len(p.detect(images)) == 3
+    gated = lambda delta: accuracy_gate({**m, "metrics": {**metrics, "int8_minus_fp32_map": {"full": delta}}})  # noqa: E731
+    assert gated(-0.5) is None and gated(-3.0) == "it loses 3.00 points of full against FP32 (gate: 1)"
+
+    # the benchmark's HOI rows: latency and test mAP (all / unseen classes) per backend and precision
+    from mipd_edge.benchmark import BenchmarkSettings, format_results, run_benchmark
+
+    settings = BenchmarkSettings(backends=("onnxruntime",), precisions=("fp32", "int8"), batches=(1,),
+                                 data=str(root / "data"), seconds=0.2, warmup=2, min_iterations=5, settle_s=0.02)
+    results = run_benchmark([tmp_path / "int8"], settings, tmp_path / "bench")
+    rows = {(r["backend"], r["precision"]): r for r in results["rows"] if r["status"] == "ok"}
+    # torch: the baseline every speed-up is measured against
+    assert set(rows) == {("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+    with Predictor(tmp_path / "int8", backend="onnxruntime", precision="int8") as p:
+        found = p.detect([root / "data" / "images" / i.file_name for i in test], classes_only=True)
+    expected = evaluate_hoi(test, {i.file_name: d for i, d in zip(test, found)}, space,
+                            zero_shot="unseen_verb", rare=space.rare or [])
+    got = rows[("onnxruntime", "int8")]["metrics"]
+    assert got["zero_shot"] == "unseen_verb" and got["unseen"] == pytest.approx(expected["unseen"])
+    summary = results["summary"]["onnxruntime_int8_minus_fp32_map"]
+    assert summary["full"] == pytest.approx(got["full"] - rows[("onnxruntime", "fp32")]["metrics"]["full"])
+    assert "unseen mAP" in format_results(results)
+
+
+def test_hoi_qat_bundle(hoi_world, tmp_path):
+    """QAT on an HOI student: its training images (no unseen class) fine-tune the fake-quantized
+    encoder, the Q/DQ graph runs on ONNX Runtime and its held-out mAP is recorded beside FP32's."""
+    from mipd_edge.quantize import quantize_bundle
+
+    root, _ = hoi_world
+    m = quantize_bundle(root / "none", root / "data", tmp_path / "qat", "qat", calib_size=8, qat_epochs=1,
+                        formats=("onnx",), progress=False)
+    assert m["quantization"]["method"] == "qat" and m["quantization"]["qat"]["steps"] >= 1
+    assert m["verification"]["onnx-int8"]["glance_cosine_mean"] >= 0.9
+    assert set(m["metrics"]["int8_minus_fp32_map"]) == {"full"} and m["metrics"]["backend"] == "onnxruntime"
+    test = read_hoi_annotations(root / "data" / "test_hico.json", find_space(root / "data"))
+    with Predictor(tmp_path / "qat", backend="onnxruntime", precision="int8") as p:
+        assert len(p.detect([root / "data" / "images" / test[0].file_name])) == 1
+
+
+def test_hoi_commands(hoi_world, tmp_path):
+    """hoi-pairs, distill-hoi, export --precision int8 and predict-hoi on that bundle, in-process."""
+    from helpers import TINY_MODEL
+    from mipd_edge.bundle import read_manifest
+    from mipd_edge.predictor import hoi_detections
+
+    root, _ = hoi_world
+    data, config = root / "data", tmp_path / "tiny.yaml"
+    config.write_text(json.dumps({"model": TINY_MODEL, "eval_batch_size": 32}))
+    assert main(["hoi-pairs", "--data", str(data), "--out", str(tmp_path / "pairs"), "--zero-shot", "unseen_verb"]) == 0
+    pairs = json.loads((tmp_path / "pairs" / "train.json").read_text())
+    assert pairs == json.loads((root / "pairs" / "train.json").read_text())  # the same crops as the API writes
+    assert main(["distill-hoi", "--data", str(data), "--out", str(tmp_path / "s"), "--method", "none",
+                 "--zero-shot", "unseen_verb", "--epochs", "1", "--image-size", "64", "--batch-size", "16",
+                 "--config", str(config)]) == 0
+    assert main(["export", "--model", str(tmp_path / "s"), "--out", str(tmp_path / "b"), "--data", str(data),
+                 "--precision", "int8", "--formats", "onnx"]) == 0
+    assert read_manifest(tmp_path / "b")["precision"] == "int8"
+    assert main(["predict-hoi", "--model", str(tmp_path / "b"), "--data", str(data), "--backend", "onnxruntime",
+                 "--out", str(tmp_path / "preds.json")]) == 0
+    space = find_space(data)
+    test = read_hoi_annotations(data / "test_hico.json", space)
+    with Predictor(tmp_path / "b", backend="onnxruntime") as p:
+        expected = hoi_detections(p, test, data / "images")
+    assert json.loads((tmp_path / "preds.json").read_text()) == json.loads(json.dumps(expected))

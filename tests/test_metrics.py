@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from conftest import TINY_ANNOTATIONS, TINY_SPACE, write_json
+from helpers import TINY_ANNOTATIONS, TINY_SPACE, write_json
 from mipd_edge.data.swig import parse_annotation, read_space
 from mipd_edge.errors import DatasetError
 from mipd_edge.metrics import box_correct, box_iou, evaluate
@@ -134,7 +134,7 @@ def test_eval_cli(tmp_path):
     out = tmp_path / "metrics.json"
     r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "eval", "--annotations", str(ann), "--space",
                         str(space), "--predictions", str(preds), "--splits", str(splits), "--out", str(out)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "grnd-value" in r.stdout and "unseen" in r.stdout
     metrics = json.loads(out.read_text())
@@ -143,5 +143,6 @@ def test_eval_cli(tmp_path):
 
     (tmp_path / "broken.json").write_text("{not json")
     r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "eval", "--annotations", str(ann), "--space",
-                        str(space), "--predictions", str(tmp_path / "broken.json")], capture_output=True, text=True)
+                        str(space), "--predictions", str(tmp_path / "broken.json")],
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "broken.json" in r.stderr and "not valid JSON" in r.stderr

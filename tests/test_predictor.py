@@ -146,7 +146,7 @@ for backend in ("onnxruntime", "openvino"):
     print(backend, s.verb)
 print("torch loaded:", "torch" in sys.modules)
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "torch loaded: False" in r.stdout and "onnxruntime" in r.stdout and "openvino" in r.stdout
     # without an exported text encoder and without sentence-transformers, an edit says what to do
@@ -168,6 +168,6 @@ try:
 except VocabularyError as e:
     print("ERR", e)
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "ERR" in r.stdout and "--with-text-encoder" in r.stdout

@@ -5,7 +5,7 @@ import sys
 
 def test_quickstart_runs_every_stage_and_resumes(tmp_path, cache_dir):
     cmd = [sys.executable, "-m", "mipd_edge.cli", "quickstart", "--workdir", str(tmp_path), "--preset", "quick"]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     for name in ("prior", "none", "mipd", "teacher"):
         assert name in r.stdout
@@ -32,7 +32,7 @@ def test_quickstart_runs_every_stage_and_resumes(tmp_path, cache_dir):
     for link in ["benchmark/latency_vs_accuracy.png", "demo.mp4"] + [f"frames/{f.name}" for f in frames]:
         assert link in report and (tmp_path / link).is_file()
     assert "| student | openvino | int8 | 1 |" in report and "student, MIPD" in report
-    again = subprocess.run(cmd, capture_output=True, text=True)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0
     reused, ran = again.stderr.count("reusing the finished run"), again.stderr.count(": running")
     assert reused >= 14 and ran == 0, again.stderr[-3000:]  # nothing is made twice

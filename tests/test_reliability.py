@@ -158,13 +158,13 @@ def test_vocabulary_and_weights_are_checked_on_their_own(tiny_bundle, tiny_stude
 
 
 def test_check_command(tiny_bundle, bundle):
-    r = subprocess.run(CLI + ["check", str(tiny_bundle)], capture_output=True, text=True)
+    r = subprocess.run(CLI + ["check", str(tiny_bundle)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     ran = [line.split()[:2] for line in r.stdout.splitlines()[1:-1]]
     assert ["onnxruntime", "int8"] in ran and ["openvino", "fp32"] in ran and r.stdout.strip().endswith("ok")
     path = bundle / "openvino" / "encoder.xml"
     path.write_text(path.read_text().replace("<layers>", "<layers> "))
-    r = subprocess.run(CLI + ["check", str(bundle)], capture_output=True, text=True)
+    r = subprocess.run(CLI + ["check", str(bundle)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "openvino/encoder.xml has changed" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
@@ -289,7 +289,7 @@ def test_writes_are_atomic_and_leftovers_cleaned(tmp_path):
             raise RuntimeError("killed")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.json"]
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
+                          text=True, timeout=300).stdout.strip()
     (tmp_path / f".out.json.{dead}.abcd.tmp.json").write_text("a killed writer's leftover")
     with atomic_output(target) as tmp:
         tmp.write_text("new")
@@ -315,15 +315,16 @@ def test_training_outputs_are_protected(tiny_world, tiny_student, tmp_path, cach
     weights = (tiny_student / "weights.safetensors").read_bytes()
     base = CLI + ["distill", "--data", str(tiny_world / "data"), "--epochs", "1", "--image-size", "64",
                   "--batch-size", "16"]
-    r = subprocess.run(base + ["--out", str(tiny_student)], capture_output=True, text=True)
+    r = subprocess.run(base + ["--out", str(tiny_student)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "already holds a model" in r.stderr and "--overwrite" in r.stderr
     assert (tiny_student / "weights.safetensors").read_bytes() == weights
-    r = subprocess.run(base + ["--out", str(tmp_path / "new"), "--resume"], capture_output=True, text=True)
+    r = subprocess.run(base + ["--out", str(tmp_path / "new"), "--resume"], capture_output=True, text=True,
+                       timeout=300)
     assert r.returncode == 2 and "nothing to resume" in r.stderr
 
 
 def test_a_diverging_loss_stops_training_naming_the_step(tiny_world, tmp_path, cache_dir):
-    from conftest import tiny_config
+    from helpers import tiny_config
     from mipd_edge.train.distill import distill
 
     with pytest.raises(MipdEdgeError, match=r"training diverged: the loss is (nan|inf) at epoch 1, step \d+"):

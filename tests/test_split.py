@@ -63,7 +63,7 @@ def test_split_cli(tiny_files, tmp_path):
     r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "data", "split", "--space",
                         str(tiny_files / "imsitu_space.json"), "--train", str(tiny_files / "train.json"),
                         "--out", str(out), "--unseen-frac", "0.5", "--rare-frac", "0", "--seed", "1"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     split = json.loads(out.read_text())
     assert len(split["unseen"]) == 1 and len(split["seen"]) == 1 and split["params"]["seed"] == 1
@@ -106,7 +106,7 @@ def test_a_published_split_from_its_files_and_from_a_verb_list(synth_dir, tmp_pa
     folder = ov_swig_files(synth_dir, tmp_path / "ov", unseen, rare)
     cli = [sys.executable, "-m", "mipd_edge.cli", "data", "split", "--space", str(synth_dir / "space.json")]
     r = subprocess.run(cli + ["--from-files", str(folder), "--out", str(tmp_path / "split.json")],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     split = load_split(tmp_path / "split.json")
     assert split["unseen"] == unseen and split["rare"] == rare
@@ -118,13 +118,13 @@ def test_a_published_split_from_its_files_and_from_a_verb_list(synth_dir, tmp_pa
     # a training file that holds an unseen verb is no open-vocabulary split
     leaky = ov_swig_files(synth_dir, tmp_path / "leaky", unseen, rare, leak=True)
     r = subprocess.run(cli + ["--from-files", str(leaky), "--out", str(tmp_path / "leaky.json")],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "unseen verbs" in r.stderr and not (tmp_path / "leaky.json").exists()
     # or just a list of unseen verbs: rare ones are drawn from the rest
     (tmp_path / "unseen.txt").write_text("# the published unseen verbs\n" + "\n".join(unseen) + "\n")
     r = subprocess.run(cli + ["--train", str(synth_dir / "train.json"), "--unseen-verbs", str(tmp_path / "unseen.txt"),
                               "--out", str(tmp_path / "listed.json"), "--rare-frac", "0.2"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     listed = load_split(tmp_path / "listed.json")
     assert listed["unseen"] == unseen and len(listed["rare"]) == round(0.2 * len(verbs))

@@ -103,7 +103,7 @@ def test_image_folder_skips_unreadable_files(tiny_bundle, tiny_world, tmp_path):
 def test_predict_and_stream_cli(tiny_bundle, tiny_world, video, tmp_path):
     r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "stream", "--model", str(tiny_bundle), "--source",
                         str(video), "--save", str(tmp_path / "s.mp4"), "--max-frames", "7", "--backend",
-                        "openvino"], capture_output=True, text=True)
+                        "openvino"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "7 frames" in r.stdout and len(frames_of(tmp_path / "s.mp4")) == 7
     folder = tmp_path / "imgs"
@@ -112,7 +112,7 @@ def test_predict_and_stream_cli(tiny_bundle, tiny_world, video, tmp_path):
         (folder / path.name).write_bytes(path.read_bytes())
     r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "predict", "--model", str(tiny_bundle), "--source",
                         str(folder), "--save", str(tmp_path / "ann"), "--json", str(tmp_path / "p.jsonl")],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(list((tmp_path / "ann").glob("*.jpg"))) == 2 and "2 images" in r.stdout
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 2
@@ -247,25 +247,25 @@ def test_sigterm_finishes_a_playable_video_and_whole_json_lines(tiny_bundle, vid
 def test_a_missing_source_and_occupied_outputs_fail_from_the_cli(tiny_bundle, tiny_world, video, tmp_path):
     cli = [sys.executable, "-m", "mipd_edge.cli"]
     r = subprocess.run(cli + ["predict", "--model", str(tiny_bundle), "--source", str(tmp_path / "nope")],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "no such image or folder" in r.stderr
     folder = tmp_path / "photos"
     folder.mkdir()
     photo = sorted((tiny_world / "data" / "images").iterdir())[0]
     (folder / photo.name).write_bytes(photo.read_bytes())
     r = subprocess.run(cli + ["predict", "--model", str(tiny_bundle), "--source", str(folder), "--save", str(folder),
-                              "--overwrite"], capture_output=True, text=True)
+                              "--overwrite"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "replace the originals" in r.stderr
     assert (folder / photo.name).read_bytes() == photo.read_bytes()
     taken = tmp_path / "taken.mp4"
     taken.write_bytes(b"precious")
     for command in (["stream", "--source", str(video), "--save", str(taken)],
                     ["predict", "--source", str(folder), "--json", str(taken)]):
-        r = subprocess.run(cli + command + ["--model", str(tiny_bundle)], capture_output=True, text=True)
+        r = subprocess.run(cli + command + ["--model", str(tiny_bundle)], capture_output=True, text=True, timeout=300)
         assert r.returncode == 2 and "--overwrite" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert taken.read_bytes() == b"precious"
     r = subprocess.run(cli + ["stream", "--model", str(tiny_bundle), "--source", str(video), "--save", str(taken),
                               "--overwrite", "--max-frames", "3", "--backend", "onnxruntime"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(frames_of(taken)) == 3

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import TINY_ANNOTATIONS, TINY_SPACE, write_json
+from helpers import TINY_ANNOTATIONS, TINY_SPACE, write_json
 from mipd_edge.data.swig import SituDataset, read_annotations, read_space
 from mipd_edge.errors import DatasetError
 

@@ -95,7 +95,7 @@ def test_boxes_cover_what_was_drawn():
 def test_synth_cli(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "data", "synth", "--out", str(tmp_path / "d"),
                         "--train", "60", "--dev", "48", "--test", "48", "--image-size", "96", "--workers", "1"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "60 train / 48 dev / 48 test" in r.stdout
     assert len(list((tmp_path / "d" / "images").glob("*.jpg"))) == 156

@@ -12,7 +12,7 @@ sys.meta_path.insert(0, BlockTorch())
 
 
 def run_without_torch(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True, timeout=300)
 
 
 def test_inference_core_imports_and_runs_without_torch(tiny_files):

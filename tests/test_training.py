@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import tiny_config
+from helpers import tiny_config
 from mipd_edge.data.split import load_split, training_verbs
 from mipd_edge.data.swig import read_annotations, read_space
 from mipd_edge.errors import MipdEdgeError
@@ -49,7 +49,7 @@ def test_predict_dataset_cli_writes_scorable_predictions(students, tiny_world, t
     out = tmp_path / "preds.json"
     r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "predict-dataset", "--model",
                         str(students["mipd"]["dir"]), "--data", str(tiny_world / "data"), "--split", "test",
-                        "--out", str(out)], capture_output=True, text=True)
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     preds = json.loads(out.read_text())
     space = read_space(tiny_world / "data" / "space.json")
@@ -135,19 +135,18 @@ def test_missing_inputs_give_clear_errors(tiny_world, tmp_path, cache_dir):
 
 def test_two_process_ddp_on_cpu(tiny_world, tmp_path, cache_dir):
     worker = tmp_path / "worker.py"
-    worker.write_text(
-        "import os, sys\n"
-        "sys.path.insert(0, %r)\n"
-        "from conftest import tiny_config\n"
+    worker.write_text(  # the configuration travels as JSON: the worker imports nothing from the tests
+        "import json, os, sys\n"
+        "from mipd_edge.train.config import TrainConfig\n"
         "from mipd_edge.train.distill import distill\n"
         "r = distill(sys.argv[1], os.path.join(sys.argv[2], 'rank' + os.environ['RANK']),\n"
-        "            tiny_config(method='none', epochs=1), progress=False, cache_dir=sys.argv[3])\n"
-        "open(os.path.join(sys.argv[4], 'digest' + os.environ['RANK']), 'w').write(r['weights_sha256'])\n"
-        % str(__import__("pathlib").Path(__file__).parent))
+        "            TrainConfig.from_json(json.loads(sys.argv[5])), progress=False, cache_dir=sys.argv[3])\n"
+        "open(os.path.join(sys.argv[4], 'digest' + os.environ['RANK']), 'w').write(r['weights_sha256'])\n")
+    config = json.dumps(tiny_config(method="none", epochs=1).to_json())
     # --standalone: a rendezvous on a free port, so a port left busy by an earlier run cannot break it
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                        str(worker), str(tiny_world / "data"), str(tmp_path / "out"), str(cache_dir), str(tmp_path)],
-                       capture_output=True, text=True, timeout=600)
+                        str(worker), str(tiny_world / "data"), str(tmp_path / "out"), str(cache_dir), str(tmp_path),
+                        config], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     # each rank writes its digest to its own file (the ranks' shared stdout interleaves lines)
     digests = {rank: (tmp_path / f"digest{rank}").read_text() for rank in ("0", "1")}

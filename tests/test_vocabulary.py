@@ -3,7 +3,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import TINY_SPACE, write_json
+from helpers import TINY_SPACE, write_json
 from mipd_edge.data.swig import read_space
 from mipd_edge.errors import VocabularyError
 from mipd_edge.text import CachedTextEncoder, SentenceTransformerEncoder, fingerprint

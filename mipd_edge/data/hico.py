@@ -220,7 +220,29 @@ def image_dir(folder: PathLike, split: str) -> Path:
     return nested if nested.is_dir() else folder / "images"
 
 
+def is_hoi_dataset(folder: PathLike) -> bool:
+    """Whether a folder holds an HOI dataset (HICO-DET's annotation files) rather than a SWiG one."""
+    return any((Path(folder) / name).is_file() for name in ("trainval_hico.json", "test_hico.json"))
+
+
 def find_space(folder: PathLike) -> HoiSpace:
     """The ``hoi_space.json`` beside a dataset's annotations, else HICO-DET's."""
     path = Path(folder) / "hoi_space.json"
     return HoiSpace.load(path) if path.is_file() else hico_det_space()
+
+
+DEV_FRACTION = 0.1  # held-out training images: checkpoint selection and INT8 accuracy control
+
+
+def training_images(data_dir: PathLike, zero_shot: Optional[str]) -> tuple[HoiSpace, list[HoiImage]]:
+    """A dataset's HOI space and its trainval images with every trace of the split's unseen classes removed."""
+    space = find_space(data_dir)
+    return space, drop_unseen(read_hoi_annotations(Path(data_dir) / "trainval_hico.json", space), space, zero_shot)
+
+
+def dev_holdout(images: Sequence[HoiImage], seed: int) -> tuple[list[HoiImage], list[HoiImage]]:
+    """(train, dev): the training images an HOI student of training seed ``seed`` learnt from,
+    and those it was selected on (the same hold-out wherever it is needed again)."""
+    order = np.random.default_rng([seed, 5]).permutation(len(images))
+    n_dev = max(1, int(len(images) * DEV_FRACTION))
+    return [images[i] for i in sorted(order[n_dev:])], [images[i] for i in sorted(order[:n_dev])]

@@ -1,66 +1,111 @@
-"""Accuracy-controlled INT8: NNCF quantizes the OpenVINO encoder, measures a GSR metric on
-dev with the real decoder and post-processing, and reverts the most sensitive layers to
-float until the drop is within ``max_drop`` points. Choosing layers is model selection, so
-it sees training verbs only: no image or name of an unseen verb."""
+"""Accuracy-controlled INT8: NNCF quantizes the OpenVINO encoder, measures the task's metric
+on held-out images with the real decoder and post-processing, and reverts the most
+sensitive layers to float until the drop is within ``max_drop`` points. Choosing layers is
+model selection, so it sees training verbs only: no image or name of an unseen verb
+(situations: dev grounded value; interactions: mAP on the held-out training images, whose
+unseen pairs are already gone, scored against the seen verbs)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..bundle import task_of
 from ..data.split import load_split, training_verbs
-from ..data.swig import SituDataset
 from ..errors import require
-from ..metrics import evaluate
-from ..postprocess import SituationDecoder, recognize
 from ..preprocess import Preprocess
 from ..runtimes import load_runtime
 from ..vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
+# (name, input (1, 3, S, S), letterbox) per image, and the metric of a compiled encoder on them
+Validation = tuple[list[tuple[str, np.ndarray, Any]], Callable[[Any, list], float], str]
+
 
 def quantize_openvino_with_accuracy_control(bundle: Path, manifest: Mapping[str, Any], out_xml: Path,
                                             calibration: np.ndarray, data_dir: Path, max_drop: float,
-                                            metric: str = "grnd_value", split: str = "dev") -> dict[str, Any]:
+                                            info: Mapping[str, Any]) -> dict[str, Any]:
+    """``info`` is the trained model's (its HOI zero-shot split and training seed say which
+    images were held out)."""
     ov = require("openvino", "openvino", "OpenVINO INT8")
     nncf = require("nncf", "train", "NNCF quantization")
+    fp32 = load_runtime("openvino", bundle, manifest, precision="fp32", inference_precision="f32")
+    try:
+        build = hoi_validation if task_of(manifest) == "hoi" else gsr_validation
+        items, validate, what = build(bundle, manifest, Path(data_dir), fp32, info)
+        model = ov.Core().read_model(str(bundle / manifest["graphs"]["openvino"]["encoder"]))
+        quantized = nncf.quantize_with_accuracy_control(
+            model, nncf.Dataset([calibration[i:i + 1] for i in range(len(calibration))]), nncf.Dataset(items),
+            validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calibration),
+            preset=nncf.QuantizationPreset.MIXED, model_type=nncf.ModelType.TRANSFORMER)
+        ov.save_model(quantized, str(out_xml))
+    finally:
+        fp32.close()
+    return {"metric": what, "max_drop": max_drop, "images": len(items)}
+
+
+def gsr_validation(bundle: Path, manifest: Mapping[str, Any], data_dir: Path, fp32, info: Mapping[str, Any],
+                   metric: str = "grnd_value", split: str = "dev") -> Validation:
+    from ..data.swig import SituDataset
+    from ..metrics import evaluate
+    from ..postprocess import SituationDecoder, recognize
+
     preprocess = Preprocess.from_json(manifest["preprocess"])
     vocabulary = Vocabulary.load(bundle / manifest["vocabulary"])
-    # accuracy control selects a model: it sees training verbs only (their images, their names)
-    split_file = Path(data_dir) / "splits.json"
-    allowed = training_verbs(load_split(split_file)) if split_file.is_file() else vocabulary.verbs
-    vocabulary = vocabulary.subset([v for v in vocabulary.verbs if v in set(allowed)])
+    split_file = data_dir / "splits.json"
+    allowed = set(training_verbs(load_split(split_file)) if split_file.is_file() else vocabulary.verbs)
+    vocabulary = vocabulary.subset([v for v in vocabulary.verbs if v in allowed])
     decoder = SituationDecoder(vocabulary, manifest["scales"]["verb"], manifest["scales"]["noun"],
                                int(manifest["max_roles"]))
-    fp32 = load_runtime("openvino", bundle, manifest, precision="fp32", inference_precision="f32")
     dev = SituDataset(data_dir, split)
     items = []
     for i, name in enumerate(dev.names):
-        if dev.annotations[name].verb not in vocabulary.frames:
-            continue
-        sample = dev[i]
-        x, letterbox = preprocess(sample.image)
-        items.append((sample.name, x[None], letterbox))
+        if dev.annotations[name].verb in vocabulary.frames:
+            x, letterbox = preprocess(dev[i].image)
+            items.append((name, x[None], letterbox))
 
     def validate(compiled, data) -> float:
         memory_port, glance_port = compiled.output("memory"), compiled.output("glance")
         predictions = {}
         for name, x, letterbox in data:
             out = compiled(x)
-            situation = recognize(out[memory_port], out[glance_port], fp32.decode, [letterbox], decoder)[0]
-            predictions[name] = situation.to_json()
+            predictions[name] = recognize(out[memory_port], out[glance_port], fp32.decode, [letterbox],
+                                          decoder)[0].to_json()
         return evaluate({n: dev.annotations[n] for n in predictions}, dev.space, predictions)["all"]["top1"][metric]
+    return items, validate, f"top1 {metric} on {split}, training verbs only"
 
-    model = ov.Core().read_model(str(bundle / manifest["graphs"]["openvino"]["encoder"]))
-    quantized = nncf.quantize_with_accuracy_control(
-        model, nncf.Dataset([calibration[i:i + 1] for i in range(len(calibration))]), nncf.Dataset(items),
-        validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calibration),
-        preset=nncf.QuantizationPreset.MIXED, model_type=nncf.ModelType.TRANSFORMER)
-    ov.save_model(quantized, str(out_xml))
-    fp32.close()
-    return {"metric": f"top1 {metric} on {split}, training verbs only", "max_drop": max_drop,
-            "images": len(items)}
+
+def hoi_validation(bundle: Path, manifest: Mapping[str, Any], data_dir: Path, fp32,
+                   info: Mapping[str, Any]) -> Validation:
+    from ..data.hico import HoiSpace, dev_holdout, image_dir, seen_verbs, training_images
+    from ..hoi_metrics import evaluate_hoi
+    from ..image import load_image
+    from ..interactions import InteractionDecoder
+
+    preprocess = Preprocess.from_json(manifest["preprocess"])
+    space = HoiSpace.from_json(manifest["hoi_space"])
+    zero_shot = info["data"].get("zero_shot")
+    seen = {space.verbs[v - 1] for v in seen_verbs(space, zero_shot)}
+    vocabulary = Vocabulary.load(bundle / manifest["vocabulary"])
+    vocabulary = vocabulary.subset([v for v in vocabulary.verbs if v in seen])
+    decoder = InteractionDecoder(vocabulary, manifest["scales"]["verb"], manifest["scales"]["noun"], space)
+    dev = dev_holdout(training_images(data_dir, zero_shot)[1], int(info["train"]["seed"]))[1]
+    folder = image_dir(data_dir, "trainval")
+    items = []
+    for image in dev:
+        x, letterbox = preprocess(load_image(folder / image.file_name))
+        items.append((image.file_name, x[None], letterbox))
+    names = fp32.output_names_of["decoder"]
+
+    def validate(compiled, data) -> float:
+        memory_port = compiled.output("memory")
+        predictions = {}
+        for name, x, letterbox in data:
+            slots = fp32.run("decoder", {"memory": compiled(x)[memory_port]})
+            predictions[name] = decoder.detections([slots[n][0] for n in names], letterbox)
+        return evaluate_hoi([i for i in dev if i.file_name in predictions], predictions, space)["full"] or 0.0
+    return items, validate, "mAP on the held-out training images (seen classes), seen verbs only"

@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..bundle import read_manifest, write_manifest
+from ..bundle import read_manifest, task_of, write_manifest
 from ..data.split import load_split, training_verbs
 from ..errors import BundleError, MipdEdgeError
 from ..export import onnx_to_openvino, reference_outputs, verification_images, write_bundle
@@ -65,10 +65,6 @@ def quantize_bundle(model_dir: PathLike, data_dir: PathLike, out: PathLike, meth
     check_output(out, overwrite, "bundle folder")
     if method not in ("ptq", "qat"):
         raise MipdEdgeError(f"method must be ptq or qat, got {method!r}")
-    if read_model_info(model_dir)["model"].get("task", "gsr") != "gsr":
-        raise MipdEdgeError(f"{model_dir} is an HOI student: INT8 quantization (calibration, accuracy control and "
-                            "the FP32 / INT8 comparison) covers situation-recognition students only so far; "
-                            "export it with `mipd-edge export` (FP32 / FP16)")
     if max_drop is not None and ("openvino" not in formats or method != "ptq"):
         raise MipdEdgeError("--max-drop (accuracy control) works on the OpenVINO graphs with --method ptq")
     with atomic_output(out) as tmp:  # complete and verified, or not there at all
@@ -86,7 +82,9 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, c
     else:
         manifest = copy_fp32_bundle(Path(fp32_bundle), model_dir, out, formats, dynamic_batch)
     preprocess = Preprocess.from_json(manifest["preprocess"])
-    calibration = calibration_images(data_dir, preprocess, calib_size, progress=progress)
+    info = read_model_info(model_dir)
+    zero_shot = info["data"].get("zero_shot") if task_of(manifest) == "hoi" else None
+    calibration = calibration_images(data_dir, preprocess, calib_size, progress=progress, zero_shot=zero_shot)
     # how much INT8 may lose against FP32 on dev (points of verb top-1 and grounded value) for
     # `auto` to run it: accuracy control's --max-drop, else DESIGN's 1 point
     gate = DEFAULT_MAX_DROP if max_drop is None else float(max_drop)
@@ -103,7 +101,7 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, c
                 from .accuracy import quantize_openvino_with_accuracy_control
 
                 report["accuracy_control"] = quantize_openvino_with_accuracy_control(
-                    out, manifest, target, calibration, data_dir, max_drop)
+                    out, manifest, target, calibration, data_dir, max_drop, info)
         if "onnx" in formats:
             engine = quantize_onnx_ort if ort_static else quantize_onnx_nncf
             engine(out / "encoder.onnx", out / "encoder.int8.onnx", calibration)
@@ -112,7 +110,8 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, c
         from .qat import quantize_aware_training
 
         model, _ = load_student(model_dir)
-        train_images = calibration_images(data_dir, preprocess, max(calib_size, 1000), seed=1, progress=progress)
+        train_images = calibration_images(data_dir, preprocess, max(calib_size, 1000), seed=1, progress=progress,
+                                          zero_shot=zero_shot)
         report["qat"] = quantize_aware_training(model, calibration, train_images, out / "encoder.int8.onnx",
                                                 qat_epochs, dynamic_batch=dynamic_batch, progress=progress)
         if "openvino" in formats:
@@ -135,7 +134,9 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, c
                 manifest["verification"][fmt] = agreement(runtime, reference, fmt)
     write_manifest(out, manifest)
     if evaluate:
-        manifest["metrics"] = compare_precisions(out, data_dir, eval_split, list(manifest["graphs"]), progress)
+        graphs = list(manifest["graphs"])
+        manifest["metrics"] = compare_hoi_precisions(out, data_dir, graphs, info, progress) \
+            if task_of(manifest) == "hoi" else compare_precisions(out, data_dir, eval_split, graphs, progress)
         write_manifest(out, manifest)
     return manifest
 
@@ -157,11 +158,17 @@ def agreement(runtime, reference: dict, what: str) -> dict[str, Any]:
     return result
 
 
+def comparison_backend(graphs: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """The backend FP32 and INT8 are compared on (OpenVINO in FP32 arithmetic where it can)."""
+    if installed("openvino") and "openvino-int8" in graphs:
+        return "openvino", {"inference_precision": "f32"}
+    return "onnxruntime", {}
+
+
 def compare_precisions(bundle: Path, data_dir: Path, split: str, graphs: Sequence[str],
                        progress: bool) -> dict[str, Any]:
     """Dev metrics of the FP32 and INT8 graphs through the same Predictor code."""
-    backend = "openvino" if installed("openvino") and "openvino-int8" in graphs else "onnxruntime"
-    options = {"inference_precision": "f32"} if backend == "openvino" else {}
+    backend, options = comparison_backend(graphs)
     split_file = data_dir / "splits.json"
     splits = load_split(split_file) if split_file.is_file() else None
     out: dict[str, Any] = {"split": split, "backend": backend}
@@ -185,6 +192,34 @@ def compare_precisions(bundle: Path, data_dir: Path, split: str, graphs: Sequenc
     out["int8_minus_fp32_top1"] = delta
     log.info("%s %s: INT8 - FP32 = %+.2f verb top-1, %+.2f grnd-value", split, backend, delta["verb"],
              delta["grnd_value"])
+    return out
+
+
+
+def compare_hoi_precisions(bundle: Path, data_dir: Path, graphs: Sequence[str], info: dict[str, Any],
+                           progress: bool) -> dict[str, Any]:
+    """mAP of the FP32 and INT8 graphs of an HOI bundle on the images its student was selected
+    on (held-out training images, no unseen class), scored against the seen verbs: the gate."""
+    from ..data.hico import HoiSpace, dev_holdout, image_dir, seen_verbs, training_images
+    from ..predictor import evaluate_hoi_predictor
+
+    backend, options = comparison_backend(graphs)
+    manifest = read_manifest(bundle)
+    space = HoiSpace.from_json(manifest["hoi_space"])
+    zero_shot = info["data"].get("zero_shot")
+    dev = dev_holdout(training_images(data_dir, zero_shot)[1], int(info["train"]["seed"]))[1]
+    seen = {space.verbs[v - 1] for v in seen_verbs(space, zero_shot)}
+    out: dict[str, Any] = {"split": "dev (held-out training images)", "backend": backend}
+    for precision in ("fp32", "int8"):
+        with Predictor(bundle, backend=backend, precision=precision, **options) as predictor:
+            for verb in [v for v in predictor.vocabulary.verbs if v not in seen]:
+                predictor.vocabulary.remove_verb(verb)
+            metrics = evaluate_hoi_predictor(predictor, dev, image_dir(data_dir, "trainval"), progress=progress)
+            out[precision] = {k: metrics[k] for k in ("full", "mean_max_recall", "classes", "ap")}
+    delta = {"full": out["int8"]["full"] - out["fp32"]["full"]}
+    out["gate"] = {"verbs": "seen verbs, held-out training images (no unseen class)", "images": len(dev)}
+    out["int8_minus_fp32_map"] = delta
+    log.info("held-out %s: INT8 - FP32 = %+.2f mAP", backend, delta["full"])
     return out
 
 

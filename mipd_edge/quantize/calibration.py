@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from ..progress import progress_bar
@@ -10,18 +11,33 @@ from ..progress import progress_bar
 from ..data.split import load_split
 from ..data.swig import SituDataset
 from ..errors import MipdEdgeError
+from ..image import load_image
 from ..preprocess import Preprocess
 
 
 def calibration_images(data_dir: Path, preprocess: Preprocess, count: int = 300, seed: int = 0,
-                       progress: bool = True) -> np.ndarray:
-    """``count`` images of the training split (its open-vocabulary view: no unseen verb), (N, 3, S, S)."""
-    split_file = Path(data_dir) / "splits.json"
-    dataset = SituDataset(data_dir, "train", ov_split=load_split(split_file) if split_file.is_file() else None)
-    if len(dataset) == 0 or count < 1:
+                       progress: bool = True, zero_shot: Optional[str] = None) -> np.ndarray:
+    """``count`` training images, (N, 3, S, S), of the split's open-vocabulary view: no unseen
+    verb of a SWiG-format dataset, no image whose every pair is of an unseen class (``zero_shot``)
+    of an HOI dataset."""
+    data_dir = Path(data_dir)
+    from ..data.hico import is_hoi_dataset
+
+    if is_hoi_dataset(data_dir):
+        from ..data.hico import image_dir, training_images
+
+        folder = image_dir(data_dir, "trainval")
+        files = [folder / image.file_name for image in training_images(data_dir, zero_shot)[1]]
+        load = lambda i: load_image(files[i])  # noqa: E731
+    else:
+        split_file = data_dir / "splits.json"
+        dataset = SituDataset(data_dir, "train", ov_split=load_split(split_file) if split_file.is_file() else None)
+        files = dataset.names
+        load = lambda i: dataset[i].image  # noqa: E731
+    if len(files) == 0 or count < 1:
         raise MipdEdgeError(f"no calibration images: {data_dir} has an empty training split or --calib-size < 1")
-    picks = np.random.default_rng(seed).permutation(len(dataset))[:count]
+    picks = np.random.default_rng(seed).permutation(len(files))[:count]
     out = np.empty((len(picks), 3, preprocess.size, preprocess.size), np.float32)
     for j, i in enumerate(progress_bar(picks, desc="calibration images", unit="img", enabled=progress)):
-        out[j] = preprocess(dataset[int(i)].image)[0]
+        out[j] = preprocess(load(int(i)))[0]
     return out

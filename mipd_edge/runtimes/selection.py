@@ -25,7 +25,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..bundle import bundle_digest
+from ..bundle import bundle_digest, task_of
 from ..errors import BundleError, MipdEdgeError
 from ..files import atomic_write_bytes, default_cache_dir
 from ..machine import cpu_features, cpu_name, library_versions
@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_MAX_DROP = 1.0  # points of dev top-1 verb and grounded value INT8 may lose (DESIGN section 7)
-GATED_METRICS = ("verb", "grnd_value")
+# per task, the recorded INT8 - FP32 differences the gate reads: situations' dev verb top-1 and
+# grounded value, interactions' mAP on held-out training images
+GATED_METRICS = {"gsr": ("int8_minus_fp32_top1", ("verb", "grnd_value")), "hoi": ("int8_minus_fp32_map", ("full",))}
 SECONDS = 0.3  # timed per candidate, after its warm-up
 ROUNDS = 3
 WARMUP = 3  # untimed iterations per candidate, and per round
@@ -87,10 +89,11 @@ def accuracy_gate(manifest: Mapping[str, Any]) -> Optional[str]:
     1 point), checked against the FP32 and INT8 dev metrics it recorded beside it."""
     gate = (manifest.get("quantization") or {}).get("accuracy_gate")
     gate = DEFAULT_MAX_DROP if not isinstance(gate, (int, float)) else float(gate)
-    delta = (manifest.get("metrics") or {}).get("int8_minus_fp32_top1")
-    if not isinstance(delta, Mapping) or not all(isinstance(delta.get(k), (int, float)) for k in GATED_METRICS):
+    field_name, keys = GATED_METRICS[task_of(manifest)]
+    delta = (manifest.get("metrics") or {}).get(field_name)
+    if not isinstance(delta, Mapping) or not all(isinstance(delta.get(k), (int, float)) for k in keys):
         return "its accuracy against FP32 is not recorded in bundle.json"
-    lost = {k: -float(delta[k]) for k in GATED_METRICS if -float(delta[k]) > gate}
+    lost = {k: -float(delta[k]) for k in keys if -float(delta[k]) > gate}
     if lost:
         return "it loses " + ", ".join(f"{v:.2f} points of {k}" for k, v in lost.items()) + \
                f" against FP32 (gate: {gate:g})"

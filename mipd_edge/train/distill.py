@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.split import load_split, training_verbs
 from ..data.swig import SituDataset
 from ..errors import MipdEdgeError
 from ..files import PathLike, default_cache_dir, read_json
@@ -34,7 +33,7 @@ from ..preprocess import Preprocess
 from ..text import load_text_encoder
 from ..vocabulary import Vocabulary
 from .config import TrainConfig
-from .data import Batch, GSRTrainSet
+from .data import Batch, GSRTrainSet, training_view
 from .evaluation import dev_evaluator
 from .loop import Distributed, Objective, TrainStep, init_distributed, main_first, prepare_output, train
 from .losses import cosine_alignment, soft_label_kl
@@ -138,13 +137,10 @@ def distill(data_dir: PathLike, out: PathLike, cfg: TrainConfig, teacher: Option
     data_dir, out = Path(data_dir), Path(out)
     prepare_output(out, resume, overwrite)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    split = load_split(data_dir / "splits.json")
     encoder = load_text_encoder(cfg.text_encoder, cache_dir=cache_dir / "text")
-    train_set = SituDataset(data_dir, "train", ov_split=split)
-    space = train_set.space
+    split, train_set, vocab = training_view(data_dir, encoder)
+    space, verbs = train_set.space, vocab.verbs
     dev = SituDataset(data_dir, "dev", space=space)
-    verbs = training_verbs(split)
-    vocab = Vocabulary({v: space.frames[v] for v in verbs}, space.nouns, encoder)
     full_vocab = Vocabulary.from_space(space, encoder)
     preprocess = Preprocess(cfg.image_size)
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.hico import HoiImage, HoiSpace, drop_unseen, find_space, image_dir, read_hoi_annotations, seen_verbs
+from ..data.hico import HoiImage, HoiSpace, dev_holdout, image_dir, seen_verbs, training_images
 from ..data.hoi_pairs import (ROLES, crop_name, hoi_situation_space, object_matrix, object_noun, pair_boxes,
                               write_pair_situations)
 from ..errors import MipdEdgeError
@@ -52,7 +52,6 @@ from .losses import cosine_alignment, cxcywh_to_xyxy, generalized_iou, soft_labe
 
 log = logging.getLogger(__name__)
 
-DEV_FRACTION = 0.1  # held-out training images for checkpoint selection
 
 
 @dataclass
@@ -321,10 +320,7 @@ def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: 
     prepare_output(out, resume, overwrite)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     space, images = training_images(data_dir, zero_shot)
-    order = np.random.default_rng([cfg.seed, 5]).permutation(len(images))
-    n_dev = max(1, int(len(images) * DEV_FRACTION))
-    dev = [images[i] for i in sorted(order[:n_dev])]
-    train_images = [images[i] for i in sorted(order[n_dev:])]
+    train_images, dev = dev_holdout(images, cfg.seed)
     encoder = load_text_encoder(cfg.text_encoder, cache_dir=cache_dir / "text")
     verb_ids = seen_verbs(space, zero_shot)
     vocab = hoi_vocabulary(space, verb_ids, encoder)
@@ -380,12 +376,6 @@ def hoi_mipd_objective(model: HoiStudent, vocab: Vocabulary, encoder, teacher: O
     objective = HoiMIPD(knowledge.scene, knowledge.instance, cache.verb_logits, model, cfg)
     return objective, crops, {"teacher": t.id, "teacher_cache": cache.key, "rationales": str(rationales),
                               "pairs": str(pairs_dir), "knowledge": knowledge.key}
-
-
-def training_images(data_dir: Path, zero_shot: Optional[str]) -> tuple[HoiSpace, list[HoiImage]]:
-    """A dataset's HOI space and its trainval images with every trace of the split's unseen classes removed."""
-    space = find_space(data_dir)
-    return space, drop_unseen(read_hoi_annotations(data_dir / "trainval_hico.json", space), space, zero_shot)
 
 
 def write_hoi_pairs(data_dir: PathLike, out: PathLike, zero_shot: Optional[str] = None,

@@ -36,7 +36,6 @@ import numpy as np
 import torch
 from ..progress import progress_bar
 
-from ..data.split import load_split, training_verbs
 from ..data.swig import Annotation, SituDataset
 from ..errors import MipdEdgeError
 from ..files import PathLike, default_cache_dir
@@ -44,6 +43,7 @@ from ..models.teacher import Teacher, load_teacher
 from ..postprocess import softmax
 from ..text import load_text_encoder
 from ..vocabulary import Vocabulary
+from .data import training_view
 from .llm import ChatClient, LLMError, extract_json
 from .teacher_cache import TeacherCache, teacher_cache
 
@@ -262,10 +262,8 @@ def generate_rationales(data_dir: PathLike, teacher_spec: PathLike, out: PathLik
     judgment_rng(judgment, "")  # an unknown judgment fails before any work
     data_dir, out = Path(data_dir), Path(out)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    split = load_split(data_dir / "splits.json")
-    train_set = SituDataset(data_dir, "train", ov_split=split)
     encoder = load_text_encoder(text_encoder, cache_dir=cache_dir / "text")
-    vocab = Vocabulary({v: train_set.space.frames[v] for v in training_verbs(split)}, train_set.space.nouns, encoder)
+    _, train_set, vocab = training_view(data_dir, encoder)
     teacher = load_teacher(teacher_spec, text_encoder=encoder)
     cache: TeacherCache = teacher_cache(teacher, train_set, vocab, cache_dir / "teacher", progress=progress)
     templates = TemplateGenerator(vocab, candidates)

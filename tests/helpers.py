@@ -1,0 +1,58 @@
+"""What several test modules share: a tiny SWiG space and its annotations, and a training
+configuration small enough for tests. Fixtures live in ``conftest.py``; this is plain data
+and functions, imported by name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TINY_SPACE = {
+    "verbs": {
+        "lifting": {"framenet": "Cause_motion", "abstract": "the AGENT lifts the ITEM at the PLACE",
+                    "def": "raise something up", "order": ["agent", "item", "place"],
+                    "roles": {"agent": {"framenet": "Agent", "def": "the one lifting"},
+                              "item": {"framenet": "Theme", "def": "the thing lifted"},
+                              "place": {"framenet": "Place", "def": "where it happens"}}},
+        "running": {"framenet": "Self_motion", "abstract": "the AGENT runs at the PLACE",
+                    "def": "move fast on foot", "order": ["agent", "place"],
+                    "roles": {"agent": {"framenet": "Agent", "def": "the runner"},
+                              "place": {"framenet": "Place", "def": "where it happens"}}},
+    },
+    "nouns": {"n1": {"gloss": ["man"], "def": "an adult male"},
+              "n2": {"gloss": ["box", "carton"], "def": "a container"},
+              "n3": {"gloss": ["field"], "def": "an open area"},
+              "n4": {"gloss": ["person"], "def": "a human being"}},
+}
+
+NO_BOX = [-1, -1, -1, -1]
+TINY_ANNOTATIONS = {
+    "img1.jpg": {"verb": "lifting", "width": 40, "height": 40,
+                 "bb": {"agent": [0, 0, 10, 10], "item": [20, 20, 30, 30], "place": NO_BOX},
+                 "frames": [{"agent": "n1", "item": "n2", "place": "n3"},
+                            {"agent": "n4", "item": "n2", "place": ""},
+                            {"agent": "n1", "item": "n2", "place": "n3"}]},
+    "img2.jpg": {"verb": "lifting", "width": 40, "height": 40,
+                 "bb": {"agent": [0, 0, 10, 10], "item": NO_BOX, "place": NO_BOX},
+                 "frames": [{"agent": "n1", "item": "", "place": "n3"}] * 3},
+    "img3.jpg": {"verb": "running", "width": 40, "height": 40,
+                 "bb": {"agent": [0, 0, 10, 10], "place": NO_BOX},
+                 "frames": [{"agent": "n1", "place": "n3"}] * 3},
+}
+
+
+def write_json(path: Path, obj) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+    return path
+
+
+TINY_MODEL = {"width": 0.25, "d_model": 64, "heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn": 128}
+
+
+def tiny_config(**overrides):
+    """A training configuration small enough for tests: 64 px, a quarter-width ResNet-18."""
+    from mipd_edge.train.config import TrainConfig
+
+    base = dict(method="none", epochs=1, image_size=64, batch_size=16, eval_batch_size=32, model=TINY_MODEL)
+    return TrainConfig(**{**base, **overrides})
