@@ -1,12 +1,23 @@
 import json
+import signal
 import subprocess
 import sys
+import time
 
 
 def test_quickstart_runs_every_stage_and_resumes(tmp_path, cache_dir):
     cmd = [sys.executable, "-m", "mipd_edge.cli", "quickstart", "--workdir", str(tmp_path), "--preset", "quick"]
+    # killed with SIGKILL once the teacher has its first checkpoint: the next run resumes it
+    killed = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint, deadline = tmp_path / "teacher" / "checkpoints" / "last.safetensors", time.time() + 300
+    while time.time() < deadline and killed.poll() is None and not checkpoint.is_file():
+        time.sleep(0.01)
+    killed.kill()
+    killed.wait(timeout=60)
+    assert killed.returncode == -signal.SIGKILL and checkpoint.is_file()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "stage teacher: resuming from" in r.stderr and " after epoch " in r.stderr
     for name in ("prior", "none", "mipd", "teacher"):
         assert name in r.stdout
     results = json.loads((tmp_path / "results.json").read_text())
