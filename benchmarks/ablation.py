@@ -12,8 +12,8 @@ show the pipeline works, not what the method gains.
 goal rows (none, kd, mipd, authors) first. The results JSON and its plot (same name, .png) are
 rewritten after every run, so a partial ablation is readable; a rerun reuses every finished run
 and resumes an interrupted one from its last checkpoint. On 2 cores a student takes about 11
-minutes (24 epochs), the whole default ablation (11 student rows and the teacher, 3 seeds)
-about 7 hours: run it in several sittings.
+minutes (24 epochs), the whole default ablation (12 student rows and the teacher, 3 seeds)
+about 7.5 hours: run it in several sittings.
 """
 
 from __future__ import annotations

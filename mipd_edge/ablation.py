@@ -37,6 +37,7 @@ ROWS: dict[str, tuple[str, str, str]] = {
     "no-instance-prompt": ("mipd", "no-instance-prompt", "full MIPD, no context tokens in the instance prompt"),
     "random-negatives": ("mipd", "random-negatives", "full MIPD, random instead of teacher-judged negatives"),
     "authors": ("mipd", "authors", "the authors' formulation (caicch/Ov-GSR)"),
+    "authors-knowledge": ("mipd", "authors-knowledge", "the authors' knowledge and distillation, our GSR losses"),
     "teacher": ("teacher", "full", "the teacher itself (trained on its own sample, all verbs)"),
 }
 # the rows the goals compare run first, so that a partial ablation already answers them
@@ -194,8 +195,9 @@ def plot_components(results: Mapping[str, Any], path: Path) -> Optional[Path]:
         err = np.array([[s["mean"] - s["min"] for s in stats], [s["max"] - s["mean"] for s in stats]])
         ax.bar(np.arange(len(names)) + (j - (len(bars) - 1) / 2) * width, mean, width, yerr=err, capsize=2,
                label=label, color=f"C{j}")
-    ax.set_xticks(np.arange(len(names)), [f"{n}\n({summary[n]['seeds']} seeds)" for n in names], fontsize=8,
-                  rotation=30, ha="right")
+    seeds = [summary[n]["seeds"] for n in names]
+    ax.set_xticks(np.arange(len(names)), [f"{n}\n({k} seed{'' if k == 1 else 's'})" for n, k in zip(names, seeds)],
+                  fontsize=8, rotation=30, ha="right")
     ax.set_ylabel("% (SynthSitu test)")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.3))

@@ -66,6 +66,8 @@ MIPD_VARIANTS: dict[str, dict[str, Any]] = {
     "no-instance-prompt": {"mipd": MipdConfig(instance_prompt=False)},
     "random-negatives": {"mipd": MipdConfig(negatives="random")},
     "authors": {"mipd": MipdConfig(formulation="authors"), "loss": AUTHORS_LOSS},
+    # their knowledge and distillation with our GSR losses: what the formulation does apart from the loss recipe
+    "authors-knowledge": {"mipd": MipdConfig(formulation="authors")},
 }
 
 
