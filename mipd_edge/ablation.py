@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .errors import MipdEdgeError
 from .files import read_json, write_json
 from .pipeline import Pipeline
 from .tables import render_table
@@ -70,7 +71,7 @@ def run_components(pipe: Pipeline, rows: Sequence[str], seeds: Sequence[int], re
     """Run the ablation, rewriting ``results`` (and ``plot``) after every run."""
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
-        raise ValueError(f"unknown ablation rows {unknown}; known: {list(ROWS)}")
+        raise MipdEdgeError(f"unknown ablation rows {unknown}; known: {list(ROWS)}")
     pipe.make_data()
     pipe.make_teacher()
     out = {"setup": setup(pipe, rows, seeds), "rows": {r: {"seeds": {}} for r in rows}}

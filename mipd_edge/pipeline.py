@@ -92,7 +92,7 @@ class Pipeline:
         self.data = self.workdir / "data"
         self.teacher = self.workdir / "teacher"
         self.teacher_data = self.workdir / "teacher-data"
-        self.rationales = self.workdir / "rationales.jsonl"
+        self.rationales = self.rationales_file()[1]
 
     def data_params(self) -> dict:
         c = self.cfg

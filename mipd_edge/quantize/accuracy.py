@@ -81,19 +81,17 @@ def gsr_validation(bundle: Path, manifest: Mapping[str, Any], data_dir: Path, fp
 
 def hoi_validation(bundle: Path, manifest: Mapping[str, Any], data_dir: Path, fp32,
                    info: Mapping[str, Any]) -> Validation:
-    from ..data.hico import HoiSpace, dev_holdout, image_dir, seen_verbs, training_images
+    from ..data.hico import image_dir
     from ..hoi_metrics import evaluate_hoi
     from ..image import load_image
     from ..interactions import InteractionDecoder
+    from .calibration import hoi_selection
 
     preprocess = Preprocess.from_json(manifest["preprocess"])
-    space = HoiSpace.from_json(manifest["hoi_space"])
-    zero_shot = info["data"].get("zero_shot")
-    seen = {space.verbs[v - 1] for v in seen_verbs(space, zero_shot)}
+    space, seen, dev = hoi_selection(manifest, data_dir, info)
     vocabulary = Vocabulary.load(bundle / manifest["vocabulary"])
     vocabulary = vocabulary.subset([v for v in vocabulary.verbs if v in seen])
     decoder = InteractionDecoder(vocabulary, manifest["scales"]["verb"], manifest["scales"]["noun"], space)
-    dev = dev_holdout(training_images(data_dir, zero_shot)[1], int(info["train"]["seed"]))[1]
     folder = image_dir(data_dir, "trainval")
     items = []
     for image in dev:

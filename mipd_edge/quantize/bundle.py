@@ -134,9 +134,9 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, c
                 manifest["verification"][fmt] = agreement(runtime, reference, fmt)
     write_manifest(out, manifest)
     if evaluate:
-        graphs = list(manifest["graphs"])
-        manifest["metrics"] = compare_hoi_precisions(out, data_dir, graphs, info, progress) \
-            if task_of(manifest) == "hoi" else compare_precisions(out, data_dir, eval_split, graphs, progress)
+        manifest["metrics"] = compare_hoi_precisions(out, manifest, data_dir, info, progress) \
+            if task_of(manifest) == "hoi" else \
+            compare_precisions(out, data_dir, eval_split, list(manifest["graphs"]), progress)
         write_manifest(out, manifest)
     return manifest
 
@@ -195,20 +195,16 @@ def compare_precisions(bundle: Path, data_dir: Path, split: str, graphs: Sequenc
     return out
 
 
-
-def compare_hoi_precisions(bundle: Path, data_dir: Path, graphs: Sequence[str], info: dict[str, Any],
+def compare_hoi_precisions(bundle: Path, manifest: dict[str, Any], data_dir: Path, info: dict[str, Any],
                            progress: bool) -> dict[str, Any]:
     """mAP of the FP32 and INT8 graphs of an HOI bundle on the images its student was selected
     on (held-out training images, no unseen class), scored against the seen verbs: the gate."""
-    from ..data.hico import HoiSpace, dev_holdout, image_dir, seen_verbs, training_images
+    from ..data.hico import image_dir
     from ..predictor import evaluate_hoi_predictor
+    from .calibration import hoi_selection
 
-    backend, options = comparison_backend(graphs)
-    manifest = read_manifest(bundle)
-    space = HoiSpace.from_json(manifest["hoi_space"])
-    zero_shot = info["data"].get("zero_shot")
-    dev = dev_holdout(training_images(data_dir, zero_shot)[1], int(info["train"]["seed"]))[1]
-    seen = {space.verbs[v - 1] for v in seen_verbs(space, zero_shot)}
+    backend, options = comparison_backend(list(manifest["graphs"]))
+    _, seen, dev = hoi_selection(manifest, data_dir, info)
     out: dict[str, Any] = {"split": "dev (held-out training images)", "backend": backend}
     for precision in ("fp32", "int8"):
         with Predictor(bundle, backend=backend, precision=precision, **options) as predictor:

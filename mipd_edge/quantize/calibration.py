@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 from ..progress import progress_bar
@@ -41,3 +41,14 @@ def calibration_images(data_dir: Path, preprocess: Preprocess, count: int = 300,
     for j, i in enumerate(progress_bar(picks, desc="calibration images", unit="img", enabled=progress)):
         out[j] = preprocess(load(int(i)))[0]
     return out
+
+
+def hoi_selection(manifest: Mapping[str, Any], data_dir: Path, info: Mapping[str, Any]) -> tuple[Any, set[str], list]:
+    """What INT8 model selection may see of an HOI student's data: its HOI space, the names of
+    the seen verbs, and the held-out training images it was selected on (no unseen class)."""
+    from ..data.hico import HoiSpace, dev_holdout, seen_verbs, training_images
+
+    space = HoiSpace.from_json(manifest["hoi_space"])
+    zero_shot = info["data"].get("zero_shot")
+    seen = {space.verbs[v - 1] for v in seen_verbs(space, zero_shot)}
+    return space, seen, dev_holdout(training_images(data_dir, zero_shot)[1], int(info["train"]["seed"]))[1]

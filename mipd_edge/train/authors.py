@@ -44,7 +44,7 @@ from ..errors import MipdEdgeError
 from ..models.student import Student
 from ..vocabulary import Vocabulary
 from .config import TrainConfig
-from .data import Batch
+from .data import Batch, batch_rows
 from .loop import Objective
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,8 @@ def rationale_tokens(records: dict[str, dict], names: list[str], dataset: SituDa
     positives: dict[str, int] = {}
     negatives: dict[str, int] = {}
     n = len(names)
-    out = RationaleTokens(np.empty(0), np.empty(0), np.empty(0), np.full(n, -1), np.full(n, -1),
-                          np.full((n, max_roles), -1), np.full((n, max_roles), -1))
+    glimpse, glimpse_negative = np.full(n, -1), np.full(n, -1)
+    gaze, gaze_negative = np.full((n, max_roles), -1), np.full((n, max_roles), -1)
 
     def rows(side: dict) -> tuple[int, int]:
         pos = positives.setdefault(side["positive"], len(positives))
@@ -89,22 +89,22 @@ def rationale_tokens(records: dict[str, dict], names: list[str], dataset: SituDa
 
     for i, name in enumerate(names):
         rec = records[name]
-        out.glimpse[i], out.glimpse_negative[i] = rows(rec["glimpse"])
+        glimpse[i], glimpse_negative[i] = rows(rec["glimpse"])
         for r, role in enumerate(vocab.frame(dataset.annotations[name].verb).roles[:max_roles]):
             if role in rec["gaze"]:
-                out.gaze[i, r], out.gaze_negative[i, r] = rows(rec["gaze"][role])
+                gaze[i, r], gaze_negative[i, r] = rows(rec["gaze"][role])
     pos_tokens = encoder.encode_tokens(list(positives))
-    length = max(len(t) for t in pos_tokens)
-    out.tokens = np.zeros((len(pos_tokens), length, pos_tokens[0].shape[1]), np.float16)
-    out.padding = np.ones((len(pos_tokens), length), bool)
+    length, dim = max(len(t) for t in pos_tokens), pos_tokens[0].shape[1]
+    tokens = np.zeros((len(pos_tokens), length, dim), np.float16)
+    padding = np.ones((len(pos_tokens), length), bool)
     for j, t in enumerate(pos_tokens):
-        out.tokens[j, :len(t)], out.padding[j, :len(t)] = t, False
+        tokens[j, :len(t)], padding[j, :len(t)] = t, False
     neg_tokens = encoder.encode_tokens(list(negatives))
-    out.negatives = np.stack([t.mean(0) for t in neg_tokens]).astype(np.float32) if neg_tokens else \
-        np.zeros((0, out.tokens.shape[2]), np.float32)
+    negative_means = np.stack([t.mean(0) for t in neg_tokens]).astype(np.float32) if neg_tokens else \
+        np.zeros((0, dim), np.float32)
     log.info("authors' MIPD: token embeddings of %d positive and %d negative rationales (up to %d tokens)",
              len(positives), len(negatives), length)
-    return out
+    return RationaleTokens(tokens, padding, negative_means, glimpse, glimpse_negative, gaze, gaze_negative)
 
 
 def hinge(x: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
@@ -139,8 +139,7 @@ class AuthorsMIPD(Objective):
     def forward(self, model: Student, out: dict[str, torch.Tensor], batch: Batch, verb_logits: torch.Tensor,
                 noun_emb: torch.Tensor) -> dict[str, torch.Tensor]:
         i = batch.index
-        image = torch.from_numpy(np.asarray(self.global_[i.cpu().numpy()], dtype=np.float32)).to(verb_logits.device)
-        query = self.query(image)
+        query = self.query(batch_rows(self.global_, i, verb_logits.device))
         scene = self.knowledge(query, self.glimpse[i], self.scene_keys)
         neg = self.glimpse_negative[i]
         has = neg >= 0

@@ -36,6 +36,12 @@ def training_view(data_dir: PathLike, encoder) -> tuple[dict, SituDataset, Vocab
     return split, train_set, Vocabulary({v: space.frames[v] for v in training_verbs(split)}, space.nouns, encoder)
 
 
+def batch_rows(table: np.ndarray, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch's rows of a per-image table (teacher features, knowledge; possibly memory-mapped),
+    as float32 on ``device``."""
+    return torch.from_numpy(np.asarray(table[index.cpu().numpy()], dtype=np.float32)).to(device)
+
+
 @dataclass
 class Batch:
     images: torch.Tensor  # (B, 3, S, S) float, normalised

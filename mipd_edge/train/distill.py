@@ -33,17 +33,12 @@ from ..preprocess import Preprocess
 from ..text import load_text_encoder
 from ..vocabulary import Vocabulary
 from .config import TrainConfig
-from .data import Batch, GSRTrainSet, training_view
+from .data import Batch, GSRTrainSet, batch_rows, training_view
 from .evaluation import dev_evaluator
 from .loop import Distributed, Objective, TrainStep, init_distributed, main_first, prepare_output, train
 from .losses import cosine_alignment, soft_label_kl
 
 log = logging.getLogger(__name__)
-
-
-def _rows(table: np.ndarray, index: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Rows of a (possibly memory-mapped) array for a batch, as float32 on ``device``."""
-    return torch.from_numpy(np.asarray(table[index.cpu().numpy()], dtype=np.float32)).to(device)
 
 
 class FeatureKD(Objective):
@@ -61,10 +56,10 @@ class FeatureKD(Objective):
         dev, c = verb_logits.device, self.cfg
         valid = batch.role_mask > 0
         return {
-            "kd_glance": c.align_weight * cosine_alignment(self.glance_proj(out["glance"]), _rows(self.global_, batch.index, dev)),
+            "kd_glance": c.align_weight * cosine_alignment(self.glance_proj(out["glance"]), batch_rows(self.global_, batch.index, dev)),
             "kd_gaze": c.gaze_align_weight * cosine_alignment(self.role_proj(out["role_feats"]),
-                                                              _rows(self.regions, batch.index, dev), valid),
-            "kd_soft": c.soft_weight * soft_label_kl(verb_logits, _rows(self.logits, batch.index, dev), c.temperature),
+                                                              batch_rows(self.regions, batch.index, dev), valid),
+            "kd_soft": c.soft_weight * soft_label_kl(verb_logits, batch_rows(self.logits, batch.index, dev), c.temperature),
         }
 
 
@@ -81,13 +76,13 @@ class MIPDDistill(Objective):
     def forward(self, model: Student, out: dict[str, torch.Tensor], batch: Batch, verb_logits: torch.Tensor,
                 noun_emb: torch.Tensor) -> dict[str, torch.Tensor]:
         dev, c = verb_logits.device, self.cfg
-        losses = {"mipd_soft": c.soft_weight * soft_label_kl(verb_logits, _rows(self.logits, batch.index, dev),
+        losses = {"mipd_soft": c.soft_weight * soft_label_kl(verb_logits, batch_rows(self.logits, batch.index, dev),
                                                              c.temperature)}
         if self.scene is not None:
-            losses["mipd_scene"] = c.align_weight * cosine_alignment(out["glance"], _rows(self.scene, batch.index, dev))
+            losses["mipd_scene"] = c.align_weight * cosine_alignment(out["glance"], batch_rows(self.scene, batch.index, dev))
         if self.role_proj is not None:
             losses["mipd_instance"] = c.gaze_align_weight * cosine_alignment(
-                self.role_proj(out["role_feats"]), _rows(self.instance, batch.index, dev), batch.role_mask > 0)
+                self.role_proj(out["role_feats"]), batch_rows(self.instance, batch.index, dev), batch.role_mask > 0)
         return losses
 
 

@@ -325,9 +325,9 @@ def _write(results: list[tuple[int, Draft | Exception]], f, errors: Path, train_
     with torch.no_grad():
         text_features = dict(zip(texts, teacher.encode_text(texts).float().numpy())) if texts else {}
     for i, d in drafts:
-        annotation = train_set.annotations[train_set.names[i]]
-        roles = list(vocab.frame(annotation.verb).roles)
         name = train_set.names[i]
+        annotation = train_set.annotations[name]
+        roles = list(vocab.frame(annotation.verb).roles)
         record = judge(d, np.asarray(cache.global_feats[i]), np.asarray(cache.regions[i]), roles, text_features,
                        teacher.logit_scale, keep, judgment_rng(judgment, name))
         f.write(json.dumps({"image": name, "verb": annotation.verb, "generator": make.name, "judgment": judgment,
