@@ -58,12 +58,40 @@ PRESETS = {
 }
 
 
+def comparable(params: Any) -> Any:
+    """Stage parameters as compared: a training config (any ``train`` mapping) by what it
+    sets apart from the defaults, so that a new option, which arrives at its default, does
+    not redo stages that finished before it existed."""
+    if isinstance(params, list):
+        return [comparable(v) for v in params]
+    if not isinstance(params, dict):
+        return params
+    return {k: config_overrides(v) if k == "train" and isinstance(v, dict) else comparable(v)
+            for k, v in params.items()}
+
+
+def config_overrides(train: dict) -> dict:
+    from .train.config import TrainConfig
+
+    defaults = TrainConfig().to_json()
+    out = {}
+    for key, value in train.items():
+        default = defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict) and key != "model":
+            value = {k: v for k, v in value.items() if k not in default or v != default[k]}
+            if value:
+                out[key] = value
+        elif key not in defaults or value != default:
+            out[key] = value
+    return out
+
+
 def stage(workdir: Path, name: str, params: Any, fn: Callable[[], Any]) -> Any:
     """Run ``fn`` unless a previous run with the same ``params`` finished it."""
     marker = workdir / ".stages" / f"{name}.json"
     if marker.is_file():
         done = read_json(marker)
-        if done.get("params") == params:
+        if comparable(done.get("params")) == comparable(params):
             log.info("stage %s: reusing the finished run in %s", name, workdir)
             return done.get("result")
     log.info("stage %s: running", name)
@@ -78,7 +106,7 @@ def training_mode(workdir: Path, name: str, params: Any, out: Path) -> dict[str,
     same parameters left one, else afresh over whatever an earlier run left in the pipeline's
     own folder."""
     running = workdir / ".stages" / f"{name}.running.json"
-    same = running.is_file() and read_json(running).get("params") == params
+    same = running.is_file() and comparable(read_json(running).get("params")) == comparable(params)
     write_json(running, {"params": params})
     resume = same and (out / "checkpoints" / "last.safetensors").is_file()
     if resume:

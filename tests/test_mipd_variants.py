@@ -65,6 +65,43 @@ def synthetic_alignment(seed: int, n: int = 96, classes: int = 4, t_dim: int = 1
     return cache, data
 
 
+def test_anchored_knowledge_starts_at_the_teachers_feature_and_moves_toward_the_rationales():
+    cache, data = synthetic_alignment(1, d=16)  # anchored: rationales in the teacher's (16-d) space
+    g = torch.from_numpy(np.asarray(cache.global_feats, np.float32))
+    regions = torch.from_numpy(np.asarray(cache.regions, np.float32))
+    untrained_scene, untrained_inst = ScenePrompt(16, 16, anchored=True), InstancePrompt(16, 16, anchored=True,
+                                                                                        role_dim=16)
+    with torch.no_grad():
+        assert torch.allclose(untrained_scene(g), torch.nn.functional.normalize(g, dim=-1), atol=1e-6)
+        inst = untrained_inst(regions, g, torch.from_numpy(data.roles), torch.from_numpy(data.valid))
+        assert torch.allclose(inst, torch.nn.functional.normalize(regions, dim=-1), atol=1e-6)
+    before = float((g.numpy() * data.scene_pos).sum(-1).mean())
+    scene, _, _ = train_prompts(cache, data, epochs=15, batch_size=32, progress=False, anchored=True)
+    with torch.no_grad():
+        after = float((scene(g).numpy() * data.scene_pos).sum(-1).mean())
+    assert after > before + 0.3
+    with pytest.raises(ValueError, match="teacher's space"):
+        ScenePrompt(16, 8, anchored=True)
+    with pytest.raises(MipdEdgeError, match="knowledge"):
+        MipdConfig(knowledge="borrowed")
+
+
+def test_anchored_mipd_distils_from_the_teachers_text_space(tiny_world, tmp_path, cache_dir):
+    cfg = replace(tiny_config(method="mipd", epochs=1), **variant_overrides("anchored"))
+    run = distill(tiny_world / "data", tmp_path / "s", cfg, tiny_world / "teacher", tiny_world / "rationales.jsonl",
+                  progress=False, cache_dir=cache_dir)
+    assert {"mipd_scene", "mipd_instance", "mipd_soft"} <= set(run["history"][0]["losses"])
+    info = json.loads((tmp_path / "s" / "config.json").read_text())
+    mapped = distill(tiny_world / "data", tmp_path / "m", tiny_config(method="mipd", epochs=1), tiny_world / "teacher",
+                     tiny_world / "rationales.jsonl", progress=False, cache_dir=cache_dir)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["knowledge"] != info["knowledge"]
+    assert mapped["weights_sha256"] != run["weights_sha256"]
+    scene = np.load(cache_dir / "knowledge" / info["knowledge"] / "scene.npy")
+    assert scene.shape == (info["data"]["train_images"], 384)  # the teacher's space: MiniLM's, as it was trained
+    assert np.allclose(np.linalg.norm(scene, axis=1), 1, atol=1e-4)
+    assert info["train"]["mipd"]["knowledge"] == "anchored"
+
+
 def test_positive_only_nmpa_ignores_negatives_and_still_aligns():
     cache, data = synthetic_alignment(0)
     other = replace(data, scene_neg=-data.scene_neg, inst_neg=data.inst_neg[..., ::-1].copy())

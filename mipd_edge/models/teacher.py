@@ -82,6 +82,20 @@ class Teacher:
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         raise NotImplementedError
 
+    def text_encoder(self) -> TextEncoder:
+        """The text tower as a ``TextEncoder``: what embeds text into the teacher's space."""
+        return TeacherText(self)
+
+
+class TeacherText:
+    """A teacher's text tower behind the ``TextEncoder`` interface."""
+
+    def __init__(self, teacher: Teacher):
+        self.teacher, self.id, self.dim = teacher, f"{teacher.id}:text", teacher.dim
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.teacher.encode_text(texts).numpy().astype(np.float32)
+
 
 class SynthSituTeacher(Teacher):
     def __init__(self, model_dir: str | os.PathLike, text_encoder: Optional[TextEncoder] = None,
@@ -109,6 +123,9 @@ class SynthSituTeacher(Teacher):
 
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         return torch.from_numpy(self.text.encode(list(texts)))
+
+    def text_encoder(self) -> TextEncoder:
+        return self.text  # its space is its text encoder's: the same id lets caches be shared
 
 
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)

@@ -15,6 +15,7 @@ from .losses import LossWeights
 METHODS = ("none", "kd", "mipd")
 FORMULATIONS = ("ours", "authors")
 NEGATIVES = ("judged", "random", "none")
+KNOWLEDGE = ("mapped", "anchored")
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,9 @@ class MipdConfig:
     ``negatives`` are the teacher-judged ones of JRG, random candidates with equal weights
     (from rationales made with ``--judgment random``), or none (NMPA aligns with the
     positive rationale only); without ``scene_prompt`` / ``instance_prompt`` NMPA maps the
-    teacher's features to knowledge with no learnable, image-conditioned context tokens."""
+    teacher's features to knowledge with no learnable, image-conditioned context tokens;
+    ``knowledge`` is ``mapped`` (into the student's text space) or ``anchored`` (the
+    teacher's features corrected by the prompts, in the teacher's space; ``train/prompts.py``)."""
 
     formulation: str = "ours"
     scene: bool = True
@@ -36,12 +39,15 @@ class MipdConfig:
     negatives: str = "judged"
     scene_prompt: bool = True
     instance_prompt: bool = True
+    knowledge: str = "mapped"
 
     def __post_init__(self) -> None:
         if self.formulation not in FORMULATIONS:
             raise MipdEdgeError(f"mipd formulation must be one of {FORMULATIONS}, got {self.formulation!r}")
         if self.negatives not in NEGATIVES:
             raise MipdEdgeError(f"mipd negatives must be one of {NEGATIVES}, got {self.negatives!r}")
+        if self.knowledge not in KNOWLEDGE:
+            raise MipdEdgeError(f"mipd knowledge must be one of {KNOWLEDGE}, got {self.knowledge!r}")
         if not (self.scene or self.instance):
             raise MipdEdgeError("mipd needs scene or instance knowledge (or both); for neither, use method kd or none")
 
@@ -65,6 +71,7 @@ MIPD_VARIANTS: dict[str, dict[str, Any]] = {
     "no-scene-prompt": {"mipd": MipdConfig(scene_prompt=False)},
     "no-instance-prompt": {"mipd": MipdConfig(instance_prompt=False)},
     "random-negatives": {"mipd": MipdConfig(negatives="random")},
+    "anchored": {"mipd": MipdConfig(knowledge="anchored")},
     "authors": {"mipd": MipdConfig(formulation="authors"), "loss": AUTHORS_LOSS},
     # their knowledge and distillation with our GSR losses: what the formulation does apart from the loss recipe
     "authors-knowledge": {"mipd": MipdConfig(formulation="authors")},

@@ -68,10 +68,15 @@ class MIPDDistill(Objective):
     left out (``None``), as the component ablation does."""
 
     def __init__(self, scene: Optional[np.ndarray], instance: Optional[np.ndarray], teacher_logits: np.ndarray,
-                 model: Student, cfg: TrainConfig):
+                 model: Student, cfg: TrainConfig, scene_proj: bool = False):
+        """``scene_proj``: the scene knowledge is not in the student's text space (anchored
+        knowledge of a teacher whose text tower is not the student's), so the glance
+        reaches it through a projection head, as in ``kd``."""
         super().__init__()
         self.scene, self.instance, self.logits, self.cfg = scene, instance, teacher_logits, cfg
         self.role_proj = nn.Linear(model.cfg.d_model, instance.shape[2]) if instance is not None else None
+        self.scene_proj = (nn.Linear(model.cfg.text_dim, scene.shape[1]) if scene is not None and scene_proj
+                           else nn.Identity())
 
     def forward(self, model: Student, out: dict[str, torch.Tensor], batch: Batch, verb_logits: torch.Tensor,
                 noun_emb: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -79,7 +84,8 @@ class MIPDDistill(Objective):
         losses = {"mipd_soft": c.soft_weight * soft_label_kl(verb_logits, batch_rows(self.logits, batch.index, dev),
                                                              c.temperature)}
         if self.scene is not None:
-            losses["mipd_scene"] = c.align_weight * cosine_alignment(out["glance"], batch_rows(self.scene, batch.index, dev))
+            losses["mipd_scene"] = c.align_weight * cosine_alignment(self.scene_proj(out["glance"]),
+                                                                     batch_rows(self.scene, batch.index, dev))
         if self.role_proj is not None:
             losses["mipd_instance"] = c.gaze_align_weight * cosine_alignment(
                 self.role_proj(out["role_feats"]), batch_rows(self.instance, batch.index, dev), batch.role_mask > 0)
@@ -118,12 +124,13 @@ def build_objective(cfg: TrainConfig, model: Student, train_set: SituDataset, vo
         return AuthorsMIPD(cache.global_feats, tokens, model, cfg), provenance
     from .nmpa import aligned_knowledge
 
-    knowledge = main_first(env, lambda: aligned_knowledge(cache, rationales, train_set, encoder, vocab,
+    space = t.text_encoder() if options.knowledge == "anchored" else encoder
+    knowledge = main_first(env, lambda: aligned_knowledge(cache, rationales, train_set, space, vocab,
                                                           cache_dir / "knowledge", model.cfg.max_roles, cfg.seed,
                                                           progress=progress, options=options))
     provenance["knowledge"] = knowledge.key
     return MIPDDistill(knowledge.scene if options.scene else None, knowledge.instance if options.instance else None,
-                       cache.verb_logits, model, cfg), provenance
+                       cache.verb_logits, model, cfg, scene_proj=space.id != encoder.id), provenance
 
 
 def distill(data_dir: PathLike, out: PathLike, cfg: TrainConfig, teacher: Optional[PathLike] = None,

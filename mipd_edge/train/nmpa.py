@@ -8,7 +8,10 @@ that is the confusion the student most needs to be kept from. The other images' 
 rationales in the batch serve as further, unweighted negatives.
 
 The result, per training image, is *scene knowledge* (one vector) and *instance knowledge*
-(one vector per role) in the student's text space, cached on disk for distillation.
+(one vector per role), cached on disk for distillation. ``mapped`` knowledge lies in the
+student's text space (the rationales embedded by the student's text encoder); ``anchored``
+knowledge in the teacher's own image-text space (the rationales embedded by the teacher's
+text tower), as the teacher's features corrected by the prompts (``train/prompts.py``).
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ class AlignmentData:
     inst_pos: np.ndarray  # (N, R, D)
     inst_neg: np.ndarray  # (N, R, K, D)
     inst_w: np.ndarray  # (N, R, K)
-    roles: np.ndarray  # (N, R, D) role text embeddings
+    roles: np.ndarray  # (N, R, role_dim) role text embeddings (the student's vocabulary)
     valid: np.ndarray  # (N, R) bool
 
 
@@ -94,7 +97,7 @@ def alignment_data(records: dict[str, dict], names: list[str], dataset: SituData
     k = max(max((len(records[x]["glimpse"]["negatives"]) for x in names), default=1), 1)
     out = AlignmentData(np.zeros((n, d), np.float32), np.zeros((n, k, d), np.float32), np.zeros((n, k), np.float32),
                         np.zeros((n, max_roles, d), np.float32), np.zeros((n, max_roles, k, d), np.float32),
-                        np.zeros((n, max_roles, k), np.float32), np.zeros((n, max_roles, d), np.float32),
+                        np.zeros((n, max_roles, k), np.float32), np.zeros((n, max_roles, vocab.dim), np.float32),
                         np.zeros((n, max_roles), bool))
     for i, name in enumerate(names):
         rec = records[name]
@@ -127,13 +130,15 @@ def _side(side: dict, emb: dict, neg_out: np.ndarray, k: int) -> tuple[np.ndarra
 
 def train_prompts(cache: TeacherCache, data: AlignmentData, seed: int = 0, epochs: int = 30, batch_size: int = 128,
                   lr: float = 1e-3, temperature: float = 0.07, progress: bool = True, negatives: bool = True,
-                  scene_prompt: bool = True, instance_prompt: bool = True) -> tuple[ScenePrompt, InstancePrompt, dict]:
+                  scene_prompt: bool = True, instance_prompt: bool = True,
+                  anchored: bool = False) -> tuple[ScenePrompt, InstancePrompt, dict]:
     """Without ``negatives`` the prompts only move toward the positive rationale (1 - cos);
-    without a prompt its module has no context tokens."""
+    without a prompt its module has no context tokens; ``anchored``, see ``train/prompts.py``."""
     torch.manual_seed(seed)
     t_dim, d = cache.global_feats.shape[1], data.scene_pos.shape[1]
-    scene = ScenePrompt(t_dim, d, n_ctx=4 if scene_prompt else 0)
-    instance = InstancePrompt(t_dim, d, n_ctx=4 if instance_prompt else 0)
+    scene = ScenePrompt(t_dim, d, n_ctx=4 if scene_prompt else 0, anchored=anchored)
+    instance = InstancePrompt(t_dim, d, n_ctx=4 if instance_prompt else 0, anchored=anchored,
+                              role_dim=data.roles.shape[2])
 
     def align(knowledge, pos, neg, w):
         if not negatives:
@@ -171,18 +176,23 @@ def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDa
                       cache_root: Path, max_roles: int = 6, seed: int = 0, epochs: int = 30,
                       strength: float = 1.0, progress: bool = True, options: MipdConfig = MipdConfig()) -> Knowledge:
     """Train the prompts with NMPA (or reuse a cached run) and return the knowledge.
-    ``options`` says whether negatives count and which prompts have context tokens."""
+    ``options`` says whether negatives count, which prompts have context tokens and in which
+    space the knowledge lies; ``encoder`` embeds the rationales into that space (the
+    student's text encoder for ``mapped`` knowledge, the teacher's text tower for ``anchored``)."""
     rationales = Path(rationales)
     digest = hashlib.sha256(rationales.read_bytes()).hexdigest() if rationales.is_file() else None
     switches = [options.negatives != "none", options.scene_prompt, options.instance_prompt]
+    anchored = options.knowledge == "anchored"
     key = hashlib.sha256(json.dumps([cache.key, digest, encoder.id, max_roles, seed, epochs, strength]
-                                    + ([] if all(switches) else switches)).encode()).hexdigest()[:20]
+                                    + ([] if all(switches) else switches) + (["anchored"] if anchored else []))
+                         .encode()).hexdigest()[:20]
     folder = cache_root / key
     if not (folder / "meta.json").is_file():
         records = load_judged_rationales(rationales, options.judgment)
         data = alignment_data(records, cache.names, dataset, encoder, vocab, max_roles, strength)
         scene, instance, losses = train_prompts(cache, data, seed, epochs, progress=progress, negatives=switches[0],
-                                                scene_prompt=switches[1], instance_prompt=switches[2])
+                                                scene_prompt=switches[1], instance_prompt=switches[2],
+                                                anchored=anchored)
         with torch.no_grad():
             g = torch.from_numpy(np.asarray(cache.global_feats, np.float32))
             regions = torch.from_numpy(np.asarray(cache.regions, np.float32))
