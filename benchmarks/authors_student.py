@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mipd_edge.benchmark import BenchmarkSettings, run_benchmark
+from mipd_edge.benchmark_report import format_results
 from mipd_edge.cli import setup_logging
-from mipd_edge.benchmark import BenchmarkSettings, format_results, run_benchmark
 from mipd_edge.errors import MipdEdgeError
 from mipd_edge.pipeline import PRESETS, Pipeline
 
@@ -36,7 +37,9 @@ def main() -> None:
     bundles = [workdir / name for name in ("bundle-fp32", "bundle-int8", "bundle-int8-ort")]
     missing = [b for b in bundles + [workdir / "bundle-reference"] if not (b / "bundle.json").is_file()]
     if missing:
-        raise SystemExit(f"authors_student: {missing[0]} not found: run `mipd-edge quickstart --workdir {workdir}` first")
+        raise SystemExit(
+            f"authors_student: {missing[0]} not found: run `mipd-edge quickstart --workdir {workdir}` first"
+        )
     pipe = Pipeline(workdir, PRESETS["default"])
     try:
         authors = pipe.make_comparison_bundle("authors", formats=("openvino",), int8=True)

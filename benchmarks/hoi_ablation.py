@@ -94,10 +94,11 @@ def main() -> None:
             **training_mode(out, f"student-{method}{suffix}", params, student))["best_selection_score"])
 
         def score() -> dict:
+            from mipd_edge.data.hoi_vocabulary import hoi_vocabulary
             from mipd_edge.models.store import load_student
             from mipd_edge.preprocess import Preprocess
             from mipd_edge.text import load_text_encoder
-            from mipd_edge.train.hoi import HoiTrainSet, gold_pair_verbs, hoi_vocabulary, predict_hoi
+            from mipd_edge.train.hoi import HoiTrainSet, gold_pair_verbs, predict_hoi
 
             model, info = load_student(student)
             vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), load_text_encoder(info["text_encoder_spec"]))

@@ -47,7 +47,10 @@ def main() -> None:
     for row in rows:
         row["speedup_vs_1_worker"] = round(base / row["seconds"], 2)
 
-    print(f"\nSynthSitu generation, {args.images} images of {args.image_size} px, {platform.processor() or platform.machine()}, {cores} cores")
+    print(
+        f"\nSynthSitu generation, {args.images} images of {args.image_size} px, "
+        f"{platform.processor() or platform.machine()}, {cores} cores"
+    )
     print(f"{'workers':>8} {'seconds':>9} {'images/s':>9} {'disk MB':>8} {'speed-up':>9}")
     for r in rows:
         print(f"{r['workers']:>8} {r['seconds']:>9.1f} {r['images_per_s']:>9.1f} {r['disk_mb']:>8.1f} "

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from mipd_edge.benchmark import percentiles
-from mipd_edge.machine import device_info, library_versions
 from mipd_edge.bundle import read_manifest
+from mipd_edge.machine import device_info, library_versions
 from mipd_edge.runtimes import load_runtime
 from mipd_edge.tables import render_table
 

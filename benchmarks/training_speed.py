@@ -80,7 +80,7 @@ def profile_steps(pipe: Pipeline, kind: str, steps: int = 4) -> dict:
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
 
-    from mipd_edge.data.split import load_split, training_verbs
+    from mipd_edge.data.split import dataset_split, training_verbs
     from mipd_edge.data.swig import SituDataset
     from mipd_edge.models.student import create_student
     from mipd_edge.models.teacher import TEACHER_CONFIG, TeacherNet
@@ -93,7 +93,7 @@ def profile_steps(pipe: Pipeline, kind: str, steps: int = 4) -> dict:
 
     cfg = TrainConfig(method="none", image_size=pipe.cfg.input_size)
     encoder = load_text_encoder(cfg.text_encoder)
-    split = load_split(pipe.data / "splits.json") if kind == "student" else None
+    split = dataset_split(pipe.data) if kind == "student" else None
     dataset = SituDataset(pipe.data, "train", ov_split=split)
     verbs = training_verbs(split) if split else list(dataset.space.frames)
     vocab = Vocabulary({v: dataset.space.frames[v] for v in verbs}, dataset.space.nouns, encoder)
@@ -168,11 +168,19 @@ def main() -> None:
             runs[f"{kind} {name}"] = run_setting(pipe, name, kind, epochs, {**overrides, "model": pipe.cfg.model})
     peak = matmul_gflops()
     profiles = {kind: profile_steps(pipe, kind) for kind in ("teacher", "student")}
-    results = {"device": device_info(), "versions": library_versions(), "matmul_gflops": peak, "settings": SETTINGS,
-               "epochs": {"teacher": args.teacher_epochs, "student": args.student_epochs}, "runs": runs,
-               "speedup": {kind: runs[f"{kind} after"]["images_per_second"] / runs[f"{kind} before"]["images_per_second"]
-                           for kind in ("teacher", "student")},
-               "profile": profiles}
+    results = {
+        "device": device_info(),
+        "versions": library_versions(),
+        "matmul_gflops": peak,
+        "settings": SETTINGS,
+        "epochs": {"teacher": args.teacher_epochs, "student": args.student_epochs},
+        "runs": runs,
+        "speedup": {
+            kind: runs[f"{kind} after"]["images_per_second"] / runs[f"{kind} before"]["images_per_second"]
+            for kind in ("teacher", "student")
+        },
+        "profile": profiles,
+    }
     (out / "training_speed.json").write_text(json.dumps(results, indent=1))
 
     table = [["run", "images/s", "train s", "dev s/epoch", "stage s", "seen", "rare", "unseen", "grnd", "best dev"]]
@@ -189,9 +197,12 @@ def main() -> None:
     print(f"\nthis machine's FP32 matrix product: {peak:.0f} GFLOP/s")
     for kind, p in profiles.items():
         shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in sorted(p["time_shares"].items(), key=lambda kv: -kv[1]))
-        print(f"{kind} step (batch {p['batch']}): {p['gflop_per_step']:.1f} GFLOP in {p['step_seconds'] * 1e3:.0f} ms = "
-              f"{p['achieved_gflops']:.0f} GFLOP/s ({100 * p['achieved_gflops'] / peak:.0f}% of the matrix-product rate); "
-              f"time: {shares}")
+        print(
+            f"{kind} step (batch {p['batch']}): {p['gflop_per_step']:.1f} GFLOP in {p['step_seconds'] * 1e3:.0f} ms = "
+            f"{p['achieved_gflops']:.0f} GFLOP/s "
+            f"({100 * p['achieved_gflops'] / peak:.0f}% of the matrix-product rate); "
+            f"time: {shares}"
+        )
     print(f"written: {out / 'training_speed.json'}")
 
 

@@ -18,4 +18,6 @@ source = open_source(sys.argv[2] if len(sys.argv) > 2 else 0)
 predictor = Predictor(bundle, backend="auto")
 stats = run_stream(predictor, source, StreamWriter(save="live.mp4", fps=source.fps or 15, overwrite=True),
                    on_result=lambda frame, s: print(f"frame {frame.index}: {s}", flush=True))
-print(f"{stats.frames} frames, {stats.skipped} skipped" + (f", stopped by {stats.stopped_by}" if stats.stopped_by else ""))
+print(
+    f"{stats.frames} frames, {stats.skipped} skipped" + (f", stopped by {stats.stopped_by}" if stats.stopped_by else "")
+)

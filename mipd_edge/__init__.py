@@ -1,7 +1,14 @@
 """mipd-edge: open-vocabulary grounded situation recognition, from MIPD training to the edge."""
 
-from .errors import (BundleError, DatasetError, InvalidImageError, MipdEdgeError, OutputExistsError, StreamError,
-                     VocabularyError)
+from .errors import (
+    BundleError,
+    DatasetError,
+    InvalidImageError,
+    MipdEdgeError,
+    OutputExistsError,
+    StreamError,
+    VocabularyError,
+)
 from .situation import Frame, Noun, RoleValue, Situation, VerbCandidate
 from .vocabulary import Vocabulary
 

@@ -73,7 +73,9 @@ def answer(result) -> dict[str, Any]:
     scores = [c.score for s in situations for c in s.candidates] + \
         [r.score for s in situations for r in s.roles.values()]
     if not all(math.isfinite(v) for v in scores):
-        raise BundleError(f"the model answers non-finite scores, e.g. {[v for v in scores if not math.isfinite(v)][:3]}")
+        raise BundleError(
+            f"the model answers non-finite scores, e.g. {[v for v in scores if not math.isfinite(v)][:3]}"
+        )
     if isinstance(result, list):
         return {"interactions": len(result)}
     return {"verb": result.verb, "score": round(float(result.score), 4)}

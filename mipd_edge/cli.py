@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from .errors import MipdEdgeError
+from .methods import METHODS, methods_for
+from .text import DEFAULT_TEXT_ENCODER
 
 log = logging.getLogger("mipd_edge")
 # third-party loggers that talk on import (optional CUDA kernels, torch.compile notes)
@@ -51,7 +53,7 @@ def cmd_data_synth_hoi(args: argparse.Namespace) -> None:
 
 
 def cmd_data_split(args: argparse.Namespace) -> None:
-    from .data.split import build_split, read_verb_list, split_from_files, write_split
+    from .data.split import read_verb_list, split_from_files, split_of_dataset, write_split
     from .data.swig import read_annotations, read_space
 
     _output(args, "split file")
@@ -69,14 +71,9 @@ def cmd_data_split(args: argparse.Namespace) -> None:
     if not args.train:
         raise MipdEdgeError("data split needs --train (or --from-files)")
     train = read_annotations(args.train, space)
-    with_images = sorted({a.verb for a in train.values()})
     unseen = read_verb_list(args.unseen_verbs) if args.unseen_verbs else None
-    split = build_split(with_images + (unseen or []), args.unseen_frac, args.rare_frac, args.rare_images, args.seed,
-                        unseen=unseen)
-    never = sorted(set(space.frames) - set(with_images))
-    if never:
-        log.info("%d verbs of the space have no training image; they are unseen", len(never))
-        split["unseen"] = sorted(split["unseen"] + never)
+    split = split_of_dataset(space.frames, {a.verb for a in train.values()}, args.unseen_frac, args.rare_frac,
+                             args.rare_images, args.seed, unseen=unseen)
     write_split(args.out, split)
     print(f"split written to {args.out}: {len(split['seen'])} seen, {len(split['rare'])} rare "
           f"(at most {args.rare_images} images each), {len(split['unseen'])} unseen verbs")
@@ -178,22 +175,13 @@ def cmd_distill(args: argparse.Namespace) -> None:
 
 
 def cmd_predict_dataset(args: argparse.Namespace) -> None:
-    from .data.swig import SituDataset
     from .files import write_json
-    from .models.inference import predict_dataset
-    from .models.store import load_student
-    from .preprocess import Preprocess
-    from .text import load_text_encoder
-    from .vocabulary import Vocabulary
+    from .models.inference import predict_with_model
 
     _output(args, "predictions file")
-    model, info = load_student(args.model)
-    data = SituDataset(args.data, args.split)
-    encoder = load_text_encoder(info.get("text_encoder_spec", "minilm"))
-    vocab = Vocabulary.from_space(data.space, encoder)
-    preds = predict_dataset(model, data, {"all": vocab}, Preprocess.from_json(info["preprocess"]), progress=True)
-    write_json(args.out, preds["all"], indent=None)
-    print(f"predictions for {len(preds['all'])} {args.split} images -> {args.out}")
+    preds = predict_with_model(args.model, args.data, args.split)
+    write_json(args.out, preds, indent=None)
+    print(f"predictions for {len(preds)} {args.split} images -> {args.out}")
 
 
 def cmd_hoi_pairs(args: argparse.Namespace) -> None:
@@ -213,7 +201,8 @@ def cmd_distill_hoi(args: argparse.Namespace) -> None:
 
 
 def cmd_predict_hoi(args: argparse.Namespace) -> None:
-    from .data.hico import find_space, image_dir as split_images, read_hoi_annotations
+    from .data.hico import find_space, read_hoi_annotations
+    from .data.hico import image_dir as split_images
     from .files import write_json
 
     _output(args, "detections file")
@@ -226,10 +215,11 @@ def cmd_predict_hoi(args: argparse.Namespace) -> None:
         with Predictor(args.model, backend=args.backend) as predictor:
             preds = hoi_detections(predictor, images, image_dir, progress=True)
     else:
+        from .data.hoi_vocabulary import hoi_vocabulary
         from .models.store import load_student
         from .preprocess import Preprocess
         from .text import load_text_encoder
-        from .train.hoi import hoi_vocabulary, predict_hoi
+        from .train.hoi import predict_hoi
 
         model, info = load_student(args.model)
         vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), load_text_encoder(info["text_encoder_spec"]))
@@ -378,7 +368,8 @@ def cmd_check(args: argparse.Namespace) -> None:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
-    from .benchmark import BenchmarkSettings, format_results, run_benchmark
+    from .benchmark import BenchmarkSettings, run_benchmark
+    from .benchmark_report import format_results
 
     settings = BenchmarkSettings(backends=_names(args.backends), precisions=_names(args.precisions),
                                  batches=_batch_sizes(args.batch), device=args.device,
@@ -388,7 +379,9 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     _output(args, "benchmark folder", str(out.parent if out.suffix == ".json" else out))
     results = run_benchmark(args.model, settings, out.parent if out.suffix == ".json" else out, args.reference or ())
     print(format_results(results))
-    print(f"\nwritten: {out.parent if out.suffix == '.json' else out}/results.json, results.csv, latency_vs_accuracy.png")
+    print(
+        f"\nwritten: {out.parent if out.suffix == '.json' else out}/results.json, results.csv, latency_vs_accuracy.png"
+    )
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -492,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("teacher-cache", cmd_teacher_cache, "compute the teacher's features on the training images once")
     p.add_argument("--data", required=True)
     p.add_argument("--teacher", required=True)
-    p.add_argument("--text-encoder", default="minilm")
+    p.add_argument("--text-encoder", default=DEFAULT_TEXT_ENCODER)
     p.add_argument("--cache-dir", default=None, help="default: $MIPD_EDGE_CACHE or ~/.cache/mipd-edge")
 
     p = command("rationales", cmd_rationales, "JRG: positive and negative rationales per training image")
@@ -512,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     training_options(p)
     p.add_argument("--teacher", default=None)
     p.add_argument("--rationales", default=None)
-    p.add_argument("--method", choices=["none", "kd", "mipd"], default=None)
+    p.add_argument("--method", choices=METHODS, default=None)
     p.add_argument("--variant", default=None,
                    help="a named variant of --method mipd: full (the default), authors (caicch/Ov-GSR's formulation), "
                         "or one of the component ablation's rows (the README lists them)")
@@ -532,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("distill-hoi", cmd_distill_hoi, "train an HOI student (several interactions per image): none or mipd")
     training_options(p)
-    p.add_argument("--method", choices=["none", "mipd"], default="mipd")
+    p.add_argument("--method", choices=methods_for("hoi"), default="mipd")
     p.add_argument("--zero-shot", default=None, help="drop this split's unseen classes from training")
     p.add_argument("--teacher", default=None)
     p.add_argument("--pairs", default=None, help="the pair situations (mipd-edge hoi-pairs), for mipd")

@@ -27,13 +27,13 @@ from torch import nn
 from .bundle import graph_io, write_manifest
 from .data.swig import SituDataset, find_space, read_space
 from .errors import BundleError, MipdEdgeError, MissingDependencyError
-from .files import PathLike, atomic_output, check_output
+from .files import WEIGHTS_FILE, PathLike, atomic_output, check_output
 from .models.store import load_student
 from .models.student import Student, build_student
 from .postprocess import SituationDecoder
 from .preprocess import Preprocess
 from .runtimes import load_runtime
-from .text import load_text_encoder
+from .text import load_text_encoder, model_text_encoder, text_encoder_spec
 from .vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,10 @@ def export_onnx(model: nn.Module, graph: str, path: Path, inputs: tuple[torch.Te
 def export_graphs(model: Student, out: Path, dynamic_batch: bool) -> dict[str, str]:
     model = model.eval()
     graphs = {}
-    for graph, module, dynamic in (("encoder", EncoderGraph(model), dynamic_batch), ("decoder", decoder_graph(model), True)):
+    for graph, module, dynamic in (
+        ("encoder", EncoderGraph(model), dynamic_batch),
+        ("decoder", decoder_graph(model), True),
+    ):
         inputs = example_inputs(model, 2 if dynamic else 1)[graph]
         export_onnx(module.eval(), graph, out / f"{graph}.onnx", inputs, dynamic, task=model.cfg.task)
         graphs[graph] = f"{graph}.onnx"
@@ -169,7 +172,8 @@ def verify(runtime, reference: dict[str, tuple[dict, dict]], tolerance: float, w
 def verification_images(data_dir: Path, preprocess: Preprocess, count: int = 8, split: str = "dev") -> np.ndarray:
     """Real pre-processed images: of a SWiG split, or of an HOI dataset's test annotations."""
     if (data_dir / "test_hico.json").is_file():
-        from .data.hico import find_space as find_hoi_space, image_dir, read_hoi_annotations
+        from .data.hico import find_space as find_hoi_space
+        from .data.hico import image_dir, read_hoi_annotations
         from .image import load_image
 
         images = read_hoi_annotations(data_dir / "test_hico.json", find_hoi_space(data_dir))
@@ -218,13 +222,13 @@ def write_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str], pre
     data_dir = Path(data) if data else Path(info.get("data", {}).get("dir", ""))
     if not ((data_dir / "dev.json").is_file() or (data_dir / "test_hico.json").is_file()):
         raise MipdEdgeError(f"verification needs real images: pass --data (the model's data {data_dir} is not there)")
-    encoder = load_text_encoder(info.get("text_encoder_spec", "minilm"))
+    encoder = model_text_encoder(info)
     if encoder.id != info["text_encoder"]:
         raise MipdEdgeError(f"{model_dir} was trained with text encoder {info['text_encoder']}, found {encoder.id}")
     task = model.cfg.task
     if task == "hoi":  # every verb of the space, unseen ones included, as at test time
         from .data.hico import HoiSpace
-        from .train.hoi import hoi_vocabulary
+        from .data.hoi_vocabulary import hoi_vocabulary
 
         hoi_space = HoiSpace.from_json(info["hoi_space"])
         vocabulary = hoi_vocabulary(hoi_space, range(1, len(hoi_space.verbs) + 1), encoder)
@@ -234,13 +238,13 @@ def write_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str], pre
     out.mkdir(parents=True, exist_ok=True)
     graphs: dict[str, dict[str, str]] = {"onnx": export_graphs(model, out, dynamic_batch)} if formats else {}
     vocabulary.save(out / "vocabulary.npz")
-    shutil.copyfile(model_dir / "weights.safetensors", out / "weights.safetensors")
+    shutil.copyfile(model_dir / WEIGHTS_FILE, out / WEIGHTS_FILE)
     manifest: dict[str, Any] = {
         "model": model.cfg.to_json(), "preprocess": preprocess.to_json(), "precision": precision,
         "graphs": graphs, "inputs": graph_io(task)[0], "outputs": graph_io(task)[1], "dynamic_batch": dynamic_batch,
         "scales": {"verb": float(model.verb_scale().detach()), "noun": float(model.noun_scale().detach())},
         "max_roles": model.cfg.max_roles, "text_dim": model.cfg.text_dim, "text_encoder": encoder.id,
-        "text_encoder_spec": info.get("text_encoder_spec", "minilm"), "weights": "weights.safetensors",
+        "text_encoder_spec": text_encoder_spec(info), "weights": WEIGHTS_FILE,
         "vocabulary": "vocabulary.npz", "verification": {},
         "provenance": {k: info.get(k) for k in ("kind", "method", "teacher", "rationales", "train", "training_verbs",
                                                 "epoch", "selection_score")},
@@ -297,7 +301,9 @@ def export_text_encoder(spec: str, out: Path, expected_id: str) -> dict[str, Any
 
     encoder = load_text_encoder(spec)
     if not isinstance(encoder, SentenceTransformerEncoder) or encoder.id != expected_id:
-        raise MipdEdgeError(f"cannot export text encoder {spec!r} (id {encoder.id}) for a model trained with {expected_id}")
+        raise MipdEdgeError(
+            f"cannot export text encoder {spec!r} (id {encoder.id}) for a model trained with {expected_id}"
+        )
     st = encoder.model
     module = PooledTextEncoder(st[0].auto_model.float()).eval()
     folder = out / "text_encoder"

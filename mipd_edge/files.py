@@ -20,6 +20,8 @@ from .errors import DatasetError, OutputExistsError
 
 PathLike = Union[str, os.PathLike]
 
+WEIGHTS_FILE = "weights.safetensors"  # a model folder's and a bundle's weights
+
 # JSON files are read whole: a limit keeps a wrong path (a disk image, /dev/zero) from
 # exhausting memory. $MIPD_EDGE_MAX_JSON_BYTES raises it for very large annotation files.
 MAX_JSON_BYTES = int(os.environ.get("MIPD_EDGE_MAX_JSON_BYTES", 2 << 30))

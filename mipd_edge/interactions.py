@@ -1,11 +1,12 @@
 """From an HOI student's interaction points to scored (human, verb, object) detections.
 
 Each slot (a grid cell of the interaction map) gives a human box, an object box, an object
-embedding, a verb embedding and an interaction logit. Objects and verbs are matched by cosine against the vocabulary's text
-embeddings (so unseen verbs score from their descriptions), and a detection's score is
-P(interaction) x P(object) x P(verb) for the slot's best object and every verb. With an
-HOI space, only (verb, object) pairs that are classes of it are kept, as HICO-DET's
-evaluation expects. The same code serves torch evaluation and every deployed runtime.
+embedding, a verb embedding and an interaction logit. Objects and verbs are matched by
+cosine against the vocabulary's text embeddings (so unseen verbs score from their
+descriptions), and a detection's score is P(interaction) x P(object) x P(verb) for the
+slot's best object and every verb. With an HOI space, only (verb, object) pairs that are
+classes of it are kept, as HICO-DET's evaluation expects. The same code serves torch
+evaluation and every deployed runtime.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .data.hico import PERSON, HoiSpace
-from .data.hoi_pairs import category_of, object_matrix, object_noun
+from .data.hoi_vocabulary import category_of, object_matrix, object_noun
 from .postprocess import softmax
 from .preprocess import Letterbox
 from .situation import RoleValue, Situation, VerbCandidate

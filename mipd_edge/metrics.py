@@ -60,7 +60,9 @@ def role_scores(annotation: Annotation, roles: Mapping[str, RoleValue], order: S
             "grnd_value": grounded / n, "grnd_value_all": float(grounded == n)}
 
 
-def image_scores(annotation: Annotation, prediction: Optional[Situation], order: Sequence[str]) -> dict[str, dict[str, float]]:
+def image_scores(
+    annotation: Annotation, prediction: Optional[Situation], order: Sequence[str]
+) -> dict[str, dict[str, float]]:
     zero = dict.fromkeys(ROLE_METRICS, 0.0)
     scores: dict[str, dict[str, float]] = {"top1": {"verb": 0.0, **zero}, "top5": {"verb": 0.0, **zero},
                                            "gt_verb": dict(zero)}

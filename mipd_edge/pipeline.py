@@ -183,6 +183,7 @@ class Pipeline:
         """A student of ``method`` (and, for mipd, a named variant) in ``student-METHOD`` or, for
         a variant or another training seed, ``student-VARIANT[-seedN]``; the same data and
         teacher either way."""
+        from .methods import method_info
         from .train.config import variant_overrides
         from .train.distill import distill
 
@@ -194,36 +195,30 @@ class Pipeline:
         name = f"student-{method if variant == 'full' else variant}" + ("" if seed is None else f"-seed{seed}")
         out = self.workdir / name
         rationales_stage, rationales = self.rationales_file(cfg.mipd.judgment)
-        if method == "mipd":
+        needs = method_info(method)
+        if needs.rationales:
             self.make_rationales(cfg.mipd.judgment)
         params = {"data": self.data_params(), "train": cfg.to_json(),
-                  "teacher": self.stage_params("teacher") if method != "none" else None,
-                  "rationales": self.stage_params(rationales_stage) if method == "mipd" else None}
+                  "teacher": self.stage_params("teacher") if needs.teacher else None,
+                  "rationales": self.stage_params(rationales_stage) if needs.rationales else None}
         stage(self.workdir, name, params, lambda: _summary(
-            distill(self.data, out, cfg, self.teacher if method != "none" else None,
-                    rationales if method == "mipd" else None, progress=self.progress,
+            distill(self.data, out, cfg, self.teacher if needs.teacher else None,
+                    rationales if needs.rationales else None, progress=self.progress,
                     **training_mode(self.workdir, name, params, out))))
         return out
 
     def evaluate_model(self, model_dir: Path, name: str) -> dict:
         """Test-split metrics of a trained model (student or teacher), with the Ov splits."""
         def run() -> dict:
-            from .data.split import load_split
+            from .data.split import dataset_split
             from .data.swig import SituDataset
             from .metrics import evaluate
-            from .models.inference import predict_dataset
-            from .models.store import load_student
-            from .preprocess import Preprocess
-            from .text import load_text_encoder
-            from .vocabulary import Vocabulary
+            from .models.inference import predict_with_model
 
-            model, info = load_student(model_dir)
+            preds = predict_with_model(model_dir, self.data, "test", self.progress)
             test = SituDataset(self.data, "test")
-            vocab = Vocabulary.from_space(test.space, load_text_encoder(info.get("text_encoder_spec", "minilm")))
-            preds = predict_dataset(model, test, {"all": vocab}, Preprocess.from_json(info["preprocess"]),
-                                    progress=self.progress)["all"]
             write_json(model_dir / "test-predictions.json", preds, indent=None)
-            metrics = evaluate(test.annotations, test.space, preds, load_split(self.data / "splits.json"))
+            metrics = evaluate(test.annotations, test.space, preds, dataset_split(self.data))
             write_json(model_dir / "test-metrics.json", metrics)
             return metrics
         return stage(self.workdir, f"eval-{name}", {"model": self.stage_params(name)}, run)
@@ -303,7 +298,7 @@ class Pipeline:
         """Annotated test images (PNG) from seen, rare and unseen verbs, through a bundle."""
         import cv2
 
-        from .data.split import SPLITS, load_split
+        from .data.split import SPLITS, dataset_split
         from .data.swig import SituDataset
         from .draw import draw_situation
         from .predictor import Predictor
@@ -312,7 +307,7 @@ class Pipeline:
 
         def run() -> list[dict]:
             folder.mkdir(parents=True, exist_ok=True)
-            splits, test = load_split(self.data / "splits.json"), SituDataset(self.data, "test")
+            splits, test = dataset_split(self.data), SituDataset(self.data, "test")
             frames = []
             with Predictor(bundle) as predictor:
                 for split in SPLITS:
@@ -350,10 +345,12 @@ class Pipeline:
         """Teacher and one student per method, each evaluated on test."""
         self.make_data()
         results: dict[str, dict] = {}
-        needs_teacher = any(m != "none" for m in self.cfg.methods)
+        from .methods import method_info
+
+        needs_teacher = any(method_info(m).teacher for m in self.cfg.methods)
         if needs_teacher:
             self.make_teacher()
-        if "mipd" in self.cfg.methods:
+        if any(method_info(m).rationales for m in self.cfg.methods):
             self.make_rationales()
         for method in self.cfg.methods:
             results[method] = self.evaluate_model(self.make_student(method), f"student-{method}")

@@ -27,7 +27,9 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def role_inputs(vocabulary: Vocabulary, verbs: Sequence[str], max_roles: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def role_inputs(
+    vocabulary: Vocabulary, verbs: Sequence[str], max_roles: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decoder inputs for each verb: role embeddings (n, R, D), verb embedding (n, D), mask (n, R)."""
     names, verb_emb = vocabulary.verb_matrix()
     index = {v: i for i, v in enumerate(names)}

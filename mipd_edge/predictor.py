@@ -39,7 +39,7 @@ from .postprocess import GraphMatchedDecoder, SituationDecoder, recognize
 from .preprocess import Letterbox
 from .runtimes.selection import select_runtime
 from .situation import Situation
-from .text import LazyTextEncoder, OnnxTextEncoder, load_text_encoder
+from .text import LazyTextEncoder, OnnxTextEncoder, model_text_encoder
 from .vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ class Predictor:
             raise VocabularyError("editing the vocabulary needs a text encoder: this bundle was exported without "
                                   "one (mipd-edge export --with-text-encoder) and sentence-transformers is not "
                                   "installed (pip install 'mipd-edge[train]')") from e
-        return load_text_encoder(self.manifest.get("text_encoder_spec", "minilm"))
+        return model_text_encoder(self.manifest)
 
     def close(self) -> None:
         self.runtime.close()
@@ -207,10 +207,9 @@ def evaluate_predictor(predictor: Predictor, data_dir: PathLike, split: str = "t
                        verbs: Optional[Sequence[str]] = None) -> dict:
     """GSR metrics of a predictor on a dataset split, or its first ``limit`` images (top-5
     roles and gt-verb roles decoded); ``verbs`` keeps only the images of those verbs."""
-    from .progress import progress_bar
-
     from .data.swig import SituDataset
     from .metrics import evaluate
+    from .progress import progress_bar
 
     dataset = SituDataset(data_dir, split)
     keep = None if verbs is None else set(verbs)

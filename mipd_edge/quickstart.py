@@ -35,11 +35,11 @@ def run(workdir: Path, fast: bool = False, seed: int = 0, preset: Optional[str] 
     frames = pipe.make_frames(int8)
     demo = pipe.make_demo(int8)
 
-    from .benchmark import format_results
-    from .data.split import load_split
+    from .benchmark_report import format_results
+    from .data.split import dataset_split
     from .report import write_report
 
-    splits = load_split(pipe.data / "splits.json")
+    splits = dataset_split(pipe.data)
     data = {**pipe.data_params(), **{s: len(splits[s]) for s in ("seen", "rare", "unseen")}}
     report = write_report(workdir, asdict(cfg), data, {k: results[k] for k in ("prior", "teacher", *cfg.methods)},
                           benchmark, frames, demo)
@@ -64,11 +64,11 @@ def run(workdir: Path, fast: bool = False, seed: int = 0, preset: Optional[str] 
 
 def evaluate_prior(pipe: Pipeline) -> dict:
     from .baseline import FrequencyBaseline
-    from .data.split import load_split
+    from .data.split import dataset_split
     from .data.swig import SituDataset
     from .metrics import evaluate
 
-    splits = load_split(pipe.data / "splits.json")
+    splits = dataset_split(pipe.data)
     train = SituDataset(pipe.data, "train", ov_split=splits)
     test = SituDataset(pipe.data, "test", space=train.space)
     predictions = FrequencyBaseline(train.annotations, train.space).predict_dataset(test.annotations)

@@ -10,7 +10,7 @@ import datetime
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from .benchmark import format_results
+from .benchmark_report import format_results
 from .metrics import format_comparison
 from .tables import render_table
 

@@ -181,7 +181,9 @@ class ImageSource:
         path = Path(path)
         if not path.exists():
             raise MipdEdgeError(f"no such image or folder: {path}")
-        self.paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+        self.paths = (
+            sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+        )
         if not self.paths:
             raise MipdEdgeError(f"no images in {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
         self.fps = 0.0

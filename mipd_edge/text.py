@@ -17,7 +17,7 @@ import logging
 import os
 import sqlite3
 from pathlib import Path
-from typing import Callable, Optional, Protocol, Sequence, runtime_checkable
+from typing import Callable, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from .files import PathLike
 log = logging.getLogger(__name__)
 
 MINILM_ID = "all-MiniLM-L6-v2"
+DEFAULT_TEXT_ENCODER = "minilm"  # the spec of the bundled MiniLM
 
 
 @runtime_checkable
@@ -180,8 +181,20 @@ def minilm(device: str = "cpu") -> SentenceTransformerEncoder:
     return SentenceTransformerEncoder(pkg.get_model_path(), name=MINILM_ID, device=device)
 
 
-def load_text_encoder(spec: str = "minilm", cache_dir: Optional[PathLike] = None,
+def load_text_encoder(spec: str = DEFAULT_TEXT_ENCODER, cache_dir: Optional[PathLike] = None,
                       device: str = "cpu") -> TextEncoder:
     """``"minilm"`` (default) or a path to a local sentence-transformers model directory."""
-    encoder: TextEncoder = minilm(device) if spec == "minilm" else SentenceTransformerEncoder(spec, device=device)
+    encoder: TextEncoder = (minilm(device) if spec == DEFAULT_TEXT_ENCODER
+                            else SentenceTransformerEncoder(spec, device=device))
     return CachedTextEncoder(encoder, cache_dir) if cache_dir is not None else encoder
+
+
+def text_encoder_spec(info: Mapping) -> str:
+    """How the text encoder of a model's ``config.json`` or a bundle's manifest is loaded
+    (records from before the spec was written used the bundled MiniLM)."""
+    return info.get("text_encoder_spec", DEFAULT_TEXT_ENCODER)
+
+
+def model_text_encoder(info: Mapping) -> TextEncoder:
+    """The text encoder a model or bundle was made with."""
+    return load_text_encoder(text_encoder_spec(info))

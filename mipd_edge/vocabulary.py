@@ -55,7 +55,9 @@ def check_embeddings(vecs: np.ndarray, what: str) -> None:
                               f"(row {int(np.flatnonzero(bad)[0])})")
     zero = np.linalg.norm(vecs, axis=1) < 1e-6
     if zero.any():
-        raise VocabularyError(f"{what}: {int(zero.sum())} embeddings have zero length (row {int(np.flatnonzero(zero)[0])})")
+        raise VocabularyError(
+            f"{what}: {int(zero.sum())} embeddings have zero length (row {int(np.flatnonzero(zero)[0])})"
+        )
 
 
 def verb_text(frame: Frame) -> str:

@@ -1,10 +1,12 @@
-"""What several test modules share: a tiny SWiG space and its annotations, and a training
-configuration small enough for tests. Fixtures live in ``conftest.py``; this is plain data
-and functions, imported by name."""
+"""What several test modules share: a tiny SWiG space and its annotations, a training
+configuration small enough for tests, and an interpreter without torch. Fixtures live in
+``conftest.py``; this is plain data and functions, imported by name."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 TINY_SPACE = {
@@ -56,3 +58,19 @@ def tiny_config(**overrides):
 
     base = dict(method="none", epochs=1, image_size=64, batch_size=16, eval_batch_size=32, model=TINY_MODEL)
     return TrainConfig(**{**base, **overrides})
+
+
+# an edge device's interpreter: torch and what imports it (sentence-transformers, NNCF) cannot load
+BLOCK_TORCH = """
+import importlib.abc, sys
+class BlockTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("torch", "sentence_transformers", "nncf"):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, BlockTorch())
+"""
+
+
+def run_without_torch(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter where torch cannot be imported."""
+    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True, timeout=timeout)

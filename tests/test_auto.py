@@ -51,6 +51,7 @@ def copy_bundle(src, dst, **manifest_changes):
     return dst
 
 
+@pytest.mark.slow
 def test_a_slow_backend_is_not_picked(tiny_bundle, auto_cache, monkeypatch):
     use_runtime(monkeypatch, "openvino", SlowOpenVino)
     with Predictor(tiny_bundle) as p:
@@ -58,7 +59,9 @@ def test_a_slow_backend_is_not_picked(tiny_bundle, auto_cache, monkeypatch):
         assert s.measured and not s.cached and p.backend != "openvino"
         slow = min(t for k, t in s.times_ms.items() if k.startswith("openvino"))
         assert s.times_ms[f"{p.backend} {p.precision}"] == min(s.times_ms.values()) < slow - 30  # two graphs x 20 ms
-        assert {"openvino fp32", "openvino int8", "onnxruntime fp32", "onnxruntime int8", "torch fp32"} == set(s.times_ms)
+        assert {"openvino fp32", "openvino int8", "onnxruntime fp32", "onnxruntime int8", "torch fp32"} == set(
+            s.times_ms
+        )
         assert p(np.full((96, 120, 3), 90, np.uint8)).verb in p.vocabulary.frames
 
 

@@ -10,7 +10,8 @@ import sys
 import cv2
 import pytest
 
-from mipd_edge.benchmark import CSV_COLUMNS, BenchmarkSettings, RowProcess, format_results, run_benchmark
+from mipd_edge.benchmark import BenchmarkSettings, RowProcess, run_benchmark
+from mipd_edge.benchmark_report import CSV_COLUMNS, format_results
 from mipd_edge.bundle import read_manifest, write_manifest
 from mipd_edge.errors import BundleError
 from mipd_edge.predictor import Predictor, evaluate_predictor
@@ -38,6 +39,7 @@ def authors_bundle(tiny_student, data, tmp_path):
     return tmp_path / "authors"
 
 
+@pytest.mark.slow
 def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_student, tiny_world, ort_static_bundle, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_bundle, broken)
@@ -61,7 +63,9 @@ def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_student, tiny
                          for p in ("fp32", "int8") if (b, p) != ("torch", "int8") and (b, p) != ("onnxruntime", "int8")
                          for n in (1, 2)}
     # both ONNX INT8 layouts get their own rows
-    variants = {(r["variant"], r["batch"]): r for r in students if (r["backend"], r["precision"]) == ("onnxruntime", "int8")}
+    variants = {
+        (r["variant"], r["batch"]): r for r in students if (r["backend"], r["precision"]) == ("onnxruntime", "int8")
+    }
     assert set(variants) == {(v, n) for v in ("nncf QDQ", "onnxruntime static QDQ (u8/s8)") for n in (1, 2)}
     assert variants[("onnxruntime static QDQ (u8/s8)", 1)]["bundle"] == str(ort_static)
     rows.update({("onnxruntime", "int8", n): variants[("nncf QDQ", n)] for n in (1, 2)})
@@ -133,6 +137,7 @@ def test_a_row_whose_process_dies_reports_it(tiny_bundle):
     assert not row.alive and row.finish()["status"].startswith("crashed")
 
 
+@pytest.mark.slow
 def test_benchmark_cli_and_missing_precisions(tiny_bundle, tmp_path):
     r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "benchmark", "--model", str(tiny_bundle),
                         "--backends", "openvino", "--precisions", "fp16,int8", "--batch", "1", "--seconds", "0.1",
@@ -154,3 +159,44 @@ def test_benchmark_rejects_bad_settings(tiny_bundle):
     with pytest.raises(MipdEdgeError, match="at least one bundle"):
         run_benchmark([], BenchmarkSettings())
 
+
+
+def test_every_output_is_rebuilt_from_results_json_alone(tmp_path):
+    """No process is spawned: ratios, summary, table, CSV and plot come from the file."""
+    from dataclasses import asdict
+
+    from mipd_edge.benchmark import Row
+    from mipd_edge.benchmark_report import rebuild
+    from mipd_edge.files import read_json, write_json
+
+    def metrics(verb, grnd):
+        return {s: {"top1": {"verb": verb, "value": grnd + 5, "grnd_value": grnd}} for s in ("all", "unseen")}
+
+    def row(backend, precision, batch, p50, pred=None, m=None):
+        return asdict(Row(backend, precision, batch, bundle="b", latency_ms={"p50": p50, "p90": p50, "p99": p50},
+                          predictor_ms={"p50": pred or p50 * 1.1}, throughput_fps=1000 / p50, metrics=m))
+
+    rows = [row("torch", "fp32", 1, 10.0, m=metrics(50.0, 30.0)),
+            row("openvino", "fp32", 1, 5.0, m=metrics(50.0, 30.0)),
+            row("openvino", "int8", 1, 2.5, pred=2.75, m=metrics(49.0, 30.5)), row("torch", "fp32", 8, 40.0),
+            row("openvino", "int8", 8, 8.0), asdict(Row("tensorrt", "int8", 1, status="needs a CUDA GPU"))]
+    results = {"device": {"cpu": "test CPU", "cpu_features": ["avx2"], "usable_cores": 2}, "rows": rows,
+               "auto": {"b": {"backend": "openvino", "precision": "int8",
+                              "times_ms": {"openvino int8": 2.4, "openvino fp32": 5.1}}}}
+    write_json(tmp_path / "results.json", results)
+    out = rebuild(tmp_path / "results.json", tmp_path / "report")
+    speedups = [(r["backend"], r["precision"], r["batch"], r["speedup_vs_torch_fp32"]) for r in out["rows"]]
+    assert speedups[:5] == [("torch", "fp32", 1, 1.0), ("openvino", "fp32", 1, 2.0), ("openvino", "int8", 1, 4.0),
+                            ("torch", "fp32", 8, 1.0), ("openvino", "int8", 8, 5.0)]
+    summary = out["summary"]
+    assert summary["openvino_int8_speedup_vs_torch_fp32"] == 4.0
+    assert abs(summary["openvino_int8_predictor_overhead"] - 0.1) < 1e-9
+    assert summary["openvino_int8_minus_fp32_top1"] == {"verb": -1.0, "grnd_value": 0.5}
+    assert summary["auto"]["b"] == {"picked": "openvino int8", "fastest_row": "openvino int8", "picked_p50_ms": 2.5,
+                                    "fastest_p50_ms": 2.5}
+    assert read_json(tmp_path / "report" / "results.json")["summary"] == summary
+    lines = (tmp_path / "report" / "results.csv").read_text().splitlines()
+    assert lines[0].split(",") == list(CSV_COLUMNS) and len(lines) == 1 + len(rows)
+    text = format_results(out)
+    assert "4.00x" in text and "tensorrt int8 1: needs a CUDA GPU" in text and "test CPU (avx2), 2 cores" in text
+    assert (tmp_path / "report" / "latency_vs_accuracy.png").stat().st_size > 10_000

@@ -5,6 +5,8 @@ commands are in ``test_hoi.py``, the others have tests of their own)."""
 import json
 from pathlib import Path
 
+import pytest
+
 from helpers import TINY_MODEL
 from mipd_edge.bundle import read_manifest
 from mipd_edge.cli import main
@@ -19,6 +21,7 @@ def tiny_yaml(tmp_path):
     return ["--config", str(path)]
 
 
+@pytest.mark.slow
 def test_training_commands(tiny_world, tmp_path, cache_dir, capsys):
     data, teacher, rationales, student = tiny_world / "data", tmp_path / "teacher", tmp_path / "r.jsonl", tmp_path / "s"
     assert main(["train-teacher", "--data", str(tiny_world / "teacher-data"), "--out", str(teacher)] + TINY
@@ -27,7 +30,9 @@ def test_training_commands(tiny_world, tmp_path, cache_dir, capsys):
     assert main(["teacher-cache", "--data", str(data), "--teacher", str(teacher), "--cache-dir", str(cache_dir)]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]  # teacher features for N training images: FOLDER
     count, folder = int(line.split()[3]), Path(line.split(": ")[-1])
-    assert folder.parent == cache_dir / "teacher" and len(json.loads((folder / "meta.json").read_text())["names"]) == count
+    assert (
+        folder.parent == cache_dir / "teacher" and len(json.loads((folder / "meta.json").read_text())["names"]) == count
+    )
     assert main(["rationales", "--data", str(data), "--teacher", str(teacher), "--out", str(rationales)]) == 0
     assert len(load_rationales(rationales)) == len(load_rationales(tiny_world / "rationales.jsonl"))
     assert main(["distill", "--data", str(data), "--out", str(student), "--method", "kd", "--teacher", str(teacher)]

@@ -91,6 +91,7 @@ def test_export_refuses_what_is_not_a_student(tiny_world, tmp_path):
         export_bundle(tiny_world / "teacher", tmp_path / "x", precision="int8")
 
 
+@pytest.mark.slow
 def test_qat_and_ort_static_int8(tiny_student, tiny_world, tiny_bundle, ort_static_bundle, tmp_path):
     import onnx
 
@@ -102,8 +103,11 @@ def test_qat_and_ort_static_int8(tiny_student, tiny_world, tiny_bundle, ort_stat
     assert m["verification"]["onnx-int8"]["glance_cosine_mean"] >= 0.9
 
     fp32, ort = ort_static_bundle
-    for source, formats, dynamic, reason in ((fp32, ("onnx", "openvino"), False, "lacks"),
-                                             (fp32, ("onnx",), True, "batch mode"), (tiny_bundle, ("onnx",), False, "FP32")):
+    for source, formats, dynamic, reason in (
+        (fp32, ("onnx", "openvino"), False, "lacks"),
+        (fp32, ("onnx",), True, "batch mode"),
+        (tiny_bundle, ("onnx",), False, "FP32"),
+    ):
         with pytest.raises(MipdEdgeError, match=reason):
             quantize_bundle(tiny_student, tiny_world / "data", tmp_path / "no", formats=formats, dynamic_batch=dynamic,
                             fp32_bundle=source)
@@ -117,6 +121,7 @@ def test_qat_and_ort_static_int8(tiny_student, tiny_world, tiny_bundle, ort_stat
     assert m["quantization"]["onnx_engine"].startswith("onnxruntime")
 
 
+@pytest.mark.slow
 def test_accuracy_controlled_int8(tiny_student, tiny_world, tmp_path, monkeypatch):
     """Accuracy control and the accuracy gate are model selection: no image or name of an
     unseen verb may reach them (the open-vocabulary rule)."""
@@ -155,6 +160,7 @@ def test_accuracy_controlled_int8(tiny_student, tiny_world, tmp_path, monkeypatc
     assert m["metrics"]["gate"]["images"] == len(allowed) < len(dev.names)
 
 
+@pytest.mark.slow
 def test_export_and_quantize_cli(tiny_student, tiny_world, tmp_path):
     r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "export", "--model", str(tiny_student), "--out",
                         str(tmp_path / "b"), "--data", str(tiny_world / "data"), "--formats", "onnx"],

@@ -5,8 +5,7 @@ import pytest
 
 from mipd_edge.cli import main
 from mipd_edge.data import hico_det_lists as lists
-from mipd_edge.data.hico import (HoiSpace, drop_unseen, hico_det_space, rare_classes, read_hoi_annotations,
-                                 seen_verbs)
+from mipd_edge.data.hico import HoiSpace, drop_unseen, hico_det_space, rare_classes, read_hoi_annotations, seen_verbs
 from mipd_edge.errors import DatasetError
 from mipd_edge.hoi_metrics import average_precision, evaluate_hoi, iou_matrix
 

@@ -140,11 +140,12 @@ def test_gold_pair_verbs(hoi_world):
     do better than ranking among all; a verb head that returns one seen verb's text gets
     every seen pair of that verb and no unseen pair."""
     from mipd_edge.data.hico import image_dir
+    from mipd_edge.data.hoi_vocabulary import hoi_vocabulary
     from mipd_edge.models.store import load_student
     from mipd_edge.models.student import create_student
     from mipd_edge.preprocess import Preprocess
     from mipd_edge.text import load_text_encoder
-    from mipd_edge.train.hoi import HoiTrainSet, gold_pair_verbs, hoi_vocabulary, interaction_points
+    from mipd_edge.train.hoi import HoiTrainSet, gold_pair_verbs, interaction_points
 
     root, _ = hoi_world
     space = find_space(root / "data")
@@ -216,6 +217,7 @@ def test_hoi_bundle_streams_a_folder(hoi_world, hoi_bundle, tmp_path):
     assert len(lines) == 5 and all(isinstance(line["interactions"], list) for line in lines)
 
 
+@pytest.mark.slow
 def test_hoi_int8_bundle_with_accuracy_control(hoi_world, tmp_path, monkeypatch):
     """An HOI student quantized (PTQ, ONNX and OpenVINO, accuracy control on the held-out
     training images): control and gate see no unseen class and no unseen verb, both INT8
@@ -256,7 +258,8 @@ def test_hoi_int8_bundle_with_accuracy_control(hoi_world, tmp_path, monkeypatch)
     assert gated(-0.5) is None and gated(-3.0) == "it loses 3.00 points of full against FP32 (gate: 1)"
 
     # the benchmark's HOI rows: latency and test mAP (all / unseen classes) per backend and precision
-    from mipd_edge.benchmark import BenchmarkSettings, format_results, run_benchmark
+    from mipd_edge.benchmark import BenchmarkSettings, run_benchmark
+    from mipd_edge.benchmark_report import format_results
 
     settings = BenchmarkSettings(backends=("onnxruntime",), precisions=("fp32", "int8"), batches=(1,),
                                  data=str(root / "data"), seconds=0.2, warmup=2, min_iterations=5, settle_s=0.02)
@@ -275,6 +278,7 @@ def test_hoi_int8_bundle_with_accuracy_control(hoi_world, tmp_path, monkeypatch)
     assert "unseen mAP" in format_results(results)
 
 
+@pytest.mark.slow
 def test_hoi_qat_bundle(hoi_world, tmp_path):
     """QAT on an HOI student: its training images (no unseen class) fine-tune the fake-quantized
     encoder, the Q/DQ graph runs on ONNX Runtime and its held-out mAP is recorded beside FP32's."""

@@ -3,8 +3,15 @@ import math
 import torch
 
 from mipd_edge.train.data import Batch
-from mipd_edge.train.losses import (LossWeights, annotator_cross_entropy, cosine_alignment, cxcywh_to_xyxy,
-                                    generalized_iou, gsr_losses, soft_label_kl)
+from mipd_edge.train.losses import (
+    LossWeights,
+    annotator_cross_entropy,
+    cosine_alignment,
+    cxcywh_to_xyxy,
+    generalized_iou,
+    gsr_losses,
+    soft_label_kl,
+)
 
 
 def test_giou_hand_cases():

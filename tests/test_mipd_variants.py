@@ -121,7 +121,10 @@ def test_positive_only_nmpa_ignores_negatives_and_still_aligns():
 def test_random_judgment_keeps_random_candidates_with_equal_weights():
     candidates = [(f"neg {i}", f"v{i}") for i in range(6)]
     draft = Draft("pos", candidates, {}, {})
-    feats = {"pos": np.array([1.0, 0.0]), **{t: np.array([np.cos(0.3 * i), np.sin(0.3 * i)]) for i, (t, _) in enumerate(candidates)}}
+    feats = {
+        "pos": np.array([1.0, 0.0]),
+        **{t: np.array([np.cos(0.3 * i), np.sin(0.3 * i)]) for i, (t, _) in enumerate(candidates)},
+    }
     judged = judge(draft, np.array([1.0, 0.0]), np.zeros((1, 2)), [], feats, 10.0, keep=3)
     assert [n["text"] for n in judged["glimpse"]["negatives"]] == ["neg 0", "neg 1", "neg 2"]  # closest first
     picks = [judge(draft, np.array([1.0, 0.0]), np.zeros((1, 2)), [], feats, 10.0, keep=3,
@@ -225,6 +228,7 @@ def test_variants_distil_what_they_name(tiny_world, tmp_path, cache_dir, variant
     assert info["train"]["mipd"] == MIPD_VARIANTS[variant]["mipd"].__dict__ and info["formulation"] == "ours"
 
 
+@pytest.mark.slow
 def test_distill_cli_with_the_authors_variant(tiny_world, tmp_path, cache_dir, capsys):
     from mipd_edge.cli import main
 
@@ -247,6 +251,7 @@ def test_distill_cli_with_the_authors_variant(tiny_world, tmp_path, cache_dir, c
         "mipd-edge: error: --variant is a variant of --method mipd, not of kd"]
 
 
+@pytest.mark.slow
 def test_component_ablation_over_seeds_resumes_and_reports_every_seed(tmp_path, cache_dir, caplog):
     from mipd_edge.ablation import format_components, run_components
     from mipd_edge.data.swig import SituDataset

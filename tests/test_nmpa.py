@@ -23,7 +23,9 @@ def test_loss_prefers_the_positive_and_weights_hard_negatives():
     # other rows' positives count as negatives only where allowed
     two_pos = unit([1, 0, 0], [0, 0, 1])
     k = unit([1, 0, 0.5], [0.5, 0, 1])
-    with_batch = nmpa_loss(k, two_pos, torch.zeros(2, 0, 3), torch.zeros(2, 0), batch_negatives=~torch.eye(2, dtype=bool))
+    with_batch = nmpa_loss(
+        k, two_pos, torch.zeros(2, 0, 3), torch.zeros(2, 0), batch_negatives=~torch.eye(2, dtype=bool)
+    )
     assert with_batch > nmpa_loss(k, two_pos, torch.zeros(2, 0, 3), torch.zeros(2, 0))
 
 
@@ -51,9 +53,15 @@ def test_training_moves_knowledge_toward_positives_and_away_from_negatives():
     texts /= np.linalg.norm(texts, axis=1, keepdims=True)
     others = np.array([[c for c in range(classes) if c != y] for y in labels])
     data = AlignmentData(
-        scene_pos=texts[labels], scene_neg=texts[others], scene_w=np.ones((n, classes - 1), np.float32),
-        inst_pos=texts[labels][:, None], inst_neg=texts[others][:, None], inst_w=np.ones((n, 1, classes - 1), np.float32),
-        roles=np.zeros((n, 1, d), np.float32), valid=np.ones((n, 1), bool))
+        scene_pos=texts[labels],
+        scene_neg=texts[others],
+        scene_w=np.ones((n, classes - 1), np.float32),
+        inst_pos=texts[labels][:, None],
+        inst_neg=texts[others][:, None],
+        inst_w=np.ones((n, 1, classes - 1), np.float32),
+        roles=np.zeros((n, 1, d), np.float32),
+        valid=np.ones((n, 1), bool),
+    )
     cache = TeacherCache("k", [str(i) for i in range(n)], teacher.astype(np.float16),
                          teacher[:, None].astype(np.float16), np.zeros((n, 1), np.float32), ["v"], 10.0)
     scene, instance, losses = train_prompts(cache, data, epochs=40, batch_size=32, progress=False)

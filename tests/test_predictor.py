@@ -1,13 +1,11 @@
-import subprocess
-import sys
-
 import cv2
 import numpy as np
 import pytest
 
+from helpers import run_without_torch
 from mipd_edge import InvalidImageError, Predictor, VocabularyError
-from mipd_edge.data.swig import SituDataset
 from mipd_edge.bundle import read_manifest, write_manifest
+from mipd_edge.data.swig import SituDataset
 from mipd_edge.errors import BundleError
 
 
@@ -120,23 +118,13 @@ def test_vocabulary_that_does_not_fit_the_bundle(tiny_bundle, tmp_path):
         Predictor(copy, backend="onnxruntime")
 
 
-BLOCK_TORCH = """
-import importlib.abc, sys
-class BlockTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name == "torch" or name.startswith("torch.") or name.startswith("sentence_transformers"):
-            raise ImportError("blocked: " + name)
-sys.meta_path.insert(0, BlockTorch())
-"""
-
-
 def test_predictor_runs_and_edits_vocabulary_without_torch(tiny_student, tiny_world, tmp_path):
     from mipd_edge.export import export_bundle
 
     export_bundle(tiny_student, tmp_path / "b", ("onnx", "openvino"), data=tiny_world / "data",
                   with_text_encoder=True)
     image = next((tiny_world / "data" / "images").iterdir())
-    code = BLOCK_TORCH + f"""
+    r = run_without_torch(f"""
 from mipd_edge import Predictor
 for backend in ("onnxruntime", "openvino"):
     p = Predictor({str(tmp_path / 'b')!r}, backend=backend)
@@ -145,12 +133,11 @@ for backend in ("onnxruntime", "openvino"):
     assert "waving hello" in p.vocabulary.verb_matrix()[0]
     print(backend, s.verb)
 print("torch loaded:", "torch" in sys.modules)
-"""
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+""")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "torch loaded: False" in r.stdout and "onnxruntime" in r.stdout and "openvino" in r.stdout
     # without an exported text encoder and without sentence-transformers, an edit says what to do
-    code = BLOCK_TORCH + f"""
+    r = run_without_torch(f"""
 from mipd_edge import Predictor, VocabularyError
 
 import shutil, pathlib
@@ -167,7 +154,6 @@ try:
     p.vocabulary.add_noun("n_new", ["lantern"], "a lamp")
 except VocabularyError as e:
     print("ERR", e)
-"""
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+""")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "ERR" in r.stdout and "--with-text-encoder" in r.stdout

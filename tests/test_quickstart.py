@@ -4,7 +4,10 @@ import subprocess
 import sys
 import time
 
+import pytest
 
+
+@pytest.mark.slow
 def test_quickstart_runs_every_stage_and_resumes(tmp_path, cache_dir):
     cmd = [sys.executable, "-m", "mipd_edge.cli", "quickstart", "--workdir", str(tmp_path), "--preset", "quick"]
     # killed with SIGKILL once the teacher has its first checkpoint: the next run resumes it

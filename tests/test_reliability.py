@@ -17,7 +17,14 @@ import pytest
 
 from mipd_edge import Predictor
 from mipd_edge.bundle import read_manifest
-from mipd_edge.errors import BundleError, DatasetError, InvalidImageError, MipdEdgeError, OutputExistsError, VocabularyError
+from mipd_edge.errors import (
+    BundleError,
+    DatasetError,
+    InvalidImageError,
+    MipdEdgeError,
+    OutputExistsError,
+    VocabularyError,
+)
 from mipd_edge.files import atomic_output, read_json
 from mipd_edge.image import load_image
 from mipd_edge.runtimes import installed

@@ -3,7 +3,6 @@ import subprocess
 import sys
 from collections import Counter
 
-
 from mipd_edge.data.split import load_split
 from mipd_edge.data.swig import SituDataset
 from mipd_edge.data.synthsitu import NOUNS, VERBS, confusable_verbs, covered_by_seen, generate, make_image

@@ -1,18 +1,4 @@
-import subprocess
-import sys
-
-BLOCK_TORCH = """
-import importlib.abc, sys
-class BlockTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this interpreter")
-sys.meta_path.insert(0, BlockTorch())
-"""
-
-
-def run_without_torch(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True, timeout=300)
+from helpers import run_without_torch
 
 
 def test_inference_core_imports_and_runs_without_torch(tiny_files):

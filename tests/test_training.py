@@ -62,6 +62,7 @@ def test_predict_dataset_cli_writes_scorable_predictions(students, tiny_world, t
     assert "gt_verb" in metrics["unseen"]
 
 
+@pytest.mark.slow
 def test_resume_after_a_real_sigkill_is_exact(tiny_world, tmp_path):
     """`mipd-edge distill` killed with SIGKILL after its first epoch, then `--resume`: the
     final weights are bit-identical to an uninterrupted run's. Every run is its own fresh
@@ -141,6 +142,7 @@ def test_missing_inputs_give_clear_errors(tiny_world, tmp_path, cache_dir):
                 tmp_path / "partial.jsonl", progress=False, cache_dir=cache_dir)
 
 
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu(tiny_world, tmp_path, cache_dir):
     worker = tmp_path / "worker.py"
     worker.write_text(  # the configuration travels as JSON: the worker imports nothing from the tests

@@ -20,40 +20,17 @@ import numpy as np
 from ..files import PathLike, write_json
 from ..image import load_image
 from ..progress import progress_bar
-from ..situation import Frame, Noun
-from ..vocabulary import Vocabulary
 from .hico import PERSON, HoiImage, HoiSpace, seen_verbs
-from .split import write_split
-from .swig import SituSpace, write_space
+from .hoi_vocabulary import ROLES, hoi_situation_space, object_noun
+from .split import SPLIT_FILE, write_split
+from .swig import write_space
 
 log = logging.getLogger(__name__)
 
-ROLES = ("agent", "item")
 # context around the pair, as a fraction of its union box: the teacher knows whole scenes,
 # and tight crops look little like them (SynthSitu teacher top-1 on the crops: 34% at 0.15,
 # 57% at 0.6, 52% at 1.2)
 CROP_MARGIN = 0.6
-
-
-def object_noun(category: int) -> str:
-    """The vocabulary's noun id of an object category."""
-    return f"o{category}"
-
-
-def category_of(noun: str) -> int:
-    return int(noun[1:])
-
-
-def hoi_situation_space(space: HoiSpace) -> SituSpace:
-    """Verbs as (agent, item) frames described by their definitions, objects as nouns."""
-    frames = {}
-    for verb in space.verbs:
-        frames[verb] = Frame(verb=verb, roles=ROLES, framenet=verb.capitalize(),
-                             role_definitions={"agent": f"the person who is {verb}",
-                                               "item": f"what the person is {verb}"},
-                             definition=space.definitions.get(verb) or f"a person {verb} an object")
-    nouns = {object_noun(c): Noun(object_noun(c), (name,), f"a {name}") for c, name in space.objects.items()}
-    return SituSpace(frames, nouns)
 
 
 def pair_boxes(image: HoiImage) -> dict[tuple[int, int], list[int]]:
@@ -69,13 +46,6 @@ def crop_name(image: HoiImage, k: int, verb: Optional[int] = None) -> str:
     return f"{Path(image.file_name).stem}_pair{k}{'' if verb is None else f'_v{verb}'}.jpg"
 
 
-def object_matrix(vocabulary: Vocabulary) -> tuple[list[str], np.ndarray]:
-    """The vocabulary's objects and their embeddings: its nouns without the empty one."""
-    names, emb = vocabulary.noun_matrix()
-    keep = [i for i, n in enumerate(names) if n]
-    return [names[i] for i in keep], emb[keep]
-
-
 def write_pair_situations(images: Sequence[HoiImage], image_dir: PathLike, space: HoiSpace, out: PathLike,
                           zero_shot: Optional[str], progress: bool = True) -> Path:
     """Crop every training pair into a SWiG dataset at ``out`` (train split only; a pair
@@ -85,7 +55,7 @@ def write_pair_situations(images: Sequence[HoiImage], image_dir: PathLike, space
     situations = hoi_situation_space(space)
     write_space(out / "space.json", situations)
     verbs = {space.verbs[v - 1] for v in seen_verbs(space, zero_shot)}
-    write_split(out / "splits.json", {"seen": sorted(verbs), "rare": [], "unseen": sorted(set(space.verbs) - verbs),
+    write_split(out / SPLIT_FILE, {"seen": sorted(verbs), "rare": [], "unseen": sorted(set(space.verbs) - verbs),
                                       "params": {"hoi_zero_shot": zero_shot}})
     annotations = {}
     for image in progress_bar(images, desc="pair crops", unit="img", enabled=progress):

@@ -13,6 +13,7 @@ evaluation read:
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, TypeVar
 
@@ -22,7 +23,9 @@ from ..errors import DatasetError
 from ..files import PathLike, read_json, regular_file, write_json
 
 SPLITS = ("seen", "rare", "unseen")
+SPLIT_FILE = "splits.json"  # a dataset folder's Ov split, beside its annotations
 A = TypeVar("A")
+log = logging.getLogger(__name__)
 
 
 def build_split(verbs: Iterable[str], unseen_frac: float = 0.2, rare_frac: float = 0.2,
@@ -67,6 +70,22 @@ def build_split(verbs: Iterable[str], unseen_frac: float = 0.2, rare_frac: float
     raise DatasetError(f"no split of {len(verbs)} verbs met the dataset's condition in {max_tries} tries")
 
 
+def split_of_dataset(space_verbs: Iterable[str], annotated: Iterable[str], unseen_frac: float = 0.2,
+                     rare_frac: float = 0.2, rare_images: int = 10, seed: int = 0,
+                     unseen: Optional[Iterable[str]] = None) -> dict:
+    """The split of a dataset whose training annotations hold the ``annotated`` verbs: those
+    (and a fixed ``unseen`` list) split as ``build_split`` does, and every other verb of the
+    space unseen, since no training image can teach it."""
+    annotated = set(annotated)
+    unseen = list(unseen) if unseen is not None else None
+    split = build_split(sorted(annotated) + (unseen or []), unseen_frac, rare_frac, rare_images, seed, unseen=unseen)
+    never = set(space_verbs) - annotated
+    if never:
+        log.info("%d verbs of the space have no training image; they are unseen", len(never))
+        split["unseen"] = sorted(set(split["unseen"]) | never)
+    return split
+
+
 def load_split(path_or_split: PathLike | Mapping) -> dict:
     raw = path_or_split if isinstance(path_or_split, Mapping) else read_json(path_or_split, "split file")
     where = "split" if isinstance(path_or_split, Mapping) else str(path_or_split)
@@ -83,6 +102,15 @@ def load_split(path_or_split: PathLike | Mapping) -> dict:
         raise DatasetError(f"{where}: params.rare_images must be an integer")
     return {"seen": list(raw["seen"]), "rare": list(raw["rare"]), "unseen": list(raw["unseen"]),
             "params": dict(params)}
+
+
+def dataset_split(data_dir: PathLike, required: bool = True) -> Optional[dict]:
+    """The Ov split of a dataset folder (its ``splits.json``); ``None`` where it has none and
+    none is ``required`` (a dataset evaluated without seen / rare / unseen splits)."""
+    path = Path(data_dir) / SPLIT_FILE
+    if not required and not path.is_file():
+        return None
+    return load_split(path)
 
 
 def write_split(path: PathLike, split: Mapping) -> None:

@@ -6,11 +6,12 @@ from typing import Optional
 
 import numpy as np
 import torch
-from ..progress import progress_bar
 
 from ..data.swig import SituDataset
+from ..files import PathLike
 from ..postprocess import SituationDecoder, recognize
 from ..preprocess import Preprocess
+from ..progress import progress_bar
 from ..vocabulary import Vocabulary
 from .student import Student
 
@@ -28,6 +29,19 @@ def torch_decode_fn(model: Student, device: torch.device):
             nouns, boxes, exists, _ = model.decode(*t)
         return nouns.float().cpu().numpy(), boxes.float().cpu().numpy(), exists.float().cpu().numpy()
     return decode
+
+
+def predict_with_model(model_dir: PathLike, data_dir: PathLike, split: str, progress: bool = True) -> dict:
+    """Predictions of a trained model (student or teacher folder) for every image of a
+    dataset split, against every verb of the dataset's space, in the SWiG predictions format."""
+    from ..text import model_text_encoder
+    from .store import load_student
+
+    model, info = load_student(model_dir)
+    data = SituDataset(data_dir, split)
+    vocab = Vocabulary.from_space(data.space, model_text_encoder(info))
+    return predict_dataset(model, data, {"all": vocab}, Preprocess.from_json(info["preprocess"]),
+                           progress=progress)["all"]
 
 
 @torch.no_grad()

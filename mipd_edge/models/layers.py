@@ -70,7 +70,9 @@ class DecoderBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
         self.mlp = MLP(dim, ffn, dropout=dropout)
 
-    def forward(self, q: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor, query_bias: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, q: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor, query_bias: torch.Tensor
+    ) -> torch.Tensor:
         y = self.norm1(q)
         q = q + self.self_attn(y, y, query_bias)
         q = q + self.cross_attn(self.norm2(q), memory + pos)

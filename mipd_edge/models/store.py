@@ -14,13 +14,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from ..errors import MipdEdgeError
-from ..files import PathLike, atomic_write_bytes, read_json, write_json
+from ..files import WEIGHTS_FILE, PathLike, atomic_write_bytes, read_json, write_json
 from .student import Student, StudentConfig, build_student
 
 FORMAT = "mipd-edge-model"
 
 
-def save_model(out: PathLike, model: torch.nn.Module, info: dict[str, Any], weights_name: str = "weights.safetensors") -> None:
+def save_model(out: PathLike, model: torch.nn.Module, info: dict[str, Any], weights_name: str = WEIGHTS_FILE) -> None:
     """Write weights, then ``config.json`` last: a directory with a config is complete."""
     out = Path(out)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
@@ -65,7 +65,7 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Pat
         raise MipdEdgeError(f"{path}: the weights do not fit this model ({str(exc).splitlines()[-1].strip()})") from exc
 
 
-def load_student(model_dir: PathLike, weights_name: str = "weights.safetensors") -> tuple[Student, dict[str, Any]]:
+def load_student(model_dir: PathLike, weights_name: str = WEIGHTS_FILE) -> tuple[Student, dict[str, Any]]:
     """A trained student in eval mode, and its config.json."""
     model_dir = Path(model_dir)
     info = read_model_info(model_dir)

@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MipdEdgeError, require
+from ..files import WEIGHTS_FILE
 from ..preprocess import Preprocess
-from ..text import TextEncoder, fingerprint, load_text_encoder
+from ..text import TextEncoder, fingerprint, model_text_encoder
 from .store import load_state, load_weights, read_model_info
 from .student import Student, StudentConfig
 
@@ -105,9 +106,9 @@ class SynthSituTeacher(Teacher):
         if info.get("kind") != "teacher":
             raise MipdEdgeError(f"{model_dir} is a trained {info.get('kind', 'model')}, not a teacher")
         self.net = TeacherNet(StudentConfig.from_json(info["model"]))
-        load_state(self.net, load_weights(model_dir / "weights.safetensors"), model_dir / "weights.safetensors")
+        load_state(self.net, load_weights(model_dir / WEIGHTS_FILE), model_dir / WEIGHTS_FILE)
         self.net.eval().to(device)
-        self.text = text_encoder or load_text_encoder(info.get("text_encoder_spec", "minilm"))
+        self.text = text_encoder or model_text_encoder(info)
         if self.text.id != info["text_encoder"]:
             raise MipdEdgeError(f"{model_dir}: trained with text encoder {info['text_encoder']}, given {self.text.id}")
         self.id = f"synthsitu-teacher@{fingerprint(model_dir)}"

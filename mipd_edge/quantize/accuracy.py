@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..bundle import task_of
-from ..data.split import load_split, training_verbs
+from ..data.split import dataset_split, training_verbs
 from ..errors import require
 from ..preprocess import Preprocess
 from ..runtimes import load_runtime
@@ -56,8 +56,8 @@ def gsr_validation(bundle: Path, manifest: Mapping[str, Any], data_dir: Path, fp
 
     preprocess = Preprocess.from_json(manifest["preprocess"])
     vocabulary = Vocabulary.load(bundle / manifest["vocabulary"])
-    split_file = data_dir / "splits.json"
-    allowed = set(training_verbs(load_split(split_file)) if split_file.is_file() else vocabulary.verbs)
+    split = dataset_split(data_dir, required=False)
+    allowed = set(training_verbs(split) if split is not None else vocabulary.verbs)
     vocabulary = vocabulary.subset([v for v in vocabulary.verbs if v in allowed])
     decoder = SituationDecoder(vocabulary, manifest["scales"]["verb"], manifest["scales"]["noun"],
                                int(manifest["max_roles"]))

@@ -16,10 +16,10 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..bundle import read_manifest, task_of, write_manifest
-from ..data.split import load_split, training_verbs
+from ..data.split import dataset_split, training_verbs
 from ..errors import BundleError, MipdEdgeError
 from ..export import onnx_to_openvino, reference_outputs, verification_images, write_bundle
-from ..files import PathLike, atomic_output, check_output
+from ..files import WEIGHTS_FILE, PathLike, atomic_output, check_output
 from ..models.store import load_student, read_model_info
 from ..predictor import Predictor, evaluate_predictor
 from ..preprocess import Preprocess
@@ -41,7 +41,7 @@ def copy_fp32_bundle(source: Path, model_dir: Path, out: Path, formats: Sequence
         (manifest.get("precision") != "fp32", "it is not FP32"),
         (bool(missing), f"it lacks the {missing} graphs"),
         (bool(manifest.get("dynamic_batch")) != dynamic_batch, "its batch mode differs"),
-        (not filecmp.cmp(source / manifest["weights"], model_dir / "weights.safetensors", shallow=False),
+        (not filecmp.cmp(source / manifest["weights"], model_dir / WEIGHTS_FILE, shallow=False),
          f"its weights are not those of {model_dir}")) if failed]
     if problems:
         raise MipdEdgeError(f"cannot start the INT8 bundle from {source}: {'; '.join(problems)}")
@@ -121,7 +121,10 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, c
     if "onnx" in formats:
         manifest["graphs"]["onnx-int8"] = {"encoder": "encoder.int8.onnx", "decoder": "decoder.onnx"}
     if "openvino" in formats:
-        manifest["graphs"]["openvino-int8"] = {"encoder": "openvino/encoder.int8.xml", "decoder": "openvino/decoder.xml"}
+        manifest["graphs"]["openvino-int8"] = {
+            "encoder": "openvino/encoder.int8.xml",
+            "decoder": "openvino/decoder.xml",
+        }
     manifest["precision"] = "int8"
     manifest["quantization"] = report
 
@@ -147,7 +150,9 @@ def agreement(runtime, reference: dict, what: str) -> dict[str, Any]:
     got = [runtime.run("encoder", {"images": inputs["images"][i:i + 1]}) for i in range(len(inputs["images"]))]
     glance = np.concatenate([g["glance"] for g in got])
     memory = np.concatenate([g["memory"] for g in got])
-    cos = (glance * expected["glance"]).sum(-1) / (np.linalg.norm(glance, axis=-1) * np.linalg.norm(expected["glance"], axis=-1))
+    cos = (glance * expected["glance"]).sum(-1) / (
+        np.linalg.norm(glance, axis=-1) * np.linalg.norm(expected["glance"], axis=-1)
+    )
     result = {"glance_cosine_mean": float(cos.mean()), "glance_cosine_min": float(cos.min()),
               "memory_max_abs_diff": float(np.abs(memory - expected["memory"]).max()),
               "tolerance": {"glance_cosine_mean": MIN_GLANCE_COSINE}, "images": len(cos)}
@@ -169,8 +174,7 @@ def compare_precisions(bundle: Path, data_dir: Path, split: str, graphs: Sequenc
                        progress: bool) -> dict[str, Any]:
     """Dev metrics of the FP32 and INT8 graphs through the same Predictor code."""
     backend, options = comparison_backend(graphs)
-    split_file = data_dir / "splits.json"
-    splits = load_split(split_file) if split_file.is_file() else None
+    splits = dataset_split(data_dir, required=False)
     out: dict[str, Any] = {"split": split, "backend": backend}
     gate: dict[str, Any] = {}
     for precision in ("fp32", "int8"):

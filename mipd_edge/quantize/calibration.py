@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
-from ..progress import progress_bar
 
-from ..data.split import load_split
+from ..data.split import dataset_split
 from ..data.swig import SituDataset
 from ..errors import MipdEdgeError
 from ..image import load_image
 from ..preprocess import Preprocess
+from ..progress import progress_bar
 
 
 def calibration_images(data_dir: Path, preprocess: Preprocess, count: int = 300, seed: int = 0,
@@ -30,8 +30,7 @@ def calibration_images(data_dir: Path, preprocess: Preprocess, count: int = 300,
         files = [folder / image.file_name for image in training_images(data_dir, zero_shot)[1]]
         load = lambda i: load_image(files[i])  # noqa: E731
     else:
-        split_file = data_dir / "splits.json"
-        dataset = SituDataset(data_dir, "train", ov_split=load_split(split_file) if split_file.is_file() else None)
+        dataset = SituDataset(data_dir, "train", ov_split=dataset_split(data_dir, required=False))
         files = dataset.names
         load = lambda i: dataset[i].image  # noqa: E731
     if len(files) == 0 or count < 1:

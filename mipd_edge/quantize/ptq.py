@@ -47,7 +47,7 @@ def quantize_onnx_nncf(onnx_path: Path, out_path: Path, images: np.ndarray) -> N
 
 def quantize_onnx_ort(onnx_path: Path, out_path: Path, images: np.ndarray) -> None:
     require("onnxruntime", "onnx", "ONNX Runtime quantization")
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_static)
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ..progress import progress_bar
 
 from ..errors import require
 from ..export import EncoderGraph, export_onnx
 from ..models.student import Student, build_student
+from ..progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,11 @@ def quantize_aware_training(model: Student, calibration: np.ndarray, train_image
     stripped = nncf.strip(quantized, do_copy=False, example_input=example)
     inputs = (torch.from_numpy(np.repeat(calibration[:1], 2 if dynamic_batch else 1, axis=0)),)
     export_onnx(stripped, "encoder", out_onnx, inputs, dynamic_batch, dynamo=False)
-    return {"first_loss": losses[0] if losses else float("nan"), "last_loss": float(np.mean(losses[-10:])) if losses else float("nan"),
-            "steps": len(losses)}
+    return {
+        "first_loss": losses[0] if losses else float("nan"),
+        "last_loss": float(np.mean(losses[-10:])) if losses else float("nan"),
+        "steps": len(losses),
+    }
 
 
 def _copy(model: Student) -> Student:

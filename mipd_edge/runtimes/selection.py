@@ -27,7 +27,7 @@ import numpy as np
 
 from ..bundle import bundle_digest, task_of
 from ..errors import BundleError, MipdEdgeError
-from ..files import atomic_write_bytes, default_cache_dir
+from ..files import WEIGHTS_FILE, atomic_write_bytes, default_cache_dir
 from ..machine import cpu_features, cpu_name, library_versions
 from . import BACKENDS, PREFERENCE, installed, load_runtime
 from .base import Runtime
@@ -76,7 +76,7 @@ def offers(bundle: Path, manifest: Mapping[str, Any], backend: str, precision: s
     """Whether the bundle holds what ``backend`` needs to run ``precision``."""
     fmt = graph_format(backend, precision)
     if fmt is None:
-        return (Path(bundle) / manifest.get("weights", "weights.safetensors")).is_file()
+        return (Path(bundle) / manifest.get("weights", WEIGHTS_FILE)).is_file()
     # an fp16 bundle's float graphs are fp16 (OpenVINO IR); an fp32 or int8 bundle's are fp32
     floats = "fp16" if manifest.get("precision") == "fp16" else "fp32"
     return fmt in manifest.get("graphs", {}) and (precision == "int8" or backend == "tensorrt" or floats == precision)

@@ -43,7 +43,9 @@ class TorchRuntime(Runtime):
         try:
             model = build_student(StudentConfig.from_json(manifest["model"]))
         except (TypeError, ValueError, KeyError, RuntimeError) as exc:  # values the manifest check cannot judge
-            raise BundleError(f"{self.bundle}: bundle.json 'model' does not describe a buildable model ({exc})") from exc
+            raise BundleError(
+                f"{self.bundle}: bundle.json 'model' does not describe a buildable model ({exc})"
+            ) from exc
         weights = self.bundle / manifest["weights"]
         load_state(model, load_weights(weights), weights)
         self.dtype = torch.float16 if self.precision == "fp16" else torch.float32

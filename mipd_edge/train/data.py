@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
-from ..progress import progress_bar
 
-from ..data.split import load_split, training_verbs
+from ..data.split import dataset_split, training_verbs
 from ..data.swig import SituDataset
 from ..errors import VocabularyError
 from ..files import PathLike
 from ..preprocess import Preprocess
+from ..progress import progress_bar
 from ..vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ log = logging.getLogger(__name__)
 def training_view(data_dir: PathLike, encoder) -> tuple[dict, SituDataset, Vocabulary]:
     """What every training stage reads of a SWiG-format dataset: its Ov split, the training set
     without the unseen verbs, and the vocabulary of the training (seen and rare) verbs."""
-    split = load_split(Path(data_dir) / "splits.json")
+    split = dataset_split(data_dir)
     train_set = SituDataset(data_dir, "train", ov_split=split)
     space = train_set.space
     return split, train_set, Vocabulary({v: space.frames[v] for v in training_verbs(split)}, space.nouns, encoder)

@@ -28,6 +28,7 @@ from torch import nn
 from ..data.swig import SituDataset
 from ..errors import MipdEdgeError
 from ..files import PathLike, default_cache_dir, read_json
+from ..methods import method_info
 from ..models.student import Student, create_student
 from ..preprocess import Preprocess
 from ..text import load_text_encoder
@@ -56,10 +57,12 @@ class FeatureKD(Objective):
         dev, c = verb_logits.device, self.cfg
         valid = batch.role_mask > 0
         return {
-            "kd_glance": c.align_weight * cosine_alignment(self.glance_proj(out["glance"]), batch_rows(self.global_, batch.index, dev)),
-            "kd_gaze": c.gaze_align_weight * cosine_alignment(self.role_proj(out["role_feats"]),
-                                                              batch_rows(self.regions, batch.index, dev), valid),
-            "kd_soft": c.soft_weight * soft_label_kl(verb_logits, batch_rows(self.logits, batch.index, dev), c.temperature),
+            "kd_glance": c.align_weight
+            * cosine_alignment(self.glance_proj(out["glance"]), batch_rows(self.global_, batch.index, dev)),
+            "kd_gaze": c.gaze_align_weight
+            * cosine_alignment(self.role_proj(out["role_feats"]), batch_rows(self.regions, batch.index, dev), valid),
+            "kd_soft": c.soft_weight
+            * soft_label_kl(verb_logits, batch_rows(self.logits, batch.index, dev), c.temperature),
         }
 
 
@@ -96,7 +99,8 @@ def build_objective(cfg: TrainConfig, model: Student, train_set: SituDataset, vo
                     teacher: Optional[PathLike], rationales: Optional[PathLike], encoder,
                     cache_dir: Path, env: Distributed, progress: bool) -> tuple[Objective, dict[str, Any]]:
     """The method's objective and what it was built from (recorded in config.json)."""
-    if cfg.method == "none":
+    method = method_info(cfg.method)
+    if not method.teacher:
         return Objective(), {}
     if teacher is None:
         raise MipdEdgeError(f"method {cfg.method!r} needs --teacher")
@@ -109,7 +113,7 @@ def build_objective(cfg: TrainConfig, model: Student, train_set: SituDataset, vo
     cache = main_first(env, lambda: teacher_cache(t, train_set, vocab, cache_dir / "teacher", model.cfg.max_roles,
                                                   progress=progress))
     provenance = {"teacher": t.id, "teacher_cache": cache.key}
-    if cfg.method == "kd":
+    if not method.rationales:
         return FeatureKD(cache.global_feats, cache.regions, cache.verb_logits, model, cfg), provenance
     if rationales is None:
         raise MipdEdgeError("method 'mipd' needs --rationales (make them with `mipd-edge rationales`)")

@@ -34,13 +34,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.hico import HoiImage, HoiSpace, dev_holdout, image_dir, seen_verbs, training_images
-from ..data.hoi_pairs import (ROLES, crop_name, hoi_situation_space, object_matrix, object_noun, pair_boxes,
-                              write_pair_situations)
+from ..data.hoi_pairs import crop_name, pair_boxes, write_pair_situations
+from ..data.hoi_vocabulary import ROLES, hoi_vocabulary, object_matrix, object_noun
 from ..errors import MipdEdgeError
 from ..files import PathLike, default_cache_dir
 from ..hoi_metrics import evaluate_hoi
 from ..image import load_image
 from ..interactions import InteractionDecoder
+from ..methods import method_info
 from ..models.student import HoiStudent, create_student
 from ..preprocess import Preprocess
 from ..progress import progress_bar
@@ -64,13 +65,6 @@ class HoiBatch:
     valid: torch.Tensor  # (B, G) bool
     crops: torch.Tensor  # (B, G) index of the pair's crop in the pair-situation set, -1 if none
     index: torch.Tensor  # (B,)
-
-
-def hoi_vocabulary(space: HoiSpace, verb_ids: Sequence[int], encoder) -> Vocabulary:
-    """The student's vocabulary: the given verbs (as agent-item frames) and every object."""
-    situations = hoi_situation_space(space)
-    return Vocabulary({space.verbs[v - 1]: situations.frames[space.verbs[v - 1]] for v in verb_ids},
-                      situations.nouns, encoder)
 
 
 class HoiTrainSet:
@@ -314,8 +308,7 @@ def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: 
     ``mipd`` needs the teacher, the pair situations (``write_hoi_pairs``, ``mipd-edge
     hoi-pairs``) and their rationales (``mipd-edge rationales`` on them).
     """
-    if cfg.method not in ("none", "mipd"):
-        raise MipdEdgeError(f"HOI distillation supports methods none and mipd, got {cfg.method!r}")
+    method = method_info(cfg.method, "hoi")
     data_dir, out = Path(data_dir), Path(out)
     prepare_output(out, resume, overwrite)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -328,7 +321,7 @@ def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: 
     torch.manual_seed(cfg.seed)
     model = create_student(cfg.student, image_size=cfg.image_size, text_dim=encoder.dim, task="hoi", **cfg.model)
     objective, crops, provenance = HoiObjective(), None, {}
-    if cfg.method == "mipd":
+    if method.rationales:
         objective, crops, provenance = hoi_mipd_objective(model, vocab, encoder, teacher, rationales, pairs, cfg,
                                                           cache_dir, progress)
     data = HoiTrainSet(train_images, image_dir(data_dir, "trainval"), space, vocab, preprocess, crops, progress)
@@ -356,7 +349,7 @@ def hoi_mipd_objective(model: HoiStudent, vocab: Vocabulary, encoder, teacher: O
     if teacher is None or rationales is None or pairs is None:
         raise MipdEdgeError("HOI method 'mipd' needs --teacher, --pairs (mipd-edge hoi-pairs) and --rationales "
                             "(mipd-edge rationales on the pairs)")
-    from ..data.split import load_split
+    from ..data.split import dataset_split
     from ..data.swig import SituDataset
     from ..models.teacher import load_teacher
     from .nmpa import aligned_knowledge
@@ -366,7 +359,7 @@ def hoi_mipd_objective(model: HoiStudent, vocab: Vocabulary, encoder, teacher: O
     pairs_dir = Path(pairs)
     if not (pairs_dir / "train.json").is_file():
         raise MipdEdgeError(f"{pairs_dir}: no pair situations there (make them with mipd-edge hoi-pairs)")
-    crops_set = SituDataset(pairs_dir, "train", ov_split=load_split(pairs_dir / "splits.json"))
+    crops_set = SituDataset(pairs_dir, "train", ov_split=dataset_split(pairs_dir))
     check_unseen(teacher, pairs_dir)  # the crops are the student's images as the teacher judges them
     t = load_teacher(teacher, text_encoder=encoder)
     cache = teacher_cache(t, crops_set, vocab, cache_dir / "teacher", model.cfg.max_roles, progress=progress)
@@ -386,4 +379,4 @@ def write_hoi_pairs(data_dir: PathLike, out: PathLike, zero_shot: Optional[str] 
     return write_pair_situations(images, image_dir(data_dir, "trainval"), space, out, zero_shot, progress)
 
 
-__all__ = ["HoiTrainSet", "distill_hoi", "gold_pair_verbs", "hoi_vocabulary", "predict_hoi", "write_hoi_pairs"]
+__all__ = ["HoiTrainSet", "distill_hoi", "gold_pair_verbs", "predict_hoi", "write_hoi_pairs"]

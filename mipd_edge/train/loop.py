@@ -25,13 +25,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from ..progress import progress_bar
 
 from ..errors import MipdEdgeError, OutputExistsError
-from ..files import atomic_write_bytes
+from ..files import WEIGHTS_FILE, atomic_write_bytes
 from ..models.store import load_state, save_model
 from ..models.student import Student
 from ..postprocess import role_inputs
+from ..progress import progress_bar
 from ..vocabulary import Vocabulary
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -142,10 +142,12 @@ def prepare_output(out: Path, resume: bool, overwrite: bool, remove: bool = Fals
     if not trained:
         return
     if not overwrite:
-        raise OutputExistsError(f"{out} already holds a {'model' if trained[0].name == 'config.json' else 'checkpoint'}; "
-                                "pass --resume to continue it or --overwrite to train it again")
+        raise OutputExistsError(
+            f"{out} already holds a {'model' if trained[0].name == 'config.json' else 'checkpoint'}; "
+            "pass --resume to continue it or --overwrite to train it again"
+        )
     if remove:
-        for name in ("config.json", "weights.safetensors", "metrics.jsonl"):
+        for name in ("config.json", WEIGHTS_FILE, "metrics.jsonl"):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
@@ -236,8 +238,11 @@ def train(model: Student, step: nn.Module, data: GSRTrainSet, cfg: TrainConfig, 
             metrics, score = evaluate(model)
             improved = score > best
             best = max(best, score)
-            speed = {"train_seconds": round(trained - started, 3), "eval_seconds": round(time.perf_counter() - trained, 3),
-                     "images_per_second": round(len(order) * env.world / (trained - started), 2)}
+            speed = {
+                "train_seconds": round(trained - started, 3),
+                "eval_seconds": round(time.perf_counter() - trained, 3),
+                "images_per_second": round(len(order) * env.world / (trained - started), 2),
+            }
             history.append({"epoch": epoch + 1, "loss": sum(train_losses.values()), "losses": train_losses,
                             "selection_score": score, "best": improved, "dev": metrics, **speed})
             if improved:

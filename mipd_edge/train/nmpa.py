@@ -25,15 +25,15 @@ from typing import Optional
 
 import numpy as np
 import torch
-from ..progress import progress_bar
 
 from ..data.swig import SituDataset
 from ..errors import MipdEdgeError
 from ..files import PathLike, read_json, write_json
+from ..progress import progress_bar
 from ..vocabulary import Vocabulary
-from .prompts import InstancePrompt, ScenePrompt
 from .config import MipdConfig
 from .losses import cosine_alignment
+from .prompts import InstancePrompt, ScenePrompt
 from .rationales import load_judged_rationales
 from .teacher_cache import TeacherCache
 
@@ -187,8 +187,8 @@ def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDa
                                     + ([] if all(switches) else switches) + (["anchored"] if anchored else []))
                          .encode()).hexdigest()[:20]
     folder = cache_root / key
+    records = load_judged_rationales(rationales, options.judgment)  # checked even where the knowledge is cached
     if not (folder / "meta.json").is_file():
-        records = load_judged_rationales(rationales, options.judgment)
         data = alignment_data(records, cache.names, dataset, encoder, vocab, max_roles, strength)
         scene, instance, losses = train_prompts(cache, data, seed, epochs, progress=progress, negatives=switches[0],
                                                 scene_prompt=switches[1], instance_prompt=switches[2],
@@ -204,8 +204,13 @@ def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDa
         report = alignment_report(k_scene, k_inst, data)
         write_json(folder / "meta.json", {"key": key, "teacher_cache": cache.key, "rationales": str(rationales),
                                           "rationales_sha256": digest, "losses": losses, **report})
-        log.info("NMPA: scene knowledge cos to positive %.3f vs hardest negative %.3f; instance %.3f vs %.3f",
-                 report["scene_pos_cos"], report["scene_neg_cos"], report["instance_pos_cos"], report["instance_neg_cos"])
+        log.info(
+            "NMPA: scene knowledge cos to positive %.3f vs hardest negative %.3f; instance %.3f vs %.3f",
+            report["scene_pos_cos"],
+            report["scene_neg_cos"],
+            report["instance_pos_cos"],
+            report["instance_neg_cos"],
+        )
     else:
         log.info("NMPA knowledge: reusing %s", folder)
     read_json(folder / "meta.json")

@@ -34,14 +34,14 @@ from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 import torch
-from ..progress import progress_bar
 
 from ..data.swig import Annotation, SituDataset
 from ..errors import MipdEdgeError
 from ..files import PathLike, default_cache_dir
 from ..models.teacher import Teacher, load_teacher
 from ..postprocess import softmax
-from ..text import load_text_encoder
+from ..progress import progress_bar
+from ..text import DEFAULT_TEXT_ENCODER, load_text_encoder
 from ..vocabulary import Vocabulary
 from .data import training_view
 from .llm import ChatClient, LLMError, extract_json
@@ -187,9 +187,14 @@ def judge(draft: Draft, global_feat: np.ndarray, regions: np.ndarray, roles: lis
         else:
             order = rng.permutation(len(candidates))[:keep]
             plausibility = np.full(len(candidates), 1.0 / max(1, len(order)))
-        return {"positive": positive, "teacher_positive": float(probs[0]),
-                "negatives": [{"text": candidates[i][0], label: candidates[i][1], "plausibility": float(plausibility[i])}
-                              for i in order]}
+        return {
+            "positive": positive,
+            "teacher_positive": float(probs[0]),
+            "negatives": [
+                {"text": candidates[i][0], label: candidates[i][1], "plausibility": float(plausibility[i])}
+                for i in order
+            ],
+        }
 
     record = {"glimpse": pick(global_feat, draft.glimpse, draft.glimpse_negatives, "verb"), "gaze": {}}
     for r, role in enumerate(roles):
@@ -252,11 +257,24 @@ def _records(path: Path) -> Iterator[dict]:
                 yield json.loads(line)
 
 
-def generate_rationales(data_dir: PathLike, teacher_spec: PathLike, out: PathLike, generator: str = "template",
-                        endpoint: Optional[str] = None, model: Optional[str] = None, workers: int = 4,
-                        candidates: int = 6, keep: int = 3, text_encoder: str = "minilm", timeout: float = 60.0,
-                        retries: int = 3, backoff: float = 1.0, progress: bool = True,
-                        cache_dir: Optional[PathLike] = None, judgment: str = "teacher") -> dict[str, int]:
+def generate_rationales(
+    data_dir: PathLike,
+    teacher_spec: PathLike,
+    out: PathLike,
+    generator: str = "template",
+    endpoint: Optional[str] = None,
+    model: Optional[str] = None,
+    workers: int = 4,
+    candidates: int = 6,
+    keep: int = 3,
+    text_encoder: str = DEFAULT_TEXT_ENCODER,
+    timeout: float = 60.0,
+    retries: int = 3,
+    backoff: float = 1.0,
+    progress: bool = True,
+    cache_dir: Optional[PathLike] = None,
+    judgment: str = "teacher",
+) -> dict[str, int]:
     """Write rationales for every training image (training view of the Ov split); ``judgment``
     ``random`` draws the kept negatives at random instead of by the teacher's judgment."""
     judgment_rng(judgment, "")  # an unknown judgment fails before any work

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ..progress import progress_bar
 
 from ..data.swig import SituDataset
 from ..files import read_json, write_json
 from ..models.teacher import Teacher, roi_pool
+from ..progress import progress_bar
 from ..vocabulary import Vocabulary, verb_text
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,11 @@ def _compute(teacher: Teacher, dataset: SituDataset, vocabulary: Vocabulary, fol
     prep = teacher.preprocess
     for start in progress_bar(range(0, n, batch_size), desc="teacher features", unit="batch", enabled=progress):
         samples = [dataset[i] for i in range(start, min(n, start + batch_size))]
-        images, boxes, has_box = [], np.zeros((len(samples), max_roles, 4), np.float32), np.zeros((len(samples), max_roles), bool)
+        images, boxes, has_box = (
+            [],
+            np.zeros((len(samples), max_roles, 4), np.float32),
+            np.zeros((len(samples), max_roles), bool),
+        )
         for j, s in enumerate(samples):
             x, letterbox = prep(s.image)
             images.append(x)

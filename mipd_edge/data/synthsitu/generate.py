@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import nullcontext
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Optional
 
 import cv2
 import numpy as np
-from ...progress import progress_bar
 
 from ...files import PathLike, write_json
-from ..split import build_split, write_split
+from ...progress import progress_bar
+from ..split import SPLIT_FILE, build_split, write_split
 from ..swig import SituSpace, write_space
 from . import world
 from .render import render
@@ -128,7 +128,7 @@ def generate(out: PathLike, seed: int = 0, train: int = 4800, dev: int = 480, te
     write_space(out / "space.json", space())
     split = build_split([v.name for v in world.VERBS], unseen_frac, rare_frac, rare_images, seed,
                         accept=world.covered_by_seen)
-    write_split(out / "splits.json", split)
+    write_split(out / SPLIT_FILE, split)
 
     start = time.perf_counter()
     counter = 0

@@ -139,7 +139,10 @@ def item(noun: NounSpec, center: np.ndarray, role: Optional[str], scale: float =
     col = noun.color
     dark = tuple(int(v * 0.55) for v in col)
     shape = noun.extra["shape"]
-    rect = lambda x1, y1, x2, y2, color=col: Shape("rect", _pt(c[0] + x1, c[1] + y1, c[0] + x2, c[1] + y2), color, role=role)  # noqa: E731
+
+    def rect(x1, y1, x2, y2, color=col):
+        return Shape("rect", _pt(c[0] + x1, c[1] + y1, c[0] + x2, c[1] + y2), color, role=role)
+
     if shape == "ball":
         return [Shape("circle", _pt(*c), col, w, role),
                 Shape("line", _pt(c[0] - w * 0.9, c[1], c[0] + w * 0.9, c[1]), (255, 255, 255), w * 0.3, role)]
@@ -175,16 +178,20 @@ def item(noun: NounSpec, center: np.ndarray, role: Optional[str], scale: float =
                 Shape("circle", _pt(c[0] + w * 0.6, c[1] + h * 0.25), (20, 20, 20), h * 0.18, role)]
     if shape == "kite":
         pts = _pt(c[0], c[1] + h, c[0] + w, c[1] + h * 0.2, c[0], c[1] - h, c[0] - w, c[1] + h * 0.2)
-        return [Shape("poly", pts, col, role=role),
-                Shape("line", _pt(c[0], c[1] + h, c[0], c[1] - h), (30, 30, 200), 0.015 * scale, role),
-                Shape("line", _pt(c[0] - w, c[1] + h * 0.2, c[0] + w, c[1] + h * 0.2), (30, 30, 200), 0.015 * scale, role)]
+        return [
+            Shape("poly", pts, col, role=role),
+            Shape("line", _pt(c[0], c[1] + h, c[0], c[1] - h), (30, 30, 200), 0.015 * scale, role),
+            Shape("line", _pt(c[0] - w, c[1] + h * 0.2, c[0] + w, c[1] + h * 0.2), (30, 30, 200), 0.015 * scale, role),
+        ]
     if shape == "balloon":
         return [Shape("ellipse", _pt(c[0], c[1] + h * 0.35, w, h * 0.65), col, role=role),
                 Shape("line", _pt(c[0], c[1] - h * 0.3, c[0], c[1] - h), (80, 80, 80), 0.01 * scale, role)]
     if shape == "pumpkin":
-        return [Shape("ellipse", _pt(c[0], c[1] - h * 0.1, w, h * 0.9), col, role=role),
-                Shape("line", _pt(c[0], c[1] - h, c[0], c[1] + h * 0.8), dark, 0.015 * scale, role),
-                Shape("rect", _pt(c[0] - w * 0.08, c[1] + h * 0.8, c[0] + w * 0.08, c[1] + h), (40, 120, 40), role=role)]
+        return [
+            Shape("ellipse", _pt(c[0], c[1] - h * 0.1, w, h * 0.9), col, role=role),
+            Shape("line", _pt(c[0], c[1] - h, c[0], c[1] + h * 0.8), dark, 0.015 * scale, role),
+            Shape("rect", _pt(c[0] - w * 0.08, c[1] + h * 0.8, c[0] + w * 0.08, c[1] + h), (40, 120, 40), role=role),
+        ]
     raise ValueError(f"no drawing for item shape {shape!r}")
 
 
@@ -199,7 +206,11 @@ def tool(noun: NounSpec, hand: np.ndarray, tip: np.ndarray, role: str) -> list[S
     if shape == "stick":
         return [handle]
     if shape == "bat":
-        return [Shape("poly", np.vstack([a + n * 0.012, b + n * 0.035, b - n * 0.035, a - n * 0.012]), noun.color, role=role)]
+        return [
+            Shape(
+                "poly", np.vstack([a + n * 0.012, b + n * 0.035, b - n * 0.035, a - n * 0.012]), noun.color, role=role
+            )
+        ]
     if shape == "rod":
         return [Shape("line", np.vstack([a, b]), noun.color, 0.012, role)]
     if shape == "rope":

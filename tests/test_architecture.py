@@ -1,0 +1,22 @@
+"""The house rules a tool can check: the import layers (import-linter contracts in
+pyproject.toml) and lint with import order (ruff, configured there too)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the tools the dev extra installs beside this interpreter
+
+
+def test_import_layers_hold():
+    r = subprocess.run([str(BIN / "lint-imports"), "--no-cache"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "0 broken" in r.stdout
+
+
+def test_ruff_lint_passes():
+    r = subprocess.run([str(BIN / "ruff"), "check", "mipd_edge", "tests", "benchmarks", "examples"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
