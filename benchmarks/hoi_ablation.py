@@ -95,8 +95,8 @@ def main() -> None:
 
         def score() -> dict:
             from mipd_edge.data.hoi_vocabulary import hoi_vocabulary
+            from mipd_edge.deploy.preprocess import Preprocess
             from mipd_edge.models.store import load_student
-            from mipd_edge.preprocess import Preprocess
             from mipd_edge.text import load_text_encoder
             from mipd_edge.train.hoi import HoiTrainSet, gold_pair_verbs, predict_hoi
 

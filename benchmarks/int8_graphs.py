@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mipd_edge.bundle import read_manifest
+from mipd_edge.deploy.bundle import read_manifest
+from mipd_edge.deploy.postprocess import SituationDecoder
+from mipd_edge.deploy.preprocess import Preprocess
+from mipd_edge.deploy.runtimes import load_runtime
 from mipd_edge.machine import device_info
-from mipd_edge.postprocess import SituationDecoder
-from mipd_edge.preprocess import Preprocess
 from mipd_edge.quantize.calibration import calibration_images
 from mipd_edge.quantize.ptq import quantize_onnx_ort
-from mipd_edge.runtimes import load_runtime
 from mipd_edge.tables import render_table
 from mipd_edge.vocabulary import Vocabulary
 

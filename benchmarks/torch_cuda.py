@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from mipd_edge.benchmark import percentiles
-from mipd_edge.bundle import read_manifest
+from mipd_edge.deploy.bundle import read_manifest
+from mipd_edge.deploy.runtimes import load_runtime
 from mipd_edge.machine import device_info, library_versions
-from mipd_edge.runtimes import load_runtime
 from mipd_edge.tables import render_table
 
 log = logging.getLogger("torch_cuda")

@@ -82,9 +82,9 @@ def profile_steps(pipe: Pipeline, kind: str, steps: int = 4) -> dict:
 
     from mipd_edge.data.split import dataset_split, training_verbs
     from mipd_edge.data.swig import SituDataset
+    from mipd_edge.deploy.preprocess import Preprocess
     from mipd_edge.models.student import create_student
     from mipd_edge.models.teacher import TEACHER_CONFIG, TeacherNet
-    from mipd_edge.preprocess import Preprocess
     from mipd_edge.text import load_text_encoder
     from mipd_edge.train.data import GSRTrainSet
     from mipd_edge.train.loop import Objective, TrainStep

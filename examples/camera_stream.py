@@ -11,7 +11,7 @@ playable file (an existing live.mp4 is replaced).
 import sys
 
 from mipd_edge import Predictor
-from mipd_edge.stream import StreamWriter, open_source, run_stream
+from mipd_edge.deploy.stream import StreamWriter, open_source, run_stream
 
 bundle = sys.argv[1]
 source = open_source(sys.argv[2] if len(sys.argv) > 2 else 0)

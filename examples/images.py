@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 
 from mipd_edge import MipdEdgeError, Predictor
-from mipd_edge.draw import draw_situation
+from mipd_edge.deploy.draw import draw_situation
 
 bundle, source = sys.argv[1], Path(sys.argv[2])
 out = Path(sys.argv[3]) if len(sys.argv) > 3 else None

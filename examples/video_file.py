@@ -3,7 +3,7 @@
 import sys
 
 from mipd_edge import Predictor
-from mipd_edge.stream import StreamWriter, open_source, run_stream
+from mipd_edge.deploy.stream import StreamWriter, open_source, run_stream
 
 bundle, video = sys.argv[1], sys.argv[2]
 out = sys.argv[3] if len(sys.argv) > 3 else "annotated.mp4"

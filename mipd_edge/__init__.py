@@ -16,7 +16,7 @@ from .vocabulary import Vocabulary
 def __getattr__(name: str):
     # Predictor pulls in OpenCV and the runtime registry: import it on first use
     if name == "Predictor":
-        from .predictor import Predictor
+        from .deploy.predictor import Predictor
 
         return Predictor
     raise AttributeError(f"module 'mipd_edge' has no attribute {name!r}")

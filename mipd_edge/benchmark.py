@@ -23,12 +23,12 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .benchmark_report import add_ratios, format_number, write_results
-from .bundle import bundle_digest, read_manifest
 from .data.split import dataset_split
+from .deploy.bundle import bundle_digest, read_manifest
+from .deploy.runtimes.selection import PRECISIONS, graph_format, offers, unsupported
 from .errors import MipdEdgeError
 from .files import WEIGHTS_FILE, PathLike
 from .machine import device_info, library_versions
-from .runtimes.selection import PRECISIONS, graph_format, offers, unsupported
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def benchmark_images(settings: BenchmarkSettings, count: int) -> list[np.ndarray
 
     if settings.data and is_hoi_dataset(settings.data):
         from .data.hico import find_space, image_dir, read_hoi_annotations
-        from .image import load_image
+        from .deploy.image import load_image
 
         test = read_hoi_annotations(Path(settings.data) / "test_hico.json", find_space(settings.data))
         folder = image_dir(settings.data, "test")
@@ -205,7 +205,7 @@ class RowMeasurement:
 
     def __init__(self, bundle: str, backend: str, precision: str, batch: int, settings: BenchmarkSettings,
                  with_accuracy: bool, latency_only: bool = False):
-        from .predictor import Predictor
+        from .deploy.predictor import Predictor
         logging.basicConfig(level=logging.WARNING)
         options: dict[str, Any] = {}
         if backend == "openvino" and precision == "fp32":
@@ -258,7 +258,7 @@ class RowMeasurement:
                    self.whole_ms)
 
     def finish(self) -> dict[str, Any]:
-        from .predictor import evaluate_predictor
+        from .deploy.predictor import evaluate_predictor
 
         row, predictor, settings, batch = self.row, self.predictor, self.settings, self.row.batch
         row.latency_ms = percentiles(self.raw_ms)
@@ -290,7 +290,7 @@ def hoi_accuracy(predictor, data: Path, limit: Optional[int]) -> dict[str, Any]:
     """HICO-DET mAP of an HOI bundle on the dataset's test images (the first ``limit``), with
     the zero-shot split its student was trained for."""
     from .data.hico import find_space, image_dir, rare_classes, read_hoi_annotations
-    from .predictor import evaluate_hoi_predictor
+    from .deploy.predictor import evaluate_hoi_predictor
 
     space = find_space(data)
     test = read_hoi_annotations(data / "test_hico.json", space)[:limit]
@@ -462,7 +462,7 @@ def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_
 
 
 def _auto_choice(bundle: str, device: str, threads: Optional[int]) -> dict[str, Any]:
-    from .runtimes.selection import select_runtime
+    from .deploy.runtimes.selection import select_runtime
 
     selection = select_runtime(Path(bundle), read_manifest(bundle), device, threads=threads,
                                options={"canvas_input": True}, use_cache=False)

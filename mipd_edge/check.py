@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import read_manifest, verify_files
+from .deploy.bundle import read_manifest, verify_files
+from .deploy.predictor import Predictor
+from .deploy.runtimes.selection import PRECISIONS, candidates
 from .errors import BundleError, MipdEdgeError
 from .files import PathLike
-from .predictor import Predictor
-from .runtimes.selection import PRECISIONS, candidates
 
 
 def probe_image(size: int) -> np.ndarray:

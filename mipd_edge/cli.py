@@ -210,14 +210,14 @@ def cmd_predict_hoi(args: argparse.Namespace) -> None:
     images = read_hoi_annotations(Path(args.data) / f"{args.split}_hico.json", space)
     image_dir = split_images(args.data, args.split)
     if (Path(args.model) / "bundle.json").is_file():
-        from .predictor import Predictor, hoi_detections
+        from .deploy.predictor import Predictor, hoi_detections
 
         with Predictor(args.model, backend=args.backend) as predictor:
             preds = hoi_detections(predictor, images, image_dir, progress=True)
     else:
         from .data.hoi_vocabulary import hoi_vocabulary
+        from .deploy.preprocess import Preprocess
         from .models.store import load_student
-        from .preprocess import Preprocess
         from .text import load_text_encoder
         from .train.hoi import predict_hoi
 
@@ -278,7 +278,7 @@ def _print_bundle(out: str, manifest: dict) -> None:
 
 
 def _predictor(args: argparse.Namespace):
-    from .predictor import Predictor
+    from .deploy.predictor import Predictor
 
     predictor = Predictor(args.model, backend=args.backend, device=args.device, precision=args.precision,
                           threads=args.threads)
@@ -291,9 +291,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     import cv2
 
-    from .draw import draw_situation
+    from .deploy.draw import draw_situation
+    from .deploy.stream import ImageSource
     from .files import atomic_output, atomic_write_bytes, clean_temporaries
-    from .stream import ImageSource
 
     source = ImageSource(args.source)  # a missing source or an empty folder is an error here
     save = Path(args.save) if args.save else None
@@ -337,7 +337,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_stream(args: argparse.Namespace) -> None:
-    from .stream import StreamWriter, open_source, run_stream
+    from .deploy.stream import StreamWriter, open_source, run_stream
 
     writer = StreamWriter(args.save, args.json, args.show, overwrite=args.overwrite)  # refuses before any work
     try:

@@ -24,15 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .bundle import graph_io, write_manifest
 from .data.swig import SituDataset, find_space, read_space
+from .deploy.bundle import graph_io, write_manifest
+from .deploy.postprocess import SituationDecoder
+from .deploy.preprocess import Preprocess
+from .deploy.runtimes import load_runtime
 from .errors import BundleError, MipdEdgeError, MissingDependencyError
 from .files import WEIGHTS_FILE, PathLike, atomic_output, check_output
 from .models.store import load_student
 from .models.student import Student, build_student
-from .postprocess import SituationDecoder
-from .preprocess import Preprocess
-from .runtimes import load_runtime
 from .text import load_text_encoder, model_text_encoder, text_encoder_spec
 from .vocabulary import Vocabulary
 
@@ -174,7 +174,7 @@ def verification_images(data_dir: Path, preprocess: Preprocess, count: int = 8, 
     if (data_dir / "test_hico.json").is_file():
         from .data.hico import find_space as find_hoi_space
         from .data.hico import image_dir, read_hoi_annotations
-        from .image import load_image
+        from .deploy.image import load_image
 
         images = read_hoi_annotations(data_dir / "test_hico.json", find_hoi_space(data_dir))
         picks = np.linspace(0, len(images) - 1, min(count, len(images))).astype(int)
@@ -259,7 +259,7 @@ def write_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str], pre
             onnx_to_openvino(out / f"{graph}.onnx", out / "openvino" / f"{graph}.xml", precision == "fp16")
         manifest["graphs"]["openvino"] = {g: f"openvino/{g}.xml" for g in ("encoder", "decoder")}
     if "tensorrt" in formats:
-        from .runtimes.tensorrt import build_engines
+        from .deploy.runtimes.tensorrt import build_engines
 
         manifest["graphs"]["tensorrt"] = build_engines(out, manifest, "fp16" if precision == "fp16" else "fp32")
 

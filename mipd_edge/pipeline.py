@@ -246,8 +246,8 @@ class Pipeline:
     def make_demo(self, bundle: Path) -> dict:
         """A SynthSitu video streamed through a bundle with overlays: ``demo.mp4``, and its stream statistics."""
         from .data.synthsitu.video import write_demo_video
-        from .predictor import Predictor
-        from .stream import StreamWriter, open_source, run_stream
+        from .deploy.predictor import Predictor
+        from .deploy.stream import StreamWriter, open_source, run_stream
 
         out = self.workdir / "demo.mp4"
 
@@ -300,8 +300,8 @@ class Pipeline:
 
         from .data.split import SPLITS, dataset_split
         from .data.swig import SituDataset
-        from .draw import draw_situation
-        from .predictor import Predictor
+        from .deploy.draw import draw_situation
+        from .deploy.predictor import Predictor
 
         folder = self.workdir / "frames"
 

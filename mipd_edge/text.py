@@ -42,11 +42,13 @@ class TextEncoder(Protocol):
 
 def fingerprint(model_path: PathLike) -> str:
     """A short hash of a weights file, or of a model directory's weight files: the same
-    weights, the same id, wherever they are copied."""
+    weights, the same id, wherever they are copied. A training run's ``checkpoints/``
+    (resume state: optimizer, random generators) are not the model and do not count."""
     model_path = Path(model_path)
     h = hashlib.sha256()
     files = [model_path] if model_path.is_file() else sorted(
-        p for p in model_path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".onnx", ".pt"))
+        p for p in model_path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".onnx", ".pt")
+        and "checkpoints" not in p.relative_to(model_path).parts)
     if not files:
         raise MipdEdgeError(f"{model_path}: no weight files (.safetensors, .bin) in this model directory")
     for path in files:

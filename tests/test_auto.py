@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from mipd_edge import Predictor
+from mipd_edge.deploy.runtimes import BACKENDS, selection
+from mipd_edge.deploy.runtimes.onnxruntime import OnnxRuntime
+from mipd_edge.deploy.runtimes.openvino import OpenVinoRuntime
 from mipd_edge.errors import BundleError
-from mipd_edge.runtimes import BACKENDS, selection
-from mipd_edge.runtimes.onnxruntime import OnnxRuntime
-from mipd_edge.runtimes.openvino import OpenVinoRuntime
 
 
 class SlowOpenVino(OpenVinoRuntime):
@@ -117,7 +117,7 @@ def test_the_choice_is_cached_and_measured_again_when_the_bundle_changes(tiny_bu
 
 
 def test_candidates_and_explicit_choices(tiny_bundle, tiny_student, tiny_world, tmp_path, auto_cache):
-    from mipd_edge.bundle import read_manifest
+    from mipd_edge.deploy.bundle import read_manifest
     from mipd_edge.export import export_bundle
 
     pairs, left_out = selection.candidates(tiny_bundle, read_manifest(tiny_bundle), "CPU")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from helpers import TINY_MODEL
-from mipd_edge.bundle import read_manifest
 from mipd_edge.cli import main
+from mipd_edge.deploy.bundle import read_manifest
 from mipd_edge.train.rationales import load_rationales
 
 TINY = ["--epochs", "1", "--image-size", "64", "--batch-size", "16"]

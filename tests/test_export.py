@@ -6,11 +6,11 @@ import sys
 import numpy as np
 import pytest
 
-from mipd_edge.bundle import read_manifest
+from mipd_edge.deploy.bundle import read_manifest
+from mipd_edge.deploy.runtimes import load_runtime
 from mipd_edge.errors import BundleError, MipdEdgeError
 from mipd_edge.export import export_bundle
 from mipd_edge.quantize import quantize_bundle
-from mipd_edge.runtimes import load_runtime
 
 
 def test_int8_bundle_is_complete_and_verified(tiny_bundle):

@@ -141,9 +141,9 @@ def test_gold_pair_verbs(hoi_world):
     every seen pair of that verb and no unseen pair."""
     from mipd_edge.data.hico import image_dir
     from mipd_edge.data.hoi_vocabulary import hoi_vocabulary
+    from mipd_edge.deploy.preprocess import Preprocess
     from mipd_edge.models.store import load_student
     from mipd_edge.models.student import create_student
-    from mipd_edge.preprocess import Preprocess
     from mipd_edge.text import load_text_encoder
     from mipd_edge.train.hoi import HoiTrainSet, gold_pair_verbs, interaction_points
 
@@ -206,7 +206,7 @@ def test_hoi_bundle_through_the_predictor(hoi_world, hoi_bundle, tiny_bundle):
 
 
 def test_hoi_bundle_streams_a_folder(hoi_world, hoi_bundle, tmp_path):
-    from mipd_edge.stream import ImageSource, StreamWriter, run_stream
+    from mipd_edge.deploy.stream import ImageSource, StreamWriter, run_stream
 
     root, _ = hoi_world
     with Predictor(hoi_bundle[0], backend="onnxruntime") as p:
@@ -225,8 +225,8 @@ def test_hoi_int8_bundle_with_accuracy_control(hoi_world, tmp_path, monkeypatch)
     import nncf
 
     from mipd_edge.data.hico import dev_holdout, training_images
+    from mipd_edge.deploy.runtimes.selection import accuracy_gate
     from mipd_edge.quantize import quantize_bundle
-    from mipd_edge.runtimes.selection import accuracy_gate
 
     root, _ = hoi_world
     info = json.loads((root / "mipd" / "config.json").read_text())
@@ -298,8 +298,8 @@ def test_hoi_qat_bundle(hoi_world, tmp_path):
 def test_hoi_commands(hoi_world, tmp_path):
     """hoi-pairs, distill-hoi, export --precision int8 and predict-hoi on that bundle, in-process."""
     from helpers import TINY_MODEL
-    from mipd_edge.bundle import read_manifest
-    from mipd_edge.predictor import hoi_detections
+    from mipd_edge.deploy.bundle import read_manifest
+    from mipd_edge.deploy.predictor import hoi_detections
 
     root, _ = hoi_world
     data, config = root / "data", tmp_path / "tiny.yaml"

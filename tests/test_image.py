@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
+from mipd_edge.deploy.image import load_image
 from mipd_edge.errors import InvalidImageError, MipdEdgeError
-from mipd_edge.image import load_image
 
 
 def test_path_bytes_and_array(tmp_path):

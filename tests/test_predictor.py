@@ -4,8 +4,8 @@ import pytest
 
 from helpers import run_without_torch
 from mipd_edge import InvalidImageError, Predictor, VocabularyError
-from mipd_edge.bundle import read_manifest, write_manifest
 from mipd_edge.data.swig import SituDataset
+from mipd_edge.deploy.bundle import read_manifest, write_manifest
 from mipd_edge.errors import BundleError
 
 
@@ -145,7 +145,7 @@ src = pathlib.Path({str(tmp_path / 'b')!r})
 dst = pathlib.Path({str(tmp_path / 'c')!r})
 shutil.copytree(src, dst)
 shutil.rmtree(dst / "text_encoder")
-from mipd_edge.bundle import read_manifest, write_manifest
+from mipd_edge.deploy.bundle import read_manifest, write_manifest
 manifest = read_manifest(dst, verify=False)
 del manifest["text_encoder_onnx"]
 write_manifest(dst, manifest)  # as exported without --with-text-encoder

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from mipd_edge import Predictor
-from mipd_edge.bundle import read_manifest
+from mipd_edge.deploy.bundle import read_manifest
+from mipd_edge.deploy.image import load_image
+from mipd_edge.deploy.runtimes import installed
 from mipd_edge.errors import (
     BundleError,
     DatasetError,
@@ -26,8 +28,6 @@ from mipd_edge.errors import (
     VocabularyError,
 )
 from mipd_edge.files import atomic_output, read_json
-from mipd_edge.image import load_image
-from mipd_edge.runtimes import installed
 from mipd_edge.vocabulary import Vocabulary
 
 CLI = [sys.executable, "-m", "mipd_edge.cli"]

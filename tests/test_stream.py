@@ -8,8 +8,8 @@ import pytest
 
 from mipd_edge import Predictor
 from mipd_edge.data.synthsitu.video import write_demo_video
+from mipd_edge.deploy.stream import ImageSource, StreamWriter, VideoSource, open_source, run_stream
 from mipd_edge.errors import MipdEdgeError, OutputExistsError, StreamError
-from mipd_edge.stream import ImageSource, StreamWriter, VideoSource, open_source, run_stream
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +123,8 @@ def test_a_failing_writer_stops_the_stream_instead_of_blocking_it():
     end with the writer's error, not wait forever on a full queue."""
     import numpy as np
 
+    from mipd_edge.deploy.stream import Frame
     from mipd_edge.errors import MipdEdgeError
-    from mipd_edge.stream import Frame
 
     class Source:
         def __iter__(self):
@@ -191,7 +191,7 @@ def test_the_writer_checks_what_it_writes(tmp_path):
 
 @pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs /dev/full to fill a disk")
 def test_a_full_disk_is_an_error_not_a_success(tiny_bundle, tmp_path):
-    from mipd_edge.stream import Frame
+    from mipd_edge.deploy.stream import Frame
 
     writer = StreamWriter(json_lines=tmp_path / "r.jsonl")
     writer.json.close()

@@ -4,11 +4,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from mipd_edge.deploy.preprocess import Preprocess
 from mipd_edge.errors import MipdEdgeError
 from mipd_edge.models import STUDENT_CONFIGS, create_student
 from mipd_edge.models.backbones import build_backbone
 from mipd_edge.models.teacher import roi_pool
-from mipd_edge.preprocess import Preprocess
 
 
 @pytest.mark.parametrize("name", ["edge-xs", "edge-s"])

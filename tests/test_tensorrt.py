@@ -7,9 +7,9 @@ import importlib.util
 import numpy as np
 import pytest
 
-from mipd_edge.bundle import read_manifest
+from mipd_edge.deploy.bundle import read_manifest
+from mipd_edge.deploy.runtimes import load_runtime
 from mipd_edge.errors import MissingDependencyError
-from mipd_edge.runtimes import load_runtime
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 

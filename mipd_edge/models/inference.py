@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from ..data.swig import SituDataset
+from ..deploy.postprocess import SituationDecoder, recognize
+from ..deploy.preprocess import Preprocess
 from ..files import PathLike
-from ..postprocess import SituationDecoder, recognize
-from ..preprocess import Preprocess
 from ..progress import progress_bar
 from ..vocabulary import Vocabulary
 from .student import Student

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..deploy.preprocess import Preprocess
 from ..errors import MipdEdgeError, require
 from ..files import WEIGHTS_FILE
-from ..preprocess import Preprocess
 from ..text import TextEncoder, fingerprint, model_text_encoder
 from .store import load_state, load_weights, read_model_info
 from .student import Student, StudentConfig

@@ -13,11 +13,11 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..bundle import task_of
 from ..data.split import dataset_split, training_verbs
+from ..deploy.bundle import task_of
+from ..deploy.preprocess import Preprocess
+from ..deploy.runtimes import load_runtime
 from ..errors import require
-from ..preprocess import Preprocess
-from ..runtimes import load_runtime
 from ..vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,8 @@ def quantize_openvino_with_accuracy_control(bundle: Path, manifest: Mapping[str,
 def gsr_validation(bundle: Path, manifest: Mapping[str, Any], data_dir: Path, fp32, info: Mapping[str, Any],
                    metric: str = "grnd_value", split: str = "dev") -> Validation:
     from ..data.swig import SituDataset
+    from ..deploy.postprocess import SituationDecoder, recognize
     from ..metrics import evaluate
-    from ..postprocess import SituationDecoder, recognize
 
     preprocess = Preprocess.from_json(manifest["preprocess"])
     vocabulary = Vocabulary.load(bundle / manifest["vocabulary"])
@@ -82,9 +82,9 @@ def gsr_validation(bundle: Path, manifest: Mapping[str, Any], data_dir: Path, fp
 def hoi_validation(bundle: Path, manifest: Mapping[str, Any], data_dir: Path, fp32,
                    info: Mapping[str, Any]) -> Validation:
     from ..data.hico import image_dir
+    from ..deploy.image import load_image
+    from ..deploy.interactions import InteractionDecoder
     from ..hoi_metrics import evaluate_hoi
-    from ..image import load_image
-    from ..interactions import InteractionDecoder
     from .calibration import hoi_selection
 
     preprocess = Preprocess.from_json(manifest["preprocess"])

@@ -15,16 +15,16 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..bundle import read_manifest, task_of, write_manifest
 from ..data.split import dataset_split, training_verbs
+from ..deploy.bundle import read_manifest, task_of, write_manifest
+from ..deploy.predictor import Predictor, evaluate_predictor
+from ..deploy.preprocess import Preprocess
+from ..deploy.runtimes import installed, load_runtime
+from ..deploy.runtimes.selection import DEFAULT_MAX_DROP
 from ..errors import BundleError, MipdEdgeError
 from ..export import onnx_to_openvino, reference_outputs, verification_images, write_bundle
 from ..files import WEIGHTS_FILE, PathLike, atomic_output, check_output
 from ..models.store import load_student, read_model_info
-from ..predictor import Predictor, evaluate_predictor
-from ..preprocess import Preprocess
-from ..runtimes import installed, load_runtime
-from ..runtimes.selection import DEFAULT_MAX_DROP
 from ..vocabulary import Vocabulary
 from .calibration import calibration_images
 
@@ -204,7 +204,7 @@ def compare_hoi_precisions(bundle: Path, manifest: dict[str, Any], data_dir: Pat
     """mAP of the FP32 and INT8 graphs of an HOI bundle on the images its student was selected
     on (held-out training images, no unseen class), scored against the seen verbs: the gate."""
     from ..data.hico import image_dir
-    from ..predictor import evaluate_hoi_predictor
+    from ..deploy.predictor import evaluate_hoi_predictor
     from .calibration import hoi_selection
 
     backend, options = comparison_backend(list(manifest["graphs"]))

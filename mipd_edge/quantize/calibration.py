@@ -9,9 +9,9 @@ import numpy as np
 
 from ..data.split import dataset_split
 from ..data.swig import SituDataset
+from ..deploy.image import load_image
+from ..deploy.preprocess import Preprocess
 from ..errors import MipdEdgeError
-from ..image import load_image
-from ..preprocess import Preprocess
 from ..progress import progress_bar
 
 

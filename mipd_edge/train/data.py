@@ -17,9 +17,9 @@ import torch
 
 from ..data.split import dataset_split, training_verbs
 from ..data.swig import SituDataset
+from ..deploy.preprocess import Preprocess
 from ..errors import VocabularyError
 from ..files import PathLike
-from ..preprocess import Preprocess
 from ..progress import progress_bar
 from ..vocabulary import Vocabulary
 

@@ -26,11 +26,11 @@ import torch
 from torch import nn
 
 from ..data.swig import SituDataset
+from ..deploy.preprocess import Preprocess
 from ..errors import MipdEdgeError
 from ..files import PathLike, default_cache_dir, read_json
 from ..methods import method_info
 from ..models.student import Student, create_student
-from ..preprocess import Preprocess
 from ..text import load_text_encoder
 from ..vocabulary import Vocabulary
 from .config import TrainConfig

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 from ..data.swig import SituDataset
+from ..deploy.preprocess import Preprocess
 from ..metrics import evaluate
 from ..models.inference import predict_dataset
 from ..models.student import Student
-from ..preprocess import Preprocess
 from ..vocabulary import Vocabulary
 from .loop import Evaluator
 

@@ -36,14 +36,14 @@ from torch import nn
 from ..data.hico import HoiImage, HoiSpace, dev_holdout, image_dir, seen_verbs, training_images
 from ..data.hoi_pairs import crop_name, pair_boxes, write_pair_situations
 from ..data.hoi_vocabulary import ROLES, hoi_vocabulary, object_matrix, object_noun
+from ..deploy.image import load_image
+from ..deploy.interactions import InteractionDecoder
+from ..deploy.preprocess import Preprocess
 from ..errors import MipdEdgeError
 from ..files import PathLike, default_cache_dir
 from ..hoi_metrics import evaluate_hoi
-from ..image import load_image
-from ..interactions import InteractionDecoder
 from ..methods import method_info
 from ..models.student import HoiStudent, create_student
-from ..preprocess import Preprocess
 from ..progress import progress_bar
 from ..text import load_text_encoder
 from ..vocabulary import Vocabulary

@@ -26,11 +26,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..deploy.postprocess import role_inputs
 from ..errors import MipdEdgeError, OutputExistsError
 from ..files import WEIGHTS_FILE, atomic_write_bytes
 from ..models.store import load_state, save_model
 from ..models.student import Student
-from ..postprocess import role_inputs
 from ..progress import progress_bar
 from ..vocabulary import Vocabulary
 from .checkpoint import load_checkpoint, save_checkpoint

@@ -36,10 +36,10 @@ import numpy as np
 import torch
 
 from ..data.swig import Annotation, SituDataset
+from ..deploy.postprocess import softmax
 from ..errors import MipdEdgeError
 from ..files import PathLike, default_cache_dir
 from ..models.teacher import Teacher, load_teacher
-from ..postprocess import softmax
 from ..progress import progress_bar
 from ..text import DEFAULT_TEXT_ENCODER, load_text_encoder
 from ..vocabulary import Vocabulary

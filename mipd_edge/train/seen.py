@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..bundle import file_digest
+from ..deploy.bundle import file_digest
+from ..deploy.image import IMAGE_SUFFIXES
 from ..errors import MipdEdgeError
 from ..files import PathLike, read_json, write_json
-from ..image import IMAGE_SUFFIXES
 
 SEEN_FILE = "seen.json"
 

@@ -20,9 +20,9 @@ from typing import Any, Optional, Sequence
 import torch
 
 from ..data.swig import SituDataset
+from ..deploy.preprocess import Preprocess
 from ..files import PathLike, default_cache_dir
 from ..models.teacher import TEACHER_CONFIG, TeacherNet, roi_pool
-from ..preprocess import Preprocess
 from ..text import load_text_encoder
 from ..vocabulary import Vocabulary
 from .config import TrainConfig

@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ...deploy.image import load_image
 from ...files import PathLike
-from ...image import load_image
 from ..swig import SituDataset
 
 

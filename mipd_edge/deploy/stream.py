@@ -26,11 +26,11 @@ from typing import Any, Callable, Iterator, Optional, Union
 import cv2
 import numpy as np
 
+from ..errors import InvalidImageError, MipdEdgeError, StreamError
+from ..files import atomic_output, check_output, regular_file
+from ..situation import Situation
 from .draw import draw_result
-from .errors import InvalidImageError, MipdEdgeError, StreamError
-from .files import atomic_output, check_output, regular_file
 from .image import IMAGE_SUFFIXES, load_image
-from .situation import Situation
 
 log = logging.getLogger(__name__)
 

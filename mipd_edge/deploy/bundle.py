@@ -13,8 +13,8 @@ import math
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Optional, Sequence
 
-from .errors import BundleError, DatasetError
-from .files import PathLike, read_json, write_json
+from ..errors import BundleError, DatasetError
+from ..files import PathLike, read_json, write_json
 
 FORMAT = "mipd-edge-bundle"
 VERSION = 2  # 2: every file's SHA-256 recorded in "files"

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import cv2
 import numpy as np
 
-from .errors import InvalidImageError
+from ..errors import InvalidImageError
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any, Optional, Union
 import cv2
 import numpy as np
 
-from .errors import InvalidImageError
-from .files import regular_file
+from ..errors import InvalidImageError
+from ..files import regular_file
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
 

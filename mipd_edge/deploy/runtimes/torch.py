@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..errors import BundleError, require
+from ...errors import BundleError, require
 from .base import Runtime
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,8 @@ class TorchRuntime(Runtime):
                  threads: Optional[int] = None, compiled: Optional[bool] = None, canvas_input: bool = False):
         super().__init__(bundle, manifest, device, precision or "fp32", threads, canvas_input)
         torch = require("torch", self.extra, "The PyTorch backend")
-        from ..models.store import load_state, load_weights
-        from ..models.student import StudentConfig, build_student
+        from ...models.store import load_state, load_weights
+        from ...models.student import StudentConfig, build_student
 
         if self.precision == "int8":
             raise BundleError("the torch backend runs fp32 or fp16; INT8 runs on openvino, onnxruntime or tensorrt")

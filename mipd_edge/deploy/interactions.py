@@ -15,12 +15,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .data.hico import PERSON, HoiSpace
-from .data.hoi_vocabulary import category_of, object_matrix, object_noun
+from ..data.hico import PERSON, HoiSpace
+from ..data.hoi_vocabulary import category_of, object_matrix, object_noun
+from ..situation import RoleValue, Situation, VerbCandidate
+from ..vocabulary import Vocabulary
 from .postprocess import softmax
 from .preprocess import Letterbox
-from .situation import RoleValue, Situation, VerbCandidate
-from .vocabulary import Vocabulary
 
 MAX_DETECTIONS = 100  # per image, as the HICO-DET code bases keep
 

@@ -9,7 +9,7 @@ from typing import Mapping, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from .situation import Situation
+from ..situation import Situation
 
 PALETTE = [(64, 200, 255), (80, 220, 100), (255, 160, 60), (200, 90, 255), (60, 90, 250), (250, 230, 80)]
 

@@ -10,8 +10,8 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
+from ...errors import BundleError, require
 from ..bundle import graph_path
-from ..errors import BundleError, require
 from .base import FORMAT_BY_PRECISION, Pool, Runtime
 
 log = logging.getLogger(__name__)

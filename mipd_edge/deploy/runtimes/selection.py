@@ -25,10 +25,10 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from ...errors import BundleError, MipdEdgeError
+from ...files import WEIGHTS_FILE, atomic_write_bytes, default_cache_dir
+from ...machine import cpu_features, cpu_name, library_versions
 from ..bundle import bundle_digest, task_of
-from ..errors import BundleError, MipdEdgeError
-from ..files import WEIGHTS_FILE, atomic_write_bytes, default_cache_dir
-from ..machine import cpu_features, cpu_name, library_versions
 from . import BACKENDS, PREFERENCE, installed, load_runtime
 from .base import Runtime
 

@@ -31,16 +31,16 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from ..errors import BundleError, VocabularyError
+from ..files import PathLike
+from ..situation import Situation
+from ..text import LazyTextEncoder, OnnxTextEncoder, model_text_encoder
+from ..vocabulary import Vocabulary
 from .bundle import bundle_file, read_manifest, task_of
-from .errors import BundleError, VocabularyError
-from .files import PathLike
 from .image import ImageSource, load_image
 from .postprocess import GraphMatchedDecoder, SituationDecoder, recognize
 from .preprocess import Letterbox
 from .runtimes.selection import select_runtime
-from .situation import Situation
-from .text import LazyTextEncoder, OnnxTextEncoder, model_text_encoder
-from .vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Predictor:
         decoder = GraphMatchedDecoder if self.runtime.matches_in_graph and self.task != "hoi" else SituationDecoder
         self.decoder = decoder(self.vocabulary, scales["verb"], scales["noun"], int(self.manifest["max_roles"]), top_k)
         if self.task == "hoi":
-            from .data.hico import HoiSpace
+            from ..data.hico import HoiSpace
             from .interactions import InteractionDecoder
 
             space = HoiSpace.from_json(self.manifest["hoi_space"]) if "hoi_space" in self.manifest else None
@@ -207,9 +207,9 @@ def evaluate_predictor(predictor: Predictor, data_dir: PathLike, split: str = "t
                        verbs: Optional[Sequence[str]] = None) -> dict:
     """GSR metrics of a predictor on a dataset split, or its first ``limit`` images (top-5
     roles and gt-verb roles decoded); ``verbs`` keeps only the images of those verbs."""
-    from .data.swig import SituDataset
-    from .metrics import evaluate
-    from .progress import progress_bar
+    from ..data.swig import SituDataset
+    from ..metrics import evaluate
+    from ..progress import progress_bar
 
     dataset = SituDataset(data_dir, split)
     keep = None if verbs is None else set(verbs)
@@ -229,7 +229,7 @@ def hoi_detections(predictor: Predictor, images: Sequence[Any], folder: PathLike
                    progress: bool = False) -> dict[str, list[dict]]:
     """An HOI predictor's detections of the space's classes on annotated images
     (``data.hico.HoiImage``) in ``folder``: the ``mipd-edge eval-hoi`` predictions file."""
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     predictions = {}
     for start in progress_bar(range(0, len(images), batch_size), desc=f"predict HOI ({predictor.backend})",
@@ -243,8 +243,8 @@ def hoi_detections(predictor: Predictor, images: Sequence[Any], folder: PathLike
 def evaluate_hoi_predictor(predictor: Predictor, images: Sequence[Any], folder: PathLike, batch_size: int = 16,
                            rare: Sequence[int] = (), zero_shot: Optional[str] = None, progress: bool = False) -> dict:
     """HICO-DET mAP of an HOI predictor on annotated images in ``folder``."""
-    from .data.hico import HoiSpace
-    from .hoi_metrics import evaluate_hoi
+    from ..data.hico import HoiSpace
+    from ..hoi_metrics import evaluate_hoi
 
     return evaluate_hoi(images, hoi_detections(predictor, images, folder, batch_size, progress),
                         HoiSpace.from_json(predictor.manifest["hoi_space"]), rare, zero_shot)

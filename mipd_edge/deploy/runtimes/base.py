@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, Opt
 
 import numpy as np
 
+from ...errors import BundleError, InvalidImageError
 from ..bundle import check_input_shapes, graph_io, task_of
-from ..errors import BundleError, InvalidImageError
 from ..preprocess import Preprocess
 
 if TYPE_CHECKING:

@@ -22,8 +22,8 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from ...errors import BundleError, require
 from ..bundle import file_digest, graph_io, graph_path, task_of
-from ..errors import BundleError, require
 from .base import Pool, Runtime
 
 log = logging.getLogger(__name__)

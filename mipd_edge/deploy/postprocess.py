@@ -15,9 +15,9 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..situation import RoleValue, Situation, VerbCandidate
+from ..vocabulary import Vocabulary
 from .preprocess import Letterbox
-from .situation import RoleValue, Situation, VerbCandidate
-from .vocabulary import Vocabulary
 
 DecodeFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 

@@ -12,15 +12,15 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from ..errors import BundleError, MissingDependencyError
+from ...errors import BundleError, MissingDependencyError
 from .base import Runtime
 
 # name -> (module, class, the package it needs, the pip extra)
 BACKENDS = {
-    "tensorrt": ("mipd_edge.runtimes.tensorrt", "TensorRTRuntime", "tensorrt", "tensorrt"),
-    "openvino": ("mipd_edge.runtimes.openvino", "OpenVinoRuntime", "openvino", "openvino"),
-    "onnxruntime": ("mipd_edge.runtimes.onnxruntime", "OnnxRuntime", "onnxruntime", "onnx"),
-    "torch": ("mipd_edge.runtimes.torch", "TorchRuntime", "torch", "train"),
+    "tensorrt": ("mipd_edge.deploy.runtimes.tensorrt", "TensorRTRuntime", "tensorrt", "tensorrt"),
+    "openvino": ("mipd_edge.deploy.runtimes.openvino", "OpenVinoRuntime", "openvino", "openvino"),
+    "onnxruntime": ("mipd_edge.deploy.runtimes.onnxruntime", "OnnxRuntime", "onnxruntime", "onnx"),
+    "torch": ("mipd_edge.deploy.runtimes.torch", "TorchRuntime", "torch", "train"),
 }
 # the backends that can serve each device kind; ``auto`` measures them (this order breaks no ties)
 PREFERENCE = {"CPU": ("openvino", "onnxruntime", "torch"), "GPU": ("openvino",),
