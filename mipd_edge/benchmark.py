@@ -24,8 +24,8 @@ import numpy as np
 
 from .benchmark_report import add_ratios, format_number, write_results
 from .data.split import dataset_split
-from .deploy.bundle import bundle_digest, read_manifest
-from .deploy.runtimes.selection import PRECISIONS, graph_format, offers, unsupported
+from .deploy.bundle import PRECISIONS, bundle_digest, graph_format, read_manifest
+from .deploy.runtimes.selection import offers, unsupported
 from .errors import MipdEdgeError
 from .files import WEIGHTS_FILE, PathLike
 from .machine import device_info, library_versions

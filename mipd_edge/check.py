@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .deploy.bundle import read_manifest, verify_files
+from .deploy.bundle import PRECISIONS, read_manifest, verify_files
 from .deploy.predictor import Predictor
-from .deploy.runtimes.selection import PRECISIONS, candidates
+from .deploy.runtimes.selection import candidates
 from .errors import BundleError, MipdEdgeError
 from .files import PathLike
 

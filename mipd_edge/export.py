@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .data.swig import SituDataset, find_space, read_space
-from .deploy.bundle import graph_io, write_manifest
+from .deploy.bundle import graph_files, graph_io, write_manifest
 from .deploy.postprocess import SituationDecoder
 from .deploy.preprocess import Preprocess
 from .deploy.runtimes import load_runtime
@@ -117,8 +117,8 @@ def export_graphs(model: Student, out: Path, dynamic_batch: bool) -> dict[str, s
         ("decoder", decoder_graph(model), True),
     ):
         inputs = example_inputs(model, 2 if dynamic else 1)[graph]
-        export_onnx(module.eval(), graph, out / f"{graph}.onnx", inputs, dynamic, task=model.cfg.task)
-        graphs[graph] = f"{graph}.onnx"
+        graphs[graph] = graph_files("onnx")[graph]
+        export_onnx(module.eval(), graph, out / graphs[graph], inputs, dynamic, task=model.cfg.task)
     log.info("exported ONNX graphs -> %s", out)
     return graphs
 
@@ -255,9 +255,9 @@ def write_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str], pre
     if with_text_encoder:
         manifest["text_encoder_onnx"] = export_text_encoder(manifest["text_encoder_spec"], out, encoder.id)
     if "openvino" in formats:
-        for graph in ("encoder", "decoder"):
-            onnx_to_openvino(out / f"{graph}.onnx", out / "openvino" / f"{graph}.xml", precision == "fp16")
-        manifest["graphs"]["openvino"] = {g: f"openvino/{g}.xml" for g in ("encoder", "decoder")}
+        manifest["graphs"]["openvino"] = graph_files("openvino")
+        for graph, xml in manifest["graphs"]["openvino"].items():
+            onnx_to_openvino(out / manifest["graphs"]["onnx"][graph], out / xml, precision == "fp16")
     if "tensorrt" in formats:
         from .deploy.runtimes.tensorrt import build_engines
 

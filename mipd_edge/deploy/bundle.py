@@ -36,7 +36,33 @@ def graph_io(task: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     return (HOI_INPUTS, HOI_OUTPUTS) if task == "hoi" else (INPUTS, OUTPUTS)
 
 
-GRAPH_FORMATS = ("onnx", "onnx-int8", "openvino", "openvino-int8", "tensorrt")
+GRAPHS = ("encoder", "decoder")
+# the graph formats a bundle holds: name -> where each graph lives in the bundle (tensorrt:
+# engines built on the device, named by GPU and TensorRT version, so no fixed files)
+GRAPH_FORMATS: dict[str, dict[str, str]] = {
+    "onnx": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"},
+    "onnx-int8": {"encoder": "encoder.int8.onnx", "decoder": "decoder.onnx"},  # INT8 is in the encoder
+    "openvino": {"encoder": "openvino/encoder.xml", "decoder": "openvino/decoder.xml"},
+    "openvino-int8": {"encoder": "openvino/encoder.int8.xml", "decoder": "openvino/decoder.xml"},
+    "tensorrt": {},
+}
+# the graph family each backend reads (torch: the weights file); TensorRT builds its engines from ONNX
+BACKEND_FAMILY: dict[str, Optional[str]] = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "onnx",
+                                            "torch": None}
+PRECISIONS = ("fp32", "fp16", "int8")  # fp16 runs from the fp32 graphs (converted by the runtime or at export)
+
+
+def graph_format(backend: str, precision: str) -> Optional[str]:
+    """The graph format a backend runs a precision from (None: the weights file)."""
+    family = BACKEND_FAMILY[backend]
+    if family is None:
+        return None
+    return family + ("-int8" if precision == "int8" else "")
+
+
+def graph_files(fmt: str) -> dict[str, str]:
+    """Where a format's graphs are written in a bundle (relative paths, as the manifest records them)."""
+    return dict(GRAPH_FORMATS[fmt])
 MAX_MANIFEST_BYTES = 16 << 20
 MAX_MANIFEST_DEPTH = 32
 UNRECORDED = ("tensorrt",)  # engines are built on the device and keyed by the ONNX graph they came from

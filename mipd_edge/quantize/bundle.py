@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..data.split import dataset_split, training_verbs
-from ..deploy.bundle import read_manifest, task_of, write_manifest
+from ..deploy.bundle import graph_files, graph_format, read_manifest, task_of, write_manifest
 from ..deploy.predictor import Predictor, evaluate_predictor
 from ..deploy.preprocess import Preprocess
 from ..deploy.runtimes import installed, load_runtime
@@ -90,11 +90,12 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, c
     gate = DEFAULT_MAX_DROP if max_drop is None else float(max_drop)
     report: dict[str, Any] = {"method": method, "calibration_images": len(calibration), "encoder": "int8",
                               "decoder": "fp32", "accuracy_gate": gate}
+    onnx_int8, openvino_int8 = (out / graph_files(f"{family}-int8")["encoder"] for family in ("onnx", "openvino"))
     if method == "ptq":
         from .ptq import quantize_onnx_nncf, quantize_onnx_ort, quantize_openvino
 
         if "openvino" in formats:
-            target = out / "openvino" / "encoder.int8.xml"
+            target = openvino_int8
             if max_drop is None:
                 quantize_openvino(out / manifest["graphs"]["openvino"]["encoder"], target, calibration)
             else:
@@ -104,7 +105,7 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, c
                     out, manifest, target, calibration, data_dir, max_drop, info)
         if "onnx" in formats:
             engine = quantize_onnx_ort if ort_static else quantize_onnx_nncf
-            engine(out / "encoder.onnx", out / "encoder.int8.onnx", calibration)
+            engine(out / manifest["graphs"]["onnx"]["encoder"], onnx_int8, calibration)
             report["onnx_engine"] = "onnxruntime static QDQ (u8/s8)" if ort_static else "nncf QDQ"
     else:
         from .qat import quantize_aware_training
@@ -112,26 +113,22 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, c
         model, _ = load_student(model_dir)
         train_images = calibration_images(data_dir, preprocess, max(calib_size, 1000), seed=1, progress=progress,
                                           zero_shot=zero_shot)
-        report["qat"] = quantize_aware_training(model, calibration, train_images, out / "encoder.int8.onnx",
+        report["qat"] = quantize_aware_training(model, calibration, train_images, onnx_int8,
                                                 qat_epochs, dynamic_batch=dynamic_batch, progress=progress)
         if "openvino" in formats:
-            onnx_to_openvino(out / "encoder.int8.onnx", out / "openvino" / "encoder.int8.xml", fp16=False)
+            onnx_to_openvino(onnx_int8, openvino_int8, fp16=False)
         if "onnx" not in formats:
-            (out / "encoder.int8.onnx").unlink()
-    if "onnx" in formats:
-        manifest["graphs"]["onnx-int8"] = {"encoder": "encoder.int8.onnx", "decoder": "decoder.onnx"}
-    if "openvino" in formats:
-        manifest["graphs"]["openvino-int8"] = {
-            "encoder": "openvino/encoder.int8.xml",
-            "decoder": "openvino/decoder.xml",
-        }
+            onnx_int8.unlink()
+    for family in formats:
+        manifest["graphs"][f"{family}-int8"] = graph_files(f"{family}-int8")
     manifest["precision"] = "int8"
     manifest["quantization"] = report
 
     model, _ = load_student(model_dir)
     vocabulary = Vocabulary.load(out / manifest["vocabulary"])
     reference = reference_outputs(model, verification_images(data_dir, preprocess), vocabulary)
-    for fmt, backend in (("onnx-int8", "onnxruntime"), ("openvino-int8", "openvino")):
+    for backend in ("onnxruntime", "openvino"):
+        fmt = graph_format(backend, "int8")
         if fmt in manifest["graphs"]:
             with load_runtime(backend, out, manifest, precision="int8") as runtime:
                 manifest["verification"][fmt] = agreement(runtime, reference, fmt)

@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, Opt
 import numpy as np
 
 from ...errors import BundleError, InvalidImageError
-from ..bundle import check_input_shapes, graph_io, task_of
+from ..bundle import PRECISIONS, check_input_shapes, graph_io, task_of
 from ..preprocess import Preprocess
 
 if TYPE_CHECKING:
     from ..postprocess import VocabularyTables
 
-FORMAT_BY_PRECISION = {"fp32": "", "fp16": "", "int8": "-int8"}
 T = TypeVar("T")
 
 
@@ -62,7 +61,7 @@ class Runtime(ABC):
         gives whichever input the encoder takes, so callers need not know."""
         self.bundle, self.manifest, self.device = Path(bundle), manifest, device
         self.precision = precision or manifest.get("precision", "fp32")
-        if self.precision not in FORMAT_BY_PRECISION:
+        if self.precision not in PRECISIONS:
             raise BundleError(f"precision must be fp32, fp16 or int8, got {self.precision!r}")
         self.threads = threads
         self.canvas_input = canvas_input

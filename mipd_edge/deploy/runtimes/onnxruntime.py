@@ -9,8 +9,8 @@ from typing import Any, Callable, Mapping, Optional
 import numpy as np
 
 from ...errors import BundleError, require
-from ..bundle import graph_path
-from .base import FORMAT_BY_PRECISION, Runtime
+from ..bundle import graph_format, graph_path
+from .base import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class OnnxRuntime(Runtime):
         providers = [p for p in PROVIDERS[device] if p in available]
         if PROVIDERS[device][0] not in available:
             raise BundleError(f"onnxruntime here has no {PROVIDERS[device][0]} (available: {sorted(available)})")
-        fmt = "onnx" + FORMAT_BY_PRECISION[self.precision]
+        fmt = graph_format("onnxruntime", self.precision)
         self.sessions = {}
         for graph in ("encoder", "decoder"):
             options = ort.SessionOptions()

@@ -11,8 +11,8 @@ from typing import Any, Callable, Mapping, Optional
 import numpy as np
 
 from ...errors import BundleError, require
-from ..bundle import graph_path
-from .base import FORMAT_BY_PRECISION, Pool, Runtime
+from ..bundle import graph_format, graph_path
+from .base import Pool, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class OpenVinoRuntime(Runtime):
         if cache_dir:
             self.core.set_property({"CACHE_DIR": str(cache_dir)})
         self.config = config
-        fmt = "openvino" + FORMAT_BY_PRECISION[self.precision]
+        fmt = graph_format("openvino", self.precision)
         self.models: dict[str, Any] = {}
         self.graphs: dict[str, CompiledGraph] = {}
         self.known_names = [n for names in (*self.inputs.values(), *self.output_names_of.values()) for n in names] + \

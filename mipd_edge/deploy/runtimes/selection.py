@@ -28,13 +28,12 @@ import numpy as np
 from ...errors import BundleError, MipdEdgeError
 from ...files import WEIGHTS_FILE, atomic_write_bytes, default_cache_dir
 from ...machine import cpu_features, cpu_name, library_versions
-from ..bundle import bundle_digest, task_of
+from ..bundle import PRECISIONS, bundle_digest, graph_format, task_of
 from . import BACKENDS, PREFERENCE, installed, load_runtime
 from .base import Runtime
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_MAX_DROP = 1.0  # points of dev top-1 verb and grounded value INT8 may lose (DESIGN section 7)
 # per task, the recorded INT8 - FP32 differences the gate reads: situations' dev verb top-1 and
 # grounded value, interactions' mAP on held-out training images
@@ -45,16 +44,6 @@ WARMUP = 3  # untimed iterations per candidate, and per round
 
 
 # -- what a bundle offers ---------------------------------------------------------------------------
-
-def graph_format(backend: str, precision: str) -> Optional[str]:
-    """The bundle graph format a backend runs a precision from (None: the weights file)."""
-    if backend == "torch":
-        return None
-    if backend == "tensorrt":
-        return "onnx-int8" if precision == "int8" else "onnx"
-    base = "onnx" if backend == "onnxruntime" else "openvino"
-    return base + ("-int8" if precision == "int8" else "")
-
 
 def unsupported(backend: str, precision: str, device: str) -> Optional[str]:
     """Why ``backend`` cannot run ``precision`` on ``device`` whatever the bundle, or None."""

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from ...errors import BundleError, require
-from ..bundle import file_digest, graph_io, graph_path, task_of
+from ..bundle import file_digest, graph_format, graph_io, graph_path, task_of
 from .base import Pool, Runtime
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def input_shapes(manifest: Mapping[str, Any], graph: str, max_batch: int = 32) -
 def build_engines(bundle: Path, manifest: Mapping[str, Any], precision: str) -> dict[str, str]:
     """Engines for both graphs on this GPU (reused when already built); paths relative to the bundle."""
     trt = require("tensorrt", "tensorrt", "TensorRT engines")
-    source = "onnx-int8" if precision == "int8" else "onnx"
+    source = graph_format("tensorrt", precision)
     key = engine_key(trt, precision)
     out = {}
     for graph in ("encoder", "decoder"):
