@@ -122,45 +122,6 @@ def test_qat_and_ort_static_int8(tiny_student, tiny_world, tiny_bundle, ort_stat
 
 
 @pytest.mark.slow
-def test_accuracy_controlled_int8(tiny_student, tiny_world, tmp_path, monkeypatch):
-    """Accuracy control and the accuracy gate are model selection: no image or name of an
-    unseen verb may reach them (the open-vocabulary rule)."""
-    import nncf
-
-    from mipd_edge import predictor as predictor_module
-    from mipd_edge.data.split import load_split, training_verbs
-    from mipd_edge.data.swig import SituDataset
-
-    split = load_split(tiny_world / "data" / "splits.json")
-    unseen = set(split["unseen"])
-    real_control, seen_by_control = nncf.quantize_with_accuracy_control, []
-
-    def watched_control(model, calibration, validation, validate, **kwargs):
-        seen_by_control.extend(name for name, *_ in validation.get_data())
-        return real_control(model, calibration, validation, validate, **kwargs)
-
-    real_evaluate, gate_calls = predictor_module.evaluate_predictor, []
-
-    def watched_evaluate(predictor, data_dir, split_name, *args, verbs=None, **kwargs):
-        if verbs is not None:  # the gate's evaluation
-            gate_calls.append((set(verbs), set(predictor.vocabulary.verbs)))
-        return real_evaluate(predictor, data_dir, split_name, *args, verbs=verbs, **kwargs)
-
-    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", watched_control)
-    monkeypatch.setattr("mipd_edge.quantize.bundle.evaluate_predictor", watched_evaluate)
-    m = quantize_bundle(tiny_student, tiny_world / "data", tmp_path / "ac", "ptq", calib_size=16, max_drop=1.0,
-                        formats=("openvino",), progress=False)
-    assert m["quantization"]["accuracy_control"]["max_drop"] == 1.0
-    assert (tmp_path / "ac" / "openvino" / "encoder.int8.xml").is_file()
-    dev = SituDataset(tiny_world / "data", "dev")
-    allowed = [n for n in dev.names if dev.annotations[n].verb not in unseen]
-    assert seen_by_control and sorted(seen_by_control) == sorted(allowed)  # every training-verb image, no other
-    assert len(gate_calls) == 2 and all(verbs == set(training_verbs(split)) and not vocab & unseen
-                                        for verbs, vocab in gate_calls)
-    assert m["metrics"]["gate"]["images"] == len(allowed) < len(dev.names)
-
-
-@pytest.mark.slow
 def test_export_and_quantize_cli(tiny_student, tiny_world, tmp_path):
     r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "export", "--model", str(tiny_student), "--out",
                         str(tmp_path / "b"), "--data", str(tiny_world / "data"), "--formats", "onnx"],

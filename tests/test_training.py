@@ -6,13 +6,16 @@ import sys
 import time
 
 import pytest
+import torch
 
 from helpers import TINY_MODEL, tiny_config
 from mipd_edge.data.split import load_split, training_verbs
 from mipd_edge.data.swig import read_annotations, read_space
 from mipd_edge.errors import MipdEdgeError
 from mipd_edge.metrics import evaluate
+from mipd_edge.train.checkpoint import load_checkpoint, save_checkpoint
 from mipd_edge.train.distill import distill
+from mipd_edge.train.loop import random_state, restore_random_state
 from mipd_edge.vocabulary import Vocabulary
 
 
@@ -177,3 +180,49 @@ def test_a_teacher_that_saw_the_students_images_is_refused(tiny_world, tmp_path,
     with pytest.raises(MipdEdgeError, match="does not record which images"):
         distill(tiny_world / "data", tmp_path / "s", tiny_config(method="kd"), teacher, progress=False,
                 cache_dir=cache_dir)
+
+
+def scaled_steps(device: str, steps: int = 3) -> "torch.amp.GradScaler":
+    """A loss scaler after a few steps that grow its scale (every step, from 1024)."""
+    scaler = torch.amp.GradScaler(device, init_scale=1024.0, growth_interval=1)
+    p = torch.nn.Parameter(torch.ones(3, device=device))
+    opt = torch.optim.SGD([p], lr=0.1)
+    for _ in range(steps):
+        opt.zero_grad()
+        scaler.scale((p * 2).sum()).backward()
+        scaler.step(opt)
+        scaler.update()
+    return scaler
+
+
+def test_checkpoints_keep_the_loss_scale_and_the_random_state(tmp_path):
+    """What an exact resume on a GPU needs beyond weights and optimizer: the AMP loss scale
+    (the CPU scaler stands in for CUDA's here) and the random generators."""
+    device = torch.device("cpu")
+    scaler = scaled_steps("cpu")
+    torch.manual_seed(5)
+    torch.rand(3)
+    save_checkpoint(tmp_path / "c.safetensors", {"w": torch.zeros(1)}, random_state(scaler, device))
+    expected = torch.rand(4)
+    _, state = load_checkpoint(tmp_path / "c.safetensors")
+    fresh = torch.amp.GradScaler("cpu", init_scale=1.0, growth_interval=1)
+    torch.manual_seed(0)
+    restore_random_state(state, fresh, device)
+    assert fresh.get_scale() == scaler.get_scale() == 8192.0
+    assert torch.equal(torch.rand(4), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on the development machines)")
+def test_checkpoints_keep_the_cuda_random_state_and_loss_scale(tmp_path):
+    device = torch.device("cuda", torch.cuda.current_device())
+    scaler = scaled_steps("cuda")
+    torch.cuda.manual_seed(5)
+    torch.rand(3, device=device)
+    save_checkpoint(tmp_path / "c.safetensors", {"w": torch.zeros(1)}, random_state(scaler, device))
+    expected = torch.rand(4, device=device)
+    _, state = load_checkpoint(tmp_path / "c.safetensors")
+    fresh = torch.amp.GradScaler("cuda", init_scale=1.0, growth_interval=1)
+    torch.cuda.manual_seed(0)
+    restore_random_state(state, fresh, device)
+    assert fresh.get_scale() == scaler.get_scale() == 8192.0
+    assert torch.equal(torch.rand(4, device=device), expected)

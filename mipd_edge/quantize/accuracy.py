@@ -56,8 +56,8 @@ def gsr_validation(bundle: Path, manifest: Mapping[str, Any], data_dir: Path, fp
 
     preprocess = Preprocess.from_json(manifest["preprocess"])
     vocabulary = Vocabulary.load(bundle / manifest["vocabulary"])
-    split = dataset_split(data_dir, required=False)
-    allowed = set(training_verbs(split) if split is not None else vocabulary.verbs)
+    ov_split = dataset_split(data_dir, required=False)
+    allowed = set(training_verbs(ov_split) if ov_split is not None else vocabulary.verbs)
     vocabulary = vocabulary.subset([v for v in vocabulary.verbs if v in allowed])
     decoder = SituationDecoder(vocabulary, manifest["scales"]["verb"], manifest["scales"]["noun"],
                                int(manifest["max_roles"]))

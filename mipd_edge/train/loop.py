@@ -152,6 +152,24 @@ def prepare_output(out: Path, resume: bool, overwrite: bool, remove: bool = Fals
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
 
+def random_state(scaler: torch.amp.GradScaler, device: torch.device) -> dict[str, Any]:
+    """What an exact resume needs beyond weights and optimizer: the CPU random generator,
+    on a GPU its random generator too, and the mixed-precision loss scale, which grows and
+    shrinks with the steps taken."""
+    state: dict[str, Any] = {"torch_rng": torch.get_rng_state(), "scaler": scaler.state_dict()}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_random_state(state: dict[str, Any], scaler: torch.amp.GradScaler, device: torch.device) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+
+
 def train(model: Student, step: nn.Module, data: GSRTrainSet, cfg: TrainConfig, out: Path, evaluate: Evaluator,
           info: dict[str, Any], env: Distributed, resume: bool = False, progress: bool = True,
           overwrite: bool = False) -> dict[str, Any]:
@@ -192,7 +210,7 @@ def train(model: Student, step: nn.Module, data: GSRTrainSet, cfg: TrainConfig, 
                 if torch.is_tensor(value) and value.shape == param.shape:
                     moments[key] = torch.empty_like(param).copy_(value)
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
+        restore_random_state(state, scaler, env.device)
         start, best, history = state["epoch"] + 1, state["best"], state["history"]
         log.info("resuming %s after epoch %d (best dev score %.2f)", out, state["epoch"], best)
 
@@ -249,7 +267,7 @@ def train(model: Student, step: nn.Module, data: GSRTrainSet, cfg: TrainConfig, 
                 save_model(out, model, {**info, "epoch": epoch + 1, "selection_score": score, "dev": metrics})
             save_checkpoint(last, step_module.state_dict(), {
                 "epoch": epoch, "best": best, "history": history, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()})
+                "scheduler": scheduler.state_dict(), **random_state(scaler, env.device)})
             atomic_write_bytes(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history).encode())
             log.info("epoch %d/%d: loss %.3f, dev selection score %.2f%s; %.1f images/s in training, %.1f s on dev",
                      epoch + 1, cfg.epochs, history[-1]["loss"], score, " (best)" if improved else "",

@@ -1,0 +1,101 @@
+"""INT8 against FP32 on a briefly trained student. Accuracy control keeps the drop within
+``max_drop`` and repairs a quantization that loses more (one calibrated on images unlike
+the data); calibration, accuracy control and the accuracy gate are model selection, so no
+image or name of an unseen verb may reach them (the open-vocabulary rule)."""
+
+import numpy as np
+import pytest
+
+from helpers import tiny_config
+from mipd_edge.data.split import dataset_split, training_verbs
+from mipd_edge.data.swig import SituDataset
+from mipd_edge.quantize import quantize_bundle
+
+MAX_DROP = 0.0  # points of dev grounded value (training verbs): any loss is too much
+NOISE = 8.0  # the lossy calibration: noise this many times brighter than the images
+
+
+@pytest.fixture(scope="module")
+def trained_student(tiny_world, tmp_path_factory, cache_dir):
+    """Trained long enough to ground some roles (a one-epoch student grounds none)."""
+    from mipd_edge.train.distill import distill
+
+    out = tmp_path_factory.mktemp("trained-student")
+    distill(tiny_world / "data", out, tiny_config(method="none", epochs=16), progress=False, cache_dir=cache_dir)
+    return out
+
+
+def noisy_calibration(data_dir, preprocess, count=300, **_):
+    """Activation ranges far wider than the images': INT8 keeps too few levels for them."""
+    rng = np.random.default_rng(0)
+    return (NOISE * rng.standard_normal((min(count, 16), 3, preprocess.size, preprocess.size))).astype(np.float32)
+
+
+def fake_quantize_count(bundle) -> int:
+    return (bundle / "openvino" / "encoder.int8.xml").read_text().count('type="FakeQuantize"')
+
+
+def test_calibration_images_never_show_an_unseen_verb(tiny_world, monkeypatch):
+    from mipd_edge.deploy.preprocess import Preprocess
+    from mipd_edge.quantize.calibration import calibration_images
+
+    seen_names = []
+    real_getitem = SituDataset.__getitem__
+
+    def watched(self, i):
+        seen_names.append((self.split, self.names[i]))
+        return real_getitem(self, i)
+
+    monkeypatch.setattr(SituDataset, "__getitem__", watched)
+    data = tiny_world / "data"
+    images = calibration_images(data, Preprocess(64), count=10_000, progress=False)
+    train = SituDataset(data, "train")
+    unseen = set(dataset_split(data)["unseen"])
+    assert len(images) == len(seen_names) == sum(train.annotations[n].verb not in unseen for n in train.names)
+    assert all(split == "train" and train.annotations[n].verb not in unseen for split, n in seen_names)
+
+
+@pytest.mark.slow
+def test_accuracy_control_keeps_int8_within_max_drop_and_repairs_a_lossy_quantization(
+        trained_student, tiny_world, tmp_path, monkeypatch):
+    import nncf
+
+    from mipd_edge.deploy import predictor as predictor_module
+
+    data = tiny_world / "data"
+    split = dataset_split(data)
+    unseen = set(split["unseen"])
+    real_control, seen_by_control = nncf.quantize_with_accuracy_control, []
+
+    def watched_control(model, calibration, validation, validate, **kwargs):
+        seen_by_control.extend(name for name, *_ in validation.get_data())
+        return real_control(model, calibration, validation, validate, **kwargs)
+
+    real_evaluate, gate_calls = predictor_module.evaluate_predictor, []
+
+    def watched_evaluate(predictor, data_dir, split_name, *args, verbs=None, **kwargs):
+        if verbs is not None:  # the gate's evaluation
+            gate_calls.append((set(verbs), set(predictor.vocabulary.verbs)))
+        return real_evaluate(predictor, data_dir, split_name, *args, verbs=verbs, **kwargs)
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", watched_control)
+    monkeypatch.setattr("mipd_edge.quantize.bundle.evaluate_predictor", watched_evaluate)
+    monkeypatch.setattr("mipd_edge.quantize.bundle.calibration_images", noisy_calibration)
+    plain = quantize_bundle(trained_student, data, tmp_path / "plain", "ptq", calib_size=16, formats=("openvino",),
+                            progress=False)
+    controlled = quantize_bundle(trained_student, data, tmp_path / "ac", "ptq", calib_size=16, max_drop=MAX_DROP,
+                                 formats=("openvino",), progress=False)
+    assert controlled["metrics"]["gate"]["fp32"]["grnd_value"] > 0  # the student grounds something to lose
+    lost = plain["metrics"]["int8_minus_fp32_top1"]["grnd_value"]
+    kept = controlled["metrics"]["int8_minus_fp32_top1"]["grnd_value"]
+    assert lost < -MAX_DROP  # the lossy quantization loses more than allowed ...
+    assert kept >= -MAX_DROP  # ... accuracy control does not
+    assert fake_quantize_count(tmp_path / "ac") < fake_quantize_count(tmp_path / "plain")  # by reverting layers
+    assert controlled["quantization"]["accuracy_control"]["max_drop"] == MAX_DROP
+
+    dev = SituDataset(data, "dev")
+    allowed = [n for n in dev.names if dev.annotations[n].verb not in unseen]
+    assert seen_by_control and sorted(seen_by_control) == sorted(allowed)  # every training-verb image, no other
+    assert len(gate_calls) == 4 and all(verbs == set(training_verbs(split)) and not vocab & unseen
+                                        for verbs, vocab in gate_calls)
+    assert controlled["metrics"]["gate"]["images"] == len(allowed) < len(dev.names)
