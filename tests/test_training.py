@@ -4,7 +4,9 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -166,6 +168,47 @@ def test_two_process_ddp_on_cpu(tiny_world, tmp_path, cache_dir):
     assert len(digests["0"]) == 64 and digests["0"] == digests["1"]  # the ranks stayed in sync
     assert (tmp_path / "out" / "rank0" / "weights.safetensors").is_file()
     assert not (tmp_path / "out" / "rank1").exists()  # only rank 0 writes
+
+
+@pytest.mark.slow
+def test_two_ranks_of_batch_8_train_as_one_process_of_batch_16(tiny_world, tmp_path, cache_dir):
+    """`torchrun --nproc-per-node 2 -m mipd_edge.cli distill` as the README shows it, with a
+    teacher (kd), so the rank-0-first stage (the teacher cache) runs with two ranks: the same
+    16 images per step, split over two ranks, give the weights of one process at batch 16.
+    What differs is only batch norm, whose statistics each rank takes over its own 8 images."""
+    from safetensors.numpy import load_file
+
+    # a narrow ViT student without dropout: layer norm only, so nothing depends on which rank
+    # an image is on (batch norm takes its statistics per rank; each rank draws its own dropout)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps({"model": {"width": 0.03, "d_model": 32, "heads": 2, "dec_layers": 1, "ffn": 64,
+                                            "dropout": 0.0}, "eval_batch_size": 32}))
+
+    def distill_cmd(out, batch, seed=3):
+        return ["-m", "mipd_edge.cli", "distill", "--data", str(tiny_world / "data"), "--out", str(out),
+                "--method", "kd", "--teacher", str(tiny_world / "teacher"), "--epochs", "1", "--seed", str(seed),
+                "--student", "authors", "--image-size", "56", "--batch-size", str(batch), "--config", str(config)]
+
+    torchrun = Path(sys.executable).parent / "torchrun"
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", *distill_cmd(tmp_path / "ddp", 8)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run([sys.executable, *distill_cmd(tmp_path / "one", 16)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run([sys.executable, *distill_cmd(tmp_path / "half", 8)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    def weights(run):
+        return load_file(tmp_path / run / "weights.safetensors")
+
+    def distance(a, b):
+        return np.sqrt(sum(float(((a[k] - b[k]) ** 2).sum()) for k in a))
+
+    ddp, one, half = weights("ddp"), weights("one"), weights("half")
+    # the yardstick: the same images and steps at batch 8 in one process end this far from batch 16
+    assert distance(ddp, one) < 0.01 * distance(half, one)
 
 
 def test_a_teacher_that_saw_the_students_images_is_refused(tiny_world, tmp_path, cache_dir):

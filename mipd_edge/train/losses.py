@@ -4,6 +4,10 @@ GSR: verb cross-entropy over the training verbs, noun cross-entropy averaged ove
 annotators (any of their nouns is right, so each pulls a little), box L1 + GIoU on the
 roles that have a box, and a box-exists logit on every role. Distillation: cosine
 alignment of features and a temperature-softened KL on the seen-verb distribution.
+
+Terms averaged over a variable number of items (roles, boxes) divide by the count over
+every rank's batch (``masked_mean``), as DETR divides by its ``num_boxes``: two ranks of 8
+images then train as one process of 16, whatever each rank's share of roles.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from .data import Batch
@@ -45,6 +50,19 @@ def generalized_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return iou - (hull - union) / hull.clamp(min=1e-7)
 
 
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``mask`` holds, counted over every rank's batch. DDP averages
+    gradients over the ranks, so each rank's sum is scaled by the world size. Every rank
+    must call it (it is a collective), also with nothing to count."""
+    mask = mask.bool()
+    count = mask.sum().to(values.dtype).detach()
+    scale = 1.0
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(count)
+        scale = float(dist.get_world_size())
+    return torch.where(mask, values, values.new_zeros(())).sum() * scale / count.clamp(min=1)
+
+
 def annotator_cross_entropy(logits: torch.Tensor, nouns: torch.Tensor, valid: torch.Tensor,
                             smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy of (B, R, N) logits averaged over each role's annotators (-1 = none),
@@ -55,7 +73,7 @@ def annotator_cross_entropy(logits: torch.Tensor, nouns: torch.Tensor, valid: to
     per_role = -(picked * given).sum(-1) / given.sum(-1).clamp(min=1)
     if smoothing:
         per_role = (1 - smoothing) * per_role - smoothing * log_p.mean(-1)
-    return per_role[valid].mean()
+    return masked_mean(per_role, valid)
 
 
 def gsr_losses(out: dict[str, torch.Tensor], batch: Batch, verb_logits: torch.Tensor,
@@ -66,15 +84,13 @@ def gsr_losses(out: dict[str, torch.Tensor], batch: Batch, verb_logits: torch.Te
               "noun": weights.noun * annotator_cross_entropy(noun_logits, batch.nouns, valid, weights.noun_smoothing)}
 
     grounded = valid & batch.has_box
-    if grounded.any():
-        pred, gold = out["boxes"][grounded], batch.boxes[grounded]
-        losses["box_l1"] = weights.box_l1 * F.l1_loss(pred, gold)
-        losses["box_giou"] = weights.box_giou * (1 - generalized_iou(cxcywh_to_xyxy(pred), cxcywh_to_xyxy(gold))).mean()
-    else:
-        zero = out["boxes"].sum() * 0
-        losses["box_l1"] = losses["box_giou"] = zero
-    losses["exists"] = weights.exists * F.binary_cross_entropy_with_logits(
-        out["exists"][valid], batch.has_box[valid].float())
+    pred, gold = out["boxes"], batch.boxes  # (B, R, 4) cx, cy, w, h; a role without a box has a placeholder
+    l1 = (pred - gold).abs().mean(-1)  # F.l1_loss's mean over the 4 coordinates
+    giou = 1 - generalized_iou(cxcywh_to_xyxy(pred), cxcywh_to_xyxy(gold))
+    losses["box_l1"] = weights.box_l1 * masked_mean(l1, grounded)
+    losses["box_giou"] = weights.box_giou * masked_mean(giou, grounded)
+    exists = F.binary_cross_entropy_with_logits(out["exists"], batch.has_box.float(), reduction="none")
+    losses["exists"] = weights.exists * masked_mean(exists, valid)
     return losses
 
 
@@ -83,8 +99,7 @@ def cosine_alignment(x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor |
     loss = 1 - F.cosine_similarity(x, target, dim=-1)
     if mask is None:
         return loss.mean()
-    mask = mask.float()
-    return (loss * mask).sum() / mask.sum().clamp(min=1)
+    return masked_mean(loss, mask)
 
 
 def soft_label_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
