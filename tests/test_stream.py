@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -82,6 +83,72 @@ def test_live_source_reconnects_and_keeps_only_the_newest_frame(video):
             got.append(frame.index)
     assert source.reconnects == 1 and len(attempts) == 4  # the first open, the reconnect, two failed retries
     assert max(got) > 4  # frames kept arriving after the reconnect
+
+
+class PacedCapture:
+    """A live camera: a new frame every ``period`` seconds, numbered in its pixels, forever."""
+
+    def __init__(self, spec, period=0.002):
+        self.period, self.produced = period, 0
+
+    def isOpened(self):
+        return True
+
+    def read(self):
+        time.sleep(self.period)
+        self.produced += 1
+        return True, np.full((24, 32, 3), self.produced % 256, np.uint8)
+
+    def get(self, prop):
+        return 500.0
+
+    def release(self):
+        pass
+
+
+def test_a_slow_consumer_of_a_live_source_sees_only_the_newest_frames():
+    cameras = []
+    source = VideoSource(0, live=True, open_capture=lambda spec: cameras.append(PacedCapture(spec)) or cameras[-1])
+    seen = []
+    try:
+        for frame in source:
+            seen.append((frame.index, time.perf_counter(), cameras[0].produced))
+            time.sleep(0.03)  # inference 15x slower than the camera
+            if len(seen) == 20:
+                break
+    finally:
+        source.close()
+    indexes = [i for i, _, _ in seen]
+    assert all(b > a for a, b in zip(indexes, indexes[1:]))  # in order, never a frame twice
+    gaps = [b - a for a, b in zip(indexes, indexes[1:])]
+    assert min(gaps[1:]) > 1 and sum(gaps) > 5 * len(gaps)  # the frames read while it worked were dropped
+    # what it got was fresh: at most the one frame read while it was busy stood between it and the camera
+    assert all(produced - (index + 1) <= 2 for index, _, produced in seen[1:])
+
+
+class OneBadFrame:
+    """A source whose third frame is not an image the model can take (a 7-channel array)."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def __iter__(self):
+        from mipd_edge.deploy.stream import Frame
+
+        for i, image in enumerate(self.images):
+            yield Frame(i, np.zeros((32, 32, 7), np.uint8) if i == 2 else image, "test")
+
+    def close(self):
+        pass
+
+
+def test_a_frame_whose_inference_fails_is_skipped_and_counted(tiny_bundle, tiny_world, tmp_path):
+    images = [cv2.imread(str(p)) for p in sorted((tiny_world / "data" / "images").iterdir())[:5]]
+    p = Predictor(tiny_bundle, backend="onnxruntime")
+    stats = run_stream(p, OneBadFrame(images), StreamWriter(json_lines=tmp_path / "r.jsonl"))
+    assert stats.skipped == 1 and stats.frames == 4 and stats.to_json()["skipped"] == 1
+    lines = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [line["frame"] for line in lines] == [0, 1, 3, 4]  # the stream went on past it
 
 
 def test_image_folder_skips_unreadable_files(tiny_bundle, tiny_world, tmp_path):
