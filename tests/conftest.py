@@ -5,11 +5,25 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 from helpers import TINY_ANNOTATIONS, TINY_SPACE, tiny_config, write_json
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+TORCH_THREADS = torch.get_num_threads()  # the process's own, before any test
+
+
+@pytest.fixture(autouse=True)
+def torch_threads_restored():
+    """torch's thread count is the whole process's, and CPU kernels reduce in an order that
+    depends on it: whatever changed it (a torch-backend Predictor left open, in a test or a
+    fixture) must not change what later tests train."""
+    if torch.get_num_threads() != TORCH_THREADS:
+        torch.set_num_threads(TORCH_THREADS)
+    yield
 
 
 @pytest.fixture

@@ -38,6 +38,8 @@ class TorchRuntime(Runtime):
         if dev.startswith("cuda") and not torch.cuda.is_available():
             raise BundleError("device CUDA asked for, but torch sees no CUDA GPU here")
         self.dev = torch.device("cuda" if dev == "cuda" else dev if dev.startswith("cuda") else "cpu")
+        # torch's thread count is the whole process's: set for this runtime, given back at close
+        self.process_threads = torch.get_num_threads()
         if threads and self.dev.type == "cpu":
             torch.set_num_threads(int(threads))
         try:
@@ -74,3 +76,6 @@ class TorchRuntime(Runtime):
             tensors = [torch.from_numpy(a).to(self.dev, self.dtype, non_blocking=True) for a in arrays.values()]
             out = (self.encode_fn if graph == "encoder" else self.decode_fn)(*tensors)
             return self.outputs(graph, [o.float().cpu().numpy() for o in out])
+
+    def close(self) -> None:
+        self.torch.set_num_threads(self.process_threads)
