@@ -46,6 +46,7 @@ ROWS: dict[str, tuple[str, str, str]] = {
         "anchored",
         "full MIPD, knowledge anchored in the teacher's space (its features, corrected by the prompts)",
     ),
+    "with-teacher-features": ("mipd", "with-teacher-features", "full MIPD plus plain KD's feature terms"),
     "authors": ("mipd", "authors", "the authors' formulation (caicch/Ov-GSR)"),
     "authors-knowledge": ("mipd", "authors-knowledge", "the authors' knowledge and distillation, our GSR losses"),
     "teacher": ("teacher", "full", "the teacher itself (trained on its own sample, all verbs)"),

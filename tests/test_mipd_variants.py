@@ -218,6 +218,7 @@ def test_authors_losses_by_hand_and_every_part_learns():
 @pytest.mark.parametrize("variant, terms", [
     ("glimpse-positive", {"mipd_soft", "mipd_scene"}),
     ("gaze", {"mipd_soft", "mipd_instance"}),
+    ("with-teacher-features", {"mipd_soft", "mipd_scene", "mipd_instance", "kd_glance", "kd_gaze"}),
 ])
 def test_variants_distil_what_they_name(tiny_world, tmp_path, cache_dir, variant, terms):
     cfg = replace(tiny_config(method="mipd", epochs=1), **variant_overrides(variant))

@@ -32,7 +32,9 @@ class MipdConfig:
     positive rationale only); without ``scene_prompt`` / ``instance_prompt`` NMPA maps the
     teacher's features to knowledge with no learnable, image-conditioned context tokens;
     ``knowledge`` is ``mapped`` (into the student's text space) or ``anchored`` (the
-    teacher's features corrected by the prompts, in the teacher's space; ``train/prompts.py``)."""
+    teacher's features corrected by the prompts, in the teacher's space; ``train/prompts.py``);
+    ``teacher_features`` adds plain KD's feature terms (the teacher's global and region
+    features through projections) beside the knowledge."""
 
     formulation: str = "ours"
     scene: bool = True
@@ -41,6 +43,7 @@ class MipdConfig:
     scene_prompt: bool = True
     instance_prompt: bool = True
     knowledge: str = "mapped"
+    teacher_features: bool = False
 
     def __post_init__(self) -> None:
         if self.formulation not in FORMULATIONS:
@@ -73,6 +76,7 @@ MIPD_VARIANTS: dict[str, dict[str, Any]] = {
     "no-instance-prompt": {"mipd": MipdConfig(instance_prompt=False)},
     "random-negatives": {"mipd": MipdConfig(negatives="random")},
     "anchored": {"mipd": MipdConfig(knowledge="anchored")},
+    "with-teacher-features": {"mipd": MipdConfig(teacher_features=True)},
     "authors": {"mipd": MipdConfig(formulation="authors"), "loss": AUTHORS_LOSS},
     # their knowledge and distillation with our GSR losses: what the formulation does apart from the loss recipe
     "authors-knowledge": {"mipd": MipdConfig(formulation="authors")},

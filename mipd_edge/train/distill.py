@@ -43,27 +43,31 @@ log = logging.getLogger(__name__)
 
 
 class FeatureKD(Objective):
-    """Plain feature + logit distillation (``kd``)."""
+    """Plain feature + logit distillation (``kd``); ``soft=False`` leaves out the logit term
+    (for MIPD with the teacher's features beside its knowledge, which has its own)."""
 
     def __init__(self, teacher_global: np.ndarray, teacher_regions: np.ndarray, teacher_logits: np.ndarray,
-                 model: Student, cfg: TrainConfig):
+                 model: Student, cfg: TrainConfig, soft: bool = True):
         super().__init__()
         self.global_, self.regions, self.logits, self.cfg = teacher_global, teacher_regions, teacher_logits, cfg
         self.glance_proj = nn.Linear(model.cfg.text_dim, teacher_global.shape[1])
         self.role_proj = nn.Linear(model.cfg.d_model, teacher_regions.shape[2])
+        self.soft = soft
 
     def forward(self, model: Student, out: dict[str, torch.Tensor], batch: Batch, verb_logits: torch.Tensor,
                 noun_emb: torch.Tensor) -> dict[str, torch.Tensor]:
         dev, c = verb_logits.device, self.cfg
         valid = batch.role_mask > 0
-        return {
-            "kd_glance": c.align_weight
-            * cosine_alignment(self.glance_proj(out["glance"]), batch_rows(self.global_, batch.index, dev)),
-            "kd_gaze": c.gaze_align_weight
-            * cosine_alignment(self.role_proj(out["role_feats"]), batch_rows(self.regions, batch.index, dev), valid),
-            "kd_soft": c.soft_weight
-            * soft_label_kl(verb_logits, batch_rows(self.logits, batch.index, dev), c.temperature),
+        losses = {
+            "kd_glance": c.align_weight * cosine_alignment(self.glance_proj(out["glance"]),
+                                                           batch_rows(self.global_, batch.index, dev)),
+            "kd_gaze": c.gaze_align_weight * cosine_alignment(self.role_proj(out["role_feats"]),
+                                                              batch_rows(self.regions, batch.index, dev), valid),
         }
+        if self.soft:
+            losses["kd_soft"] = c.soft_weight * soft_label_kl(verb_logits, batch_rows(self.logits, batch.index, dev),
+                                                              c.temperature)
+        return losses
 
 
 class MIPDDistill(Objective):
@@ -71,11 +75,13 @@ class MIPDDistill(Objective):
     left out (``None``), as the component ablation does."""
 
     def __init__(self, scene: Optional[np.ndarray], instance: Optional[np.ndarray], teacher_logits: np.ndarray,
-                 model: Student, cfg: TrainConfig, scene_proj: bool = False):
+                 model: Student, cfg: TrainConfig, scene_proj: bool = False, features: Optional[FeatureKD] = None):
         """``scene_proj``: the scene knowledge is not in the student's text space (anchored
         knowledge of a teacher whose text tower is not the student's), so the glance
-        reaches it through a projection head, as in ``kd``."""
+        reaches it through a projection head, as in ``kd``. ``features``: plain KD's feature
+        terms as well."""
         super().__init__()
+        self.features = features
         self.scene, self.instance, self.logits, self.cfg = scene, instance, teacher_logits, cfg
         self.role_proj = nn.Linear(model.cfg.d_model, instance.shape[2]) if instance is not None else None
         self.scene_proj = (nn.Linear(model.cfg.text_dim, scene.shape[1]) if scene is not None and scene_proj
@@ -92,6 +98,8 @@ class MIPDDistill(Objective):
         if self.role_proj is not None:
             losses["mipd_instance"] = c.gaze_align_weight * cosine_alignment(
                 self.role_proj(out["role_feats"]), batch_rows(self.instance, batch.index, dev), batch.role_mask > 0)
+        if self.features is not None:
+            losses.update(self.features(model, out, batch, verb_logits, noun_emb))
         return losses
 
 
@@ -133,8 +141,11 @@ def build_objective(cfg: TrainConfig, model: Student, train_set: SituDataset, vo
                                                           cache_dir / "knowledge", model.cfg.max_roles, cfg.seed,
                                                           progress=progress, options=options))
     provenance["knowledge"] = knowledge.key
+    features = (FeatureKD(cache.global_feats, cache.regions, cache.verb_logits, model, cfg, soft=False)
+                if options.teacher_features else None)
     return MIPDDistill(knowledge.scene if options.scene else None, knowledge.instance if options.instance else None,
-                       cache.verb_logits, model, cfg, scene_proj=space.id != encoder.id), provenance
+                       cache.verb_logits, model, cfg, scene_proj=space.id != encoder.id,
+                       features=features), provenance
 
 
 def distill(data_dir: PathLike, out: PathLike, cfg: TrainConfig, teacher: Optional[PathLike] = None,
