@@ -98,8 +98,10 @@ def run_components(pipe: Pipeline, rows: Sequence[str], seeds: Sequence[int], re
 
 
 def kept_rows(results: Path, new_setup: Mapping[str, Any], rows: Sequence[str]) -> dict:
-    """Rows of an earlier results file that this run does not redo, if it measured the same
-    data with the same teacher and student settings."""
+    """What an earlier results file measured on the same data with the same teacher and
+    student settings: rows this run does not redo, and the seeds already measured of rows it
+    does (each is replaced when this run reaches it, by the same numbers from its finished
+    stage), so the file never loses a result while a long run works through its order."""
     if not results.is_file():
         return {}
     old = read_json(results)
@@ -109,7 +111,7 @@ def kept_rows(results: Path, new_setup: Mapping[str, Any], rows: Sequence[str]) 
     for name in old["rows"]:
         if name not in rows and name in old["setup"].get("rows", {}):
             new_setup["rows"][name] = old["setup"]["rows"][name]
-    return {name: row for name, row in old["rows"].items() if name not in rows}
+    return {name: {**row, "seeds": dict(row["seeds"])} for name, row in old["rows"].items()}
 
 
 def setup(pipe: Pipeline, rows: Sequence[str], seeds: Sequence[int]) -> dict:

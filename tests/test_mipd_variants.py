@@ -288,3 +288,8 @@ def test_component_ablation_over_seeds_resumes_and_reports_every_seed(tmp_path, 
         again = run_components(pipe, ["teacher"], [0, 1], results)  # a rerun of one row keeps the others
     assert not [r for r in caplog.records if r.getMessage().endswith(": running")]
     assert again["rows"] == out["rows"] and set(again["rows"]) == set(rows)
+    # a run that has not reached a row yet keeps, meanwhile, the seeds the file has for it
+    from mipd_edge.ablation import kept_rows, setup
+
+    kept = kept_rows(results, setup(pipe, ["authors"], [0, 1]), ["authors"])
+    assert kept["authors"]["seeds"] == out["rows"]["authors"]["seeds"] and "teacher" in kept
