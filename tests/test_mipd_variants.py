@@ -12,6 +12,7 @@ from helpers import TINY_MODEL, tiny_config
 from mipd_edge.errors import MipdEdgeError
 from mipd_edge.models.student import create_student
 from mipd_edge.train.authors import AuthorsMIPD, RationaleTokens, hinge
+from mipd_edge.train.checkpoint import load_checkpoint
 from mipd_edge.train.config import MIPD_VARIANTS, MipdConfig, TrainConfig, load_config, variant_overrides
 from mipd_edge.train.data import Batch
 from mipd_edge.train.distill import distill
@@ -219,6 +220,7 @@ def test_authors_losses_by_hand_and_every_part_learns():
     ("glimpse-positive", {"mipd_soft", "mipd_scene"}),
     ("gaze", {"mipd_soft", "mipd_instance"}),
     ("with-teacher-features", {"mipd_soft", "mipd_scene", "mipd_instance", "kd_glance", "kd_gaze"}),
+    ("scene-head", {"mipd_soft", "mipd_scene", "mipd_instance"}),
 ])
 def test_variants_distil_what_they_name(tiny_world, tmp_path, cache_dir, variant, terms):
     cfg = replace(tiny_config(method="mipd", epochs=1), **variant_overrides(variant))
@@ -227,6 +229,9 @@ def test_variants_distil_what_they_name(tiny_world, tmp_path, cache_dir, variant
     assert set(run["history"][0]["losses"]) == {"verb", "noun", "box_l1", "box_giou", "exists"} | terms
     info = json.loads((tmp_path / variant / "config.json").read_text())
     assert info["train"]["mipd"] == MIPD_VARIANTS[variant]["mipd"].__dict__ and info["formulation"] == "ours"
+    weights, _ = load_checkpoint(tmp_path / variant / "checkpoints" / "last.safetensors")
+    heads = {k.split(".")[1] for k in weights if k.startswith("objective.")}
+    assert ("scene_proj" in heads) == (variant == "scene-head")  # the glance itself, or a projection of it
 
 
 @pytest.mark.slow

@@ -34,7 +34,9 @@ class MipdConfig:
     ``knowledge`` is ``mapped`` (into the student's text space) or ``anchored`` (the
     teacher's features corrected by the prompts, in the teacher's space; ``train/prompts.py``);
     ``teacher_features`` adds plain KD's feature terms (the teacher's global and region
-    features through projections) beside the knowledge."""
+    features through projections) beside the knowledge; ``scene_head`` aligns the scene
+    knowledge with a projection of the glance instead of the glance itself (which is what
+    is matched against verb descriptions), as KD reaches the teacher's feature."""
 
     formulation: str = "ours"
     scene: bool = True
@@ -44,6 +46,7 @@ class MipdConfig:
     instance_prompt: bool = True
     knowledge: str = "mapped"
     teacher_features: bool = False
+    scene_head: bool = False
 
     def __post_init__(self) -> None:
         if self.formulation not in FORMULATIONS:
@@ -77,6 +80,7 @@ MIPD_VARIANTS: dict[str, dict[str, Any]] = {
     "random-negatives": {"mipd": MipdConfig(negatives="random")},
     "anchored": {"mipd": MipdConfig(knowledge="anchored")},
     "with-teacher-features": {"mipd": MipdConfig(teacher_features=True)},
+    "scene-head": {"mipd": MipdConfig(scene_head=True)},
     "authors": {"mipd": MipdConfig(formulation="authors"), "loss": AUTHORS_LOSS},
     # their knowledge and distillation with our GSR losses: what the formulation does apart from the loss recipe
     "authors-knowledge": {"mipd": MipdConfig(formulation="authors")},

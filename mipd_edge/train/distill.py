@@ -76,10 +76,9 @@ class MIPDDistill(Objective):
 
     def __init__(self, scene: Optional[np.ndarray], instance: Optional[np.ndarray], teacher_logits: np.ndarray,
                  model: Student, cfg: TrainConfig, scene_proj: bool = False, features: Optional[FeatureKD] = None):
-        """``scene_proj``: the scene knowledge is not in the student's text space (anchored
-        knowledge of a teacher whose text tower is not the student's), so the glance
-        reaches it through a projection head, as in ``kd``. ``features``: plain KD's feature
-        terms as well."""
+        """``scene_proj``: the glance reaches the scene knowledge through a projection head, as
+        in ``kd`` (asked for, or needed where anchored knowledge is not in the student's text
+        space). ``features``: plain KD's feature terms as well."""
         super().__init__()
         self.features = features
         self.scene, self.instance, self.logits, self.cfg = scene, instance, teacher_logits, cfg
@@ -144,7 +143,7 @@ def build_objective(cfg: TrainConfig, model: Student, train_set: SituDataset, vo
     features = (FeatureKD(cache.global_feats, cache.regions, cache.verb_logits, model, cfg, soft=False)
                 if options.teacher_features else None)
     return MIPDDistill(knowledge.scene if options.scene else None, knowledge.instance if options.instance else None,
-                       cache.verb_logits, model, cfg, scene_proj=space.id != encoder.id,
+                       cache.verb_logits, model, cfg, scene_proj=options.scene_head or space.id != encoder.id,
                        features=features), provenance
 
 
