@@ -97,11 +97,11 @@ def main() -> None:
             from mipd_edge.data.hoi_vocabulary import hoi_vocabulary
             from mipd_edge.deploy.preprocess import Preprocess
             from mipd_edge.models.store import load_student
-            from mipd_edge.text import load_text_encoder
+            from mipd_edge.text import model_text_encoder
             from mipd_edge.train.hoi import HoiTrainSet, gold_pair_verbs, predict_hoi
 
             model, info = load_student(student)
-            vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), load_text_encoder(info["text_encoder_spec"]))
+            vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), model_text_encoder(info))
             preprocess = Preprocess.from_json(info["preprocess"])
             preds = predict_hoi(model, test, image_dir(data, "test"), vocab, preprocess, space)
             metrics = evaluate_hoi(test, preds, space, rare, args.zero_shot)

@@ -29,11 +29,8 @@ log = logging.getLogger(__name__)
 ROWS: dict[str, tuple[str, str, str]] = {
     "none": ("none", "full", "no distillation"),
     "kd": ("kd", "full", "plain KD: teacher global and region features, soft labels"),
-    "glimpse-positive": (
-        "mipd",
-        "glimpse-positive",
-        "scene prompt aligned with positive glimpses only; scene knowledge",
-    ),
+    "glimpse-positive": ("mipd", "glimpse-positive",
+                         "scene prompt aligned with positive glimpses only; scene knowledge"),
     "glimpse": ("mipd", "glimpse", "+ glimpse negatives"),
     "gaze-positive": ("mipd", "gaze-positive", "instance prompt aligned with positive gazes only; instance knowledge"),
     "gaze": ("mipd", "gaze", "+ gaze negatives"),
@@ -41,11 +38,8 @@ ROWS: dict[str, tuple[str, str, str]] = {
     "no-scene-prompt": ("mipd", "no-scene-prompt", "full MIPD, no context tokens in the scene prompt"),
     "no-instance-prompt": ("mipd", "no-instance-prompt", "full MIPD, no context tokens in the instance prompt"),
     "random-negatives": ("mipd", "random-negatives", "full MIPD, random instead of teacher-judged negatives"),
-    "anchored": (
-        "mipd",
-        "anchored",
-        "full MIPD, knowledge anchored in the teacher's space (its features, corrected by the prompts)",
-    ),
+    "anchored": ("mipd", "anchored",
+                 "full MIPD, knowledge anchored in the teacher's space (its features, corrected by the prompts)"),
     "with-teacher-features": ("mipd", "with-teacher-features", "full MIPD plus plain KD's feature terms"),
     "scene-head": ("mipd", "scene-head", "full MIPD, scene knowledge reached through a projection of the glance"),
     "authors": ("mipd", "authors", "the authors' formulation (caicch/Ov-GSR)"),

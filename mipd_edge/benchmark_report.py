@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Optional
 
+from .errors import MipdEdgeError
 from .files import PathLike, read_json, write_json
 from .tables import render_table
 
@@ -253,6 +254,10 @@ def rebuild(results_file: PathLike, out_dir: Optional[PathLike] = None) -> dict[
     """Ratios, summary, table, CSV and plot again from a ``results.json`` (written beside it,
     or into ``out_dir``)."""
     results_file = Path(results_file)
-    results = add_ratios(read_json(results_file, "benchmark results"))
+    results = read_json(results_file, "benchmark results")
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), list) \
+            or not isinstance(results.get("device"), dict):
+        raise MipdEdgeError(f"{results_file}: not a benchmark results file (it has no 'rows' list and 'device')")
+    add_ratios(results)
     write_results(results, Path(out_dir) if out_dir is not None else results_file.parent)
     return results

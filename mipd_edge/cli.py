@@ -218,11 +218,11 @@ def cmd_predict_hoi(args: argparse.Namespace) -> None:
         from .data.hoi_vocabulary import hoi_vocabulary
         from .deploy.preprocess import Preprocess
         from .models.store import load_student
-        from .text import load_text_encoder
+        from .text import model_text_encoder
         from .train.hoi import predict_hoi
 
         model, info = load_student(args.model)
-        vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), load_text_encoder(info["text_encoder_spec"]))
+        vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), model_text_encoder(info))
         preds = predict_hoi(model, images, image_dir, vocab, Preprocess.from_json(info["preprocess"]), space,
                             progress=True)
     write_json(args.out, preds, indent=None)

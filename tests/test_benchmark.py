@@ -14,7 +14,7 @@ from mipd_edge.benchmark import BenchmarkSettings, RowProcess, run_benchmark
 from mipd_edge.benchmark_report import CSV_COLUMNS, format_results
 from mipd_edge.deploy.bundle import read_manifest, write_manifest
 from mipd_edge.deploy.predictor import Predictor, evaluate_predictor
-from mipd_edge.errors import BundleError
+from mipd_edge.errors import BundleError, MipdEdgeError
 
 ROW_KEYS = {"backend", "precision", "batch", "status", "load_s", "latency_ms", "throughput_fps", "predictor_ms",
             "size_mb", "peak_mem_mb", "speedup_vs_torch_fp32", "metrics"}
@@ -151,7 +151,6 @@ def test_benchmark_cli_and_missing_precisions(tiny_bundle, tmp_path):
 
 
 def test_benchmark_rejects_bad_settings(tiny_bundle):
-    from mipd_edge.errors import MipdEdgeError
 
     for bad in ({"precisions": ("int4",)}, {"backends": ("tflite",)}, {"batches": (0,)}, {"batches": ()}):
         with pytest.raises(MipdEdgeError):
@@ -200,3 +199,6 @@ def test_every_output_is_rebuilt_from_results_json_alone(tmp_path):
     text = format_results(out)
     assert "4.00x" in text and "tensorrt int8 1: needs a CUDA GPU" in text and "test CPU (avx2), 2 cores" in text
     assert (tmp_path / "report" / "latency_vs_accuracy.png").stat().st_size > 10_000
+    write_json(tmp_path / "other.json", {"rows": "not a list"})
+    with pytest.raises(MipdEdgeError, match="not a benchmark results file"):
+        rebuild(tmp_path / "other.json")

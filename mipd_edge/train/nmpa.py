@@ -183,12 +183,15 @@ def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDa
     digest = hashlib.sha256(rationales.read_bytes()).hexdigest() if rationales.is_file() else None
     switches = [options.negatives != "none", options.scene_prompt, options.instance_prompt]
     anchored = options.knowledge == "anchored"
+    # the judgment the rationales must have is part of the key: knowledge cached for one kind
+    # of rationales is never taken for the other (the rationales are checked when it is made)
     key = hashlib.sha256(json.dumps([cache.key, digest, encoder.id, max_roles, seed, epochs, strength]
-                                    + ([] if all(switches) else switches) + (["anchored"] if anchored else []))
+                                    + ([] if all(switches) else switches) + (["anchored"] if anchored else [])
+                                    + ([] if options.judgment == "teacher" else [options.judgment]))
                          .encode()).hexdigest()[:20]
     folder = cache_root / key
-    records = load_judged_rationales(rationales, options.judgment)  # checked even where the knowledge is cached
     if not (folder / "meta.json").is_file():
+        records = load_judged_rationales(rationales, options.judgment)
         data = alignment_data(records, cache.names, dataset, encoder, vocab, max_roles, strength)
         scene, instance, losses = train_prompts(cache, data, seed, epochs, progress=progress, negatives=switches[0],
                                                 scene_prompt=switches[1], instance_prompt=switches[2],
