@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mipd_edge.deploy.bundle import read_manifest
+from mipd_edge.deploy.bundle import BundleManifest, read_manifest
 from mipd_edge.deploy.postprocess import SituationDecoder
 from mipd_edge.deploy.preprocess import Preprocess
 from mipd_edge.deploy.runtimes import load_runtime
@@ -32,11 +32,10 @@ from mipd_edge.tables import render_table
 from mipd_edge.vocabulary import Vocabulary
 
 
-def decoder_inputs(bundle: Path, manifest: dict, images: np.ndarray) -> list[dict[str, np.ndarray]]:
+def decoder_inputs(bundle: Path, manifest: BundleManifest, images: np.ndarray) -> list[dict[str, np.ndarray]]:
     """The decoder's inputs as the Predictor feeds them: memory, and the top-1 verb's role queries."""
-    vocabulary = Vocabulary.load(bundle / manifest["vocabulary"])
-    decoder = SituationDecoder(vocabulary, manifest["scales"]["verb"], manifest["scales"]["noun"],
-                               int(manifest["max_roles"]))
+    vocabulary = Vocabulary.load(bundle / manifest.vocabulary)
+    decoder = SituationDecoder(vocabulary, manifest.verb_scale, manifest.noun_scale, manifest.max_roles)
     items = []
     with load_runtime("onnxruntime", bundle, manifest, precision="fp32") as runtime:
         for i in range(len(images)):
@@ -61,9 +60,9 @@ def main() -> None:
 
     bundle = Path(args.bundle)
     manifest = read_manifest(bundle)
-    if "openvino-int8" not in manifest["graphs"] or "onnx-int8" not in manifest["graphs"]:
+    if "openvino-int8" not in manifest.graphs or "onnx-int8" not in manifest.graphs:
         raise SystemExit(f"int8_graphs: {bundle} needs ONNX and OpenVINO INT8 graphs (mipd-edge quantize)")
-    images = calibration_images(Path(args.data), Preprocess.from_json(manifest["preprocess"]), args.calib_size,
+    images = calibration_images(Path(args.data), Preprocess.from_json(manifest.preprocess), args.calib_size,
                                 progress=False)
     items = decoder_inputs(bundle, manifest, images)
     core = ov.Core()
@@ -90,7 +89,7 @@ def main() -> None:
             inputs = list((encoder_in if graph == "encoder" else decoder_in).values())
             calls[("openvino", name)] = lambda r=request, x=inputs: r.infer(x)
         for name, path, graph in (("encoder fp32", bundle / "encoder.onnx", "encoder"),
-                                  ("encoder int8 (NNCF Q/DQ)", bundle / manifest["graphs"]["onnx-int8"]["encoder"],
+                                  ("encoder int8 (NNCF Q/DQ)", bundle / manifest.graphs["onnx-int8"]["encoder"],
                                    "encoder"),
                                   ("encoder int8 (ONNX Runtime static u8/s8)", tmp / "encoder.ort.onnx", "encoder"),
                                   ("decoder fp32", bundle / "decoder.onnx", "decoder"),

@@ -9,20 +9,21 @@ from .errors import (
     StreamError,
     VocabularyError,
 )
-from .situation import Frame, Noun, RoleValue, Situation, VerbCandidate
+from .situation import Frame, Interactions, Noun, RoleValue, Situation, VerbCandidate
 from .vocabulary import Vocabulary
 
 
 def __getattr__(name: str):
-    # Predictor pulls in OpenCV and the runtime registry: import it on first use
-    if name == "Predictor":
-        from .deploy.predictor import Predictor
+    # the predictors pull in OpenCV and the runtime registry: import them on first use
+    if name in ("Predictor", "SituationPredictor", "InteractionPredictor"):
+        from .deploy import predictor
 
-        return Predictor
+        return getattr(predictor, name)
     raise AttributeError(f"module 'mipd_edge' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
 __all__ = ["MipdEdgeError", "DatasetError", "VocabularyError", "InvalidImageError", "BundleError", "StreamError",
            "OutputExistsError",
-           "Frame", "Noun", "RoleValue", "Situation", "VerbCandidate", "Vocabulary", "Predictor", "__version__"]
+           "Frame", "Interactions", "Noun", "RoleValue", "Situation", "VerbCandidate", "Vocabulary", "Predictor",
+           "SituationPredictor", "InteractionPredictor", "__version__"]

@@ -24,7 +24,7 @@ import numpy as np
 
 from .benchmark_report import add_ratios, format_number, write_results
 from .data.split import dataset_split
-from .deploy.bundle import PRECISIONS, bundle_digest, graph_format, read_manifest
+from .deploy.bundle import PRECISIONS, BundleManifest, bundle_digest, graph_format, read_manifest
 from .deploy.runtimes.selection import offers, unsupported
 from .errors import MipdEdgeError
 from .files import WEIGHTS_FILE, PathLike
@@ -76,14 +76,14 @@ class Row:
 
 # -- what a bundle offers ---------------------------------------------------------------------------
 
-def int8_engine(manifest: dict, backend: str) -> Optional[str]:
+def int8_engine(manifest: BundleManifest, backend: str) -> Optional[str]:
     """What made a bundle's INT8 graphs for a backend (NNCF, or ONNX Runtime's static quantizer)."""
-    quantization = manifest.get("quantization") or {}
+    quantization = manifest.quantization or {}
     fmt = graph_format(backend, "int8")
     return quantization.get("onnx_engine") if fmt and fmt.startswith("onnx") else quantization.get("method")
 
 
-def find_bundles(bundles: Sequence[Path], manifests: dict[Path, dict], backend: str, precision: str,
+def find_bundles(bundles: Sequence[Path], manifests: dict[Path, BundleManifest], backend: str, precision: str,
                  device: str) -> list[tuple[Optional[Path], str, Optional[str]]]:
     """(bundle, why not, variant) for ``backend`` x ``precision``: the first bundle that can run
     it, and for INT8 one more per other way its graphs were made (NNCF Q/DQ beside ONNX
@@ -106,13 +106,13 @@ def find_bundles(bundles: Sequence[Path], manifests: dict[Path, dict], backend: 
     return [(None, f"no bundle here has {what} for {precision} ({hint})", None)]
 
 
-def size_on_disk_mb(bundle: Path, manifest: dict, backend: str, precision: str) -> float:
+def size_on_disk_mb(bundle: Path, manifest: BundleManifest, backend: str, precision: str) -> float:
     fmt = graph_format(backend, precision)
     if fmt is None:
-        files = [bundle / manifest.get("weights", WEIGHTS_FILE)]
+        files = [bundle / manifest.weights]
     else:
         files = []
-        for graph in manifest["graphs"][fmt].values():
+        for graph in manifest.graphs[fmt].values():
             path = bundle / graph
             files += [path] + [p for p in (path.with_suffix(".bin"), Path(f"{path}.data")) if p.is_file()]
     return sum(p.stat().st_size for p in files) / 2**20
@@ -233,12 +233,8 @@ class RowMeasurement:
 
     def raw(self) -> None:
         """The bundle's two graphs as the backend runs them, on a prepared batch."""
-        d = self.decoder_inputs
         memory = self.predictor.encode(self.x)["memory"]
-        if self.predictor.task == "hoi":
-            self.predictor.runtime.run("decoder", {"memory": memory})
-        else:
-            self.predictor.runtime.decode(memory, d["role_emb"], d["verb_emb"], d["role_mask"])
+        self.predictor.runtime.run("decoder", {**self.decoder_inputs, "memory": memory})
 
     def whole(self) -> None:
         self.predictor.predict(self.images)
@@ -295,7 +291,7 @@ def hoi_accuracy(predictor, data: Path, limit: Optional[int]) -> dict[str, Any]:
     test = read_hoi_annotations(data / "test_hico.json", space)[:limit]
     train = read_hoi_annotations(data / "trainval_hico.json", space) if space.rare is None else None
     metrics = evaluate_hoi_predictor(predictor, test, image_dir(data, "test"), rare=rare_classes(space, train),
-                                     zero_shot=(predictor.manifest.get("provenance") or {}).get("zero_shot"))
+                                     zero_shot=predictor.manifest.provenance.get("zero_shot"))
     metrics.pop("per_class")
     return metrics
 
@@ -424,8 +420,8 @@ def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_
     compared = []  # (model name, bundle, backend, precision, untrained)
     for ref in map(Path, references):
         manifest = read_manifest(ref)
-        untrained = manifest.get("provenance", {}).get("method") == "untrained"
-        name = manifest["model"].get("name", ref.name)
+        untrained = manifest.provenance.get("method") == "untrained"
+        name = manifest.model.get("name", ref.name)
         compared += [(name, ref, b, p, untrained) for b, p in plan
                      if unsupported(b, p, settings.device) is None and offers(ref, manifest, b, p)]
     rows: list[dict[str, Any]] = []
@@ -448,9 +444,9 @@ def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_
                              PRECISIONS.index(r["precision"]), r.get("variant") or "", r["batch"]))
     results = {"device": device_info(), "versions": library_versions(),
                "bundle": {"paths": [str(p) for p in paths], "sha256": {str(p): bundle_digest(p) for p in paths},
-                          "graphs": {str(p): sorted(manifests[p]["graphs"]) for p in paths},
-                          "model": manifests[paths[0]]["model"].get("name"),
-                          "image_size": manifests[paths[0]]["preprocess"]["size"],
+                          "graphs": {str(p): sorted(manifests[p].graphs) for p in paths},
+                          "model": manifests[paths[0]].model.get("name"),
+                          "image_size": manifests[paths[0]].image_size,
                           "references": {name: str(ref) for name, ref, *_ in compared}},
                "settings": asdict(settings), "rows": rows}
     results["auto"] = auto_choices(paths, settings)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from .deploy.predictor import Predictor
 from .deploy.runtimes.selection import candidates
 from .errors import BundleError, MipdEdgeError
 from .files import PathLike
+from .situation import Interactions, Situation
 
 
 def probe_image(size: int) -> np.ndarray:
@@ -39,7 +40,7 @@ def check_bundle(bundle: PathLike, device: str = "CPU") -> dict[str, Any]:
     validated = time.perf_counter()
     verify_files(bundle, manifest)
     hashed = time.perf_counter()
-    sizes = [(bundle / name).stat().st_size for name in manifest["files"]]
+    sizes = [(bundle / name).stat().st_size for name in manifest.files]
     report: dict[str, Any] = {
         "bundle": str(bundle), "files": len(sizes), "megabytes": round(sum(sizes) / 1e6, 2),
         "validate_ms": round((validated - start) * 1e3, 2), "hash_ms": round((hashed - validated) * 1e3, 2),
@@ -47,7 +48,7 @@ def check_bundle(bundle: PathLike, device: str = "CPU") -> dict[str, Any]:
     pairs = [pair for precision in PRECISIONS for pair in candidates(bundle, manifest, device, "auto", precision)[0]]
     if not pairs:
         raise BundleError(f"{bundle}: no installed backend here can run this bundle on {device}")
-    image = probe_image(int(manifest["preprocess"]["size"]))
+    image = probe_image(manifest.image_size)
     failures = []
     for backend, precision in pairs:
         run = {"backend": backend, "precision": precision}
@@ -67,18 +68,16 @@ def check_bundle(bundle: PathLike, device: str = "CPU") -> dict[str, Any]:
     return report
 
 
-def answer(result) -> dict[str, Any]:
+def answer(result: Union[Situation, Interactions]) -> dict[str, Any]:
     """What a probe inference answered, with a BundleError if any score is not a number."""
-    situations = result if isinstance(result, list) else [result]
+    situations = result.situations
     scores = [c.score for s in situations for c in s.candidates] + \
         [r.score for s in situations for r in s.roles.values()]
     if not all(math.isfinite(v) for v in scores):
         raise BundleError(
             f"the model answers non-finite scores, e.g. {[v for v in scores if not math.isfinite(v)][:3]}"
         )
-    if isinstance(result, list):
-        return {"interactions": len(result)}
-    return {"verb": result.verb, "score": round(float(result.score), 4)}
+    return {"answer": str(result), "situations": len(situations)}
 
 
 __all__ = ["check_bundle"]

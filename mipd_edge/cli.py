@@ -7,11 +7,14 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from .errors import MipdEdgeError
 from .methods import METHODS, methods_for
 from .text import DEFAULT_TEXT_ENCODER
+
+if TYPE_CHECKING:
+    from .deploy.bundle import BundleManifest
 
 log = logging.getLogger("mipd_edge")
 # third-party loggers that talk on import (optional CUDA kernels, torch.compile notes)
@@ -253,7 +256,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
                                args.max_drop, _formats(args.formats), args.ort_static, args.dynamic_batch,
                                overwrite=args.overwrite)
     _print_bundle(args.out, manifest)
-    m = manifest["metrics"]
+    m = manifest.metrics
     if "int8_minus_fp32_map" in m:
         print(f"\n{m['split']} mAP through {m['backend']} (seen classes and verbs: the accuracy gate), FP32 vs "
               f"INT8: {m['fp32']['full']:6.2f}  {m['int8']['full']:6.2f}  ({m['int8_minus_fp32_map']['full']:+.2f})")
@@ -268,9 +271,9 @@ def _formats(text: str) -> list[str]:
     return [f.strip() for f in text.split(",") if f.strip()]
 
 
-def _print_bundle(out: str, manifest: dict) -> None:
-    print(f"bundle written to {out}: graphs {', '.join(manifest['graphs'])}, precision {manifest['precision']}")
-    for fmt, check in manifest["verification"].items():
+def _print_bundle(out: str, manifest: BundleManifest) -> None:
+    print(f"bundle written to {out}: graphs {', '.join(manifest.graphs)}, precision {manifest.precision}")
+    for fmt, check in manifest.verification.items():
         worst = max(check["max_abs_diff"].values()) if "max_abs_diff" in check else None
         detail = (f"max |diff| vs torch {worst:.2g} (tolerance {check['tolerance']})" if worst is not None
                   else f"mean glance cosine vs FP32 {check['glance_cosine_mean']:.4f}")
@@ -361,8 +364,7 @@ def cmd_check(args: argparse.Namespace) -> None:
     print(f"{report['bundle']}: manifest valid ({report['validate_ms']:.1f} ms), {report['files']} files "
           f"({report['megabytes']:.1f} MB) match their SHA-256 ({report['hash_ms']:.0f} ms)")
     for run in report["runs"]:
-        what = f"verb {run['verb']} ({run['score']:.3f})" if "verb" in run else f"{run['interactions']} interactions"
-        print(f"  {run['backend']:<12} {run['precision']:<5} loads in {run['load_ms']:.0f} ms, answers {what} "
+        print(f"  {run['backend']:<12} {run['precision']:<5} loads in {run['load_ms']:.0f} ms, answers {run['answer']} "
               f"(first call, {run['inference_ms']:.1f} ms)")
     print("ok")
 

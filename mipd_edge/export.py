@@ -1,6 +1,6 @@
 """torch -> bundle: ONNX graphs, OpenVINO IR, TensorRT engines, each verified before it counts.
 
-The student is exported as two graphs with stable names (``bundle.graph_io``): the encoder
+The student is exported as two graphs with stable names (``deploy.tasks``): the encoder
 (images -> memory tokens, glance embedding) and the decoder (memory, role and verb
 embeddings, role mask -> noun embeddings, boxes, box-exists logits; for an HOI student,
 memory -> every grid cell's boxes, object and verb embeddings and interaction logit). The decoder is
@@ -24,13 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.swig import SituDataset, find_space, read_space
-from .deploy.bundle import graph_files, graph_io, write_manifest
-from .deploy.postprocess import SituationDecoder
+from .data.swig import SituDataset
+from .deploy.bundle import BundleManifest, graph_files, write_manifest
 from .deploy.preprocess import Preprocess
 from .deploy.runtimes import load_runtime
+from .deploy.tasks import GSR, BundleTask
 from .errors import BundleError, MipdEdgeError, MissingDependencyError
 from .files import WEIGHTS_FILE, PathLike, atomic_output, check_output
+from .graphs import EncoderGraph, graph_task
 from .models.store import load_student
 from .models.student import Student, build_student
 from .text import load_text_encoder, model_text_encoder, text_encoder_spec
@@ -41,60 +42,15 @@ log = logging.getLogger(__name__)
 TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}  # max |difference| of any output against torch
 
 
-class EncoderGraph(nn.Module):
-    def __init__(self, model: Student):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.encode(images)
-
-
-class DecoderGraph(nn.Module):
-    """The decoder without the features only training uses."""
-
-    def __init__(self, model: Student):
-        super().__init__()
-        self.model = model
-
-    def forward(self, memory, role_emb, verb_emb, role_mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.model.decode(memory, role_emb, verb_emb, role_mask)[:3]
-
-
-class HoiDecoderGraph(nn.Module):
-    """An HOI student's decoder: memory in, every cell's interaction outputs out."""
-
-    def __init__(self, model: Student):
-        super().__init__()
-        self.model = model
-
-    def forward(self, memory) -> tuple[torch.Tensor, ...]:
-        return self.model.decode(memory)[:5]
-
-
-def decoder_graph(model: Student) -> nn.Module:
-    return HoiDecoderGraph(model) if model.cfg.task == "hoi" else DecoderGraph(model)
-
-
-def example_inputs(model: Student, batch: int) -> dict[str, tuple[torch.Tensor, ...]]:
-    cfg, tokens = model.cfg, model.tokens
-    if cfg.task == "hoi":
-        return {"encoder": (torch.zeros(batch, 3, cfg.image_size, cfg.image_size),),
-                "decoder": (torch.zeros(batch, tokens, cfg.d_model),)}
-    return {"encoder": (torch.zeros(batch, 3, cfg.image_size, cfg.image_size),),
-            "decoder": (torch.zeros(batch, tokens, cfg.d_model), torch.zeros(batch, cfg.max_roles, cfg.text_dim),
-                        torch.zeros(batch, cfg.text_dim), torch.ones(batch, cfg.max_roles))}
-
-
 def export_onnx(model: nn.Module, graph: str, path: Path, inputs: tuple[torch.Tensor, ...], dynamic: bool,
-                dynamo: bool = True, task: str = "gsr") -> None:
+                dynamo: bool = True, task: BundleTask = GSR) -> None:
     """One graph to ONNX with the bundle's input and output names.
 
     ``dynamo=False`` takes the TorchScript exporter, the one that traces through NNCF's
     hooks in a stripped QAT model (writing its fake quantizers as Q/DQ pairs).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    graph_inputs, graph_outputs = (names[graph] for names in graph_io(task))
+    graph_inputs, graph_outputs = task.inputs[graph], task.outputs[graph]
     names = {"input_names": graph_inputs, "output_names": graph_outputs}
     with torch.no_grad():
         if not dynamo:
@@ -110,15 +66,15 @@ def export_onnx(model: nn.Module, graph: str, path: Path, inputs: tuple[torch.Te
 
 
 def export_graphs(model: Student, out: Path, dynamic_batch: bool) -> dict[str, str]:
-    model = model.eval()
+    model, task = model.eval(), graph_task(model)
     graphs = {}
     for graph, module, dynamic in (
         ("encoder", EncoderGraph(model), dynamic_batch),
-        ("decoder", decoder_graph(model), True),
+        ("decoder", task.decoder_graph(model), True),
     ):
-        inputs = example_inputs(model, 2 if dynamic else 1)[graph]
+        inputs = task.example_inputs(model, 2 if dynamic else 1)[graph]
         graphs[graph] = graph_files("onnx")[graph]
-        export_onnx(module.eval(), graph, out / graphs[graph], inputs, dynamic, task=model.cfg.task)
+        export_onnx(module.eval(), graph, out / graphs[graph], inputs, dynamic, task=task.bundle)
     log.info("exported ONNX graphs -> %s", out)
     return graphs
 
@@ -133,21 +89,15 @@ def onnx_to_openvino(onnx_path: Path, xml_path: Path, fp16: bool) -> None:
 
 
 def reference_outputs(model: Student, images: np.ndarray, vocabulary: Vocabulary) -> dict[str, tuple[dict, dict]]:
-    """torch's inputs and outputs of both graphs on real images; a situation decoder gets
-    the role queries of each image's top-1 verb under the bundle's vocabulary."""
-    names = graph_io(model.cfg.task)[1]
+    """torch's inputs and outputs of both graphs on real images (the task chooses the
+    decoder's inputs: a situation decoder gets each image's top-1 verb's role queries)."""
+    task = graph_task(model)
     with torch.no_grad():
         memory, glance = model.encode(torch.from_numpy(images))
-        if model.cfg.task == "hoi":
-            dec_in = {"memory": memory.numpy()}
-        else:
-            decoder = SituationDecoder(vocabulary, float(model.verb_scale()), float(model.noun_scale()),
-                                       model.cfg.max_roles)
-            roles, verb, mask = decoder.role_inputs([ids[0] for ids in decoder.rank_verbs(glance.numpy())[0]])
-            dec_in = {"memory": memory.numpy(), "role_emb": roles, "verb_emb": verb, "role_mask": mask}
+        dec_in = task.reference_decoder_inputs(model, memory, glance, vocabulary)
         decoded = model.decode(*(torch.from_numpy(a) for a in dec_in.values()))
     return {"encoder": ({"images": images}, {"memory": memory.numpy(), "glance": glance.numpy()}),
-            "decoder": (dec_in, {n: t.numpy() for n, t in zip(names["decoder"], decoded)})}
+            "decoder": (dec_in, {n: t.numpy() for n, t in zip(task.bundle.outputs["decoder"], decoded)})}
 
 
 def verify(runtime, reference: dict[str, tuple[dict, dict]], tolerance: float, what: str,
@@ -225,58 +175,47 @@ def write_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str], pre
     encoder = model_text_encoder(info)
     if encoder.id != info["text_encoder"]:
         raise MipdEdgeError(f"{model_dir} was trained with text encoder {info['text_encoder']}, found {encoder.id}")
-    task = model.cfg.task
-    if task == "hoi":  # every verb of the space, unseen ones included, as at test time
-        from .data.hico import HoiSpace
-        from .data.hoi_vocabulary import hoi_vocabulary
-
-        hoi_space = HoiSpace.from_json(info["hoi_space"])
-        vocabulary = hoi_vocabulary(hoi_space, range(1, len(hoi_space.verbs) + 1), encoder)
-    else:
-        vocabulary = Vocabulary.from_space(read_space(space or find_space(data_dir)), encoder)
+    task = graph_task(model)
+    vocabulary = task.vocabulary(info, encoder, data_dir, space)
 
     out.mkdir(parents=True, exist_ok=True)
     graphs: dict[str, dict[str, str]] = {"onnx": export_graphs(model, out, dynamic_batch)} if formats else {}
     vocabulary.save(out / "vocabulary.npz")
     shutil.copyfile(model_dir / WEIGHTS_FILE, out / WEIGHTS_FILE)
-    manifest: dict[str, Any] = {
-        "model": model.cfg.to_json(), "preprocess": preprocess.to_json(), "precision": precision,
-        "graphs": graphs, "inputs": graph_io(task)[0], "outputs": graph_io(task)[1], "dynamic_batch": dynamic_batch,
-        "scales": {"verb": float(model.verb_scale().detach()), "noun": float(model.noun_scale().detach())},
-        "max_roles": model.cfg.max_roles, "text_dim": model.cfg.text_dim, "text_encoder": encoder.id,
-        "text_encoder_spec": text_encoder_spec(info), "weights": WEIGHTS_FILE,
-        "vocabulary": "vocabulary.npz", "verification": {},
-        "provenance": {k: info.get(k) for k in ("kind", "method", "teacher", "rationales", "train", "training_verbs",
-                                                "epoch", "selection_score")},
-    }
-    if task == "hoi":
-        manifest["hoi_space"] = info["hoi_space"]
-        manifest["provenance"]["zero_shot"] = info["data"].get("zero_shot")  # what the benchmark scores unseen
-    if with_text_encoder:
-        manifest["text_encoder_onnx"] = export_text_encoder(manifest["text_encoder_spec"], out, encoder.id)
+    spec = text_encoder_spec(info)
+    manifest = BundleManifest(
+        model=model.cfg.to_json(), preprocess=preprocess.to_json(), precision=precision, graphs=graphs,
+        inputs=task.bundle.inputs, outputs=task.bundle.outputs, dynamic_batch=dynamic_batch,
+        scales={"verb": float(model.verb_scale().detach()), "noun": float(model.noun_scale().detach())},
+        max_roles=model.cfg.max_roles, text_dim=model.cfg.text_dim, text_encoder=encoder.id, text_encoder_spec=spec,
+        weights=WEIGHTS_FILE, vocabulary="vocabulary.npz", verification={},
+        provenance={**{k: info.get(k) for k in ("kind", "method", "teacher", "rationales", "train", "training_verbs",
+                                                "epoch", "selection_score")}, **task.provenance(info)},
+        text_encoder_onnx=export_text_encoder(spec, out, encoder.id) if with_text_encoder else None,
+        **task.manifest_fields(info))
     if "openvino" in formats:
-        manifest["graphs"]["openvino"] = graph_files("openvino")
-        for graph, xml in manifest["graphs"]["openvino"].items():
-            onnx_to_openvino(out / manifest["graphs"]["onnx"][graph], out / xml, precision == "fp16")
+        manifest.graphs["openvino"] = graph_files("openvino")
+        for graph, xml in manifest.graphs["openvino"].items():
+            onnx_to_openvino(out / manifest.graphs["onnx"][graph], out / xml, precision == "fp16")
     if "tensorrt" in formats:
         from .deploy.runtimes.tensorrt import build_engines
 
-        manifest["graphs"]["tensorrt"] = build_engines(out, manifest, "fp16" if precision == "fp16" else "fp32")
+        manifest.graphs["tensorrt"] = build_engines(out, manifest, "fp16" if precision == "fp16" else "fp32")
 
     reference = reference_outputs(model, verification_images(data_dir, preprocess), vocabulary)
     checks = {"onnx": ("onnxruntime", {}), "openvino": ("openvino", {"inference_precision": "f32"})}
     for fmt in ("onnx", "openvino"):
-        if fmt in manifest["graphs"]:
+        if fmt in manifest.graphs:
             backend, options = checks[fmt]
             tol = TOLERANCE[precision] if fmt == "openvino" else TOLERANCE["fp32"]
             with load_runtime(backend, out, manifest, precision="fp32", **options) as runtime:
-                manifest["verification"][fmt] = verify(runtime, reference, tol, f"{fmt} graphs", not dynamic_batch)
-    if "onnx" not in formats and "onnx" in manifest["graphs"]:  # exported only as the other formats' source
+                manifest.verification[fmt] = verify(runtime, reference, tol, f"{fmt} graphs", not dynamic_batch)
+    if "onnx" not in formats and "onnx" in manifest.graphs:  # exported only as the other formats' source
         for graph in ("encoder", "decoder"):
             (out / f"{graph}.onnx").unlink()
-        del manifest["graphs"]["onnx"]
+        del manifest.graphs["onnx"]
     write_manifest(out, manifest)
-    log.info("bundle written: %s (%s, %s)", out, ", ".join(manifest["graphs"]) or "weights only", precision)
+    log.info("bundle written: %s (%s, %s)", out, ", ".join(manifest.graphs) or "weights only", precision)
     return manifest
 
 

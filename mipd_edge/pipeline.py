@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from .files import read_json, write_json
+
+if TYPE_CHECKING:
+    from .deploy.bundle import BundleManifest
 
 log = logging.getLogger(__name__)
 
@@ -359,9 +362,8 @@ class Pipeline:
         return results
 
 
-def _manifest_summary(manifest: dict) -> dict:
-    return {"graphs": sorted(manifest["graphs"]), "verification": manifest["verification"],
-            "metrics": manifest.get("metrics")}
+def _manifest_summary(manifest: BundleManifest) -> dict:
+    return {"graphs": sorted(manifest.graphs), "verification": manifest.verification, "metrics": manifest.metrics}
 
 
 def _summary(result: dict) -> dict:

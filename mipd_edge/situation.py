@@ -108,6 +108,11 @@ class Situation:
     def roles(self) -> Mapping[str, RoleValue]:
         return self.candidates[0].roles
 
+    @property
+    def situations(self) -> list["Situation"]:
+        """Itself as a list of one, as ``Interactions.situations`` lists an HOI answer."""
+        return [self]
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"verbs": [c.to_json() for c in self.candidates]}
         if self.gt_verb_roles is not None:
@@ -131,6 +136,23 @@ class Situation:
     def __str__(self) -> str:
         roles = ", ".join(f"{r}={v.label or v.noun or '-'}" for r, v in self.roles.items())
         return f"{self.verb} ({self.score:.2f}): {roles}"
+
+
+class Interactions(list):
+    """An HOI bundle's answer for one image: a situation per detected human-object
+    interaction (verb; agent and item with boxes), best first. It is a list; its
+    ``situations`` and ``to_json`` match a ``Situation``'s, so code that takes either
+    task's answers (streams, drawing, bundle checks) need not ask which it holds."""
+
+    @property
+    def situations(self) -> list[Situation]:
+        return list(self)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"interactions": [s.to_json() for s in self]}
+
+    def __str__(self) -> str:
+        return "; ".join(map(str, self)) or "no interaction"
 
 
 def parse_box(value: Any, where: str = "box") -> Box:

@@ -42,7 +42,7 @@ def test_training_commands(tiny_world, tmp_path, cache_dir, capsys):
                  "--calib-size", "8", "--formats", "onnx"]) == 0
     assert "FP32 vs INT8" in capsys.readouterr().out
     manifest = read_manifest(tmp_path / "q")
-    assert set(manifest["graphs"]) == {"onnx", "onnx-int8"} and manifest["quantization"]["calibration_images"] == 8
+    assert set(manifest.graphs) == {"onnx", "onnx-int8"} and manifest.quantization["calibration_images"] == 8
 
 
 def test_an_unexpected_error_is_one_line_and_exit_1(tiny_world, tmp_path, monkeypatch, capsys):

@@ -15,17 +15,17 @@ from mipd_edge.quantize import quantize_bundle
 
 def test_int8_bundle_is_complete_and_verified(tiny_bundle):
     m = read_manifest(tiny_bundle)
-    assert m["precision"] == "int8"
-    assert set(m["graphs"]) == {"onnx", "openvino", "onnx-int8", "openvino-int8"}
-    assert m["inputs"]["decoder"] == ["memory", "role_emb", "verb_emb", "role_mask"]
+    assert m.precision == "int8"
+    assert set(m.graphs) == {"onnx", "openvino", "onnx-int8", "openvino-int8"}
+    assert m.inputs["decoder"] == ["memory", "role_emb", "verb_emb", "role_mask"]
     for fmt in ("onnx", "openvino"):
-        check = m["verification"][fmt]
+        check = m.verification[fmt]
         assert check["images"] == 8 and max(check["max_abs_diff"].values()) <= check["tolerance"] == 1e-3
     for fmt in ("onnx-int8", "openvino-int8"):
-        assert m["verification"][fmt]["glance_cosine_mean"] >= 0.9
-    metrics = m["metrics"]
+        assert m.verification[fmt]["glance_cosine_mean"] >= 0.9
+    metrics = m.metrics
     assert set(metrics["fp32"]) == {"all", "seen", "rare", "unseen"} and "int8" in metrics
-    assert m["quantization"]["method"] == "ptq" and m["quantization"]["calibration_images"] == 16
+    assert m.quantization["method"] == "ptq" and m.quantization["calibration_images"] == 16
     for name in ("vocabulary.npz", "weights.safetensors", "encoder.onnx", "encoder.int8.onnx",
                  "openvino/encoder.int8.xml", "openvino/decoder.bin"):
         assert (tiny_bundle / name).is_file()
@@ -33,7 +33,7 @@ def test_int8_bundle_is_complete_and_verified(tiny_bundle):
 
 def test_runtimes_agree_and_batches_work(tiny_bundle):
     m = read_manifest(tiny_bundle)
-    size = m["preprocess"]["size"]
+    size = m.image_size
     x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
     with load_runtime("onnxruntime", tiny_bundle, m, precision="fp32") as ort, \
             load_runtime("openvino", tiny_bundle, m, precision="fp32", inference_precision="f32") as ov:
@@ -41,22 +41,22 @@ def test_runtimes_agree_and_batches_work(tiny_bundle):
         assert np.allclose(a[0], b[0], atol=1e-4) and np.allclose(a[1], b[1], atol=1e-4)
         with pytest.raises(Exception):
             ort.encode(np.repeat(x, 2, axis=0))  # the encoder was exported for batch 1
-        r, d = m["max_roles"], m["text_dim"]
+        r, d = m.max_roles, m.text_dim
         memory = np.repeat(a[0], 5, axis=0)  # the decoder always takes any batch
-        out = ort.decode(memory, np.zeros((5, r, d), np.float32), np.zeros((5, d), np.float32),
-                         np.ones((5, r), np.float32))
-        assert out[1].shape == (5, r, 4)
+        out = ort.run("decoder", {"memory": memory, "role_emb": np.zeros((5, r, d), np.float32),
+                                  "verb_emb": np.zeros((5, d), np.float32), "role_mask": np.ones((5, r), np.float32)})
+        assert out["boxes"].shape == (5, r, 4)
 
 
 def test_dynamic_batch_and_fp16_export(tiny_student, tiny_world, tmp_path):
     m = export_bundle(tiny_student, tmp_path / "b", ("onnx", "openvino"), "fp16", data=tiny_world / "data",
                       dynamic_batch=True)
-    assert m["dynamic_batch"] and m["verification"]["openvino"]["tolerance"] == 5e-2
-    size = m["preprocess"]["size"]
+    assert m.dynamic_batch and m.verification["openvino"]["tolerance"] == 5e-2
+    size = m.image_size
     with load_runtime("onnxruntime", tmp_path / "b", m) as ort:
         for batch in (1, 3):
             memory, glance = ort.encode(np.zeros((batch, 3, size, size), np.float32))
-            assert glance.shape == (batch, m["text_dim"])
+            assert glance.shape == (batch, m.text_dim)
     xml = (tmp_path / "b" / "openvino" / "encoder.xml").read_text()
     assert 'element_type="f16"' in xml  # weights compressed to FP16
 
@@ -97,10 +97,10 @@ def test_qat_and_ort_static_int8(tiny_student, tiny_world, tiny_bundle, ort_stat
 
     m = quantize_bundle(tiny_student, tiny_world / "data", tmp_path / "qat", "qat", calib_size=16, qat_epochs=1,
                         formats=("onnx",), progress=False)
-    assert m["quantization"]["qat"]["steps"] > 0
+    assert m.quantization["qat"]["steps"] > 0
     ops = {n.op_type for n in onnx.load(str(tmp_path / "qat" / "encoder.int8.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "FakeQuantize" not in ops
-    assert m["verification"]["onnx-int8"]["glance_cosine_mean"] >= 0.9
+    assert m.verification["onnx-int8"]["glance_cosine_mean"] >= 0.9
 
     fp32, ort = ort_static_bundle
     for source, formats, dynamic, reason in (
@@ -113,12 +113,12 @@ def test_qat_and_ort_static_int8(tiny_student, tiny_world, tiny_bundle, ort_stat
                             fp32_bundle=source)
     m = read_manifest(ort)  # the FP32 graphs copied, not re-exported
     assert (ort / "encoder.onnx").read_bytes() == (fp32 / "encoder.onnx").read_bytes()
-    assert m["verification"]["onnx"] == read_manifest(fp32)["verification"]["onnx"]
+    assert m.verification["onnx"] == read_manifest(fp32).verification["onnx"]
     graph = onnx.load(str(ort / "encoder.int8.onnx")).graph
     zero_points = {i.name: i for i in graph.initializer}
     first_q = next(n for n in graph.node if n.op_type == "QuantizeLinear")
     assert zero_points[first_q.input[2]].data_type == onnx.TensorProto.UINT8  # u8 activations
-    assert m["quantization"]["onnx_engine"].startswith("onnxruntime")
+    assert m.quantization["onnx_engine"].startswith("onnxruntime")
 
 
 @pytest.mark.slow

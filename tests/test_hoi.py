@@ -1,6 +1,7 @@
 """HOI mode end to end on SynthSitu-HOI: pair situations, training with none and mipd,
 evaluation, export and the Predictor."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,9 +12,10 @@ from helpers import tiny_config
 from mipd_edge import Predictor
 from mipd_edge.cli import main
 from mipd_edge.data.hico import find_space, rare_classes, read_hoi_annotations, seen_verbs
+from mipd_edge.deploy.predictor import InteractionPredictor, SituationPredictor
 from mipd_edge.errors import BundleError, MipdEdgeError
 from mipd_edge.hoi_metrics import evaluate_hoi
-from mipd_edge.situation import Situation
+from mipd_edge.situation import Interactions, Situation
 
 
 @pytest.fixture(scope="session")
@@ -180,8 +182,8 @@ def test_gold_pair_verbs(hoi_world):
 def test_hoi_bundle_through_the_predictor(hoi_world, hoi_bundle, tiny_bundle):
     root, _ = hoi_world
     bundle, manifest = hoi_bundle
-    assert manifest["outputs"]["decoder"] == ["human_boxes", "object_boxes", "objects", "verbs", "interaction"]
-    assert max(manifest["verification"]["onnx"]["max_abs_diff"].values()) < 1e-3
+    assert manifest.outputs["decoder"] == ["human_boxes", "object_boxes", "objects", "verbs", "interaction"]
+    assert max(manifest.verification["onnx"]["max_abs_diff"].values()) < 1e-3
     space = find_space(root / "data")
     test = read_hoi_annotations(root / "data" / "test_hico.json", space)
     images = [root / "data" / "images" / i.file_name for i in test[:4]]
@@ -189,8 +191,11 @@ def test_hoi_bundle_through_the_predictor(hoi_world, hoi_bundle, tiny_bundle):
     for backend, options in (("torch", {}), ("onnxruntime", {}), ("openvino", {"inference_precision": "f32"})):
         with Predictor(bundle, backend=backend, **options) as p:
             found[backend] = p.detect(images, classes_only=True)
+            assert type(p) is InteractionPredictor
             situations = p(images[0])
-            assert isinstance(situations, list) and all(isinstance(s, Situation) for s in situations)
+            assert isinstance(situations, Interactions) and all(isinstance(s, Situation) for s in situations)
+            assert situations.situations == list(situations)
+            assert situations.to_json() == {"interactions": [s.to_json() for s in situations]}
             assert p.predict(images, threshold=0.0)[0], "every image gives its interactions at threshold 0"
     for backend in ("onnxruntime", "openvino"):
         for a, b in zip(found["torch"], found[backend]):
@@ -201,8 +206,10 @@ def test_hoi_bundle_through_the_predictor(hoi_world, hoi_bundle, tiny_bundle):
                               ["agent", "item"])
         assert "juggling-clubs" in p.vocabulary.verbs
         p.detect(images[:1])
-    with Predictor(tiny_bundle, backend="onnxruntime") as p, pytest.raises(BundleError, match="HOI bundles"):
-        p.detect(images[:1])
+    with Predictor(tiny_bundle, backend="onnxruntime") as p:  # a situation bundle's class has no detect
+        assert type(p) is SituationPredictor and not hasattr(p, "detect")
+    with pytest.raises(BundleError, match="is a hoi bundle; SituationPredictor serves gsr"):
+        SituationPredictor(bundle, backend="onnxruntime")
 
 
 def test_hoi_bundle_streams_a_folder(hoi_world, hoi_bundle, tmp_path):
@@ -243,10 +250,10 @@ def test_hoi_int8_bundle_with_accuracy_control(hoi_world, tmp_path, monkeypatch)
     monkeypatch.setattr(nncf, "quantize_with_accuracy_control", watched_control)
     m = quantize_bundle(root / "mipd", root / "data", tmp_path / "int8", "ptq", calib_size=16, max_drop=1.0,
                         progress=False)
-    assert {"onnx-int8", "openvino-int8"} <= set(m["graphs"]) and m["precision"] == "int8"
+    assert {"onnx-int8", "openvino-int8"} <= set(m.graphs) and m.precision == "int8"
     assert sorted(seen_by_control) == sorted(i.file_name for i in dev)
     assert all(space.verbs[p.verb - 1] not in unseen_verbs for i in dev for p in i.pairs)
-    metrics = m["metrics"]
+    metrics = m.metrics
     assert metrics["int8_minus_fp32_map"]["full"] == pytest.approx(metrics["int8"]["full"] - metrics["fp32"]["full"])
     assert metrics["gate"]["images"] == len(dev)
     test = read_hoi_annotations(root / "data" / "test_hico.json", space)
@@ -254,7 +261,10 @@ def test_hoi_int8_bundle_with_accuracy_control(hoi_world, tmp_path, monkeypatch)
     for backend in ("onnxruntime", "openvino"):
         with Predictor(tmp_path / "int8", backend=backend, precision="int8") as p:
             assert p.precision == "int8" and len(p.detect(images)) == 3
-    gated = lambda delta: accuracy_gate({**m, "metrics": {**metrics, "int8_minus_fp32_map": {"full": delta}}})  # noqa: E731
+
+    def gated(delta):
+        return accuracy_gate(dataclasses.replace(m, metrics={**metrics, "int8_minus_fp32_map": {"full": delta}}))
+
     assert gated(-0.5) is None and gated(-3.0) == "it loses 3.00 points of full against FP32 (gate: 1)"
 
     # the benchmark's HOI rows: latency and test mAP (all / unseen classes) per backend and precision
@@ -287,9 +297,9 @@ def test_hoi_qat_bundle(hoi_world, tmp_path):
     root, _ = hoi_world
     m = quantize_bundle(root / "none", root / "data", tmp_path / "qat", "qat", calib_size=8, qat_epochs=1,
                         formats=("onnx",), progress=False)
-    assert m["quantization"]["method"] == "qat" and m["quantization"]["qat"]["steps"] >= 1
-    assert m["verification"]["onnx-int8"]["glance_cosine_mean"] >= 0.9
-    assert set(m["metrics"]["int8_minus_fp32_map"]) == {"full"} and m["metrics"]["backend"] == "onnxruntime"
+    assert m.quantization["method"] == "qat" and m.quantization["qat"]["steps"] >= 1
+    assert m.verification["onnx-int8"]["glance_cosine_mean"] >= 0.9
+    assert set(m.metrics["int8_minus_fp32_map"]) == {"full"} and m.metrics["backend"] == "onnxruntime"
     test = read_hoi_annotations(root / "data" / "test_hico.json", find_space(root / "data"))
     with Predictor(tmp_path / "qat", backend="onnxruntime", precision="int8") as p:
         assert len(p.detect([root / "data" / "images" / test[0].file_name])) == 1
@@ -312,7 +322,7 @@ def test_hoi_commands(hoi_world, tmp_path):
                  "--config", str(config)]) == 0
     assert main(["export", "--model", str(tmp_path / "s"), "--out", str(tmp_path / "b"), "--data", str(data),
                  "--precision", "int8", "--formats", "onnx"]) == 0
-    assert read_manifest(tmp_path / "b")["precision"] == "int8"
+    assert read_manifest(tmp_path / "b").precision == "int8"
     assert main(["predict-hoi", "--model", str(tmp_path / "b"), "--data", str(data), "--backend", "onnxruntime",
                  "--out", str(tmp_path / "preds.json")]) == 0
     space = find_space(data)

@@ -77,20 +77,20 @@ def test_accuracy_control_keeps_int8_within_max_drop_and_repairs_a_lossy_quantiz
                             progress=False)
     controlled = quantize_bundle(trained_student, data, tmp_path / "ac", "ptq", calib_size=16, max_drop=MAX_DROP,
                                  formats=("openvino",), progress=False)
-    assert controlled["metrics"]["gate"]["fp32"]["grnd_value"] > 0  # the student grounds something to lose
-    lost = plain["metrics"]["int8_minus_fp32_top1"]["grnd_value"]
-    kept = controlled["metrics"]["int8_minus_fp32_top1"]["grnd_value"]
+    assert controlled.metrics["gate"]["fp32"]["grnd_value"] > 0  # the student grounds something to lose
+    lost = plain.metrics["int8_minus_fp32_top1"]["grnd_value"]
+    kept = controlled.metrics["int8_minus_fp32_top1"]["grnd_value"]
     assert kept >= -MAX_DROP
     plain_ops, kept_ops = fake_quantize_count(tmp_path / "plain"), fake_quantize_count(tmp_path / "ac")
     if lost < -MAX_DROP:  # it lost more than allowed (as on the machine this was written on): layers reverted
         assert kept_ops < plain_ops
     else:  # plain PTQ lost nothing with this CPU's arithmetic: nothing to repair, nothing reverted
         assert kept_ops == plain_ops
-    assert controlled["quantization"]["accuracy_control"]["max_drop"] == MAX_DROP
+    assert controlled.quantization["accuracy_control"]["max_drop"] == MAX_DROP
 
     dev = SituDataset(data, "dev")
     allowed = [n for n in dev.names if dev.annotations[n].verb not in unseen]
     assert seen_by_control and sorted(seen_by_control) == sorted(allowed)  # every training-verb image, no other
     assert len(gate_calls) == 4 and all(verbs == set(training_verbs(split)) and not vocab & unseen
                                         for verbs, vocab in gate_calls)
-    assert controlled["metrics"]["gate"]["images"] == len(allowed) < len(dev.names)
+    assert controlled.metrics["gate"]["images"] == len(allowed) < len(dev.names)

@@ -1,3 +1,6 @@
+import dataclasses
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -5,8 +8,11 @@ import pytest
 from helpers import run_without_torch
 from mipd_edge import InvalidImageError, Predictor, VocabularyError
 from mipd_edge.data.swig import SituDataset
-from mipd_edge.deploy.bundle import read_manifest, write_manifest
+from mipd_edge.deploy.bundle import MANIFEST_FIELDS, BundleManifest, read_manifest, write_manifest
+from mipd_edge.deploy.predictor import SituationPredictor
+from mipd_edge.deploy.tasks import GSR
 from mipd_edge.errors import BundleError
+from mipd_edge.situation import Situation
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +49,22 @@ def test_backends_agree_on_real_images(tiny_bundle, test_images):
                     assert (value.box is None) == (roles_b[role].box is None)
                     if value.box is not None:
                         assert np.allclose(value.box, roles_b[role].box, atol=0.5)  # pixels
+
+
+def test_the_bundle_contract_is_one_typed_manifest(tiny_bundle, test_images):
+    """``read_manifest`` gives a BundleManifest whose fields are exactly the manifest's, in
+    ``bundle.json``'s order, and written back it is the same JSON; ``Predictor`` is the
+    class of the bundle's task, whose answer type needs no checking."""
+    m = read_manifest(tiny_bundle)
+    assert [f.name for f in dataclasses.fields(BundleManifest)] == list(MANIFEST_FIELDS)
+    assert m.to_json() == json.loads((tiny_bundle / "bundle.json").read_text())
+    assert list(m.to_json()) == list(json.loads((tiny_bundle / "bundle.json").read_text()))
+    assert m.task is GSR and m.inputs == GSR.inputs and m.image_size == m.model["image_size"]
+    assert m.verb_scale == m.scales["verb"] and m.hoi_space is None
+    with Predictor(tiny_bundle, backend="onnxruntime") as p:
+        assert type(p) is SituationPredictor and p.task == "gsr"
+        situation = p(test_images[0])
+        assert isinstance(situation, Situation) and situation.situations == [situation]
 
 
 def test_inputs_of_every_kind(tiny_bundle, tiny_world, tmp_path):
@@ -147,7 +169,7 @@ shutil.copytree(src, dst)
 shutil.rmtree(dst / "text_encoder")
 from mipd_edge.deploy.bundle import read_manifest, write_manifest
 manifest = read_manifest(dst, verify=False)
-del manifest["text_encoder_onnx"]
+manifest.text_encoder_onnx = None
 write_manifest(dst, manifest)  # as exported without --with-text-encoder
 p = Predictor(dst, backend="onnxruntime")
 try:

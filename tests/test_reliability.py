@@ -153,7 +153,7 @@ def test_vocabulary_and_weights_are_checked_on_their_own(tiny_bundle, tiny_stude
         with pytest.raises(VocabularyError, match="NaN" if damage == "nan" else "zero length"):
             Vocabulary.load(tmp_path / f"{damage}.npz")
     manifest = read_manifest(tiny_bundle)
-    model = build_student(StudentConfig.from_json(manifest["model"]))
+    model = build_student(StudentConfig.from_json(manifest.model))
     state = model.state_dict()
     half = dict(list(state.items())[: len(state) // 2])
     with pytest.raises(MipdEdgeError, match="do not fit"):
@@ -314,7 +314,7 @@ def test_export_never_mixes_old_and_new_files(tiny_student, tiny_world, tmp_path
     assert (out / "stale.onnx").exists()
     export_bundle(tiny_student, out, ("onnx",), data=tiny_world / "data", overwrite=True)
     assert not (out / "stale.onnx").exists() and (out / "encoder.onnx").is_file()
-    assert read_manifest(out)["graphs"] == {"onnx": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}}
+    assert read_manifest(out).graphs == {"onnx": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

@@ -33,7 +33,7 @@ def test_missing_tensorrt_names_the_extra(tiny_bundle):
 @pytest.mark.parametrize("precision, min_cosine", [("fp32", 0.999), ("fp16", 0.99), ("int8", 0.9)])
 def test_tensorrt_engines_agree_with_onnxruntime_and_are_cached(tiny_bundle, precision, min_cosine):
     manifest = read_manifest(tiny_bundle)
-    size = manifest["preprocess"]["size"]
+    size = manifest.image_size
     x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
     with load_runtime("onnxruntime", tiny_bundle, manifest, precision="fp32") as ort:
         expected = ort.run("encoder", {"images": x})["glance"]

@@ -7,6 +7,7 @@ A bundle is a directory: ``bundle.json`` (what is in it and how to feed it),
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -15,26 +16,10 @@ from typing import Any, Mapping, Optional, Sequence
 
 from ..errors import BundleError, DatasetError
 from ..files import PathLike, read_json, write_json
+from .tasks import TASKS, BundleTask, bundle_task
 
 FORMAT = "mipd-edge-bundle"
 VERSION = 2  # 2: every file's SHA-256 recorded in "files"
-INPUTS = {"encoder": ["images"], "decoder": ["memory", "role_emb", "verb_emb", "role_mask"]}
-OUTPUTS = {"encoder": ["memory", "glance"], "decoder": ["nouns", "boxes", "exists"]}
-# HOI students: the decoder needs no vocabulary input and gives every interaction point (grid cell) at once
-HOI_INPUTS = {"encoder": ["images"], "decoder": ["memory"]}
-HOI_OUTPUTS = {"encoder": ["memory", "glance"],
-               "decoder": ["human_boxes", "object_boxes", "objects", "verbs", "interaction"]}
-
-
-def task_of(manifest: Mapping[str, Any]) -> str:
-    """``gsr`` (one situation per image) or ``hoi`` (a set of interactions)."""
-    return manifest["model"].get("task", "gsr")
-
-
-def graph_io(task: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """Input and output names of both graphs for a task."""
-    return (HOI_INPUTS, HOI_OUTPUTS) if task == "hoi" else (INPUTS, OUTPUTS)
-
 
 GRAPHS = ("encoder", "decoder")
 # the graph formats a bundle holds: name -> where each graph lives in the bundle (tensorrt:
@@ -50,6 +35,9 @@ GRAPH_FORMATS: dict[str, dict[str, str]] = {
 BACKEND_FAMILY: dict[str, Optional[str]] = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "onnx",
                                             "torch": None}
 PRECISIONS = ("fp32", "fp16", "int8")  # fp16 runs from the fp32 graphs (converted by the runtime or at export)
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_MANIFEST_DEPTH = 32
+UNRECORDED = ("tensorrt",)  # engines are built on the device and keyed by the ONNX graph they came from
 
 
 def graph_format(backend: str, precision: str) -> Optional[str]:
@@ -63,9 +51,71 @@ def graph_format(backend: str, precision: str) -> Optional[str]:
 def graph_files(fmt: str) -> dict[str, str]:
     """Where a format's graphs are written in a bundle (relative paths, as the manifest records them)."""
     return dict(GRAPH_FORMATS[fmt])
-MAX_MANIFEST_BYTES = 16 << 20
-MAX_MANIFEST_DEPTH = 32
-UNRECORDED = ("tensorrt",)  # engines are built on the device and keyed by the ONNX graph they came from
+
+
+@dataclasses.dataclass
+class BundleManifest:
+    """``bundle.json``, typed: what a bundle holds and how to feed it.
+
+    ``read_manifest`` gives one checked against its bundle; export and quantization build or
+    change one and ``write_manifest`` records it with every file's hash. The fields are in
+    the order ``bundle.json`` lists them."""
+
+    model: dict[str, Any]  # the student's configuration (``StudentConfig.to_json``)
+    preprocess: dict[str, Any]  # ``Preprocess.to_json``: input size, mean / std, pad value
+    precision: str  # the most compact precision the bundle holds
+    graphs: dict[str, dict[str, str]]  # format -> graph -> path in the bundle
+    inputs: dict[str, list[str]]
+    outputs: dict[str, list[str]]
+    dynamic_batch: bool  # whether the encoder graphs take any batch (decoders always do)
+    scales: dict[str, float]  # the verb and noun logit scales of the cosine matching
+    max_roles: int
+    text_dim: int
+    text_encoder: str  # the id of the text encoder that embedded the vocabulary
+    text_encoder_spec: str  # how that encoder is loaded where the vocabulary is edited
+    weights: str
+    vocabulary: str
+    verification: dict[str, Any]  # per format, its agreement with torch
+    provenance: dict[str, Any]  # how the student was trained
+    hoi_space: Optional[dict[str, Any]] = None  # HOI bundles: their verbs, objects and classes
+    text_encoder_onnx: Optional[dict[str, Any]] = None  # a shipped ONNX text encoder: folder, id
+    format: str = FORMAT
+    version: int = VERSION
+    quantization: Optional[dict[str, Any]] = None  # INT8 bundles: how, on what, the accuracy gate
+    metrics: Optional[dict[str, Any]] = None  # INT8 bundles: FP32 and INT8 accuracy side by side
+    files: dict[str, str] = dataclasses.field(default_factory=dict)  # path in the bundle -> SHA-256
+
+    @classmethod
+    def from_json(cls, bundle: PathLike, data: Any) -> "BundleManifest":
+        """The manifest in ``bundle.json``'s contents, every value checked first."""
+        validate_manifest(bundle, data)
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        """``bundle.json``'s object (optional fields left out where absent)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None or f.name not in OPTIONAL_FIELDS}
+
+    @property
+    def task(self) -> BundleTask:
+        return bundle_task(self.model.get("task", "gsr"))
+
+    @property
+    def verb_scale(self) -> float:
+        return float(self.scales["verb"])
+
+    @property
+    def noun_scale(self) -> float:
+        return float(self.scales["noun"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.preprocess["size"])
+
+    def input_dims(self) -> dict[str, tuple[int, ...]]:
+        """Per graph input, its shape after the batch dimension, as the manifest promises it."""
+        size, roles, dim = self.image_size, self.max_roles, self.text_dim
+        return {"images": (3, size, size), "role_emb": (roles, dim), "verb_emb": (dim,), "role_mask": (roles,)}
 
 
 def bundle_file(bundle: PathLike, relative: Any, field: str) -> Path:
@@ -83,9 +133,9 @@ def bundle_file(bundle: PathLike, relative: Any, field: str) -> Path:
     return path
 
 
-def graph_path(bundle: PathLike, manifest: Mapping[str, Any], fmt: str, graph: str) -> Path:
+def graph_path(bundle: PathLike, manifest: BundleManifest, fmt: str, graph: str) -> Path:
     """Where a graph of a format lives, or a BundleError that says what the bundle has."""
-    graphs = manifest.get("graphs", {})
+    graphs = manifest.graphs
     if fmt not in graphs:
         raise BundleError(f"{bundle}: no {fmt} graphs in this bundle (it has: {', '.join(sorted(graphs)) or 'none'}); "
                           f"re-export it with --formats {fmt.split('-')[0]}")
@@ -95,29 +145,29 @@ def graph_path(bundle: PathLike, manifest: Mapping[str, Any], fmt: str, graph: s
     return path
 
 
-def read_manifest(bundle: PathLike, verify: bool = True) -> dict[str, Any]:
+def read_manifest(bundle: PathLike, verify: bool = True) -> BundleManifest:
     """The validated manifest of a bundle. ``verify`` also checks every recorded file's
     SHA-256: a damaged bundle is an error, never a different answer."""
     bundle = Path(bundle)
     if not bundle.is_dir():
         raise BundleError(f"bundle not found: {bundle}")
     try:
-        manifest = read_json(bundle / "bundle.json", "bundle manifest", MAX_MANIFEST_BYTES)
+        data = read_json(bundle / "bundle.json", "bundle manifest", MAX_MANIFEST_BYTES)
     except DatasetError as exc:
         raise BundleError(str(exc)) from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise BundleError(f"{bundle / 'bundle.json'} is not a mipd-edge bundle manifest")
-    if manifest.get("version") != VERSION:
-        raise BundleError(f"{bundle}: bundle version {manifest.get('version')} is not {VERSION}; re-export it")
-    validate_manifest(bundle, manifest)
+    if data.get("version") != VERSION:
+        raise BundleError(f"{bundle}: bundle version {data.get('version')} is not {VERSION}; re-export it")
+    manifest = BundleManifest.from_json(bundle, data)
     if verify:
         verify_files(bundle, manifest)
     return manifest
 
 
-def verify_files(bundle: Path, manifest: Mapping[str, Any]) -> None:
+def verify_files(bundle: Path, manifest: BundleManifest) -> None:
     """Every recorded file is present and has its recorded hash."""
-    for relative, digest in manifest["files"].items():
+    for relative, digest in manifest.files.items():
         path = bundle_file(bundle, relative, f"files.{relative}")
         if not path.is_file():
             raise BundleError(f"{bundle}: {relative} is missing (the bundle is incomplete)")
@@ -126,28 +176,22 @@ def verify_files(bundle: Path, manifest: Mapping[str, Any]) -> None:
                               "the bundle is damaged; copy or export it again")
 
 
-def write_manifest(bundle: PathLike, manifest: Mapping[str, Any]) -> None:
-    """``bundle.json`` with the SHA-256 of every file in the bundle (but device caches)."""
+def write_manifest(bundle: PathLike, manifest: BundleManifest) -> None:
+    """``bundle.json`` with the SHA-256 of every file in the bundle (but device caches),
+    which it also records in ``manifest.files``."""
     bundle = Path(bundle)
-    files = {p.relative_to(bundle).as_posix(): file_digest(p) for p in sorted(bundle.rglob("*"))
-             if p.is_file() and p.name != "bundle.json" and p.relative_to(bundle).parts[0] not in UNRECORDED
-             and not p.name.startswith(".")}
-    manifest = {**{k: v for k, v in manifest.items() if k != "files"}, "format": FORMAT, "version": VERSION,
-                "files": files}
-    validate_manifest(bundle, json.loads(json.dumps(manifest)))  # as it will be read back (tuples are lists)
-    write_json(bundle / "bundle.json", manifest)
+    manifest.files = {p.relative_to(bundle).as_posix(): file_digest(p) for p in sorted(bundle.rglob("*"))
+                      if p.is_file() and p.name != "bundle.json" and p.relative_to(bundle).parts[0] not in UNRECORDED
+                      and not p.name.startswith(".")}
+    data = manifest.to_json()
+    validate_manifest(bundle, json.loads(json.dumps(data)))  # as it will be read back (tuples are lists)
+    write_json(bundle / "bundle.json", data)
 
 
-def input_dims(manifest: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    """Per graph input, its shape after the batch dimension, as the manifest promises it."""
-    size, roles, dim = manifest["preprocess"]["size"], manifest["max_roles"], manifest["text_dim"]
-    return {"images": (3, size, size), "role_emb": (roles, dim), "verb_emb": (dim,), "role_mask": (roles,)}
-
-
-def check_input_shapes(bundle: PathLike, manifest: Mapping[str, Any], graph: str,
+def check_input_shapes(bundle: PathLike, manifest: BundleManifest, graph: str,
                        shapes: Mapping[str, Sequence[Optional[int]]]) -> None:
     """A loaded graph's input shapes (None for a free dimension) agree with the manifest."""
-    for name, dims in input_dims(manifest).items():
+    for name, dims in manifest.input_dims().items():
         if name not in shapes:
             continue
         got = list(shapes[name])
@@ -184,8 +228,8 @@ def validate_manifest(bundle: PathLike, m: Mapping[str, Any]) -> None:
         if key in m or key not in OPTIONAL_FIELDS:
             need(isinstance(m.get(key), kind), key, f"a {kind.__name__}" if key in m else "present")
     model, pre, scales = m["model"], m["preprocess"], m["scales"]
-    task = model.get("task", "gsr")
-    need(task in ("gsr", "hoi"), "model.task", "gsr or hoi")
+    task = TASKS.get(model.get("task", "gsr"))
+    need(task is not None, "model.task", " or ".join(TASKS))
     need(is_int(pre.get("size"), 16, 4096), "preprocess.size", "an integer from 16 to 4096")
     need(pre.get("size") == model.get("image_size"), "preprocess.size", "the model's image_size")
     for key, lo in (("mean", -1e3), ("std", 1e-6)):
@@ -200,9 +244,8 @@ def validate_manifest(bundle: PathLike, m: Mapping[str, Any]) -> None:
     need(m["max_roles"] == model.get("max_roles", m["max_roles"]), "max_roles", "the model's max_roles")
     need(is_int(m["text_dim"], 1, 16384), "text_dim", "an integer from 1 to 16384")
     need(m["text_dim"] == model.get("text_dim"), "text_dim", "the model's text_dim")
-    inputs, outputs = graph_io(task)
-    need(m["inputs"] == inputs, "inputs", f"{inputs} for a {task} model")
-    need(m["outputs"] == outputs, "outputs", f"{outputs} for a {task} model")
+    need(m["inputs"] == task.inputs, "inputs", f"{task.inputs} for a {task.name} model")
+    need(m["outputs"] == task.outputs, "outputs", f"{task.outputs} for a {task.name} model")
     for fmt, graphs in m["graphs"].items():
         need(fmt in GRAPH_FORMATS, "graphs", f"keyed by {', '.join(GRAPH_FORMATS)}")
         need(isinstance(graphs, dict) and set(graphs) == {"encoder", "decoder"}, f"graphs.{fmt}",
@@ -217,7 +260,8 @@ def validate_manifest(bundle: PathLike, m: Mapping[str, Any]) -> None:
         bundle_file(bundle, m["text_encoder_onnx"].get("folder"), "text_encoder_onnx.folder")
     gate = m.get("quantization", {}).get("accuracy_gate", 0.0)
     need(is_number(gate, 0.0, 100.0), "quantization.accuracy_gate", "a number of points from 0 to 100")
-    need(task != "hoi" or "hoi_space" in m, "hoi_space", "present for an HOI model")
+    for key in task.required_fields:
+        need(key in m, key, f"present for a {task.name} model")
     for relative, digest in m["files"].items():
         bundle_file(bundle, relative, f"files.{relative}")
         need(isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest),
@@ -233,13 +277,13 @@ def validate_manifest(bundle: PathLike, m: Mapping[str, Any]) -> None:
         raise BundleError(f"{where} names files without a recorded hash: {unrecorded[:3]}")
 
 
-# the manifest's fields and their JSON types; OPTIONAL_FIELDS may be absent
+# the manifest's fields (BundleManifest's, in its order) and their JSON types; OPTIONAL_FIELDS may be absent
 MANIFEST_FIELDS: dict[str, type] = {
-    "format": str, "version": int, "model": dict, "preprocess": dict, "precision": str, "graphs": dict,
-    "inputs": dict, "outputs": dict, "dynamic_batch": bool, "scales": dict, "max_roles": int, "text_dim": int,
-    "text_encoder": str, "text_encoder_spec": str, "weights": str, "vocabulary": str, "verification": dict,
-    "provenance": dict, "files": dict, "quantization": dict, "metrics": dict, "hoi_space": dict,
-    "text_encoder_onnx": dict}
+    "model": dict, "preprocess": dict, "precision": str, "graphs": dict, "inputs": dict, "outputs": dict,
+    "dynamic_batch": bool, "scales": dict, "max_roles": int, "text_dim": int, "text_encoder": str,
+    "text_encoder_spec": str, "weights": str, "vocabulary": str, "verification": dict, "provenance": dict,
+    "hoi_space": dict, "text_encoder_onnx": dict, "format": str, "version": int, "quantization": dict,
+    "metrics": dict, "files": dict}
 OPTIONAL_FIELDS = frozenset({"quantization", "metrics", "hoi_space", "text_encoder_onnx"})
 
 

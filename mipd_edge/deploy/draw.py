@@ -9,7 +9,7 @@ from typing import Mapping, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from ..situation import Situation
+from ..situation import Interactions, Situation
 
 PALETTE = [(64, 200, 255), (80, 220, 100), (255, 160, 60), (200, 90, 255), (60, 90, 250), (250, 230, 80)]
 
@@ -74,9 +74,10 @@ def draw_interactions(image: np.ndarray, situations: Sequence[Situation], fps: O
     return out
 
 
-def draw_result(image: np.ndarray, result: Union[Situation, Sequence[Situation]], fps: Optional[float] = None,
+def draw_result(image: np.ndarray, result: Union[Situation, Interactions], fps: Optional[float] = None,
                 timings: Optional[Mapping[str, float]] = None, zoom: float = 1.0) -> np.ndarray:
-    """What a Predictor returned for one image, drawn: a situation, or an HOI bundle's list."""
+    """What a Predictor returned for one image, drawn: a situation (its top verbs and roles),
+    or an HOI bundle's interactions (a box pair each)."""
     if isinstance(result, Situation):
         return draw_situation(image, result, fps, timings, zoom)
     return draw_interactions(image, result, fps, timings, zoom)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..data.hico import PERSON, HoiSpace
 from ..data.hoi_vocabulary import category_of, object_matrix, object_noun
-from ..situation import RoleValue, Situation, VerbCandidate
+from ..situation import Interactions, RoleValue, Situation, VerbCandidate
 from ..vocabulary import Vocabulary
 from .postprocess import softmax
 from .preprocess import Letterbox
@@ -80,10 +80,10 @@ class InteractionDecoder:
         return out
 
 
-def as_situations(detections: Sequence[dict], threshold: float = 0.3) -> list[Situation]:
+def as_situations(detections: Sequence[dict], threshold: float = 0.3) -> Interactions:
     """Detections above ``threshold`` as situations (verb; agent and item with boxes), one
     per interaction, each slot at most once (its best verb)."""
-    out, slots = [], set()
+    out, slots = Interactions(), set()
     for d in detections:
         if d["score"] < threshold:
             break

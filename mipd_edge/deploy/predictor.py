@@ -5,9 +5,10 @@
     situation = predictor("photo.jpg")              # or a BGR array, or a PIL image
     print(situation.verb, situation.roles["agent"].label, predictor.timings)
 
-An HOI bundle (``task: hoi``) answers with several situations per image, one per detected
-human-object interaction (verb; agent and item with boxes); ``detect`` gives the scored
-detections in the ``eval-hoi`` format.
+``Predictor(bundle)`` is the class of the bundle's task: a ``SituationPredictor`` answers
+a ``Situation`` per image; an HOI bundle's ``InteractionPredictor`` answers
+``Interactions``, one situation per detected human-object interaction (verb; agent and item
+with boxes), and ``detect`` gives the scored detections in the ``eval-hoi`` format.
 
 Nothing here imports torch (unless you ask for the torch backend): a device with numpy,
 OpenCV and one runtime can run a bundle. Bad input raises a ``MipdEdgeError`` subclass and
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -33,10 +35,10 @@ import numpy as np
 
 from ..errors import BundleError, VocabularyError
 from ..files import PathLike
-from ..situation import Situation
-from ..text import LazyTextEncoder, OnnxTextEncoder, model_text_encoder
+from ..situation import Interactions, Situation
+from ..text import LazyTextEncoder, OnnxTextEncoder, load_text_encoder
 from ..vocabulary import Vocabulary
-from .bundle import bundle_file, read_manifest, task_of
+from .bundle import bundle_file, read_manifest
 from .image import ImageSource, load_image
 from .postprocess import GraphMatchedDecoder, SituationDecoder, recognize
 from .preprocess import Letterbox
@@ -45,7 +47,19 @@ from .runtimes.selection import select_runtime
 log = logging.getLogger(__name__)
 
 
-class Predictor:
+class Predictor(ABC):
+    """A bundle behind one call. ``Predictor(bundle)`` gives the class of the bundle's task:
+    a ``SituationPredictor`` (``predictor(image)`` is a ``Situation``) or an
+    ``InteractionPredictor`` (``predictor(image)`` is ``Interactions``, a list of them).
+    Both answers have ``situations`` and ``to_json``, for code that takes either."""
+
+    serves: str  # the task of the bundles a subclass answers for
+
+    def __new__(cls, bundle: PathLike, *args: Any, **kwargs: Any) -> "Predictor":
+        if cls is Predictor:  # the task's class (the manifest is read again, with its files' hashes, at __init__)
+            cls = PREDICTORS[read_manifest(bundle, verify=False).task.name]
+        return super().__new__(cls)
+
     def __init__(self, bundle: PathLike, backend: str = "auto", device: str = "CPU", precision: str = "auto",
                  threads: Optional[int] = None, top_k: int = 5, **runtime_options: Any):
         """``backend="auto"`` / ``precision="auto"`` measure every installed backend x precision
@@ -54,13 +68,17 @@ class Predictor:
         ``selection`` says what was chosen and why. Explicit values always win."""
         self.bundle = Path(bundle)
         self.manifest = read_manifest(self.bundle)  # validated, every file's hash checked
-        self.vocabulary = Vocabulary.load(bundle_file(self.bundle, self.manifest["vocabulary"], "vocabulary"))
-        if self.vocabulary.dim != int(self.manifest["text_dim"]):
+        self.task = self.manifest.task.name
+        if self.task != self.serves:
+            raise BundleError(f"{self.bundle} is a {self.task} bundle; {type(self).__name__} serves {self.serves} "
+                              f"bundles (Predictor picks the class of a bundle's task)")
+        self.vocabulary = Vocabulary.load(bundle_file(self.bundle, self.manifest.vocabulary, "vocabulary"))
+        if self.vocabulary.dim != self.manifest.text_dim:
             raise VocabularyError(f"{self.bundle}: the vocabulary holds {self.vocabulary.dim}-d embeddings, "
-                                  f"the model expects {self.manifest['text_dim']}-d")
-        if self.vocabulary.encoder_id != self.manifest.get("text_encoder"):
+                                  f"the model expects {self.manifest.text_dim}-d")
+        if self.vocabulary.encoder_id != self.manifest.text_encoder:
             raise VocabularyError(f"{self.bundle}: the vocabulary was embedded by {self.vocabulary.encoder_id}, "
-                                  f"the model was trained with {self.manifest.get('text_encoder')}")
+                                  f"the model was trained with {self.manifest.text_encoder}")
         self.vocabulary.attach(LazyTextEncoder(self.vocabulary.encoder_id, self.vocabulary.dim, self._text_encoder))
         runtime_options.setdefault("canvas_input", True)  # normalisation inside the graph where the backend can
         self.selection = select_runtime(self.bundle, self.manifest, device, backend, precision or "auto", threads,
@@ -68,37 +86,101 @@ class Predictor:
         self.runtime = self.selection.runtime
         self.backend, self.precision = self.runtime.name, self.runtime.precision
         self.preprocess = self.runtime.preprocess
-        scales = self.manifest["scales"]
-        self.task = task_of(self.manifest)
-        # where the backend can, the vocabulary matching runs at the end of its graphs
-        decoder = GraphMatchedDecoder if self.runtime.matches_in_graph and self.task != "hoi" else SituationDecoder
-        self.decoder = decoder(self.vocabulary, scales["verb"], scales["noun"], int(self.manifest["max_roles"]), top_k)
-        if self.task == "hoi":
-            from ..data.hico import HoiSpace
-            from .interactions import InteractionDecoder
-
-            space = HoiSpace.from_json(self.manifest["hoi_space"]) if "hoi_space" in self.manifest else None
-            self.interactions = InteractionDecoder(self.vocabulary, scales["verb"], scales["noun"], space,
-                                                   restrict=False)
-        self.batch_free = bool(self.manifest.get("dynamic_batch")) or self.backend == "torch"
+        self.batch_free = self.manifest.dynamic_batch or self.backend == "torch"
         self.timings: dict[str, float] = {}
+        self._build_decoder(top_k)
 
-    def __call__(self, image: ImageSource) -> Union[Situation, list[Situation]]:
+    @abstractmethod
+    def _build_decoder(self, top_k: int) -> None:
+        """What turns this task's graph outputs into answers, against the live vocabulary."""
+
+    def __call__(self, image: ImageSource) -> Union[Situation, Interactions]:
+        return self.predict([image])[0]
+
+    @abstractmethod
+    def predict(self, images: Union[ImageSource, Sequence[ImageSource]]) -> list:
+        """The answers for a list of images (a single image gives a list of one)."""
+
+    def _start(self, images) -> tuple[list, float, Optional[np.ndarray], list[Letterbox], float]:
+        """The call's images as a list, its start time, the prepared batch and when it was ready."""
+        images = list(images) if isinstance(images, (list, tuple)) else [images]
+        start = time.perf_counter()
+        batch, letterboxes = self.prepare(images) if images else (None, [])
+        return images, start, batch, letterboxes, time.perf_counter()
+
+    def _record(self, start: float, t_pre: float, inference: float, end: float, batch: int) -> None:
+        """``timings`` of the last call: pre-processing, inference, post-processing, total (ms)."""
+        self.timings = {"preprocess_ms": (t_pre - start) * 1e3, "inference_ms": inference * 1e3,
+                        "postprocess_ms": (end - t_pre - inference) * 1e3, "total_ms": (end - start) * 1e3,
+                        "batch": batch}
+
+    def prepare(self, images: Sequence[ImageSource]) -> tuple[np.ndarray, list[Letterbox]]:
+        """Images -> the encoder's input batch and where each image sits in it."""
+        prepared = [self.preprocess.letterbox(load_image(img)) for img in images]
+        canvases = prepared[0][0][None] if len(prepared) == 1 else np.stack([p[0] for p in prepared])
+        return self.runtime.encoder_input(canvases), [p[1] for p in prepared]
+
+    def encode(self, batch: np.ndarray, graph: str = "encoder") -> dict[str, np.ndarray]:
+        """The outputs of an encoder graph on a ``prepare``d batch, one image at a time where the
+        graph has batch 1."""
+        if self.batch_free or len(batch) == 1:
+            return self.runtime.run(graph, {"images": batch})
+        outs = [self.runtime.run(graph, {"images": batch[i:i + 1]}) for i in range(len(batch))]
+        return {name: np.concatenate([o[name] for o in outs]) for name in outs[0]}
+
+    def _text_encoder(self):
+        """The bundle's own ONNX text encoder, else sentence-transformers, else a clear error."""
+        shipped = self.manifest.text_encoder_onnx
+        if shipped:  # its id is the model's (validated), which is the vocabulary's (checked at load)
+            folder = bundle_file(self.bundle, shipped["folder"], "text_encoder_onnx.folder")
+            encoder = OnnxTextEncoder(folder, shipped["id"])
+            if encoder.dim != self.vocabulary.dim:
+                raise VocabularyError(f"{folder}: the text encoder gives {encoder.dim}-d embeddings, the vocabulary "
+                                      f"holds {self.vocabulary.dim}-d")
+            return encoder
+        try:
+            import sentence_transformers  # noqa: F401  (imports torch: only reached when editing text)
+        except ImportError as e:
+            raise VocabularyError("editing the vocabulary needs a text encoder: this bundle was exported without "
+                                  "one (mipd-edge export --with-text-encoder) and sentence-transformers is not "
+                                  "installed (pip install 'mipd-edge[train]')") from e
+        return load_text_encoder(self.manifest.text_encoder_spec)
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def __enter__(self) -> "Predictor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({str(self.bundle)!r}, backend={self.backend!r}, "
+                f"precision={self.precision!r}, verbs={len(self.vocabulary.verbs)})")
+
+
+class SituationPredictor(Predictor):
+    """Grounded situation recognition: one ``Situation`` per image."""
+
+    serves = "gsr"
+
+    def _build_decoder(self, top_k: int) -> None:
+        # where the backend can, the vocabulary matching runs at the end of its graphs
+        decoder = GraphMatchedDecoder if self.runtime.matches_in_graph else SituationDecoder
+        self.decoder = decoder(self.vocabulary, self.manifest.verb_scale, self.manifest.noun_scale,
+                               self.manifest.max_roles, top_k)
+
+    def __call__(self, image: ImageSource) -> Situation:
         return self.predict([image])[0]
 
     def predict(self, images: Union[ImageSource, Sequence[ImageSource]], roles_for: str = "top1",
-                gold_verbs: Optional[Sequence[str]] = None, threshold: float = 0.3) -> list:
+                gold_verbs: Optional[Sequence[str]] = None) -> list[Situation]:
         """Situations for a list of images (a single image gives a list of one).
 
         ``roles_for="topk"`` also decodes the roles of every candidate verb, and
-        ``gold_verbs`` adds ``gt_verb_roles``: both are what evaluation needs. For an HOI
-        bundle each image gives a list of situations: its interactions scoring at least
-        ``threshold``.
+        ``gold_verbs`` adds ``gt_verb_roles``: both are what evaluation needs.
         """
-        if self.task == "hoi":
-            from .interactions import as_situations
-
-            return [as_situations(d, threshold) for d in self.detect(images)]
         images, start, batch, letterboxes, t_pre = self._start(images)
         if not images:
             return []
@@ -126,25 +208,35 @@ class Predictor:
         self._record(start, t_pre, (t_enc - t_pre) + decode_time[0], time.perf_counter(), len(images))
         return situations
 
-    def _start(self, images) -> tuple[list, float, Optional[np.ndarray], list[Letterbox], float]:
-        """The call's images as a list, its start time, the prepared batch and when it was ready."""
-        images = list(images) if isinstance(images, (list, tuple)) else [images]
-        start = time.perf_counter()
-        batch, letterboxes = self.prepare(images) if images else (None, [])
-        return images, start, batch, letterboxes, time.perf_counter()
 
-    def _record(self, start: float, t_pre: float, inference: float, end: float, batch: int) -> None:
-        """``timings`` of the last call: pre-processing, inference, post-processing, total (ms)."""
-        self.timings = {"preprocess_ms": (t_pre - start) * 1e3, "inference_ms": inference * 1e3,
-                        "postprocess_ms": (end - t_pre - inference) * 1e3, "total_ms": (end - start) * 1e3,
-                        "batch": batch}
+class InteractionPredictor(Predictor):
+    """Human-object interaction detection: per image, its interactions (``Interactions``);
+    ``detect`` gives the scored detections in the ``eval-hoi`` format."""
+
+    serves = "hoi"
+
+    def _build_decoder(self, top_k: int) -> None:
+        from ..data.hico import HoiSpace
+        from .interactions import InteractionDecoder
+
+        self.space = HoiSpace.from_json(self.manifest.hoi_space)
+        self.interactions = InteractionDecoder(self.vocabulary, self.manifest.verb_scale, self.manifest.noun_scale,
+                                               self.space, restrict=False)
+
+    def __call__(self, image: ImageSource) -> Interactions:
+        return self.predict([image])[0]
+
+    def predict(self, images: Union[ImageSource, Sequence[ImageSource]],
+                threshold: float = 0.3) -> list[Interactions]:
+        """Per image, its interactions scoring at least ``threshold``, best first."""
+        from .interactions import as_situations
+
+        return [as_situations(d, threshold) for d in self.detect(images)]
 
     def detect(self, images: Union[ImageSource, Sequence[ImageSource]], classes_only: bool = False) -> list[list[dict]]:
-        """HOI bundles: per image, its scored (human, verb, object) detections, best first,
-        in the ``mipd-edge eval-hoi`` format (boxes in image pixels). ``classes_only`` keeps
-        only the (verb, object) classes of the bundle's HOI space, as its evaluation expects."""
-        if self.task != "hoi":
-            raise BundleError(f"{self.bundle} is a situation-recognition bundle: detect() is for HOI bundles")
+        """Per image, its scored (human, verb, object) detections, best first, in the
+        ``mipd-edge eval-hoi`` format (boxes in image pixels). ``classes_only`` keeps only the
+        (verb, object) classes of the bundle's HOI space, as its evaluation expects."""
         images, start, batch, letterboxes, t_pre = self._start(images)
         if not images:
             return []
@@ -156,53 +248,11 @@ class Predictor:
         self._record(start, t_pre, t_inf - t_pre, time.perf_counter(), len(images))
         return detections
 
-    def prepare(self, images: Sequence[ImageSource]) -> tuple[np.ndarray, list[Letterbox]]:
-        """Images -> the encoder's input batch and where each image sits in it."""
-        prepared = [self.preprocess.letterbox(load_image(img)) for img in images]
-        canvases = prepared[0][0][None] if len(prepared) == 1 else np.stack([p[0] for p in prepared])
-        return self.runtime.encoder_input(canvases), [p[1] for p in prepared]
 
-    def encode(self, batch: np.ndarray, graph: str = "encoder") -> dict[str, np.ndarray]:
-        """The outputs of an encoder graph on a ``prepare``d batch, one image at a time where the
-        graph has batch 1."""
-        if self.batch_free or len(batch) == 1:
-            return self.runtime.run(graph, {"images": batch})
-        outs = [self.runtime.run(graph, {"images": batch[i:i + 1]}) for i in range(len(batch))]
-        return {name: np.concatenate([o[name] for o in outs]) for name in outs[0]}
-
-    def _text_encoder(self):
-        """The bundle's own ONNX text encoder, else sentence-transformers, else a clear error."""
-        shipped = self.manifest.get("text_encoder_onnx")
-        if shipped:  # its id is the model's (validated), which is the vocabulary's (checked at load)
-            folder = bundle_file(self.bundle, shipped["folder"], "text_encoder_onnx.folder")
-            encoder = OnnxTextEncoder(folder, shipped["id"])
-            if encoder.dim != self.vocabulary.dim:
-                raise VocabularyError(f"{folder}: the text encoder gives {encoder.dim}-d embeddings, the vocabulary "
-                                      f"holds {self.vocabulary.dim}-d")
-            return encoder
-        try:
-            import sentence_transformers  # noqa: F401  (imports torch: only reached when editing text)
-        except ImportError as e:
-            raise VocabularyError("editing the vocabulary needs a text encoder: this bundle was exported without "
-                                  "one (mipd-edge export --with-text-encoder) and sentence-transformers is not "
-                                  "installed (pip install 'mipd-edge[train]')") from e
-        return model_text_encoder(self.manifest)
-
-    def close(self) -> None:
-        self.runtime.close()
-
-    def __enter__(self) -> "Predictor":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return (f"Predictor({str(self.bundle)!r}, backend={self.backend!r}, precision={self.precision!r}, "
-                f"verbs={len(self.vocabulary.verbs)})")
+PREDICTORS: dict[str, type[Predictor]] = {cls.serves: cls for cls in (SituationPredictor, InteractionPredictor)}
 
 
-def evaluate_predictor(predictor: Predictor, data_dir: PathLike, split: str = "test", batch_size: int = 16,
+def evaluate_predictor(predictor: SituationPredictor, data_dir: PathLike, split: str = "test", batch_size: int = 16,
                        splits: Optional[Any] = None, progress: bool = False, limit: Optional[int] = None,
                        verbs: Optional[Sequence[str]] = None) -> dict:
     """GSR metrics of a predictor on a dataset split, or its first ``limit`` images (top-5
@@ -225,7 +275,7 @@ def evaluate_predictor(predictor: Predictor, data_dir: PathLike, split: str = "t
     return evaluate({n: dataset.annotations[n] for n in predictions}, dataset.space, predictions, splits)
 
 
-def hoi_detections(predictor: Predictor, images: Sequence[Any], folder: PathLike, batch_size: int = 16,
+def hoi_detections(predictor: InteractionPredictor, images: Sequence[Any], folder: PathLike, batch_size: int = 16,
                    progress: bool = False) -> dict[str, list[dict]]:
     """An HOI predictor's detections of the space's classes on annotated images
     (``data.hico.HoiImage``) in ``folder``: the ``mipd-edge eval-hoi`` predictions file."""
@@ -240,14 +290,15 @@ def hoi_detections(predictor: Predictor, images: Sequence[Any], folder: PathLike
     return predictions
 
 
-def evaluate_hoi_predictor(predictor: Predictor, images: Sequence[Any], folder: PathLike, batch_size: int = 16,
-                           rare: Sequence[int] = (), zero_shot: Optional[str] = None, progress: bool = False) -> dict:
+def evaluate_hoi_predictor(predictor: InteractionPredictor, images: Sequence[Any], folder: PathLike,
+                           batch_size: int = 16, rare: Sequence[int] = (), zero_shot: Optional[str] = None,
+                           progress: bool = False) -> dict:
     """HICO-DET mAP of an HOI predictor on annotated images in ``folder``."""
-    from ..data.hico import HoiSpace
     from ..hoi_metrics import evaluate_hoi
 
-    return evaluate_hoi(images, hoi_detections(predictor, images, folder, batch_size, progress),
-                        HoiSpace.from_json(predictor.manifest["hoi_space"]), rare, zero_shot)
+    return evaluate_hoi(images, hoi_detections(predictor, images, folder, batch_size, progress), predictor.space,
+                        rare, zero_shot)
 
 
-__all__ = ["Predictor", "evaluate_hoi_predictor", "evaluate_predictor", "hoi_detections"]
+__all__ = ["InteractionPredictor", "Predictor", "SituationPredictor", "evaluate_hoi_predictor", "evaluate_predictor",
+           "hoi_detections"]

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import InvalidImageError, MipdEdgeError, StreamError
 from ..files import atomic_output, check_output, regular_file
-from ..situation import Situation
+from ..situation import Interactions, Situation
 from .draw import draw_result
 from .image import IMAGE_SUFFIXES, load_image
 
@@ -272,8 +272,8 @@ class StreamWriter:
                 raise StreamError(f"cannot write {json_lines}: {exc}") from exc
             self.files.callback(self.json.close)  # closed before the rename
 
-    def write(self, frame: Frame, situation: Union[Situation, list[Situation]], fps: float, timings: dict) -> None:
-        """One frame's result: a situation, or an HOI bundle's list of interactions."""
+    def write(self, frame: Frame, situation: Union[Situation, Interactions], fps: float, timings: dict) -> None:
+        """One frame's result: a situation, or an HOI bundle's interactions."""
         image = draw_result(frame.image, situation, fps, timings) if self.draw else frame.image
         if self.save:
             if self.video is None:
@@ -288,11 +288,9 @@ class StreamWriter:
             self.video.write(image)
             self.frames_written += 1
         if self.json:
-            result = ({"interactions": [s.to_json() for s in situation]} if isinstance(situation, list)
-                      else situation.to_json())
             try:
                 self.json.write(json.dumps({"frame": frame.index, "source": frame.source, "time": frame.timestamp,
-                                            **result}) + "\n")
+                                            **situation.to_json()}) + "\n")
             except OSError as exc:
                 raise StreamError(f"writing the JSON lines failed: {exc}") from exc
         if self.show:

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..data.split import dataset_split
 from ..data.swig import SituDataset
+from ..deploy.bundle import BundleManifest
 from ..deploy.image import load_image
 from ..deploy.preprocess import Preprocess
 from ..errors import MipdEdgeError
@@ -42,12 +43,12 @@ def calibration_images(data_dir: Path, preprocess: Preprocess, count: int = 300,
     return out
 
 
-def hoi_selection(manifest: Mapping[str, Any], data_dir: Path, info: Mapping[str, Any]) -> tuple[Any, set[str], list]:
+def hoi_selection(manifest: BundleManifest, data_dir: Path, info: Mapping[str, Any]) -> tuple[Any, set[str], list]:
     """What INT8 model selection may see of an HOI student's data: its HOI space, the names of
     the seen verbs, and the held-out training images it was selected on (no unseen class)."""
     from ..data.hico import HoiSpace, dev_holdout, seen_verbs, training_images
 
-    space = HoiSpace.from_json(manifest["hoi_space"])
+    space = HoiSpace.from_json(manifest.hoi_space)
     zero_shot = info["data"].get("zero_shot")
     seen = {space.verbs[v - 1] for v in seen_verbs(space, zero_shot)}
     return space, seen, dev_holdout(training_images(data_dir, zero_shot)[1], int(info["train"]["seed"]))[1]

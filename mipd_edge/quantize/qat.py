@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import require
-from ..export import EncoderGraph, export_onnx
+from ..export import export_onnx
+from ..graphs import EncoderGraph
 from ..models.student import Student, build_student
 from ..progress import progress_bar
 

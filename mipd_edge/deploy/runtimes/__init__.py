@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 from ...errors import BundleError, MissingDependencyError
+from ..bundle import BundleManifest
 from .base import Runtime
 
 # name -> (module, class, the package it needs, the pip extra)
@@ -31,7 +32,7 @@ def installed(name: str) -> bool:
     return importlib.util.find_spec(BACKENDS[name][2]) is not None
 
 
-def load_runtime(name: str, bundle: Path, manifest: Mapping[str, Any], device: str = "CPU",
+def load_runtime(name: str, bundle: Path, manifest: BundleManifest, device: str = "CPU",
                  precision: Optional[str] = None, threads: Optional[int] = None, **options: Any) -> Runtime:
     if name not in BACKENDS:
         raise BundleError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")

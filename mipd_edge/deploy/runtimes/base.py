@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, Opt
 import numpy as np
 
 from ...errors import BundleError, InvalidImageError
-from ..bundle import PRECISIONS, check_input_shapes, graph_io, task_of
+from ..bundle import PRECISIONS, BundleManifest, check_input_shapes
 from ..preprocess import Preprocess
 
 if TYPE_CHECKING:
@@ -54,21 +54,21 @@ class Runtime(ABC):
     takes_canvas: bool = False  # True where the encoder graph itself normalises the uint8 canvas
     matches_in_graph: bool = False  # True where the backend can append the vocabulary matching (match_with)
 
-    def __init__(self, bundle: Path, manifest: Mapping[str, Any], device: str = "CPU",
+    def __init__(self, bundle: Path, manifest: BundleManifest, device: str = "CPU",
                  precision: Optional[str] = None, threads: Optional[int] = None, canvas_input: bool = False):
         """``canvas_input`` asks the backend to take letterboxed BGR uint8 canvases (N, H, W, 3)
         and normalise them inside its graph where it can (OpenVINO does); ``encoder_input``
         gives whichever input the encoder takes, so callers need not know."""
         self.bundle, self.manifest, self.device = Path(bundle), manifest, device
-        self.precision = precision or manifest.get("precision", "fp32")
+        self.precision = precision or manifest.precision
         if self.precision not in PRECISIONS:
             raise BundleError(f"precision must be fp32, fp16 or int8, got {self.precision!r}")
         self.threads = threads
         self.canvas_input = canvas_input
-        self.preprocess = Preprocess.from_json(manifest["preprocess"])
-        self.task = task_of(manifest)
-        inputs, self.output_names_of = graph_io(self.task)
-        self.inputs = dict(inputs)  # a backend may add graphs of its own
+        self.preprocess = Preprocess.from_json(manifest.preprocess)
+        self.task = manifest.task
+        self.output_names_of = self.task.outputs
+        self.inputs = dict(self.task.inputs)  # a backend may add graphs of its own
 
     def encoder_input(self, canvases: np.ndarray) -> np.ndarray:
         """Letterboxed BGR uint8 canvases (N, H, W, 3) -> what this runtime's encoder takes."""
@@ -89,12 +89,6 @@ class Runtime(ABC):
         out = self.run("encoder", {"images": images})
         return out["memory"], out["glance"]
 
-    def decode(self, memory: np.ndarray, role_emb: np.ndarray, verb_emb: np.ndarray,
-               role_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        out = self.run("decoder", {"memory": memory, "role_emb": role_emb, "verb_emb": verb_emb,
-                                   "role_mask": role_mask})
-        return out["nouns"], out["boxes"], out["exists"]
-
     def run_async(self, graph: str, inputs: Mapping[str, np.ndarray],
                   callback: Callable[[dict[str, np.ndarray]], None]) -> None:
         """Submit work and return; ``callback`` gets the outputs. Backends with their own
@@ -107,15 +101,12 @@ class Runtime(ABC):
     def example_inputs(self, batch: int = 1) -> dict[str, dict[str, np.ndarray]]:
         """Inputs of the right shapes for both graphs: for warm-up and timing (the graphs are
         dense, so their cost does not depend on the values)."""
-        size, r, d = self.preprocess.size, int(self.manifest["max_roles"]), int(self.manifest["text_dim"])
+        size = self.preprocess.size
         images = self.encoder_input(np.zeros((batch, size, size, 3), np.uint8))
         memory, _ = self.encode(images[:1])  # batch 1: every encoder graph takes it
         memory = np.repeat(memory, batch, axis=0)
-        if self.task == "hoi":
-            return {"encoder": {"images": images}, "decoder": {"memory": memory}}
         return {"encoder": {"images": images},
-                "decoder": {"memory": memory, "role_emb": np.zeros((batch, r, d), np.float32),
-                            "verb_emb": np.zeros((batch, d), np.float32), "role_mask": np.ones((batch, r), np.float32)}}
+                "decoder": self.task.decoder_example(memory, self.manifest.max_roles, self.manifest.text_dim)}
 
     def warmup(self, batch: int = 1, iterations: int = 3) -> None:
         inputs = self.example_inputs(batch)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 
 from ...errors import BundleError, require
-from ..bundle import graph_format, graph_path
+from ..bundle import BundleManifest, graph_format, graph_path
 from .base import Runtime
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ class OnnxRuntime(Runtime):
     name = "onnxruntime"
     extra = "onnx"
 
-    def __init__(self, bundle, manifest: Mapping[str, Any], device: str = "CPU", precision: Optional[str] = None,
+    def __init__(self, bundle, manifest: BundleManifest, device: str = "CPU", precision: Optional[str] = None,
                  threads: Optional[int] = None, canvas_input: bool = False):
         super().__init__(bundle, manifest, device, precision, threads, canvas_input)
         ort = require("onnxruntime", self.extra, "The ONNX Runtime backend")

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, Optional
 import numpy as np
 
 from ...errors import BundleError, require
-from ..bundle import graph_format, graph_path
+from ..bundle import BundleManifest, graph_format, graph_path
 from .base import Pool, Runtime
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ class OpenVinoRuntime(Runtime):
     extra = "openvino"
     matches_in_graph = True
 
-    def __init__(self, bundle, manifest: Mapping[str, Any], device: str = "CPU", precision: Optional[str] = None,
+    def __init__(self, bundle, manifest: BundleManifest, device: str = "CPU", precision: Optional[str] = None,
                  threads: Optional[int] = None, hint: str = "LATENCY", cache_dir: Optional[str] = None,
                  inference_precision: Optional[str] = None, canvas_input: bool = False):
         super().__init__(bundle, manifest, device, precision, threads, canvas_input)

@@ -26,18 +26,15 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from ...errors import BundleError, MipdEdgeError
-from ...files import WEIGHTS_FILE, atomic_write_bytes, default_cache_dir
+from ...files import atomic_write_bytes, default_cache_dir
 from ...machine import cpu_features, cpu_name, library_versions
-from ..bundle import PRECISIONS, bundle_digest, graph_format, task_of
+from ..bundle import PRECISIONS, BundleManifest, bundle_digest, graph_format
 from . import BACKENDS, PREFERENCE, installed, load_runtime
 from .base import Runtime
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_DROP = 1.0  # points of dev top-1 verb and grounded value INT8 may lose (DESIGN section 7)
-# per task, the recorded INT8 - FP32 differences the gate reads: situations' dev verb top-1 and
-# grounded value, interactions' mAP on held-out training images
-GATED_METRICS = {"gsr": ("int8_minus_fp32_top1", ("verb", "grnd_value")), "hoi": ("int8_minus_fp32_map", ("full",))}
 SECONDS = 0.3  # timed per candidate, after its warm-up
 ROUNDS = 3
 WARMUP = 3  # untimed iterations per candidate, and per round
@@ -61,25 +58,25 @@ def unsupported(backend: str, precision: str, device: str) -> Optional[str]:
     return None
 
 
-def offers(bundle: Path, manifest: Mapping[str, Any], backend: str, precision: str) -> bool:
+def offers(bundle: Path, manifest: BundleManifest, backend: str, precision: str) -> bool:
     """Whether the bundle holds what ``backend`` needs to run ``precision``."""
     fmt = graph_format(backend, precision)
     if fmt is None:
-        return (Path(bundle) / manifest.get("weights", WEIGHTS_FILE)).is_file()
+        return (Path(bundle) / manifest.weights).is_file()
     # an fp16 bundle's float graphs are fp16 (OpenVINO IR); an fp32 or int8 bundle's are fp32
-    floats = "fp16" if manifest.get("precision") == "fp16" else "fp32"
-    return fmt in manifest.get("graphs", {}) and (precision == "int8" or backend == "tensorrt" or floats == precision)
+    floats = "fp16" if manifest.precision == "fp16" else "fp32"
+    return fmt in manifest.graphs and (precision == "int8" or backend == "tensorrt" or floats == precision)
 
 
-def accuracy_gate(manifest: Mapping[str, Any]) -> Optional[str]:
+def accuracy_gate(manifest: BundleManifest) -> Optional[str]:
     """Why the bundle's INT8 graphs are outside its accuracy gate, or None if they are inside.
 
     The gate is what quantization recorded (accuracy control's ``--max-drop``, else DESIGN's
     1 point), checked against the FP32 and INT8 dev metrics it recorded beside it."""
-    gate = (manifest.get("quantization") or {}).get("accuracy_gate")
+    gate = (manifest.quantization or {}).get("accuracy_gate")
     gate = DEFAULT_MAX_DROP if not isinstance(gate, (int, float)) else float(gate)
-    field_name, keys = GATED_METRICS[task_of(manifest)]
-    delta = (manifest.get("metrics") or {}).get(field_name)
+    field_name, keys = manifest.task.gated_metrics  # situations: dev verb top-1 and grounded value; HOI: mAP
+    delta = (manifest.metrics or {}).get(field_name)
     if not isinstance(delta, Mapping) or not all(isinstance(delta.get(k), (int, float)) for k in keys):
         return "its accuracy against FP32 is not recorded in bundle.json"
     lost = {k: -float(delta[k]) for k in keys if -float(delta[k]) > gate}
@@ -89,7 +86,7 @@ def accuracy_gate(manifest: Mapping[str, Any]) -> Optional[str]:
     return None
 
 
-def candidates(bundle: Path, manifest: Mapping[str, Any], device: str, backend: str = "auto",
+def candidates(bundle: Path, manifest: BundleManifest, device: str, backend: str = "auto",
                precision: str = "auto") -> tuple[list[tuple[str, str]], dict[str, str]]:
     """The (backend, precision) pairs that could serve this bundle here, in the device's order
     of preference, and why each other pair was left out."""
@@ -201,7 +198,7 @@ def _read_cache(path: Path, pairs: list[tuple[str, str]]) -> Optional[dict[str, 
     return cached
 
 
-def select_runtime(bundle: Path, manifest: Mapping[str, Any], device: str = "CPU", backend: str = "auto",
+def select_runtime(bundle: Path, manifest: BundleManifest, device: str = "CPU", backend: str = "auto",
                    precision: str = "auto", threads: Optional[int] = None,
                    options: Optional[Mapping[str, Any]] = None, cache_dir: Optional[Path] = None,
                    use_cache: bool = True, seconds: float = SECONDS) -> Selection:

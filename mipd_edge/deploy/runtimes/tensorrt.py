@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 import numpy as np
 
 from ...errors import BundleError, require
-from ..bundle import file_digest, graph_format, graph_io, graph_path, task_of
+from ..bundle import BundleManifest, file_digest, graph_format, graph_path
 from .base import Pool, Runtime
 
 log = logging.getLogger(__name__)
@@ -76,17 +76,15 @@ def build_engine(onnx_path: Path, engine_path: Path, precision: str, shapes: Map
     log.info("built TensorRT %s engine %s", precision, engine_path)
 
 
-def input_shapes(manifest: Mapping[str, Any], graph: str, max_batch: int = 32) -> dict[str, tuple]:
-    m = manifest["model"]
-    size, tokens = m["image_size"], (m["image_size"] // 16) ** 2
-    dims = {"images": (3, size, size), "memory": (tokens, m["d_model"]), "role_emb": (m["max_roles"], m["text_dim"]),
-            "verb_emb": (m["text_dim"],), "role_mask": (m["max_roles"],)}
-    free = graph == "decoder" or manifest.get("dynamic_batch")
+def input_shapes(manifest: BundleManifest, graph: str, max_batch: int = 32) -> dict[str, tuple]:
+    size = manifest.image_size
+    dims = {**manifest.input_dims(), "memory": ((size // 16) ** 2, manifest.model["d_model"])}
+    free = graph == "decoder" or manifest.dynamic_batch
     top = max_batch if free else 1
-    return {n: ((1, *dims[n]), (1, *dims[n]), (top, *dims[n])) for n in graph_io(task_of(manifest))[0][graph]}
+    return {n: ((1, *dims[n]), (1, *dims[n]), (top, *dims[n])) for n in manifest.task.inputs[graph]}
 
 
-def build_engines(bundle: Path, manifest: Mapping[str, Any], precision: str) -> dict[str, str]:
+def build_engines(bundle: Path, manifest: BundleManifest, precision: str) -> dict[str, str]:
     """Engines for both graphs on this GPU (reused when already built); paths relative to the bundle."""
     trt = require("tensorrt", "tensorrt", "TensorRT engines")
     source = graph_format("tensorrt", precision)
@@ -107,7 +105,7 @@ class TensorRTRuntime(Runtime):
     name = "tensorrt"
     extra = "tensorrt"
 
-    def __init__(self, bundle, manifest: Mapping[str, Any], device: str = "CUDA", precision: Optional[str] = None,
+    def __init__(self, bundle, manifest: BundleManifest, device: str = "CUDA", precision: Optional[str] = None,
                  threads: Optional[int] = None, canvas_input: bool = False):
         super().__init__(bundle, manifest, device, precision or "fp16", threads, canvas_input)
         trt = require("tensorrt", self.extra, "The TensorRT backend")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 import numpy as np
 
 from ...errors import BundleError, require
+from ..bundle import BundleManifest
 from .base import Runtime
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ class TorchRuntime(Runtime):
     name = "torch"
     extra = "train"
 
-    def __init__(self, bundle, manifest: Mapping[str, Any], device: str = "CPU", precision: Optional[str] = None,
+    def __init__(self, bundle, manifest: BundleManifest, device: str = "CPU", precision: Optional[str] = None,
                  threads: Optional[int] = None, compiled: Optional[bool] = None, canvas_input: bool = False):
         super().__init__(bundle, manifest, device, precision or "fp32", threads, canvas_input)
         torch = require("torch", self.extra, "The PyTorch backend")
@@ -43,12 +44,12 @@ class TorchRuntime(Runtime):
         if threads and self.dev.type == "cpu":
             torch.set_num_threads(int(threads))
         try:
-            model = build_student(StudentConfig.from_json(manifest["model"]))
+            model = build_student(StudentConfig.from_json(manifest.model))
         except (TypeError, ValueError, KeyError, RuntimeError) as exc:  # values the manifest check cannot judge
             raise BundleError(
                 f"{self.bundle}: bundle.json 'model' does not describe a buildable model ({exc})"
             ) from exc
-        weights = self.bundle / manifest["weights"]
+        weights = self.bundle / manifest.weights
         load_state(model, load_weights(weights), weights)
         self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
         if self.dtype == torch.float16 and self.dev.type != "cuda":
