@@ -253,7 +253,6 @@ class RowMeasurement:
                    self.whole_ms)
 
     def finish(self) -> dict[str, Any]:
-        from .deploy.predictor import evaluate_predictor
 
         row, predictor, settings, batch = self.row, self.predictor, self.settings, self.row.batch
         row.latency_ms = percentiles(self.raw_ms)
@@ -268,32 +267,40 @@ class RowMeasurement:
         if self.with_accuracy and settings.data:
             from .data.hico import is_hoi_dataset
 
-            if (predictor.task == "hoi") != is_hoi_dataset(settings.data):
+            if ("hoi" if is_hoi_dataset(settings.data) else "gsr") != predictor.task:
                 row.notes.append(f"no accuracy: {settings.data} is not a dataset of the bundle's task")
-            elif predictor.task == "hoi":
-                row.metrics = hoi_accuracy(predictor, Path(settings.data), settings.accuracy_images)
             else:
-                row.metrics = evaluate_predictor(predictor, settings.data, settings.split,
-                                                 splits=dataset_split(settings.data, required=False),
-                                                 limit=settings.accuracy_images)
+                row.metrics = ACCURACY[predictor.task](predictor, settings)
         predictor.close()
         row.peak_mem_mb = peak_memory_mb()
         return asdict(row)
 
 
-def hoi_accuracy(predictor, data: Path, limit: Optional[int]) -> dict[str, Any]:
-    """HICO-DET mAP of an HOI bundle on the dataset's test images (the first ``limit``), with
-    the zero-shot split its student was trained for."""
+def situation_accuracy(predictor, settings: BenchmarkSettings) -> dict[str, Any]:
+    """GSR metrics of a situation bundle on the settings' split (its first ``accuracy_images``)."""
+    from .deploy.predictor import evaluate_predictor
+
+    return evaluate_predictor(predictor, settings.data, settings.split,
+                              splits=dataset_split(settings.data, required=False), limit=settings.accuracy_images)
+
+
+def hoi_accuracy(predictor, settings: BenchmarkSettings) -> dict[str, Any]:
+    """HICO-DET mAP of an HOI bundle on the dataset's test images (the first ``accuracy_images``),
+    with the zero-shot split its student was trained for."""
     from .data.hico import find_space, image_dir, rare_classes, read_hoi_annotations
     from .deploy.predictor import evaluate_hoi_predictor
 
+    data = Path(settings.data)
     space = find_space(data)
-    test = read_hoi_annotations(data / "test_hico.json", space)[:limit]
+    test = read_hoi_annotations(data / "test_hico.json", space)[:settings.accuracy_images]
     train = read_hoi_annotations(data / "trainval_hico.json", space) if space.rare is None else None
     metrics = evaluate_hoi_predictor(predictor, test, image_dir(data, "test"), rare=rare_classes(space, train),
                                      zero_shot=predictor.manifest.provenance.get("zero_shot"))
     metrics.pop("per_class")
     return metrics
+
+
+ACCURACY = {"gsr": situation_accuracy, "hoi": hoi_accuracy}  # per task: what a row's accuracy is
 
 
 def row_worker(conn, *args: Any) -> None:
