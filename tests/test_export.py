@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from mipd_edge.deploy.bundle import read_manifest
+from mipd_edge.deploy.bundle import GRAPH_FORMATS, GraphFormat, graph_files, graph_format, read_manifest
 from mipd_edge.deploy.runtimes import load_runtime
 from mipd_edge.errors import BundleError, MipdEdgeError
 from mipd_edge.export import export_bundle
@@ -133,3 +133,14 @@ def test_export_and_quantize_cli(tiny_student, tiny_world, tmp_path):
                         str(tmp_path / "c"), "--data", str(tiny_world / "data")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "not a trained mipd-edge model" in r.stderr
+
+
+def test_a_graph_format_is_one_row_of_the_table(monkeypatch):
+    """Which graphs a backend runs a precision from comes from GRAPH_FORMATS alone: a row for
+    FP16 ONNX graphs is all it takes for ONNX Runtime and TensorRT to read them."""
+    assert [graph_format("onnxruntime", p) for p in ("fp32", "fp16", "int8")] == ["onnx", "onnx", "onnx-int8"]
+    assert graph_format("torch", "fp32") is None
+    monkeypatch.setitem(GRAPH_FORMATS, "onnx-fp16", GraphFormat("onnx", "fp16", {"encoder": "encoder.fp16.onnx",
+                                                                                "decoder": "decoder.fp16.onnx"}))
+    assert graph_format("onnxruntime", "fp16") == graph_format("tensorrt", "fp16") == "onnx-fp16"
+    assert graph_files("onnx-fp16")["encoder"] == "encoder.fp16.onnx"

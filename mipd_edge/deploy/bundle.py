@@ -22,35 +22,52 @@ FORMAT = "mipd-edge-bundle"
 VERSION = 2  # 2: every file's SHA-256 recorded in "files"
 
 GRAPHS = ("encoder", "decoder")
-# the graph formats a bundle holds: name -> where each graph lives in the bundle (tensorrt:
-# engines built on the device, named by GPU and TensorRT version, so no fixed files)
-GRAPH_FORMATS: dict[str, dict[str, str]] = {
-    "onnx": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"},
-    "onnx-int8": {"encoder": "encoder.int8.onnx", "decoder": "decoder.onnx"},  # INT8 is in the encoder
-    "openvino": {"encoder": "openvino/encoder.xml", "decoder": "openvino/decoder.xml"},
-    "openvino-int8": {"encoder": "openvino/encoder.int8.xml", "decoder": "openvino/decoder.xml"},
-    "tensorrt": {},
-}
-# the graph family each backend reads (torch: the weights file); TensorRT builds its engines from ONNX
-BACKEND_FAMILY: dict[str, Optional[str]] = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "onnx",
-                                            "torch": None}
-PRECISIONS = ("fp32", "fp16", "int8")  # fp16 runs from the fp32 graphs (converted by the runtime or at export)
+PRECISIONS = ("fp32", "fp16", "int8")
 MAX_MANIFEST_BYTES = 16 << 20
 MAX_MANIFEST_DEPTH = 32
 UNRECORDED = ("tensorrt",)  # engines are built on the device and keyed by the ONNX graph they came from
 
 
+@dataclasses.dataclass(frozen=True)
+class GraphFormat:
+    family: str  # what reads it: onnx (ONNX Runtime, and TensorRT's engine builder) or openvino
+    precision: Optional[str]  # the arithmetic its graphs hold (None: engines of any, built on the device)
+    files: Mapping[str, str]  # graph -> where it lives in the bundle (none for device-built engines)
+
+
+# the graph formats a bundle may hold, by the name the manifest lists them under
+GRAPH_FORMATS: dict[str, GraphFormat] = {
+    "onnx": GraphFormat("onnx", "fp32", {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}),
+    "onnx-int8": GraphFormat("onnx", "int8", {"encoder": "encoder.int8.onnx", "decoder": "decoder.onnx"}),
+    "openvino": GraphFormat("openvino", "fp32", {"encoder": "openvino/encoder.xml", "decoder": "openvino/decoder.xml"}),
+    "openvino-int8": GraphFormat("openvino", "int8", {"encoder": "openvino/encoder.int8.xml",
+                                                      "decoder": "openvino/decoder.xml"}),  # INT8 is in the encoder
+    "tensorrt": GraphFormat("tensorrt", None, {}),
+}
+# the graph family each backend reads (torch: the weights file); TensorRT builds its engines from ONNX
+BACKEND_FAMILY: dict[str, Optional[str]] = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "onnx",
+                                            "torch": None}
+
+
+def format_of(family: str, precision: str) -> str:
+    """The format that holds a family's graphs in a precision. FP16 runs from the FP32 graphs
+    (converted by the runtime, or compressed at export) where no format holds FP16 ones."""
+    for wanted in ((precision, "fp32") if precision == "fp16" else (precision,)):
+        for name, fmt in GRAPH_FORMATS.items():
+            if fmt.family == family and fmt.precision == wanted:
+                return name
+    raise BundleError(f"no {family} graph format holds {precision} graphs")
+
+
 def graph_format(backend: str, precision: str) -> Optional[str]:
     """The graph format a backend runs a precision from (None: the weights file)."""
     family = BACKEND_FAMILY[backend]
-    if family is None:
-        return None
-    return family + ("-int8" if precision == "int8" else "")
+    return None if family is None else format_of(family, precision)
 
 
 def graph_files(fmt: str) -> dict[str, str]:
     """Where a format's graphs are written in a bundle (relative paths, as the manifest records them)."""
-    return dict(GRAPH_FORMATS[fmt])
+    return dict(GRAPH_FORMATS[fmt].files)
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..data.split import dataset_split, training_verbs
-from ..deploy.bundle import BundleManifest, graph_files, graph_format, read_manifest, write_manifest
+from ..deploy.bundle import BundleManifest, format_of, graph_files, graph_format, read_manifest, write_manifest
 from ..deploy.predictor import Predictor, evaluate_predictor
 from ..deploy.preprocess import Preprocess
 from ..deploy.runtimes import installed, load_runtime
@@ -90,7 +90,8 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, c
     gate = DEFAULT_MAX_DROP if max_drop is None else float(max_drop)
     report: dict[str, Any] = {"method": method, "calibration_images": len(calibration), "encoder": "int8",
                               "decoder": "fp32", "accuracy_gate": gate}
-    onnx_int8, openvino_int8 = (out / graph_files(f"{family}-int8")["encoder"] for family in ("onnx", "openvino"))
+    onnx_int8, openvino_int8 = (out / graph_files(format_of(family, "int8"))["encoder"]
+                                for family in ("onnx", "openvino"))
     if method == "ptq":
         from .ptq import quantize_onnx_nncf, quantize_onnx_ort, quantize_openvino
 
@@ -120,7 +121,7 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, c
         if "onnx" not in formats:
             onnx_int8.unlink()
     for family in formats:
-        manifest.graphs[f"{family}-int8"] = graph_files(f"{family}-int8")
+        manifest.graphs[format_of(family, "int8")] = graph_files(format_of(family, "int8"))
     manifest.precision = "int8"
     manifest.quantization = report
 
