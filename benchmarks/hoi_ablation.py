@@ -1,20 +1,27 @@
-"""HOI ablation: HOI students trained with none and with mipd on SynthSitu-HOI, scored with
-the HICO-DET mAP on the zero-shot split's unseen and seen classes.
+"""HOI ablation: HOI students trained without distillation and with MIPD's variants on
+SynthSitu-HOI, over training seeds, scored with the HICO-DET mAP (the official evaluation:
+11-point AP, no fall-back matching; default and known-object modes) on the zero-shot
+split's unseen and seen classes.
 
-    python benchmarks/hoi_ablation.py [--out DIR] [--epochs N] [--zero-shot unseen_verb]
-                                      [--teacher DIR] [--train-seed N] [--quick]
+    python benchmarks/hoi_ablation.py [--out DIR] [--rows none,mipd,all-pairs] [--seeds 0,1,2]
+                                      [--epochs N] [--zero-shot unseen_verb] [--int8 mipd]
+                                      [--results benchmarks/results/hoi-ablation-unseen_verb.json] [--quick]
 
-The teacher judges the pair situations (crops of the training interactions) for the
-rationales and NMPA. By default it is the SDK's SynthSitu teacher trained on pair crops of
-every interaction of its own SynthSitu-HOI sample (another generator seed: it never sees the
-students' images), unseen verbs included: like quickstart's teacher it stands in for a
-foundation model that has seen everything but the benchmark (students never see an unseen
-verb), and it sees pairs the way it will judge them. ``--teacher DIR`` takes a trained teacher
-instead (quickstart's, trained on whole SynthSitu scenes). ``--train-seed N`` trains
-further students on the same data (their dev hold-out and batch order), beside the first
-ones. Writes ``hoi_ablation.json`` (``hoi_ablation-seedN.json``) =
-{"none": M, "mipd": M, ...} and prints a table; every stage is kept, so a rerun reuses
-what is done. The default takes about 35 minutes on 2 cores.
+Rows: ``none`` (detection losses only), ``mipd`` (distillation at the labelled pairs),
+``all-pairs`` (also at every unlabelled human-object pair of a training image: the
+teacher's judgment of their crops, ``MipdConfig.pairs``). The teacher judges the pair
+situations (crops of the training interactions) for the rationales and NMPA. It is the
+SDK's SynthSitu teacher trained on pair crops of every interaction of its own SynthSitu-HOI
+sample (generator seed + 1000: it never sees the students' images, checked through its
+``seen.json``), unseen verbs included: like quickstart's teacher it stands in for a
+foundation model that has seen everything but the benchmark. ``--int8 ROW`` also
+quantizes that row's first-seed student (PTQ) and scores its test mAP in FP32 and INT8
+through the Predictor on ONNX Runtime and OpenVINO.
+
+Every stage is kept, so a rerun (or an interrupted run) reuses what is done and resumes
+training from checkpoints. Writes ``DIR/<zero-shot>/hoi_ablation.json`` and, with
+``--results``, the results file ({"setup", "seeds": {row: {seed: M}}, "mean_over_seeds",
+"int8"}); prints a table. About 12 minutes per student on 2 cores.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from mipd_edge.cli import setup_logging
 from mipd_edge.data.hico import find_space, image_dir, rare_classes, read_hoi_annotations
@@ -29,28 +39,38 @@ from mipd_edge.data.hoi_pairs import CROP_MARGIN
 from mipd_edge.hoi_metrics import evaluate_hoi
 from mipd_edge.pipeline import TEACHER_SEED_OFFSET, stage, training_mode
 
+# row -> (method, MIPD variant)
+ROWS = {"none": ("none", None), "mipd": ("mipd", None), "all-pairs": ("mipd", "all-pairs")}
+SUMMARY = ("full", "unseen", "seen", "rare", "non_rare")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/hoi-ablation")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the data's generator seed")
     parser.add_argument("--trainval", type=int, default=1600)
     parser.add_argument("--test", type=int, default=400)
-    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--input-size", type=int, default=128)
     parser.add_argument("--zero-shot", default="unseen_verb", choices=["unseen_verb", "unseen_combination"])
-    parser.add_argument("--teacher", default=None,
-                        help="a trained SynthSitu teacher (default: train one here on the pair crops)")
     parser.add_argument("--teacher-epochs", type=int, default=8)
-    parser.add_argument("--train-seed", type=int, default=None, help="the students' seed (default: --seed)")
+    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--seeds", default="0,1,2", help="the students' training seeds")
+    parser.add_argument("--int8", default=None, help="a row whose first-seed student is also quantized")
+    parser.add_argument("--results", default=None, help="write the results file here too")
     parser.add_argument("--quick", action="store_true", help="a few minutes: shows the pipeline, not the method")
     args = parser.parse_args()
     setup_logging()
     if args.quick:
-        args.trainval, args.test, args.epochs = 240, 60, 3
+        args.trainval, args.test, args.epochs, args.teacher_epochs = 240, 60, 3, 2
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        raise SystemExit(f"hoi_ablation: unknown rows {unknown}; choose from {', '.join(ROWS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
 
     from mipd_edge.data.synthsitu.hoi import generate_hoi
-    from mipd_edge.train.config import TrainConfig
+    from mipd_edge.train.config import TrainConfig, variant_overrides
     from mipd_edge.train.hoi import distill_hoi, write_hoi_pairs
     from mipd_edge.train.rationales import generate_rationales
 
@@ -58,77 +78,136 @@ def main() -> None:
     data = out / "data"
     data_params = {"seed": args.seed, "trainval": args.trainval, "test": args.test}
     stage(out, "data", data_params, lambda: generate_hoi(data, progress=True, **data_params))
-    if args.teacher:
-        teacher = Path(args.teacher)
-    else:
-        teacher, teacher_data = out / "teacher", out / "teacher-data"
-        teacher_params = {**data_params, "seed": args.seed + TEACHER_SEED_OFFSET}
-        stage(out, "teacher-data", teacher_params, lambda: generate_hoi(teacher_data, progress=True, **teacher_params))
-        cfg = TrainConfig(epochs=args.teacher_epochs, image_size=args.input_size, seed=args.seed)
-        stage(out, "teacher", {"data": teacher_params, "crop_margin": CROP_MARGIN, "train": cfg.to_json()},
-              lambda: train_pair_teacher(teacher_data, out / "teacher-pairs", teacher, cfg))
+    teacher, teacher_data = out / "teacher", out / "teacher-data"
+    teacher_params = {**data_params, "seed": args.seed + TEACHER_SEED_OFFSET}
+    stage(out, "teacher-data", teacher_params, lambda: generate_hoi(teacher_data, progress=True, **teacher_params))
+    teacher_cfg = TrainConfig(epochs=args.teacher_epochs, image_size=args.input_size, seed=args.seed)
+    stage(out, "teacher", {"data": teacher_params, "crop_margin": CROP_MARGIN, "train": teacher_cfg.to_json()},
+          lambda: train_pair_teacher(teacher_data, out / "teacher-pairs", teacher, teacher_cfg))
     pairs, rationales = out / "pairs", out / "rationales.jsonl"
     prep = {"data": data_params, "teacher": str(teacher.resolve()), "zero_shot": args.zero_shot,
-            "crop_margin": CROP_MARGIN}
+            "crop_margin": CROP_MARGIN, "unlabelled": True}
 
     def make_rationales() -> dict:
         rationales.unlink(missing_ok=True)
-        write_hoi_pairs(data, pairs, args.zero_shot)
+        write_hoi_pairs(data, pairs, args.zero_shot, unlabelled=True)
         return generate_rationales(pairs, teacher, rationales)
     stage(out, "pairs-rationales", prep, make_rationales)
 
     space = find_space(data)
     test = read_hoi_annotations(data / "test_hico.json", space)
     rare = rare_classes(space, read_hoi_annotations(data / "trainval_hico.json", space))
-    results = {}
-    train_seed = args.seed if args.train_seed is None else args.train_seed
-    suffix = "" if train_seed == args.seed else f"-seed{train_seed}"
-    for method in ("none", "mipd"):
-        cfg = TrainConfig(method=method, epochs=args.epochs, image_size=args.input_size, seed=train_seed,
-                          batch_size=16)
-        student = out / f"student-{method}{suffix}"
-        needs = prep if method == "mipd" else {"data": data_params, "zero_shot": args.zero_shot}
-        params = {"needs": needs, "train": cfg.to_json()}
-        stage(out, f"student-{method}{suffix}", params, lambda: distill_hoi(
-            data, student, cfg, args.zero_shot, teacher, rationales, pairs,
-            **training_mode(out, f"student-{method}{suffix}", params, student))["best_selection_score"])
+    results: dict[str, dict[str, Any]] = {row: {} for row in rows}
+    students = {}
+    for seed in seeds:  # seed by seed, so that every row has its first seeds early
+        for row in rows:
+            method, variant = ROWS[row]
+            cfg = TrainConfig(method=method, epochs=args.epochs, image_size=args.input_size, seed=seed,
+                              batch_size=16, **(variant_overrides(variant) if variant else {}))
+            name = f"{row}-seed{seed}"
+            student = students[name] = out / f"student-{name}"
+            needs = prep if method == "mipd" else {"data": data_params, "zero_shot": args.zero_shot}
+            params = {"needs": needs, "train": cfg.to_json()}
+            stage(out, f"student-{name}", params, lambda: distill_hoi(
+                data, student, cfg, args.zero_shot, teacher, rationales, pairs,
+                **training_mode(out, f"student-{name}", params, student))["best_selection_score"])
+            results[row][str(seed)] = stage(out, f"score-{name}", {"student": str(student), **params},
+                                            lambda: score(student, data, space, test, rare, args.zero_shot))
+    int8 = None
+    if args.int8:
+        first = students[f"{args.int8}-seed{seeds[0]}"]
+        int8 = stage(out, f"int8-{args.int8}-seed{seeds[0]}", {"student": str(first), "calib_size": 300},
+                     lambda: quantized_map(first, data, out / f"bundle-int8-{args.int8}", test, rare, args.zero_shot))
+    report = {"setup": {**data_params, "epochs": args.epochs, "input_size": args.input_size, "seeds": seeds,
+                        "zero_shot": args.zero_shot, "teacher": str(teacher),
+                        "teacher_saw": {"data": {**teacher_params, "generator": "SynthSitu-HOI"},
+                                        "what": "crops of every trainval interaction of its own sample, all verbs "
+                                                "(unseen ones included); none of the students' images "
+                                                "(teacher/seen.json, checked at distillation)"},
+                        "metric": "HICO-DET official: 11-point AP, best-pair matching without fall-back"},
+              "seeds": results, "mean_over_seeds": {row: mean_metrics(results[row].values()) for row in rows}}
+    if int8 is not None:
+        report["int8"] = {args.int8: int8}
+    (out / "hoi_ablation.json").write_text(json.dumps(report, indent=1))
+    if args.results:
+        Path(args.results).write_text(json.dumps(report, indent=1))
+    print_table(report, args)
 
-        def score() -> dict:
-            from mipd_edge.data.hoi_vocabulary import hoi_vocabulary
-            from mipd_edge.deploy.preprocess import Preprocess
-            from mipd_edge.models.store import load_student
-            from mipd_edge.text import model_text_encoder
-            from mipd_edge.train.hoi import HoiTrainSet, gold_pair_verbs, predict_hoi
 
-            model, info = load_student(student)
-            vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), model_text_encoder(info))
-            preprocess = Preprocess.from_json(info["preprocess"])
-            preds = predict_hoi(model, test, image_dir(data, "test"), vocab, preprocess, space)
-            metrics = evaluate_hoi(test, preds, space, rare, args.zero_shot)
-            metrics.pop("per_class")
-            pairs = HoiTrainSet(test, image_dir(data, "test"), space, vocab, preprocess, progress=False)
-            metrics["gold_pair_verb_top1"] = gold_pair_verbs(model, pairs, set(info["training_verbs"]))
-            return metrics
-        results[method] = stage(out, f"score-{method}{suffix}", {"student": str(student), "needs": needs,
-                                                         "train": cfg.to_json()}, score)
-    results["setup"] = {**data_params, "train_seed": train_seed, "epochs": args.epochs, "input_size": args.input_size,
-                        "zero_shot": args.zero_shot, "teacher": str(teacher)}
-    written = out / f"hoi_ablation{suffix}.json"
-    written.write_text(json.dumps(results, indent=1))
+def score(student: Path, data: Path, space, test, rare, zero_shot: str) -> dict[str, Any]:
+    """Test mAP (default and known-object modes) with every verb of the space, and verb top-1
+    at the ground-truth pairs."""
+    from mipd_edge.data.hoi_vocabulary import hoi_vocabulary
+    from mipd_edge.deploy.preprocess import Preprocess
+    from mipd_edge.models.store import load_student
+    from mipd_edge.text import model_text_encoder
+    from mipd_edge.train.hoi import HoiTrainSet, gold_pair_verbs, predict_hoi
 
-    print(f"\nSynthSitu-HOI test ({args.test} images), zero-shot {args.zero_shot}, HICO-DET mAP (VOC AP, %)")
-    print(f"{'method':<8}{'full':>8}{'unseen':>8}{'seen':>8}")
-    for method in ("none", "mipd"):
-        m = results[method]
-        print(f"{method:<8}{m['full']:8.2f}{m['unseen']:8.2f}{m['seen']:8.2f}")
-    print(f"mipd - none: unseen {results['mipd']['unseen'] - results['none']['unseen']:+.2f}, "
-          f"seen {results['mipd']['seen'] - results['none']['seen']:+.2f}")
-    print("verb top-1 (%) at the ground-truth pairs, over all verbs (unseen: among unseen verbs only)")
-    for method in ("none", "mipd"):
-        v = {k: "-" if x is None else f"{x:.1f}" for k, x in results[method]["gold_pair_verb_top1"].items()
-             if k != "pairs"}
-        print(f"{method:<8}seen {v['seen']}  unseen {v['unseen']} ({v['unseen_among_unseen']})")
-    print(f"written: {written}")
+    model, info = load_student(student)
+    vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), model_text_encoder(info))
+    preprocess = Preprocess.from_json(info["preprocess"])
+    preds = predict_hoi(model, test, image_dir(data, "test"), vocab, preprocess, space)
+    metrics = evaluate_hoi(test, preds, space, rare, zero_shot)
+    metrics.pop("per_class")
+    known_object = evaluate_hoi(test, preds, space, rare, zero_shot, mode="ko")
+    metrics["known_object"] = {k: known_object[k] for k in SUMMARY}
+    pairs = HoiTrainSet(test, image_dir(data, "test"), space, vocab, preprocess, progress=False)
+    metrics["gold_pair_verb_top1"] = gold_pair_verbs(model, pairs, set(info["training_verbs"]))
+    return metrics
+
+
+def quantized_map(student: Path, data: Path, bundle: Path, test, rare, zero_shot: str) -> dict[str, Any]:
+    """PTQ INT8 bundle of a student (accuracy gate on its held-out training images) and its
+    test mAP in FP32 and INT8 on ONNX Runtime and OpenVINO, through the Predictor."""
+    from mipd_edge.deploy.predictor import Predictor, evaluate_hoi_predictor
+    from mipd_edge.quantize import quantize_bundle
+
+    manifest = quantize_bundle(student, data, bundle, "ptq", calib_size=300, overwrite=True)
+    out: dict[str, Any] = {"gate": manifest.metrics}
+    for backend, options in (("onnxruntime", {}), ("openvino", {"inference_precision": "f32"})):
+        for precision in ("fp32", "int8"):
+            with Predictor(bundle, backend=backend, precision=precision, **options) as predictor:
+                m = evaluate_hoi_predictor(predictor, test, image_dir(data, "test"), rare=rare, zero_shot=zero_shot)
+            out[f"{backend} {precision}"] = {k: m[k] for k in SUMMARY}
+        out[f"{backend} int8 - fp32"] = {k: out[f"{backend} int8"][k] - out[f"{backend} fp32"][k]
+                                         for k in ("full", "unseen", "seen")}
+    return out
+
+
+def mean_metrics(runs) -> dict[str, Any]:
+    """Mean and range over seeds of the summary mAPs and of gold-pair verb top-1."""
+    runs = list(runs)
+    out: dict[str, Any] = {"seeds": len(runs)}
+    for key in SUMMARY:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            out[key] = float(np.mean(values))
+            out[f"{key}_range"] = [float(min(values)), float(max(values))]
+    out["gold_pair_verb_top1"] = {k: float(np.mean([r["gold_pair_verb_top1"][k] for r in runs]))
+                                  for k in ("seen", "unseen", "unseen_among_unseen")
+                                  if all(r["gold_pair_verb_top1"].get(k) is not None for r in runs)}
+    return out
+
+
+def print_table(report: dict[str, Any], args) -> None:
+    print(f"\nSynthSitu-HOI test ({args.test} images), zero-shot {args.zero_shot}, HICO-DET mAP (official, %)")
+    print(f"{'row':<10}{'seed':>6}{'full':>8}{'unseen':>8}{'seen':>8}   gold-pair verb top-1 seen / unseen")
+    for row, seeds in report["seeds"].items():
+        for seed, m in seeds.items():
+            v = m["gold_pair_verb_top1"]
+            print(f"{row:<10}{seed:>6}{m['full']:8.2f}{m['unseen']:8.2f}{m['seen']:8.2f}   "
+                  f"{v['seen'] or 0:.1f} / {v['unseen'] or 0:.1f}")
+        mean = report["mean_over_seeds"][row]
+        print(f"{row:<10}{'mean':>6}{mean['full']:8.2f}{mean['unseen']:8.2f}{mean['seen']:8.2f}")
+    means = report["mean_over_seeds"]
+    for row in means:
+        if row != "none" and "none" in means:
+            print(f"{row} - none: unseen {means[row]['unseen'] - means['none']['unseen']:+.2f}, "
+                  f"seen {means[row]['seen'] - means['none']['seen']:+.2f}")
+    for row, q in report.get("int8", {}).items():
+        for backend in ("onnxruntime", "openvino"):
+            d = q[f"{backend} int8 - fp32"]
+            print(f"INT8 - FP32 ({row}, {backend}): full {d['full']:+.2f}, unseen {d['unseen']:+.2f} mAP")
 
 
 def train_pair_teacher(data: Path, crops: Path, teacher: Path, cfg) -> float:

@@ -190,7 +190,7 @@ def cmd_predict_dataset(args: argparse.Namespace) -> None:
 def cmd_hoi_pairs(args: argparse.Namespace) -> None:
     from .train.hoi import write_hoi_pairs
 
-    out = write_hoi_pairs(args.data, _output(args, "pairs folder"), args.zero_shot)
+    out = write_hoi_pairs(args.data, _output(args, "pairs folder"), args.zero_shot, unlabelled=args.unlabelled)
     print(f"pair situations (SWiG format) -> {out}; next: mipd-edge rationales --data {out} --teacher T "
           f"--out {Path(out).parent / 'rationales.jsonl'}")
 
@@ -524,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="an HOI dataset (trainval_hico.json, images/)")
     p.add_argument("--out", required=True)
     p.add_argument("--zero-shot", default=None, help="the split whose unseen classes training must not see")
+    p.add_argument("--unlabelled", action="store_true",
+                   help="also crop the unlabelled human-object pairs (for distill-hoi --variant all-pairs)")
 
     p = command("distill-hoi", cmd_distill_hoi, "train an HOI student (several interactions per image): none or mipd")
     training_options(p)
@@ -532,6 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default=None)
     p.add_argument("--pairs", default=None, help="the pair situations (mipd-edge hoi-pairs), for mipd")
     p.add_argument("--rationales", default=None, help="rationales of the pair situations, for mipd")
+    p.add_argument("--variant", default=None, help="a named variant of --method mipd, e.g. all-pairs (distil at "
+                   "every human-object pair: needs hoi-pairs --unlabelled)")
     p.add_argument("--student", default=None, help="edge-xs, edge-s (default) or reference")
 
     p = command("predict-hoi", cmd_predict_hoi, "HOI detections of a dataset split (eval-hoi format), from a "

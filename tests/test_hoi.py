@@ -53,7 +53,8 @@ def test_interaction_points_and_focal_loss():
     human = torch.tensor([[[0.2, 0.5, 0.2, 0.6], [0.2, 0.5, 0.2, 0.6], [0.8, 0.5, 0.1, 0.5]]])
     obj = torch.tensor([[[0.4, 0.7, 0.1, 0.1], [0.4, 0.7, 0.1, 0.1], [0.9, 0.9, 0.1, 0.1]]])
     batch = HoiBatch(torch.zeros(1, 3, 64, 64), human, obj, torch.tensor([[0, 0, 1]]), torch.zeros(1, 3, 2),
-                     torch.tensor([[True, True, True]]), torch.full((1, 3), -1), torch.tensor([0]))
+                     torch.tensor([[True, True, True]]), torch.full((1, 3), -1), torch.tensor([0]),
+                     torch.zeros(1, 0, 4), torch.zeros(1, 0, 4), torch.zeros(1, 0, dtype=torch.long))
     slots, pairs, heat = interaction_points(batch, 4)
     # midpoints (0.3, 0.6) -> cell (1, 2) = 9; the duplicate pair shares it; (0.85, 0.7) -> cell (3, 2) = 11
     assert slots.tolist() == [9, 11] and pairs.tolist() == [0, 2]
@@ -64,11 +65,12 @@ def test_interaction_points_and_focal_loss():
 
 
 def test_hoi_mipd_keeps_verb_distillation_off_the_shared_features():
-    """Scene and soft-label knowledge train the verb head only; gaze and glimpse knowledge
-    reach the shared features (through the pair projection and the glance)."""
+    """Scene and soft-label knowledge, of labelled and of unlabelled pairs, train the verb
+    head only; gaze and glimpse knowledge reach the shared features (through the pair
+    projection and the glance). An unlabelled pair on a labelled pair's cell is left out."""
     from helpers import TINY_MODEL
     from mipd_edge.models.student import create_student
-    from mipd_edge.train.hoi import HoiBatch, HoiMIPD, interaction_points
+    from mipd_edge.train.hoi import HoiBatch, HoiMIPD, interaction_points, unlabelled_points
 
     torch.manual_seed(0)
     model = create_student("edge-s", image_size=64, text_dim=8, task="hoi", **TINY_MODEL)
@@ -78,12 +80,18 @@ def test_hoi_mipd_keeps_verb_distillation_off_the_shared_features():
         a = rng.normal(size=shape)
         return a / np.linalg.norm(a, axis=-1, keepdims=True)
 
-    objective = HoiMIPD(unit(2, 8), unit(2, 2, 8), rng.normal(size=(2, 3)), model, tiny_config(method="mipd"))
-    batch = HoiBatch(torch.randn(2, 3, 64, 64), torch.tensor([[[0.3, 0.5, 0.2, 0.6]]] * 2),
-                     torch.tensor([[[0.6, 0.6, 0.1, 0.1]]] * 2), torch.zeros(2, 1, dtype=torch.long),
+    objective = HoiMIPD(unit(2, 8), unit(2, 2, 8), rng.normal(size=(2, 3)), model, tiny_config(method="mipd"),
+                        unit(3, 8), rng.normal(size=(3, 3)))
+    human, obj = torch.tensor([[[0.3, 0.5, 0.2, 0.6]]] * 2), torch.tensor([[[0.6, 0.6, 0.1, 0.1]]] * 2)
+    # image 0: an unlabelled pair in another cell (crop 2) and one on its labelled pair's cell (crop 0)
+    other_human = torch.tensor([[[0.1, 0.1, 0.1, 0.1], [0.3, 0.5, 0.2, 0.6]]] * 2)
+    other_object = torch.tensor([[[0.1, 0.3, 0.1, 0.1], [0.6, 0.6, 0.1, 0.1]]] * 2)
+    batch = HoiBatch(torch.randn(2, 3, 64, 64), human, obj, torch.zeros(2, 1, dtype=torch.long),
                      torch.ones(2, 1, 3), torch.ones(2, 1, dtype=torch.bool), torch.tensor([[0], [1]]),
-                     torch.arange(2))
+                     torch.arange(2), other_human, other_object, torch.tensor([[2, 0], [-1, -1]]))
     slots, gold, _ = interaction_points(batch, 4)
+    others, crops = unlabelled_points(batch, 4, slots)
+    assert others.tolist() == [0] and crops.tolist() == [2]  # cell 0 of image 0; the other cell is taken
     terms = objective(model, model(batch.images), batch, slots, gold, torch.from_numpy(unit(3, 8)).float())
     shared = [p for n, p in model.named_parameters() if n.startswith("decoder.")]
 
@@ -91,7 +99,7 @@ def test_hoi_mipd_keeps_verb_distillation_off_the_shared_features():
         grads = torch.autograd.grad(terms[term], params, retain_graph=True, allow_unused=True)
         return any(g is not None and g.abs().sum() > 0 for g in grads)
 
-    for term in ("mipd_scene", "mipd_soft"):
+    for term in ("mipd_scene", "mipd_soft", "mipd_scene_unlabelled", "mipd_soft_unlabelled"):
         assert reaches(term, list(model.verb_head.parameters())) and not reaches(term, shared)
     assert reaches("mipd_instance", shared) and reaches("mipd_glimpse", list(model.glance_head.parameters()))
 
@@ -330,3 +338,39 @@ def test_hoi_commands(hoi_world, tmp_path):
     with Predictor(tmp_path / "b", backend="onnxruntime") as p:
         expected = hoi_detections(p, test, data / "images")
     assert json.loads((tmp_path / "preds.json").read_text()) == json.loads(json.dumps(expected))
+
+
+def test_all_pairs_distils_at_the_unlabelled_pairs_honestly(hoi_world, tiny_world, tmp_path, cache_dir):
+    """``--variant all-pairs``: the unlabelled pairs are every person box with every object box
+    of the labelled pairs that is no labelled pair (no other box, no verb); the student gets
+    scene and soft-label terms at them, through the verb head alone."""
+    from mipd_edge.data.hico import training_images
+    from mipd_edge.data.hoi_pairs import unlabelled_pairs
+    from mipd_edge.train.config import MipdConfig, variant_overrides
+    from mipd_edge.train.distill import distill
+    from mipd_edge.train.hoi import distill_hoi, write_hoi_pairs
+
+    root, _ = hoi_world
+    pairs = write_hoi_pairs(root / "data", tmp_path / "pairs", "unseen_verb", progress=False, unlabelled=True)
+    assert (pairs / "train.json").read_bytes() == (root / "pairs" / "train.json").read_bytes()
+    others = json.loads((pairs / "unlabelled.json").read_text())
+    _, images = training_images(root / "data", "unseen_verb")
+    by_name = {i.file_name: i for i in images}
+    assert len(others) == sum(len(unlabelled_pairs(i)) for i in images) > 0
+    for entry in others.values():
+        image, (s, o) = by_name[entry["image"]], entry["pair"]
+        labelled = {(p.subject, p.object) for p in image.pairs}
+        assert (s, o) not in labelled and s in {a for a, _ in labelled} and o in {b for _, b in labelled}
+        assert "verb" not in entry and "frames" not in entry
+    cfg = tiny_config(method="mipd", **variant_overrides("all-pairs"))
+    result = distill_hoi(root / "data", tmp_path / "student", cfg, "unseen_verb", tiny_world / "teacher",
+                         root / "rationales.jsonl", pairs, progress=False, cache_dir=cache_dir)
+    assert {"mipd_scene_unlabelled", "mipd_soft_unlabelled", "mipd_scene"} <= set(result["history"][-1]["losses"])
+    info = json.loads((tmp_path / "student" / "config.json").read_text())
+    assert info["unlabelled_pairs"] == len(others) and info["train"]["mipd"]["pairs"] == "all"
+    with pytest.raises(MipdEdgeError, match="hoi-pairs --unlabelled"):
+        distill_hoi(root / "data", tmp_path / "without", cfg, "unseen_verb", tiny_world / "teacher",
+                    root / "rationales.jsonl", root / "pairs", progress=False, cache_dir=cache_dir)
+    with pytest.raises(MipdEdgeError, match="it is for distill-hoi"):
+        distill(tiny_world / "data", tmp_path / "gsr", tiny_config(method="mipd", mipd=MipdConfig(pairs="all")),
+                tiny_world / "teacher", tiny_world / "rationales.jsonl", progress=False, cache_dir=cache_dir)

@@ -6,13 +6,21 @@ rationale generator (JRG) and NMPA all work on SWiG datasets, so each human-obje
 becomes one (verb; agent, item) situation around its two boxes. Only training pairs of
 seen classes are cropped (``drop_unseen`` first), so the honesty rule holds for the
 teacher targets and rationales as it does for the labels.
+
+``unlabelled`` crops are the other human-object pairs of a training image: every person
+box of a labelled pair with every object box of a labelled pair, where the two are not
+already a labelled pair. They carry no verb: the teacher judges them (an unseen
+interaction whose labels were removed is among them, as are people and things that do
+nothing together), and HOI distillation at every pair (``MipdConfig.pairs = "all"``) passes
+that judgment on. Only boxes of labelled pairs are used, so nothing of an unseen class's
+annotation, not even where its boxes are, reaches them.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -31,6 +39,7 @@ log = logging.getLogger(__name__)
 # and tight crops look little like them (SynthSitu teacher top-1 on the crops: 34% at 0.15,
 # 57% at 0.6, 52% at 1.2)
 CROP_MARGIN = 0.6
+UNLABELLED = "unlabelled"  # the folder (and .json index) of the unlabelled pairs' crops
 
 
 def pair_boxes(image: HoiImage) -> dict[tuple[int, int], list[int]]:
@@ -46,37 +55,66 @@ def crop_name(image: HoiImage, k: int, verb: Optional[int] = None) -> str:
     return f"{Path(image.file_name).stem}_pair{k}{'' if verb is None else f'_v{verb}'}.jpg"
 
 
+def unlabelled_pairs(image: HoiImage) -> list[tuple[int, int]]:
+    """The (person box, object box) combinations of an image's labelled pairs' boxes that
+    are no labelled pair themselves."""
+    labelled = pair_boxes(image)
+    humans = sorted({s for s, _ in labelled})
+    objects = sorted({o for _, o in labelled})
+    return [(s, o) for s in humans for o in objects if s != o and (s, o) not in labelled]
+
+
+def unlabelled_crop_name(image: HoiImage, subject: int, obj: int) -> str:
+    return f"{Path(image.file_name).stem}_h{subject}_o{obj}.jpg"
+
+
+def crop_pair(pixels: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """A pair's crop (its union box and ``CROP_MARGIN`` of context) and its size and role
+    boxes in the crop's pixels, as a SWiG annotation holds them."""
+    h, w = pixels.shape[:2]
+    x1, y1 = boxes[:, :2].min(0)
+    x2, y2 = boxes[:, 2:].max(0)
+    mx, my = (x2 - x1) * CROP_MARGIN, (y2 - y1) * CROP_MARGIN
+    cx1, cy1 = int(max(0, np.floor(x1 - mx))), int(max(0, np.floor(y1 - my)))
+    cx2, cy2 = int(min(w, np.ceil(x2 + mx))), int(min(h, np.ceil(y2 + my)))
+    local = [[float(b[0] - cx1), float(b[1] - cy1), float(b[2] - cx1), float(b[3] - cy1)] for b in boxes]
+    return pixels[cy1:cy2, cx1:cx2], {"width": cx2 - cx1, "height": cy2 - cy1, "bb": dict(zip(ROLES, local))}
+
+
 def write_pair_situations(images: Sequence[HoiImage], image_dir: PathLike, space: HoiSpace, out: PathLike,
-                          zero_shot: Optional[str], progress: bool = True) -> Path:
+                          zero_shot: Optional[str], progress: bool = True, unlabelled: bool = False) -> Path:
     """Crop every training pair into a SWiG dataset at ``out`` (train split only; a pair
-    with several verbs gives one crop per verb). Returns ``out``."""
+    with several verbs gives one crop per verb); with ``unlabelled``, also the unlabelled
+    pairs, into ``out/unlabelled/`` indexed by ``out/unlabelled.json``. Returns ``out``."""
     out, image_dir = Path(out), Path(image_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
+    if unlabelled:
+        (out / UNLABELLED).mkdir(exist_ok=True)
     situations = hoi_situation_space(space)
     write_space(out / "space.json", situations)
     verbs = {space.verbs[v - 1] for v in seen_verbs(space, zero_shot)}
     write_split(out / SPLIT_FILE, {"seen": sorted(verbs), "rare": [], "unseen": sorted(set(space.verbs) - verbs),
                                       "params": {"hoi_zero_shot": zero_shot}})
-    annotations = {}
+    annotations, others = {}, {}
+    quality = [cv2.IMWRITE_JPEG_QUALITY, 95]
     for image in progress_bar(images, desc="pair crops", unit="img", enabled=progress):
         pixels = load_image(image_dir / image.file_name)
-        h, w = pixels.shape[:2]
         for k, ((s, o), pair_verbs) in enumerate(pair_boxes(image).items()):
-            boxes = image.boxes[[s, o]]
-            x1, y1 = boxes[:, :2].min(0)
-            x2, y2 = boxes[:, 2:].max(0)
-            mx, my = (x2 - x1) * CROP_MARGIN, (y2 - y1) * CROP_MARGIN
-            cx1, cy1 = int(max(0, np.floor(x1 - mx))), int(max(0, np.floor(y1 - my)))
-            cx2, cy2 = int(min(w, np.ceil(x2 + mx))), int(min(h, np.ceil(y2 + my)))
-            crop = pixels[cy1:cy2, cx1:cx2]
-            local = [[float(b[0] - cx1), float(b[1] - cy1), float(b[2] - cx1), float(b[3] - cy1)] for b in boxes]
+            crop, placed = crop_pair(pixels, image.boxes[[s, o]])
             frame = {"agent": object_noun(PERSON), "item": object_noun(image.categories[o])}
             for verb_id in pair_verbs:
                 name = crop_name(image, k, verb_id if len(pair_verbs) > 1 else None)
-                cv2.imwrite(str(out / "images" / name), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
-                annotations[name] = {"verb": space.verbs[verb_id - 1], "width": cx2 - cx1, "height": cy2 - cy1,
-                                     "bb": dict(zip(ROLES, local)), "frames": [frame] * 3}
+                cv2.imwrite(str(out / "images" / name), crop, quality)
+                annotations[name] = {"verb": space.verbs[verb_id - 1], **placed, "frames": [frame] * 3}
+        for s, o in unlabelled_pairs(image) if unlabelled else ():
+            crop, placed = crop_pair(pixels, image.boxes[[s, o]])
+            name = unlabelled_crop_name(image, s, o)
+            cv2.imwrite(str(out / UNLABELLED / name), crop, quality)
+            others[name] = {"image": image.file_name, "pair": [s, o], **placed}
     write_json(out / "train.json", annotations, indent=None)
     write_json(out / "dev.json", {}, indent=None)
-    log.info("pair situations: %d crops of %d images -> %s", len(annotations), len(images), out)
+    if unlabelled:
+        write_json(out / f"{UNLABELLED}.json", others, indent=None)
+    log.info("pair situations: %d crops (and %d unlabelled pairs) of %d images -> %s", len(annotations), len(others),
+             len(images), out)
     return out

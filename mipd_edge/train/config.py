@@ -17,6 +17,7 @@ from .losses import LossWeights
 FORMULATIONS = ("ours", "authors")
 NEGATIVES = ("judged", "random", "none")
 KNOWLEDGE = ("mapped", "anchored")
+PAIRS = ("labelled", "all")
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,10 @@ class MipdConfig:
     ``teacher_features`` adds plain KD's feature terms (the teacher's global and region
     features through projections) beside the knowledge; ``scene_head`` aligns the scene
     knowledge with a projection of the glance instead of the glance itself (which is what
-    is matched against verb descriptions), as KD reaches the teacher's feature."""
+    is matched against verb descriptions), as KD reaches the teacher's feature. ``pairs``
+    (HOI only): distil at the ``labelled`` pairs of a training image, or at ``all`` its
+    human-object pairs, the unlabelled ones through the teacher's judgment of their crops
+    (``data/hoi_pairs.py``)."""
 
     formulation: str = "ours"
     scene: bool = True
@@ -47,6 +51,7 @@ class MipdConfig:
     knowledge: str = "mapped"
     teacher_features: bool = False
     scene_head: bool = False
+    pairs: str = "labelled"
 
     def __post_init__(self) -> None:
         if self.formulation not in FORMULATIONS:
@@ -55,6 +60,8 @@ class MipdConfig:
             raise MipdEdgeError(f"mipd negatives must be one of {NEGATIVES}, got {self.negatives!r}")
         if self.knowledge not in KNOWLEDGE:
             raise MipdEdgeError(f"mipd knowledge must be one of {KNOWLEDGE}, got {self.knowledge!r}")
+        if self.pairs not in PAIRS:
+            raise MipdEdgeError(f"mipd pairs must be one of {PAIRS}, got {self.pairs!r}")
         if not (self.scene or self.instance):
             raise MipdEdgeError("mipd needs scene or instance knowledge (or both); for neither, use method kd or none")
 
@@ -84,6 +91,8 @@ MIPD_VARIANTS: dict[str, dict[str, Any]] = {
     "authors": {"mipd": MipdConfig(formulation="authors"), "loss": AUTHORS_LOSS},
     # their knowledge and distillation with our GSR losses: what the formulation does apart from the loss recipe
     "authors-knowledge": {"mipd": MipdConfig(formulation="authors")},
+    # HOI: distillation at every human-object pair of a training image, labelled or not
+    "all-pairs": {"mipd": MipdConfig(pairs="all")},
 }
 
 

@@ -109,6 +109,9 @@ def build_objective(cfg: TrainConfig, model: Student, train_set: SituDataset, vo
     method = method_info(cfg.method)
     if not method.teacher:
         return Objective(), {}
+    if cfg.mipd.pairs != "labelled":
+        raise MipdEdgeError("mipd pairs 'all' distils at the unlabelled human-object pairs of HOI images: "
+                            "it is for distill-hoi")
     if teacher is None:
         raise MipdEdgeError(f"method {cfg.method!r} needs --teacher")
     from ..models.teacher import load_teacher

@@ -34,7 +34,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.hico import HoiImage, HoiSpace, dev_holdout, image_dir, seen_verbs, training_images
-from ..data.hoi_pairs import crop_name, pair_boxes, write_pair_situations
+from ..data.hoi_pairs import (
+    UNLABELLED,
+    crop_name,
+    pair_boxes,
+    unlabelled_crop_name,
+    unlabelled_pairs,
+    write_pair_situations,
+)
 from ..data.hoi_vocabulary import ROLES, hoi_vocabulary, object_matrix, object_noun
 from ..deploy.image import load_image
 from ..deploy.interactions import InteractionDecoder
@@ -65,11 +72,17 @@ class HoiBatch:
     valid: torch.Tensor  # (B, G) bool
     crops: torch.Tensor  # (B, G) index of the pair's crop in the pair-situation set, -1 if none
     index: torch.Tensor  # (B,)
+    other_human: torch.Tensor  # (B, E, 4) the unlabelled pairs' boxes, cx, cy, w, h of the input
+    other_object: torch.Tensor  # (B, E, 4)
+    other_crops: torch.Tensor  # (B, E) index of the unlabelled pair's crop, -1 for padding
 
 
 class HoiTrainSet:
     def __init__(self, images: Sequence[HoiImage], image_dir: Path, space: HoiSpace, vocabulary: Vocabulary,
-                 preprocess: Preprocess, crops: Optional[dict[str, int]] = None, progress: bool = True):
+                 preprocess: Preprocess, crops: Optional[dict[str, int]] = None, progress: bool = True,
+                 unlabelled: Optional[dict[str, int]] = None):
+        """``crops`` / ``unlabelled``: the index of each labelled / unlabelled pair's crop in
+        the teacher's tables (``data.hoi_pairs``), for distillation."""
         self.preprocess, self.vocabulary = preprocess, vocabulary
         verbs = {v: i for i, v in enumerate(vocabulary.verbs)}
         objects = object_matrix(vocabulary)[0]
@@ -81,6 +94,13 @@ class HoiTrainSet:
         self.objects = np.full((n, g), -1, np.int64)
         self.verbs = np.zeros((n, g, len(verbs)), np.float32)
         self.crops = np.full((n, g), -1, np.int64)
+        others = [[(pair, unlabelled[name]) for pair in unlabelled_pairs(image)
+                   if (name := unlabelled_crop_name(image, *pair)) in unlabelled] if unlabelled else []
+                  for image in images]
+        e = max(1, max(map(len, others), default=1))
+        self.other_human = np.zeros((n, e, 4), np.float32)
+        self.other_object = np.zeros((n, e, 4), np.float32)
+        self.other_crops = np.full((n, e), -1, np.int64)
         for i, image in enumerate(progress_bar(images, desc="loading HOI images", unit="img", enabled=progress)):
             self.images[i], letterbox = preprocess.letterbox(load_image(image_dir / image.file_name))
             for k, ((sub, obj), pair_verbs) in enumerate(pair_boxes(image).items()):
@@ -90,21 +110,26 @@ class HoiTrainSet:
                     self.verbs[i, k, verbs[space.verbs[v - 1]]] = 1.0
                 if crops is not None:
                     self.crops[i, k] = crops.get(crop_name(image, k), crops.get(crop_name(image, k, pair_verbs[0]), -1))
+            for k, ((sub, obj), crop) in enumerate(others[i]):
+                self.other_human[i, k], self.other_object[i, k] = letterbox.boxes_to_input(image.boxes[[sub, obj]])
+                self.other_crops[i, k] = crop
 
     def __len__(self) -> int:
         return len(self.images)
 
     def batch(self, indices: np.ndarray, flip: Optional[np.ndarray] = None) -> HoiBatch:
-        images, human, obj = self.images[indices], self.human[indices].copy(), self.object[indices].copy()
+        images = self.images[indices]
+        boxes = [b[indices].copy() for b in (self.human, self.object, self.other_human, self.other_object)]
         if flip is not None and flip.any():
             images[flip] = images[flip][:, :, ::-1]
-            human[flip, :, 0] = 1.0 - human[flip, :, 0]
-            obj[flip, :, 0] = 1.0 - obj[flip, :, 0]
+            for b in boxes:
+                b[flip, :, 0] = 1.0 - b[flip, :, 0]
+        human, obj, other_human, other_object = map(torch.from_numpy, boxes)
         objects = self.objects[indices]
-        return HoiBatch(torch.from_numpy(self.preprocess.normalize(images)), torch.from_numpy(human),
-                        torch.from_numpy(obj), torch.from_numpy(objects), torch.from_numpy(self.verbs[indices]),
-                        torch.from_numpy(objects >= 0), torch.from_numpy(self.crops[indices]),
-                        torch.from_numpy(np.asarray(indices)))
+        return HoiBatch(torch.from_numpy(self.preprocess.normalize(images)), human, obj, torch.from_numpy(objects),
+                        torch.from_numpy(self.verbs[indices]), torch.from_numpy(objects >= 0),
+                        torch.from_numpy(self.crops[indices]), torch.from_numpy(np.asarray(indices)), other_human,
+                        other_object, torch.from_numpy(self.other_crops[indices]))
 
 
 HEAT_SIGMA = 1.0  # cells: how far the interaction-point target spreads
@@ -117,9 +142,7 @@ def interaction_points(batch: HoiBatch, grid: int) -> tuple[torch.Tensor, torch.
     Returns the cells (flat over image x cell) and the pairs (flat over image x pair) they
     train, one pair per cell (the first), and the heat-map target: 1 at those cells,
     falling off as a Gaussian around them (CenterNet's penalty-reduced negatives)."""
-    mid = (batch.human[..., :2] + batch.object[..., :2]) / 2 * grid  # (B, G, 2) in cells
-    col, row = mid.floor().long().clamp(0, grid - 1).unbind(-1)
-    cell = row * grid + col
+    mid, cell = midpoint_cells(batch.human, batch.object, grid)
     b, g = batch.valid.shape
     slots, pairs, seen = [], [], set()
     for i, k in batch.valid.nonzero().tolist():
@@ -133,6 +156,29 @@ def interaction_points(batch: HoiBatch, grid: int) -> tuple[torch.Tensor, torch.
     heat = (torch.exp(-d2 / (2 * HEAT_SIGMA ** 2)) * batch.valid[..., None]).amax(1)
     heat.view(-1)[torch.tensor(slots, dtype=torch.long, device=heat.device)] = 1.0
     return torch.tensor(slots, dtype=torch.long), torch.tensor(pairs, dtype=torch.long), heat
+
+
+def midpoint_cells(human: torch.Tensor, obj: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs' interaction points (midpoints of their box centres, in cells) and the grid
+    cells they fall in, row-major."""
+    mid = (human[..., :2] + obj[..., :2]) / 2 * grid  # (B, G, 2) in cells
+    col, row = mid.floor().long().clamp(0, grid - 1).unbind(-1)
+    return mid, row * grid + col
+
+
+@torch.no_grad()
+def unlabelled_points(batch: HoiBatch, grid: int, taken: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cells of the unlabelled pairs (flat over image x cell) that no labelled pair
+    trains (``taken``), one pair per cell (the first), and the index of each one's crop."""
+    _, cell = midpoint_cells(batch.other_human, batch.other_object, grid)
+    seen, slots, crops = set(taken.tolist()), [], []
+    for i, k in (batch.other_crops >= 0).nonzero().tolist():
+        slot = i * grid * grid + int(cell[i, k])
+        if slot not in seen:
+            seen.add(slot)
+            slots.append(slot)
+            crops.append(int(batch.other_crops[i, k]))
+    return torch.tensor(slots, dtype=torch.long), torch.tensor(crops, dtype=torch.long)
 
 
 def focal_heatmap_loss(logits: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
@@ -168,18 +214,41 @@ class HoiMIPD(HoiObjective):
     aligned with the verb embedding itself or with a projection of the features beside it
     (dev mAP 18.4). Detached, they shape only how the verb head reads the features. The instance
     term keeps its projection of the shared features (the gaze knowledge has no head of its
-    own to act through) and the glimpse term the glance."""
+    own to act through) and the glimpse term the glance.
+
+    With ``other_scene`` / ``other_logits`` (``MipdConfig.pairs = "all"``) the unlabelled
+    pairs of an image get the same scene and soft-label terms at their interaction points:
+    the teacher's judgment of their crops, scene knowledge through the NMPA-trained scene
+    prompt, its verb distribution over the training verbs. No rationale, label or name of
+    theirs is known; an unseen interaction whose labels were removed is among them."""
 
     def __init__(self, scene: np.ndarray, instance: np.ndarray, teacher_logits: np.ndarray, model: HoiStudent,
-                 cfg: TrainConfig):
+                 cfg: TrainConfig, other_scene: Optional[np.ndarray] = None,
+                 other_logits: Optional[np.ndarray] = None):
         super().__init__()
         self.scene = torch.tensor(np.asarray(scene), dtype=torch.float32)
         self.instance = torch.tensor(np.asarray(instance)[:, : len(ROLES)], dtype=torch.float32)
         self.logits = torch.tensor(np.asarray(teacher_logits), dtype=torch.float32)
+        self.others = None if other_scene is None else (torch.tensor(np.asarray(other_scene), dtype=torch.float32),
+                                                        torch.tensor(np.asarray(other_logits), dtype=torch.float32))
         self.cfg = cfg
         self.pair_proj = nn.Linear(model.cfg.d_model, len(ROLES) * self.instance.shape[2])
 
     def forward(self, model, out, batch, slots, gold, verb_emb):
+        losses = self.labelled(model, out, batch, slots, gold, verb_emb)
+        if self.others is not None:
+            losses.update(self.unlabelled(model, out, batch, slots, verb_emb))
+        return losses
+
+    def verb_terms(self, model: HoiStudent, pair_feats: torch.Tensor, scene: torch.Tensor, logits: torch.Tensor,
+                   verb_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scene alignment and soft-label terms of pairs, through the verb head on their detached features."""
+        c = self.cfg
+        verbs = F.normalize(model.verb_head(pair_feats.detach()), dim=-1)
+        return (c.align_weight * cosine_alignment(verbs, scene),
+                c.soft_weight * soft_label_kl(model.verb_scale() * verbs @ verb_emb.T, logits, c.temperature))
+
+    def labelled(self, model, out, batch, slots, gold, verb_emb) -> dict[str, torch.Tensor]:
         c, dev = self.cfg, verb_emb.device
         crop = batch.crops.reshape(-1)[gold]
         known = crop >= 0
@@ -188,18 +257,27 @@ class HoiMIPD(HoiObjective):
         slots, crop = slots[known], crop[known].cpu()
         owner = slots // out["verbs"].shape[1]
         pair_feats = out["pair_feats"].flatten(0, 1)[slots]
-        verbs = F.normalize(model.verb_head(pair_feats.detach()), dim=-1)
-        feats = self.pair_proj(pair_feats).reshape(len(slots), len(ROLES), -1)
         scene = self.scene[crop].to(dev)
+        scene_term, soft_term = self.verb_terms(model, pair_feats, scene, self.logits[crop].to(dev), verb_emb)
+        feats = self.pair_proj(pair_feats).reshape(len(slots), len(ROLES), -1)
         image_scene = torch.zeros_like(out["glance"]).index_add_(0, owner, scene)
         has = image_scene.norm(dim=-1) > 0
         return {
-            "mipd_scene": c.align_weight * cosine_alignment(verbs, scene),
+            "mipd_scene": scene_term,
             "mipd_instance": c.gaze_align_weight * cosine_alignment(feats, self.instance[crop].to(dev)),
-            "mipd_soft": c.soft_weight * soft_label_kl(model.verb_scale() * verbs @ verb_emb.T,
-                                                       self.logits[crop].to(dev), c.temperature),
+            "mipd_soft": soft_term,
             "mipd_glimpse": c.align_weight * cosine_alignment(out["glance"][has], image_scene[has]),
         }
+
+    def unlabelled(self, model, out, batch, slots, verb_emb) -> dict[str, torch.Tensor]:
+        dev = verb_emb.device
+        others, crop = unlabelled_points(batch, model.cfg.image_size // 16, slots.cpu())
+        if not len(others):
+            return {}
+        scene, logits = (t[crop].to(dev) for t in self.others)
+        scene_term, soft_term = self.verb_terms(model, out["pair_feats"].flatten(0, 1)[others.to(dev)], scene,
+                                                logits, verb_emb)
+        return {"mipd_scene_unlabelled": scene_term, "mipd_soft_unlabelled": soft_term}
 
 
 class HoiTrainStep(nn.Module):
@@ -320,12 +398,15 @@ def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: 
     preprocess = Preprocess(cfg.image_size)
     torch.manual_seed(cfg.seed)
     model = create_student(cfg.student, image_size=cfg.image_size, text_dim=encoder.dim, task="hoi", **cfg.model)
-    objective, crops, provenance = HoiObjective(), None, {}
+    objective, crops, unlabelled, provenance = HoiObjective(), None, None, {}
     if method.rationales:
-        objective, crops, provenance = hoi_mipd_objective(model, vocab, encoder, teacher, rationales, pairs, cfg,
-                                                          cache_dir, progress)
-    data = HoiTrainSet(train_images, image_dir(data_dir, "trainval"), space, vocab, preprocess, crops, progress)
-    if crops is not None and (data.crops[data.objects >= 0] < 0).mean() > 0.01:
+        objective, crops, unlabelled, provenance = hoi_mipd_objective(model, vocab, encoder, teacher, rationales,
+                                                                      pairs, cfg, cache_dir, progress)
+    data = HoiTrainSet(train_images, image_dir(data_dir, "trainval"), space, vocab, preprocess, crops, progress,
+                       unlabelled)
+    expected = sum(len(unlabelled_pairs(i)) for i in train_images) if unlabelled is not None else 0
+    if (crops is not None and (data.crops[data.objects >= 0] < 0).mean() > 0.01) or \
+            (data.other_crops >= 0).sum() < 0.99 * expected:
         raise MipdEdgeError(f"the pair situations in {pairs} do not hold the crops of this training set "
                             f"(zero-shot {zero_shot}): make them again with mipd-edge hoi-pairs")
     info = {"kind": "student", "task": "hoi", "method": cfg.method, "model": model.cfg.to_json(),
@@ -344,8 +425,9 @@ def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: 
 
 def hoi_mipd_objective(model: HoiStudent, vocab: Vocabulary, encoder, teacher: Optional[PathLike],
                        rationales: Optional[PathLike], pairs: Optional[PathLike], cfg: TrainConfig, cache_dir: Path,
-                       progress: bool) -> tuple[HoiMIPD, dict[str, int], dict[str, Any]]:
-    """Teacher cache and NMPA knowledge of the training pairs' crops."""
+                       progress: bool) -> tuple[HoiMIPD, dict[str, int], Optional[dict[str, int]], dict[str, Any]]:
+    """Teacher cache and NMPA knowledge of the training pairs' crops (and, for ``pairs="all"``,
+    of the unlabelled pairs' crops); the crops' indexes in them; what they were built from."""
     if teacher is None or rationales is None or pairs is None:
         raise MipdEdgeError("HOI method 'mipd' needs --teacher, --pairs (mipd-edge hoi-pairs) and --rationales "
                             "(mipd-edge rationales on the pairs)")
@@ -354,7 +436,7 @@ def hoi_mipd_objective(model: HoiStudent, vocab: Vocabulary, encoder, teacher: O
     from ..models.teacher import load_teacher
     from .nmpa import aligned_knowledge
     from .seen import check_unseen
-    from .teacher_cache import teacher_cache
+    from .teacher_cache import teacher_cache, unlabelled_cache
 
     pairs_dir = Path(pairs)
     if not (pairs_dir / "train.json").is_file():
@@ -366,17 +448,28 @@ def hoi_mipd_objective(model: HoiStudent, vocab: Vocabulary, encoder, teacher: O
     knowledge = aligned_knowledge(cache, rationales, crops_set, encoder, vocab, cache_dir / "knowledge",
                                   model.cfg.max_roles, cfg.seed, progress=progress)
     crops = {name: i for i, name in enumerate(crops_set.names)}
-    objective = HoiMIPD(knowledge.scene, knowledge.instance, cache.verb_logits, model, cfg)
-    return objective, crops, {"teacher": t.id, "teacher_cache": cache.key, "rationales": str(rationales),
-                              "pairs": str(pairs_dir), "knowledge": knowledge.key}
+    provenance = {"teacher": t.id, "teacher_cache": cache.key, "rationales": str(rationales), "pairs": str(pairs_dir),
+                  "knowledge": knowledge.key}
+    if cfg.mipd.pairs == "labelled":
+        return HoiMIPD(knowledge.scene, knowledge.instance, cache.verb_logits, model, cfg), crops, None, provenance
+    if not (pairs_dir / f"{UNLABELLED}.json").is_file():
+        raise MipdEdgeError(f"{pairs_dir}: no unlabelled pairs there, which mipd pairs 'all' distils at (make the "
+                            "pairs with mipd-edge hoi-pairs --unlabelled)")
+    others = unlabelled_cache(t, pairs_dir, vocab, cache_dir / "teacher", model.cfg.max_roles, progress=progress)
+    objective = HoiMIPD(knowledge.scene, knowledge.instance, cache.verb_logits, model, cfg,
+                        knowledge.scene_of(others.global_feats), others.verb_logits)
+    unlabelled = {name: i for i, name in enumerate(others.names)}
+    provenance.update(unlabelled_cache=others.key, unlabelled_pairs=len(unlabelled))
+    return objective, crops, unlabelled, provenance
 
 
 def write_hoi_pairs(data_dir: PathLike, out: PathLike, zero_shot: Optional[str] = None,
-                    progress: bool = True) -> Path:
-    """The pair situations of the training images (unseen classes dropped) as a SWiG dataset."""
+                    progress: bool = True, unlabelled: bool = False) -> Path:
+    """The pair situations of the training images (unseen classes dropped) as a SWiG dataset,
+    with ``unlabelled`` also the crops of their unlabelled pairs."""
     data_dir = Path(data_dir)
     space, images = training_images(data_dir, zero_shot)
-    return write_pair_situations(images, image_dir(data_dir, "trainval"), space, out, zero_shot, progress)
+    return write_pair_situations(images, image_dir(data_dir, "trainval"), space, out, zero_shot, progress, unlabelled)
 
 
 __all__ = ["HoiTrainSet", "distill_hoi", "gold_pair_verbs", "predict_hoi", "write_hoi_pairs"]

@@ -39,6 +39,8 @@ from .teacher_cache import TeacherCache
 
 log = logging.getLogger(__name__)
 
+SCENE_PROMPT_FILE = "scene_prompt.safetensors"
+
 
 def nmpa_loss(knowledge: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, weights: torch.Tensor,
               temperature: float = 0.07, batch_negatives: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -69,6 +71,17 @@ class Knowledge:
     key: str
     scene: np.ndarray  # (N, text_dim)
     instance: np.ndarray  # (N, R, text_dim)
+    folder: Path  # where the run is cached, with its trained scene prompt
+
+    def scene_of(self, global_feats: np.ndarray) -> np.ndarray:
+        """Scene knowledge of other teacher features (images without rationales) through the
+        trained scene prompt: what NMPA learnt maps any image the teacher sees."""
+        from safetensors.torch import load_file
+
+        prompt = ScenePrompt(**read_json(self.folder / "meta.json")["scene_prompt"])
+        prompt.load_state_dict(load_file(self.folder / SCENE_PROMPT_FILE))
+        with torch.no_grad():
+            return prompt.eval()(torch.from_numpy(np.asarray(global_feats, np.float32))).numpy()
 
 
 @dataclass
@@ -190,7 +203,9 @@ def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDa
                                     + ([] if options.judgment == "teacher" else [options.judgment]))
                          .encode()).hexdigest()[:20]
     folder = cache_root / key
-    if not (folder / "meta.json").is_file():
+    if not (folder / "meta.json").is_file() or not (folder / SCENE_PROMPT_FILE).is_file():
+        from safetensors.torch import save_file
+
         records = load_judged_rationales(rationales, options.judgment)
         data = alignment_data(records, cache.names, dataset, encoder, vocab, max_roles, strength)
         scene, instance, losses = train_prompts(cache, data, seed, epochs, progress=progress, negatives=switches[0],
@@ -204,9 +219,13 @@ def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDa
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / "scene.npy", k_scene)
         np.save(folder / "instance.npy", k_inst)
+        save_file(scene.state_dict(), folder / SCENE_PROMPT_FILE)
         report = alignment_report(k_scene, k_inst, data)
+        built = {"teacher_dim": g.shape[1], "text_dim": k_scene.shape[1], "n_ctx": 4 if switches[1] else 0,
+                 "anchored": anchored}
         write_json(folder / "meta.json", {"key": key, "teacher_cache": cache.key, "rationales": str(rationales),
-                                          "rationales_sha256": digest, "losses": losses, **report})
+                                          "rationales_sha256": digest, "losses": losses, "scene_prompt": built,
+                                          **report})
         log.info(
             "NMPA: scene knowledge cos to positive %.3f vs hardest negative %.3f; instance %.3f vs %.3f",
             report["scene_pos_cos"],
@@ -217,7 +236,8 @@ def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDa
     else:
         log.info("NMPA knowledge: reusing %s", folder)
     read_json(folder / "meta.json")
-    return Knowledge(key, np.load(folder / "scene.npy", mmap_mode="r"), np.load(folder / "instance.npy", mmap_mode="r"))
+    return Knowledge(key, np.load(folder / "scene.npy", mmap_mode="r"), np.load(folder / "instance.npy", mmap_mode="r"),
+                     folder)
 
 
 def alignment_report(scene: np.ndarray, instance: np.ndarray, data: AlignmentData) -> dict[str, float]:

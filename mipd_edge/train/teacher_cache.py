@@ -14,11 +14,15 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
+from ..data.hoi_pairs import UNLABELLED
+from ..data.hoi_vocabulary import ROLES
 from ..data.swig import SituDataset
+from ..deploy.image import load_image
 from ..files import read_json, write_json
 from ..models.teacher import Teacher, roi_pool
 from ..progress import progress_bar
@@ -38,22 +42,58 @@ class TeacherCache:
     logit_scale: float
 
 
-def dataset_fingerprint(dataset: SituDataset) -> str:
+def files_fingerprint(folder: Path, entries: dict[str, Any]) -> str:
+    """A hash of image files (names, sizes, modification times) and what is recorded of each."""
     h = hashlib.sha256()
-    for name in dataset.names:
-        stat = (dataset.image_dir / name).stat()
-        h.update(json.dumps([name, dataset.annotations[name].to_json(), stat.st_size, stat.st_mtime_ns]).encode())
+    for name, entry in entries.items():
+        stat = (folder / name).stat()
+        h.update(json.dumps([name, entry, stat.st_size, stat.st_mtime_ns]).encode())
     return h.hexdigest()
+
+
+def dataset_fingerprint(dataset: SituDataset) -> str:
+    return files_fingerprint(dataset.image_dir, {n: dataset.annotations[n].to_json() for n in dataset.names})
+
+
+# one image to encode: its pixels (BGR) and its role boxes in the frame's role order (None: no box)
+Sample = tuple[np.ndarray, list[Optional[Sequence[float]]]]
 
 
 def teacher_cache(teacher: Teacher, dataset: SituDataset, vocabulary: Vocabulary, cache_root: Path,
                   max_roles: int = 6, batch_size: int = 32, progress: bool = True) -> TeacherCache:
+    def sample(i: int) -> Sample:
+        s = dataset[i]
+        return s.image, [s.annotation.boxes.get(r) for r in vocabulary.frame(s.annotation.verb).roles[:max_roles]]
+
+    return cached_features(teacher, dataset.names, sample, dataset_fingerprint(dataset), vocabulary, cache_root,
+                           max_roles, batch_size, progress)
+
+
+def unlabelled_cache(teacher: Teacher, pairs_dir: Path, vocabulary: Vocabulary, cache_root: Path,
+                     max_roles: int = 6, batch_size: int = 32, progress: bool = True) -> TeacherCache:
+    """The teacher's features of the unlabelled pairs' crops (``data.hoi_pairs``), the
+    person as agent and the object as item; no verb is known of them."""
+    folder = Path(pairs_dir) / UNLABELLED
+    index = read_json(Path(pairs_dir) / f"{UNLABELLED}.json")
+    names = sorted(index)
+
+    def sample(i: int) -> Sample:
+        entry = index[names[i]]
+        return load_image(folder / names[i]), [entry["bb"].get(r) for r in ROLES[:max_roles]]
+
+    return cached_features(teacher, names, sample, files_fingerprint(folder, {n: index[n] for n in names}),
+                           vocabulary, cache_root, max_roles, batch_size, progress)
+
+
+def cached_features(teacher: Teacher, names: list[str], sample: Callable[[int], Sample], fingerprint: str,
+                    vocabulary: Vocabulary, cache_root: Path, max_roles: int, batch_size: int,
+                    progress: bool) -> TeacherCache:
     verbs = vocabulary.verbs
-    key = hashlib.sha256(json.dumps([teacher.id, dataset_fingerprint(dataset), teacher.preprocess.to_json(),
+    key = hashlib.sha256(json.dumps([teacher.id, fingerprint, teacher.preprocess.to_json(),
                                      verbs, max_roles]).encode()).hexdigest()[:20]
     folder = cache_root / key
     if not (folder / "meta.json").is_file():
-        _compute(teacher, dataset, vocabulary, folder, key, max_roles, batch_size, progress)
+        _compute(teacher, names, sample, vocabulary, folder, key, max_roles, batch_size, progress)
     else:
         log.info("teacher features: reusing %s", folder)
     meta = read_json(folder / "meta.json")
@@ -63,27 +103,26 @@ def teacher_cache(teacher: Teacher, dataset: SituDataset, vocabulary: Vocabulary
 
 
 @torch.no_grad()
-def _compute(teacher: Teacher, dataset: SituDataset, vocabulary: Vocabulary, folder: Path, key: str,
-             max_roles: int, batch_size: int, progress: bool) -> None:
+def _compute(teacher: Teacher, names: list[str], sample: Callable[[int], Sample], vocabulary: Vocabulary,
+             folder: Path, key: str, max_roles: int, batch_size: int, progress: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    n, d = len(dataset), teacher.dim
+    n, d = len(names), teacher.dim
     verb_feats = teacher.encode_text([verb_text(vocabulary.frame(v)) for v in vocabulary.verbs]).float()
     out_global = np.lib.format.open_memmap(folder / "global.npy", "w+", np.float16, (n, d))
     out_regions = np.lib.format.open_memmap(folder / "regions.npy", "w+", np.float16, (n, max_roles, d))
     out_logits = np.lib.format.open_memmap(folder / "verb_logits.npy", "w+", np.float32, (n, len(vocabulary.verbs)))
     prep = teacher.preprocess
     for start in progress_bar(range(0, n, batch_size), desc="teacher features", unit="batch", enabled=progress):
-        samples = [dataset[i] for i in range(start, min(n, start + batch_size))]
+        samples = [sample(i) for i in range(start, min(n, start + batch_size))]
         images, boxes, has_box = (
             [],
             np.zeros((len(samples), max_roles, 4), np.float32),
             np.zeros((len(samples), max_roles), bool),
         )
-        for j, s in enumerate(samples):
-            x, letterbox = prep(s.image)
+        for j, (image, role_boxes) in enumerate(samples):
+            x, letterbox = prep(image)
             images.append(x)
-            for r, role in enumerate(vocabulary.frame(s.annotation.verb).roles[:max_roles]):
-                box = s.annotation.boxes.get(role)
+            for r, box in enumerate(role_boxes):
                 if box is not None:
                     boxes[j, r], has_box[j, r] = letterbox.boxes_to_input(np.asarray(box))[0], True
         global_feats, patches = teacher.encode_images(torch.from_numpy(np.stack(images)))
@@ -94,6 +133,6 @@ def _compute(teacher: Teacher, dataset: SituDataset, vocabulary: Vocabulary, fol
         out_logits[start:end] = (teacher.logit_scale * global_feats.float().cpu() @ verb_feats.T).numpy()
     for arr in (out_global, out_regions, out_logits):
         arr.flush()
-    write_json(folder / "meta.json", {"key": key, "teacher": teacher.id, "names": dataset.names,
+    write_json(folder / "meta.json", {"key": key, "teacher": teacher.id, "names": names,
                                       "verbs": vocabulary.verbs, "logit_scale": teacher.logit_scale})
     log.info("teacher features for %d images -> %s", n, folder)
