@@ -365,7 +365,14 @@ def test_all_pairs_distils_at_the_unlabelled_pairs_honestly(hoi_world, tiny_worl
     cfg = tiny_config(method="mipd", **variant_overrides("all-pairs"))
     result = distill_hoi(root / "data", tmp_path / "student", cfg, "unseen_verb", tiny_world / "teacher",
                          root / "rationales.jsonl", pairs, progress=False, cache_dir=cache_dir)
-    assert {"mipd_scene_unlabelled", "mipd_soft_unlabelled", "mipd_scene"} <= set(result["history"][-1]["losses"])
+    losses = result["history"][-1]["losses"]
+    assert {"mipd_scene_unlabelled", "mipd_soft_unlabelled", "mipd_scene"} <= set(losses)
+    assert all(v > 0 for k, v in losses.items() if k.startswith("mipd"))
+    # ramped in only at the very end of training: every distillation term counts for nothing
+    late = dataclasses.replace(cfg, distill_from=1.0, distill_full=1.0)
+    history = distill_hoi(root / "data", tmp_path / "late", late, "unseen_verb", tiny_world / "teacher",
+                          root / "rationales.jsonl", pairs, progress=False, cache_dir=cache_dir)["history"]
+    assert all(v == 0 for k, v in history[-1]["losses"].items() if k.startswith("mipd"))
     info = json.loads((tmp_path / "student" / "config.json").read_text())
     assert info["unlabelled_pairs"] == len(others) and info["train"]["mipd"]["pairs"] == "all"
     with pytest.raises(MipdEdgeError, match="hoi-pairs --unlabelled"):

@@ -38,6 +38,11 @@ def test_every_variant_is_a_valid_config_that_round_trips():
     with pytest.raises(MipdEdgeError, match="unknown training config's mipd keys"):
         TrainConfig.from_json({**TrainConfig().to_json(), "mipd": {"negative": "none"}})
     assert MipdConfig(negatives="random").judgment == "random" and MipdConfig(negatives="none").judgment == "teacher"
+    ramped = replace(TrainConfig(), **variant_overrides("ramped"))
+    assert [ramped.distillation_weight(t) for t in (0.0, 0.2, 0.25, 0.375, 0.5, 0.9)] == [0, 0, 0, 0.5, 1, 1]
+    assert TrainConfig().distillation_weight(0.0) == 1.0
+    with pytest.raises(MipdEdgeError, match="fractions of training"):
+        TrainConfig(distill_from=0.6, distill_full=0.5)
 
 
 def test_prompts_without_context_tokens():

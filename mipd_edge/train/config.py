@@ -93,6 +93,8 @@ MIPD_VARIANTS: dict[str, dict[str, Any]] = {
     "authors-knowledge": {"mipd": MipdConfig(formulation="authors")},
     # HOI: distillation at every human-object pair of a training image, labelled or not
     "all-pairs": {"mipd": MipdConfig(pairs="all")},
+    # no distillation for the first quarter of training, full weight from half way: detection settles first
+    "ramped": {"distill_from": 0.25, "distill_full": 0.5},
 }
 
 
@@ -124,6 +126,10 @@ class TrainConfig:
     gaze_align_weight: float = 0.5  # role features -> instance knowledge (mipd) or teacher region features (kd)
     soft_weight: float = 1.0  # KL to the teacher's distribution over the training verbs
     temperature: float = 2.0
+    # the distillation terms count from this fraction of training on, rising linearly to full
+    # weight at ``distill_full`` (0 and 0: from the first step)
+    distill_from: float = 0.0
+    distill_full: float = 0.0
     eval_batch_size: int = 64
     # speed only (the same model and losses): NHWC convolutions and a fused AdamW, together 1.1x
     # the training images/s of a 2-core AVX2 CPU (benchmarks/training_speed.py)
@@ -132,6 +138,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         method_info(self.method)
+        if not 0.0 <= self.distill_from <= self.distill_full <= 1.0:
+            raise MipdEdgeError(f"distill_from and distill_full are fractions of training, 0 <= from <= full <= 1, "
+                                f"got {self.distill_from} and {self.distill_full}")
+
+    def distillation_weight(self, trained: float) -> float:
+        """How much the distillation terms count once a fraction ``trained`` of training is done."""
+        if trained >= self.distill_full:
+            return 1.0
+        if trained < self.distill_from:
+            return 0.0
+        return (trained - self.distill_from) / (self.distill_full - self.distill_from)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

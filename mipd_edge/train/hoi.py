@@ -55,7 +55,7 @@ from ..progress import progress_bar
 from ..text import load_text_encoder
 from ..vocabulary import Vocabulary
 from .config import TrainConfig
-from .loop import init_distributed, prepare_output, to_device, train
+from .loop import init_distributed, prepare_output, to_device, train, weighted
 from .losses import cosine_alignment, cxcywh_to_xyxy, generalized_iou, soft_label_kl
 
 log = logging.getLogger(__name__)
@@ -284,6 +284,7 @@ class HoiTrainStep(nn.Module):
     def __init__(self, model: HoiStudent, objective: HoiObjective, vocabulary: Vocabulary, cfg: TrainConfig):
         super().__init__()
         self.model, self.objective, self.cfg = model, objective, cfg
+        self.trained = 0.0  # the fraction of training done, which the loop keeps up to date
         self.register_buffer("verb_emb", torch.from_numpy(vocabulary.verb_matrix()[1]), persistent=False)
         self.register_buffer("object_emb", torch.from_numpy(object_matrix(vocabulary)[1]), persistent=False)
 
@@ -309,7 +310,8 @@ class HoiTrainStep(nn.Module):
                 l1 = l1 + F.l1_loss(pred, true)
                 giou = giou + (1 - generalized_iou(cxcywh_to_xyxy(pred), cxcywh_to_xyxy(true))).mean()
             losses["box_l1"], losses["box_giou"] = w.box_l1 * l1, w.box_giou * giou
-            losses.update(self.objective(self.model, out, batch, slots, gold, self.verb_emb))
+            losses.update(weighted(self.objective(self.model, out, batch, slots, gold, self.verb_emb),
+                                   self.cfg.distillation_weight(self.trained)))
         return losses
 
 

@@ -82,6 +82,7 @@ class TrainStep(nn.Module):
     def __init__(self, model: Student, objective: Objective, vocabulary: Vocabulary, cfg: TrainConfig):
         super().__init__()
         self.model, self.objective, self.cfg = model, objective, cfg
+        self.trained = 0.0  # the fraction of training done, which the loop keeps up to date
         roles, verbs, mask = role_inputs(vocabulary, vocabulary.verbs, model.cfg.max_roles)
         self.register_buffer("verb_emb", torch.from_numpy(verbs), persistent=False)
         self.register_buffer("role_emb", torch.from_numpy(roles), persistent=False)
@@ -94,8 +95,14 @@ class TrainStep(nn.Module):
         verb_logits = self.model.verb_scale() * out["glance"] @ self.verb_emb.T
         noun_logits = self.model.noun_scale() * out["nouns"] @ self.noun_emb.T
         losses = gsr_losses(out, batch, verb_logits, noun_logits, self.cfg.loss)
-        losses.update(self.objective(self.model, out, batch, verb_logits, self.noun_emb))
+        losses.update(weighted(self.objective(self.model, out, batch, verb_logits, self.noun_emb),
+                               self.cfg.distillation_weight(self.trained)))
         return losses
+
+
+def weighted(terms: dict[str, torch.Tensor], weight: float) -> dict[str, torch.Tensor]:
+    """Distillation terms at a weight (left as they are at full weight)."""
+    return terms if weight == 1.0 else {k: weight * v for k, v in terms.items()}
 
 
 def to_device(batch, device: torch.device):
@@ -226,6 +233,7 @@ def train(model: Student, step: nn.Module, data: GSRTrainSet, cfg: TrainConfig, 
         for i in bar:
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             batch = to_device(data.batch(idx, flips[idx]), env.device)
+            step_module.trained = (epoch + i / steps_per_epoch) / cfg.epochs  # for the distillation weight
             if cfg.channels_last:
                 batch.images = batch.images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(env.device.type, dtype=torch.float16, enabled=amp):
