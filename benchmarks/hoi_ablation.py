@@ -41,7 +41,8 @@ from mipd_edge.hoi_metrics import evaluate_hoi
 from mipd_edge.pipeline import TEACHER_SEED_OFFSET, stage, training_mode
 
 # row -> (method, MIPD variant)
-ROWS = {"none": ("none", None), "mipd": ("mipd", None), "all-pairs": ("mipd", "all-pairs"), "ramped": ("mipd", "ramped")}
+ROWS = {"none": ("none", None), "mipd": ("mipd", None), "all-pairs": ("mipd", "all-pairs"),
+        "ramped": ("mipd", "ramped")}
 SUMMARY = ("full", "unseen", "seen", "rare", "non_rare")
 
 
