@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--seeds", default="0,1,2", help="the students' training seeds")
     parser.add_argument("--int8", default=None, help="a row whose first-seed student is also quantized")
+    parser.add_argument("--calibrate", default="none,mipd",
+                        help="rows also scored with the seen-verb calibration (rows of their own, not MIPD)")
     parser.add_argument("--results", default=None, help="write the results file here too")
     parser.add_argument("--quick", action="store_true", help="a few minutes: shows the pipeline, not the method")
     args = parser.parse_args()
@@ -74,6 +76,7 @@ def main() -> None:
     from mipd_edge.data.synthsitu.hoi import generate_hoi
     from mipd_edge.train.config import TrainConfig, variant_overrides
     from mipd_edge.train.hoi import distill_hoi, write_hoi_pairs
+    from mipd_edge.train.hoi_calibration import calibrate_seen_bias
     from mipd_edge.train.rationales import generate_rationales
 
     out = Path(args.out) / args.zero_shot
@@ -101,20 +104,39 @@ def main() -> None:
     rare = rare_classes(space, read_hoi_annotations(data / "trainval_hico.json", space))
     results: dict[str, dict[str, Any]] = {row: {} for row in rows}
     students = {}
+
+    def row_config(row: str, seed: int) -> tuple[TrainConfig, dict[str, Any]]:
+        """A row's training config and what its stages depend on."""
+        method, variant = ROWS[row]
+        cfg = TrainConfig(method=method, epochs=args.epochs, image_size=args.input_size, seed=seed, batch_size=16,
+                          **(variant_overrides(variant) if variant else {}))
+        needs = prep if method == "mipd" else {"data": data_params, "zero_shot": args.zero_shot}
+        return cfg, {"needs": needs, "train": cfg.to_json()}
+
     for seed in seeds:  # seed by seed, so that every row has its first seeds early
         for row in rows:
-            method, variant = ROWS[row]
-            cfg = TrainConfig(method=method, epochs=args.epochs, image_size=args.input_size, seed=seed,
-                              batch_size=16, **(variant_overrides(variant) if variant else {}))
+            cfg, params = row_config(row, seed)
             name = f"{row}-seed{seed}"
             student = students[name] = out / f"student-{name}"
-            needs = prep if method == "mipd" else {"data": data_params, "zero_shot": args.zero_shot}
-            params = {"needs": needs, "train": cfg.to_json()}
             stage(out, f"student-{name}", params, lambda: distill_hoi(
                 data, student, cfg, args.zero_shot, teacher, rationales, pairs,
                 **training_mode(out, f"student-{name}", params, student))["best_selection_score"])
             results[row][str(seed)] = stage(out, f"score-{name}", {"student": str(student), **params},
                                             lambda: score(student, data, space, test, rare, args.zero_shot))
+    for row in [r.strip() for r in args.calibrate.split(",") if r.strip() in rows]:
+        # one calibration student (the first seed's config, without a few training verbs) per row
+        cfg, params = row_config(row, seeds[0])
+        folder = out / f"calibration-{row}"
+        calibration = stage(out, f"calibration-{row}", params, lambda: calibrate_seen_bias(
+            data, folder, cfg, args.zero_shot, teacher, rationales, pairs,
+            **training_mode(out, f"calibration-{row}", params, folder)))
+        results[f"{row}+calibration"] = {
+            str(seed): {**stage(out, f"score-{row}+calibration-seed{seed}",
+                                {"student": str(students[f"{row}-seed{seed}"]), "bias": calibration["bias"]},
+                                lambda: score(students[f"{row}-seed{seed}"], data, space, test, rare, args.zero_shot,
+                                              calibration["bias"])),
+                        "calibration": calibration}
+            for seed in seeds}
     int8 = None
     if args.int8:
         first = students[f"{args.int8}-seed{seeds[0]}"]
@@ -127,7 +149,7 @@ def main() -> None:
                                                 "(unseen ones included); none of the students' images "
                                                 "(teacher/seen.json, checked at distillation)"},
                         "metric": "HICO-DET official: 11-point AP, best-pair matching without fall-back"},
-              "seeds": results, "mean_over_seeds": {row: mean_metrics(results[row].values()) for row in rows}}
+              "seeds": results, "mean_over_seeds": {row: mean_metrics(runs.values()) for row, runs in results.items()}}
     if int8 is not None:
         report["int8"] = {args.int8: int8}
     (out / "hoi_ablation.json").write_text(json.dumps(report, indent=1))
@@ -136,9 +158,10 @@ def main() -> None:
     print_table(report, args)
 
 
-def score(student: Path, data: Path, space, test, rare, zero_shot: str) -> dict[str, Any]:
+def score(student: Path, data: Path, space, test, rare, zero_shot: str, bias: float = 0.0) -> dict[str, Any]:
     """Test mAP (default and known-object modes) with every verb of the space, and verb top-1
-    at the ground-truth pairs."""
+    at the ground-truth pairs; ``bias`` is subtracted from the training verbs' logits (the
+    seen-verb calibration)."""
     from mipd_edge.data.hoi_vocabulary import hoi_vocabulary
     from mipd_edge.deploy.preprocess import Preprocess
     from mipd_edge.models.store import load_student
@@ -148,13 +171,14 @@ def score(student: Path, data: Path, space, test, rare, zero_shot: str) -> dict[
     model, info = load_student(student)
     vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), model_text_encoder(info))
     preprocess = Preprocess.from_json(info["preprocess"])
-    preds = predict_hoi(model, test, image_dir(data, "test"), vocab, preprocess, space)
+    verb_bias = {v: bias for v in info["training_verbs"]} if bias else None
+    preds = predict_hoi(model, test, image_dir(data, "test"), vocab, preprocess, space, verb_bias=verb_bias)
     metrics = evaluate_hoi(test, preds, space, rare, zero_shot)
     metrics.pop("per_class")
     known_object = evaluate_hoi(test, preds, space, rare, zero_shot, mode="ko")
     metrics["known_object"] = {k: known_object[k] for k in SUMMARY}
     pairs = HoiTrainSet(test, image_dir(data, "test"), space, vocab, preprocess, progress=False)
-    metrics["gold_pair_verb_top1"] = gold_pair_verbs(model, pairs, set(info["training_verbs"]))
+    metrics["gold_pair_verb_top1"] = gold_pair_verbs(model, pairs, set(info["training_verbs"]), verb_bias=verb_bias)
     return metrics
 
 
@@ -193,14 +217,14 @@ def mean_metrics(runs) -> dict[str, Any]:
 
 def print_table(report: dict[str, Any], args) -> None:
     print(f"\nSynthSitu-HOI test ({args.test} images), zero-shot {args.zero_shot}, HICO-DET mAP (official, %)")
-    print(f"{'row':<10}{'seed':>6}{'full':>8}{'unseen':>8}{'seen':>8}   gold-pair verb top-1 seen / unseen")
+    print(f"{'row':<18}{'seed':>6}{'full':>8}{'unseen':>8}{'seen':>8}   gold-pair verb top-1 seen / unseen")
     for row, seeds in report["seeds"].items():
         for seed, m in seeds.items():
             v = m["gold_pair_verb_top1"]
-            print(f"{row:<10}{seed:>6}{m['full']:8.2f}{m['unseen']:8.2f}{m['seen']:8.2f}   "
+            print(f"{row:<18}{seed:>6}{m['full']:8.2f}{m['unseen']:8.2f}{m['seen']:8.2f}   "
                   f"{v['seen'] or 0:.1f} / {v['unseen'] or 0:.1f}")
         mean = report["mean_over_seeds"][row]
-        print(f"{row:<10}{'mean':>6}{mean['full']:8.2f}{mean['unseen']:8.2f}{mean['seen']:8.2f}")
+        print(f"{row:<18}{'mean':>6}{mean['full']:8.2f}{mean['unseen']:8.2f}{mean['seen']:8.2f}")
     means = report["mean_over_seeds"]
     for row in means:
         if row != "none" and "none" in means:

@@ -381,3 +381,34 @@ def test_all_pairs_distils_at_the_unlabelled_pairs_honestly(hoi_world, tiny_worl
     with pytest.raises(MipdEdgeError, match="it is for distill-hoi"):
         distill(tiny_world / "data", tmp_path / "gsr", tiny_config(method="mipd", mipd=MipdConfig(pairs="all")),
                 tiny_world / "teacher", tiny_world / "rationales.jsonl", progress=False, cache_dir=cache_dir)
+
+
+def test_seen_verb_calibration_is_learnt_from_training_verbs_only(hoi_world, tmp_path, cache_dir):
+    """The calibration student does without a few training verbs (pseudo-unseen), never an
+    unseen one; the bias is chosen on the real student's held-out training images; a bias
+    on every verb but one makes that one come first."""
+    from mipd_edge.data.hoi_vocabulary import hoi_vocabulary
+    from mipd_edge.deploy.preprocess import Preprocess
+    from mipd_edge.models.store import load_student
+    from mipd_edge.text import model_text_encoder
+    from mipd_edge.train.hoi import predict_hoi
+    from mipd_edge.train.hoi_calibration import BIASES, calibrate_seen_bias
+
+    root, _ = hoi_world
+    space = find_space(root / "data")
+    training = {space.verbs[v - 1] for v in seen_verbs(space, "unseen_verb")}
+    result = calibrate_seen_bias(root / "data", tmp_path / "calibration", tiny_config(), "unseen_verb", count=2,
+                                 progress=False, cache_dir=cache_dir)
+    assert result["bias"] in BIASES and len(result["harmonic_map"]) == len(BIASES)
+    assert len(result["pseudo_unseen"]) == 2 and set(result["pseudo_unseen"]) <= training
+    info = json.loads((tmp_path / "calibration" / "config.json").read_text())
+    assert info["data"]["held_out_verbs"] == result["pseudo_unseen"]
+    assert set(info["training_verbs"]) == training - set(result["pseudo_unseen"])
+
+    model, info = load_student(root / "none")
+    vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), model_text_encoder(info))
+    test = read_hoi_annotations(root / "data" / "test_hico.json", space)[:4]
+    kept = vocab.verbs[0]
+    preds = predict_hoi(model, test, root / "data" / "images", vocab, Preprocess.from_json(info["preprocess"]),
+                        verb_bias={v: 100.0 for v in vocab.verbs if v != kept})
+    assert all(d[0]["verb_name"] == kept for d in preds.values() if d)

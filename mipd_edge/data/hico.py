@@ -192,17 +192,27 @@ def drop_unseen(images: Sequence[HoiImage], space: HoiSpace, split: Optional[str
     the interaction map learns such a pair as background, which probably costs some unseen
     recall (not measured).
     """
-    unseen = space.unseen(split)
-    if not unseen:
+    return drop_classes(images, space, space.unseen(split))
+
+
+def drop_classes(images: Sequence[HoiImage], space: HoiSpace, dropped: frozenset[int]) -> list[HoiImage]:
+    """Images without any pair that carries one of the ``dropped`` classes (such a pair loses
+    all its labels) and without images left with no pair, as ``drop_unseen`` describes."""
+    if not dropped:
         return list(images)
     out = []
     for image in images:
         classes = image.hoi_classes(space)
-        banned = {(p.subject, p.object) for p, c in zip(image.pairs, classes) if c in unseen}
+        banned = {(p.subject, p.object) for p, c in zip(image.pairs, classes) if c in dropped}
         kept = tuple(p for p in image.pairs if (p.subject, p.object) not in banned)
         if kept:
             out.append(HoiImage(image.file_name, image.boxes, image.categories, kept))
     return out
+
+
+def classes_of_verbs(space: HoiSpace, verbs: Sequence[int]) -> frozenset[int]:
+    """The 0-based classes of the given verb ids."""
+    return frozenset(i for i, (v, _) in enumerate(space.classes) if v in set(verbs))
 
 
 def seen_verbs(space: HoiSpace, split: Optional[str]) -> list[int]:

@@ -50,9 +50,11 @@ def pair_boxes(image: HoiImage) -> dict[tuple[int, int], list[int]]:
     return out
 
 
-def crop_name(image: HoiImage, k: int, verb: Optional[int] = None) -> str:
-    """The crop of an image's ``k``-th pair; ``verb`` tells apart the crops of a pair with several verbs."""
-    return f"{Path(image.file_name).stem}_pair{k}{'' if verb is None else f'_v{verb}'}.jpg"
+def crop_name(image: HoiImage, pair: tuple[int, int], verb: Optional[int] = None) -> str:
+    """The crop of an image's (subject, object) box pair, named by its boxes so that the name
+    holds whichever other pairs are dropped; ``verb`` tells apart the crops of a pair with
+    several verbs."""
+    return f"{Path(image.file_name).stem}_pair_h{pair[0]}_o{pair[1]}{'' if verb is None else f'_v{verb}'}.jpg"
 
 
 def unlabelled_pairs(image: HoiImage) -> list[tuple[int, int]]:
@@ -99,11 +101,11 @@ def write_pair_situations(images: Sequence[HoiImage], image_dir: PathLike, space
     quality = [cv2.IMWRITE_JPEG_QUALITY, 95]
     for image in progress_bar(images, desc="pair crops", unit="img", enabled=progress):
         pixels = load_image(image_dir / image.file_name)
-        for k, ((s, o), pair_verbs) in enumerate(pair_boxes(image).items()):
+        for (s, o), pair_verbs in pair_boxes(image).items():
             crop, placed = crop_pair(pixels, image.boxes[[s, o]])
             frame = {"agent": object_noun(PERSON), "item": object_noun(image.categories[o])}
             for verb_id in pair_verbs:
-                name = crop_name(image, k, verb_id if len(pair_verbs) > 1 else None)
+                name = crop_name(image, (s, o), verb_id if len(pair_verbs) > 1 else None)
                 cv2.imwrite(str(out / "images" / name), crop, quality)
                 annotations[name] = {"verb": space.verbs[verb_id - 1], **placed, "frames": [frame] * 3}
         for s, o in unlabelled_pairs(image) if unlabelled else ():

@@ -11,7 +11,7 @@ evaluation and every deployed runtime.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -27,11 +27,15 @@ MAX_DETECTIONS = 100  # per image, as the HICO-DET code bases keep
 
 class InteractionDecoder:
     def __init__(self, vocabulary: Vocabulary, verb_scale: float, noun_scale: float,
-                 space: Optional[HoiSpace] = None, restrict: bool = True, max_detections: int = MAX_DETECTIONS):
+                 space: Optional[HoiSpace] = None, restrict: bool = True, max_detections: int = MAX_DETECTIONS,
+                 verb_bias: Optional[Mapping[str, float]] = None):
         """With ``space``, verbs get their ids in it; ``restrict`` then keeps only its
         classes (evaluation), otherwise every verb-object pair stays (open vocabulary:
-        verbs added at run time have no id and are reported by name)."""
+        verbs added at run time have no id and are reported by name). ``verb_bias`` is
+        subtracted from the named verbs' logits: a calibration of the training verbs against
+        the others (``train/hoi_calibration.py``)."""
         self.vocabulary, self.space, self.restrict = vocabulary, space, restrict
+        self.verb_bias = dict(verb_bias or {})
         self.verb_scale, self.noun_scale, self.max_detections = float(verb_scale), float(noun_scale), max_detections
         self._version: Optional[int] = None
 
@@ -42,6 +46,7 @@ class InteractionDecoder:
         self.verbs, verb_emb = self.vocabulary.verb_matrix()
         self.objects, object_emb = object_matrix(self.vocabulary)
         self.verb_t = np.ascontiguousarray(self.verb_scale * verb_emb.T)
+        self.bias = np.array([self.verb_bias.get(v, 0.0) for v in self.verbs], np.float32) if self.verb_bias else None
         self.object_t = np.ascontiguousarray(self.noun_scale * object_emb.T)
         self.labels = [self.vocabulary.label(n) for n in self.objects]
         self.verb_ids = None
@@ -62,7 +67,8 @@ class InteractionDecoder:
         p_obj = softmax(objects @ self.object_t)
         best = p_obj.argmax(1)
         p_interaction = 0.5 * (1 + np.tanh(0.5 * interaction))  # the sigmoid, without overflow at masked cells
-        scores = (p_interaction * p_obj[np.arange(len(best)), best])[:, None] * softmax(verbs @ self.verb_t)
+        verb_logits = verbs @ self.verb_t if self.bias is None else verbs @ self.verb_t - self.bias
+        scores = (p_interaction * p_obj[np.arange(len(best)), best])[:, None] * softmax(verb_logits)
         if self.space is not None and (self.restrict if restrict is None else restrict):
             scores = scores * self.valid[:, best].T
         flat = np.argsort(-scores, axis=None, kind="stable")[: self.max_detections]

@@ -33,7 +33,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.hico import HoiImage, HoiSpace, dev_holdout, image_dir, seen_verbs, training_images
+from ..data.hico import (
+    HoiImage,
+    HoiSpace,
+    classes_of_verbs,
+    dev_holdout,
+    drop_classes,
+    image_dir,
+    seen_verbs,
+    training_images,
+)
 from ..data.hoi_pairs import (
     UNLABELLED,
     crop_name,
@@ -45,7 +54,7 @@ from ..data.hoi_pairs import (
 from ..data.hoi_vocabulary import ROLES, hoi_vocabulary, object_matrix, object_noun
 from ..deploy.image import load_image
 from ..deploy.interactions import InteractionDecoder
-from ..deploy.preprocess import Preprocess
+from ..deploy.preprocess import Letterbox, Preprocess
 from ..errors import MipdEdgeError
 from ..files import PathLike, default_cache_dir
 from ..hoi_metrics import evaluate_hoi
@@ -108,8 +117,9 @@ class HoiTrainSet:
                 self.objects[i, k] = objects.index(object_noun(image.categories[obj]))
                 for v in pair_verbs:
                     self.verbs[i, k, verbs[space.verbs[v - 1]]] = 1.0
-                if crops is not None:
-                    self.crops[i, k] = crops.get(crop_name(image, k), crops.get(crop_name(image, k, pair_verbs[0]), -1))
+                if crops is not None:  # a pair with several verbs has one crop per verb: its first is the pair's
+                    first = crops.get(crop_name(image, (sub, obj), pair_verbs[0]), -1)
+                    self.crops[i, k] = crops.get(crop_name(image, (sub, obj)), first)
             for k, ((sub, obj), crop) in enumerate(others[i]):
                 self.other_human[i, k], self.other_object[i, k] = letterbox.boxes_to_input(image.boxes[[sub, obj]])
                 self.other_crops[i, k] = crop
@@ -315,28 +325,44 @@ class HoiTrainStep(nn.Module):
         return losses
 
 
+# one image's raw HOI outputs (human boxes, object boxes, objects, verbs, interaction) and its letterbox
+RawOutputs = tuple[str, list[np.ndarray], Letterbox]
+
+
 @torch.no_grad()
-def predict_hoi(model: HoiStudent, images: Sequence[HoiImage], image_dir: Path, vocabulary: Vocabulary,
-                preprocess: Preprocess, space: Optional[HoiSpace] = None, batch_size: int = 32,
-                progress: bool = False) -> dict[str, list[dict]]:
-    """Detections per image in the ``eval-hoi`` format, through the shared numpy decoding."""
+def hoi_outputs(model: HoiStudent, images: Sequence[HoiImage], image_dir: Path, preprocess: Preprocess,
+                batch_size: int = 32, progress: bool = False) -> list[RawOutputs]:
+    """The student's raw outputs per image, to decode once or under several settings."""
     model.eval()
     device = next(model.parameters()).device
-    decoder = InteractionDecoder(vocabulary, float(model.verb_scale()), float(model.noun_scale()), space=space)
-    out: dict[str, list[dict]] = {}
+    out = []
     for start in progress_bar(range(0, len(images), batch_size), desc="predict HOI", unit="batch", enabled=progress):
         chunk = images[start:start + batch_size]
         prepared = [preprocess(load_image(image_dir / i.file_name)) for i in chunk]
         x = torch.from_numpy(np.stack([p[0] for p in prepared])).to(device)
         memory, _ = model.encode(x)
         outputs = [t.float().cpu().numpy() for t in model.decode(memory)[:5]]
-        for i, (image, (_, letterbox)) in enumerate(zip(chunk, prepared)):
-            out[image.file_name] = decoder.detections([o[i] for o in outputs], letterbox)
+        out += [(image.file_name, [o[i] for o in outputs], letterbox)
+                for i, (image, (_, letterbox)) in enumerate(zip(chunk, prepared))]
     return out
 
 
+def decode_hoi(outputs: Sequence[RawOutputs], decoder: InteractionDecoder) -> dict[str, list[dict]]:
+    return {name: decoder.detections(raw, letterbox) for name, raw, letterbox in outputs}
+
+
+def predict_hoi(model: HoiStudent, images: Sequence[HoiImage], image_dir: Path, vocabulary: Vocabulary,
+                preprocess: Preprocess, space: Optional[HoiSpace] = None, batch_size: int = 32,
+                progress: bool = False, verb_bias: Optional[dict[str, float]] = None) -> dict[str, list[dict]]:
+    """Detections per image in the ``eval-hoi`` format, through the shared numpy decoding."""
+    decoder = InteractionDecoder(vocabulary, float(model.verb_scale()), float(model.noun_scale()), space=space,
+                                 verb_bias=verb_bias)
+    return decode_hoi(hoi_outputs(model, images, image_dir, preprocess, batch_size, progress), decoder)
+
+
 @torch.no_grad()
-def gold_pair_verbs(model: HoiStudent, data: HoiTrainSet, seen: set[str], batch_size: int = 64) -> dict[str, Any]:
+def gold_pair_verbs(model: HoiStudent, data: HoiTrainSet, seen: set[str], batch_size: int = 64,
+                    verb_bias: Optional[dict[str, float]] = None) -> dict[str, Any]:
     """Verb top-1 (%) at the ground-truth interaction points, over all of ``data``'s verbs:
     recognition with detection taken out of mAP. ``seen`` and ``unseen`` count the pairs
     whose verbs are all seen or all unseen; ``unseen_among_unseen`` ranks only the unseen
@@ -351,12 +377,13 @@ def gold_pair_verbs(model: HoiStudent, data: HoiTrainSet, seen: set[str], batch_
     model.eval()
     device = next(model.parameters()).device
     verb_emb = torch.from_numpy(data.vocabulary.verb_matrix()[1]).to(device)
+    bias = torch.tensor([(verb_bias or {}).get(v, 0.0) for v in data.vocabulary.verbs], device=device)
     is_seen = torch.tensor([v in seen for v in data.vocabulary.verbs], device=device)
     hits: dict[str, list[bool]] = {"seen": [], "unseen": [], "unseen_among_unseen": []}
     for start in range(0, len(data), batch_size):
         batch = to_device(data.batch(np.arange(start, min(start + batch_size, len(data)))), device)
         slots, gold, _ = interaction_points(batch, model.cfg.image_size // 16)
-        logits = model(batch.images)["verbs"].flatten(0, 1)[slots.to(device)] @ verb_emb.T
+        logits = model.verb_scale() * model(batch.images)["verbs"].flatten(0, 1)[slots.to(device)] @ verb_emb.T - bias
         target = batch.verbs.flatten(0, 1)[gold.to(device)] > 0
         top = target.gather(1, logits.argmax(1, keepdim=True))[:, 0]
         top_unseen = target.gather(1, logits.masked_fill(is_seen, -torch.inf).argmax(1, keepdim=True))[:, 0]
@@ -382,28 +409,34 @@ def hoi_dev_evaluator(dev: Sequence[HoiImage], image_dir: Path, space: HoiSpace,
 def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: Optional[str] = None,
                 teacher: Optional[PathLike] = None, rationales: Optional[PathLike] = None,
                 pairs: Optional[PathLike] = None, resume: bool = False, progress: bool = True,
-                cache_dir: Optional[PathLike] = None, overwrite: bool = False) -> dict[str, Any]:
+                cache_dir: Optional[PathLike] = None, overwrite: bool = False,
+                hold_out_verbs: Sequence[int] = ()) -> dict[str, Any]:
     """Train an HOI student with ``none`` or ``mipd`` on ``data_dir/trainval_hico.json``.
 
     ``mipd`` needs the teacher, the pair situations (``write_hoi_pairs``, ``mipd-edge
     hoi-pairs``) and their rationales (``mipd-edge rationales`` on them).
+    ``hold_out_verbs`` (verb ids) are also left out of training, as if unseen, from the
+    images the student would otherwise train and be selected on: a calibration student
+    (``train/hoi_calibration.py``).
     """
     method = method_info(cfg.method, "hoi")
     data_dir, out = Path(data_dir), Path(out)
     prepare_output(out, resume, overwrite)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     space, images = training_images(data_dir, zero_shot)
-    train_images, dev = dev_holdout(images, cfg.seed)
+    held_out = classes_of_verbs(space, hold_out_verbs)
+    train_images, dev = (drop_classes(part, space, held_out) for part in dev_holdout(images, cfg.seed))
     encoder = load_text_encoder(cfg.text_encoder, cache_dir=cache_dir / "text")
-    verb_ids = seen_verbs(space, zero_shot)
+    verb_ids = [v for v in seen_verbs(space, zero_shot) if v not in set(hold_out_verbs)]
     vocab = hoi_vocabulary(space, verb_ids, encoder)
     preprocess = Preprocess(cfg.image_size)
     torch.manual_seed(cfg.seed)
     model = create_student(cfg.student, image_size=cfg.image_size, text_dim=encoder.dim, task="hoi", **cfg.model)
     objective, crops, unlabelled, provenance = HoiObjective(), None, None, {}
     if method.rationales:
-        objective, crops, unlabelled, provenance = hoi_mipd_objective(model, vocab, encoder, teacher, rationales,
-                                                                      pairs, cfg, cache_dir, progress)
+        objective, crops, unlabelled, provenance = hoi_mipd_objective(
+            model, vocab, encoder, teacher, rationales, pairs, cfg, cache_dir, progress,
+            frozenset(space.verbs[v - 1] for v in hold_out_verbs))
     data = HoiTrainSet(train_images, image_dir(data_dir, "trainval"), space, vocab, preprocess, crops, progress,
                        unlabelled)
     expected = sum(len(unlabelled_pairs(i)) for i in train_images) if unlabelled is not None else 0
@@ -414,7 +447,8 @@ def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: 
     info = {"kind": "student", "task": "hoi", "method": cfg.method, "model": model.cfg.to_json(),
             "preprocess": preprocess.to_json(), "text_encoder": encoder.id, "text_encoder_spec": cfg.text_encoder,
             "train": cfg.to_json(), "training_verbs": vocab.verbs, "hoi_space": space.to_json(),
-            "data": {"dir": str(data_dir), "train_images": len(data), "dev_images": len(dev), "zero_shot": zero_shot},
+            "data": {"dir": str(data_dir), "train_images": len(data), "dev_images": len(dev), "zero_shot": zero_shot,
+                     **({"held_out_verbs": [space.verbs[v - 1] for v in hold_out_verbs]} if hold_out_verbs else {})},
             **provenance}
     out.mkdir(parents=True, exist_ok=True)
     vocab.save(out / "vocabulary.npz")
@@ -427,9 +461,11 @@ def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: 
 
 def hoi_mipd_objective(model: HoiStudent, vocab: Vocabulary, encoder, teacher: Optional[PathLike],
                        rationales: Optional[PathLike], pairs: Optional[PathLike], cfg: TrainConfig, cache_dir: Path,
-                       progress: bool) -> tuple[HoiMIPD, dict[str, int], Optional[dict[str, int]], dict[str, Any]]:
+                       progress: bool, hold_out: frozenset[str] = frozenset(),
+                       ) -> tuple[HoiMIPD, dict[str, int], Optional[dict[str, int]], dict[str, Any]]:
     """Teacher cache and NMPA knowledge of the training pairs' crops (and, for ``pairs="all"``,
-    of the unlabelled pairs' crops); the crops' indexes in them; what they were built from."""
+    of the unlabelled pairs' crops); the crops' indexes in them; what they were built from.
+    Crops of the ``hold_out`` verbs are left out like unseen ones."""
     if teacher is None or rationales is None or pairs is None:
         raise MipdEdgeError("HOI method 'mipd' needs --teacher, --pairs (mipd-edge hoi-pairs) and --rationales "
                             "(mipd-edge rationales on the pairs)")
@@ -443,7 +479,10 @@ def hoi_mipd_objective(model: HoiStudent, vocab: Vocabulary, encoder, teacher: O
     pairs_dir = Path(pairs)
     if not (pairs_dir / "train.json").is_file():
         raise MipdEdgeError(f"{pairs_dir}: no pair situations there (make them with mipd-edge hoi-pairs)")
-    crops_set = SituDataset(pairs_dir, "train", ov_split=dataset_split(pairs_dir))
+    split = dataset_split(pairs_dir)
+    split = {**split, "seen": [v for v in split["seen"] if v not in hold_out],
+             "unseen": sorted({*split["unseen"], *hold_out})}
+    crops_set = SituDataset(pairs_dir, "train", ov_split=split)
     check_unseen(teacher, pairs_dir)  # the crops are the student's images as the teacher judges them
     t = load_teacher(teacher, text_encoder=encoder)
     cache = teacher_cache(t, crops_set, vocab, cache_dir / "teacher", model.cfg.max_roles, progress=progress)
