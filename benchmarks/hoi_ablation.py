@@ -3,14 +3,18 @@ SynthSitu-HOI, over training seeds, scored with the HICO-DET mAP (the official e
 11-point AP, no fall-back matching; default and known-object modes) on the zero-shot
 split's unseen and seen classes.
 
-    python benchmarks/hoi_ablation.py [--out DIR] [--rows none,mipd,all-pairs,ramped] [--seeds 0,1,2]
+    python benchmarks/hoi_ablation.py [--out DIR] [--rows none,mipd,all-pairs,authors-losses,ramped] [--seeds 0,1,2]
                                       [--epochs N] [--zero-shot unseen_verb] [--int8 mipd]
                                       [--results benchmarks/results/hoi-ablation-unseen_verb.json] [--quick]
 
 Rows: ``none`` (detection losses only), ``mipd`` (distillation at the labelled pairs),
 ``all-pairs`` (also at every unlabelled human-object pair of a training image: the
 teacher's judgment of their crops, ``MipdConfig.pairs``), ``ramped`` (mipd whose terms
-count from a quarter of training on, fully from half way: detection settles first). The teacher judges the pair
+count from a quarter of training on, fully from half way: detection settles first),
+``authors-losses`` (the authors' loss shapes on our knowledge: NMPA's InfoNCE replaced by a
+cosine hinge on the negative rationales, distillation by L1). ``--calibrate`` rows score
+``none`` and ``mipd`` again with a seen-verb bias learnt without unseen data
+(``train/hoi_calibration.py``): rows of their own, not MIPD. The teacher judges the pair
 situations (crops of the training interactions) for the rationales and NMPA. It is the
 SDK's SynthSitu teacher trained on pair crops of every interaction of its own SynthSitu-HOI
 sample (generator seed + 1000: it never sees the students' images, checked through its
@@ -42,7 +46,7 @@ from mipd_edge.pipeline import TEACHER_SEED_OFFSET, stage, training_mode
 
 # row -> (method, MIPD variant)
 ROWS = {"none": ("none", None), "mipd": ("mipd", None), "all-pairs": ("mipd", "all-pairs"),
-        "ramped": ("mipd", "ramped")}
+        "authors-losses": ("mipd", "authors-losses"), "ramped": ("mipd", "ramped")}
 SUMMARY = ("full", "unseen", "seen", "rare", "non_rare")
 
 

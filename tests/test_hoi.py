@@ -412,3 +412,20 @@ def test_seen_verb_calibration_is_learnt_from_training_verbs_only(hoi_world, tmp
     preds = predict_hoi(model, test, root / "data" / "images", vocab, Preprocess.from_json(info["preprocess"]),
                         verb_bias={v: 100.0 for v in vocab.verbs if v != kept})
     assert all(d[0]["verb_name"] == kept for d in preds.values() if d)
+
+
+def test_the_authors_loss_shapes_train_an_hoi_student(hoi_world, tiny_world, tmp_path, cache_dir):
+    """--variant authors-losses: NMPA with the cosine hinge (knowledge of its own) and L1 distillation."""
+    from mipd_edge.train.config import variant_overrides
+    from mipd_edge.train.hoi import distill_hoi
+
+    root, _ = hoi_world
+    cfg = tiny_config(method="mipd", **variant_overrides("authors-losses"))
+    result = distill_hoi(root / "data", tmp_path / "student", cfg, "unseen_verb", tiny_world / "teacher",
+                         root / "rationales.jsonl", root / "pairs", progress=False, cache_dir=cache_dir)
+    losses = result["history"][-1]["losses"]
+    assert {"mipd_scene", "mipd_instance", "mipd_soft", "mipd_glimpse"} <= set(losses)
+    assert all(np.isfinite(v) and v > 0 for k, v in losses.items() if k.startswith("mipd"))
+    info = json.loads((tmp_path / "student" / "config.json").read_text())
+    mipd = json.loads((root / "mipd" / "config.json").read_text())
+    assert info["knowledge"] != mipd["knowledge"] and info["teacher_cache"] == mipd["teacher_cache"]

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from mipd_edge.train.data import Batch
@@ -10,6 +11,8 @@ from mipd_edge.train.losses import (
     cxcywh_to_xyxy,
     generalized_iou,
     gsr_losses,
+    knowledge_distance,
+    negative_hinge,
     soft_label_kl,
 )
 
@@ -78,3 +81,15 @@ def test_label_smoothing_by_hand():
     assert math.isclose(losses["noun"].item(), 3 * expected_noun.item(), rel_tol=1e-6)
     plain = gsr_losses(out, batch, verb_logits, noun_logits, LossWeights())
     assert math.isclose(plain["verb"].item(), -log_v[1].item(), rel_tol=1e-6)
+
+
+def test_the_authors_loss_shapes_by_hand():
+    """L1 distance: the mean absolute difference; the hinge: relu(cos) over present negatives."""
+    x, target = torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.tensor([[0.0, 0.0], [0.0, 1.0]])
+    assert knowledge_distance(x, target, shape="l1") == pytest.approx((0.5 + 0.5) / 2)
+    assert knowledge_distance(x, target, torch.tensor([False, True]), shape="l1") == pytest.approx(0.5)
+    assert knowledge_distance(x, target, shape="cosine") == pytest.approx(0.5)  # 1 - cos: 1 and 0
+    negatives = torch.tensor([[[1.0, 1.0], [-1.0, 0.0]], [[0.0, 1.0], [5.0, 5.0]]])
+    present = torch.tensor([[True, True], [True, False]])
+    # cos: row 0 with (1, 1) 0.707 and with (-1, 0) -1 -> relu 0; row 1 with (0, 1) 1; (5, 5) absent
+    assert negative_hinge(x, negatives, present) == pytest.approx((2 ** -0.5 + 0 + 1) / 3)

@@ -41,6 +41,9 @@ def test_every_variant_is_a_valid_config_that_round_trips():
     ramped = replace(TrainConfig(), **variant_overrides("ramped"))
     assert [ramped.distillation_weight(t) for t in (0.0, 0.2, 0.25, 0.375, 0.5, 0.9)] == [0, 0, 0, 0.5, 1, 1]
     assert TrainConfig().distillation_weight(0.0) == 1.0
+    assert MipdConfig(losses="authors").distance == "l1" and MipdConfig().distance == "cosine"
+    with pytest.raises(MipdEdgeError, match="reshapes our formulation"):
+        MipdConfig(losses="authors", formulation="authors")
     with pytest.raises(MipdEdgeError, match="fractions of training"):
         TrainConfig(distill_from=0.6, distill_full=0.5)
 

@@ -46,10 +46,10 @@ from ..vocabulary import Vocabulary
 from .config import TrainConfig
 from .data import Batch, batch_rows
 from .loop import Objective
+from .losses import INSTANCE_NEGATIVE_WEIGHT, SCENE_NEGATIVE_WEIGHT
 
 log = logging.getLogger(__name__)
 
-SCENE_NEGATIVE_WEIGHT, INSTANCE_NEGATIVE_WEIGHT = 5.0, 1.0
 
 
 @dataclass

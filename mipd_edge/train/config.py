@@ -18,6 +18,7 @@ FORMULATIONS = ("ours", "authors")
 NEGATIVES = ("judged", "random", "none")
 KNOWLEDGE = ("mapped", "anchored")
 PAIRS = ("labelled", "all")
+LOSS_SHAPES = ("ours", "authors")
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,10 @@ class MipdConfig:
     is matched against verb descriptions), as KD reaches the teacher's feature. ``pairs``
     (HOI only): distil at the ``labelled`` pairs of a training image, or at ``all`` its
     human-object pairs, the unlabelled ones through the teacher's judgment of their crops
-    (``data/hoi_pairs.py``)."""
+    (``data/hoi_pairs.py``). ``losses``: ``ours`` (NMPA's weighted InfoNCE, distillation by
+    1 - cos) or ``authors`` (caicch/Ov-GSR's loss shapes on our knowledge: NMPA pulls to the
+    positive by 1 - cos and pushes the negatives by a margin-0 cosine hinge, weight 5 for
+    scene and 1 for instance knowledge; distillation by L1)."""
 
     formulation: str = "ours"
     scene: bool = True
@@ -52,6 +56,7 @@ class MipdConfig:
     teacher_features: bool = False
     scene_head: bool = False
     pairs: str = "labelled"
+    losses: str = "ours"
 
     def __post_init__(self) -> None:
         if self.formulation not in FORMULATIONS:
@@ -60,10 +65,19 @@ class MipdConfig:
             raise MipdEdgeError(f"mipd negatives must be one of {NEGATIVES}, got {self.negatives!r}")
         if self.knowledge not in KNOWLEDGE:
             raise MipdEdgeError(f"mipd knowledge must be one of {KNOWLEDGE}, got {self.knowledge!r}")
+        if self.losses not in LOSS_SHAPES:
+            raise MipdEdgeError(f"mipd losses must be one of {LOSS_SHAPES}, got {self.losses!r}")
+        if self.losses != "ours" and self.formulation != "ours":
+            raise MipdEdgeError("mipd losses 'authors' reshapes our formulation; the authors' formulation has its own")
         if self.pairs not in PAIRS:
             raise MipdEdgeError(f"mipd pairs must be one of {PAIRS}, got {self.pairs!r}")
         if not (self.scene or self.instance):
             raise MipdEdgeError("mipd needs scene or instance knowledge (or both); for neither, use method kd or none")
+
+    @property
+    def distance(self) -> str:
+        """The shape of the distillation's distance to the knowledge (``losses.knowledge_distance``)."""
+        return "l1" if self.losses == "authors" else "cosine"
 
     @property
     def judgment(self) -> str:
@@ -93,6 +107,8 @@ MIPD_VARIANTS: dict[str, dict[str, Any]] = {
     "authors-knowledge": {"mipd": MipdConfig(formulation="authors")},
     # HOI: distillation at every human-object pair of a training image, labelled or not
     "all-pairs": {"mipd": MipdConfig(pairs="all")},
+    # the authors' loss shapes (cosine hinge on negatives, L1 distillation) on our knowledge
+    "authors-losses": {"mipd": MipdConfig(losses="authors")},
     # no distillation for the first quarter of training, full weight from half way: detection settles first
     "ramped": {"distill_from": 0.25, "distill_full": 0.5},
 }

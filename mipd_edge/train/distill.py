@@ -37,7 +37,7 @@ from .config import TrainConfig
 from .data import Batch, GSRTrainSet, batch_rows, training_view
 from .evaluation import dev_evaluator
 from .loop import Distributed, Objective, TrainStep, init_distributed, main_first, prepare_output, train
-from .losses import cosine_alignment, soft_label_kl
+from .losses import cosine_alignment, knowledge_distance, soft_label_kl
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,12 @@ class MIPDDistill(Objective):
         losses = {"mipd_soft": c.soft_weight * soft_label_kl(verb_logits, batch_rows(self.logits, batch.index, dev),
                                                              c.temperature)}
         if self.scene is not None:
-            losses["mipd_scene"] = c.align_weight * cosine_alignment(self.scene_proj(out["glance"]),
-                                                                     batch_rows(self.scene, batch.index, dev))
+            losses["mipd_scene"] = c.align_weight * knowledge_distance(
+                self.scene_proj(out["glance"]), batch_rows(self.scene, batch.index, dev), shape=c.mipd.distance)
         if self.role_proj is not None:
-            losses["mipd_instance"] = c.gaze_align_weight * cosine_alignment(
-                self.role_proj(out["role_feats"]), batch_rows(self.instance, batch.index, dev), batch.role_mask > 0)
+            losses["mipd_instance"] = c.gaze_align_weight * knowledge_distance(
+                self.role_proj(out["role_feats"]), batch_rows(self.instance, batch.index, dev), batch.role_mask > 0,
+                c.mipd.distance)
         if self.features is not None:
             losses.update(self.features(model, out, batch, verb_logits, noun_emb))
         return losses

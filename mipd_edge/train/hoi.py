@@ -65,7 +65,7 @@ from ..text import load_text_encoder
 from ..vocabulary import Vocabulary
 from .config import TrainConfig
 from .loop import init_distributed, prepare_output, to_device, train, weighted
-from .losses import cosine_alignment, cxcywh_to_xyxy, generalized_iou, soft_label_kl
+from .losses import cxcywh_to_xyxy, generalized_iou, knowledge_distance, soft_label_kl
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ class HoiMIPD(HoiObjective):
         """The scene alignment and soft-label terms of pairs, through the verb head on their detached features."""
         c = self.cfg
         verbs = F.normalize(model.verb_head(pair_feats.detach()), dim=-1)
-        return (c.align_weight * cosine_alignment(verbs, scene),
+        return (c.align_weight * knowledge_distance(verbs, scene, shape=c.mipd.distance),
                 c.soft_weight * soft_label_kl(model.verb_scale() * verbs @ verb_emb.T, logits, c.temperature))
 
     def labelled(self, model, out, batch, slots, gold, verb_emb) -> dict[str, torch.Tensor]:
@@ -270,13 +270,17 @@ class HoiMIPD(HoiObjective):
         scene = self.scene[crop].to(dev)
         scene_term, soft_term = self.verb_terms(model, pair_feats, scene, self.logits[crop].to(dev), verb_emb)
         feats = self.pair_proj(pair_feats).reshape(len(slots), len(ROLES), -1)
-        image_scene = torch.zeros_like(out["glance"]).index_add_(0, owner, scene)
+        image_scene = torch.zeros_like(out["glance"]).index_add_(0, owner, scene)  # a sum: its direction counts
         has = image_scene.norm(dim=-1) > 0
+        if c.mipd.distance == "l1":  # a distance of values: the unit direction of the image's pairs' knowledge
+            image_scene = F.normalize(image_scene, dim=-1)
         return {
             "mipd_scene": scene_term,
-            "mipd_instance": c.gaze_align_weight * cosine_alignment(feats, self.instance[crop].to(dev)),
+            "mipd_instance": c.gaze_align_weight * knowledge_distance(feats, self.instance[crop].to(dev),
+                                                                       shape=c.mipd.distance),
             "mipd_soft": soft_term,
-            "mipd_glimpse": c.align_weight * cosine_alignment(out["glance"][has], image_scene[has]),
+            "mipd_glimpse": c.align_weight * knowledge_distance(out["glance"][has], image_scene[has],
+                                                                shape=c.mipd.distance),
         }
 
     def unlabelled(self, model, out, batch, slots, verb_emb) -> dict[str, torch.Tensor]:
@@ -487,7 +491,7 @@ def hoi_mipd_objective(model: HoiStudent, vocab: Vocabulary, encoder, teacher: O
     t = load_teacher(teacher, text_encoder=encoder)
     cache = teacher_cache(t, crops_set, vocab, cache_dir / "teacher", model.cfg.max_roles, progress=progress)
     knowledge = aligned_knowledge(cache, rationales, crops_set, encoder, vocab, cache_dir / "knowledge",
-                                  model.cfg.max_roles, cfg.seed, progress=progress)
+                                  model.cfg.max_roles, cfg.seed, progress=progress, options=cfg.mipd)
     crops = {name: i for i, name in enumerate(crops_set.names)}
     provenance = {"teacher": t.id, "teacher_cache": cache.key, "rationales": str(rationales), "pairs": str(pairs_dir),
                   "knowledge": knowledge.key}

@@ -102,6 +102,27 @@ def cosine_alignment(x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor |
     return masked_mean(loss, mask)
 
 
+def knowledge_distance(x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+                       shape: str = "cosine") -> torch.Tensor:
+    """How far features are from the knowledge they distil: ``cosine`` (1 - cos, ours) or
+    ``l1`` (the mean absolute difference, the authors' shape), over rows where ``mask`` holds."""
+    if shape == "cosine":
+        return cosine_alignment(x, target, mask)
+    loss = (x - target).abs().mean(-1)
+    return loss.mean() if mask is None else masked_mean(loss, mask)
+
+
+SCENE_NEGATIVE_WEIGHT, INSTANCE_NEGATIVE_WEIGHT = 5.0, 1.0  # the authors' hinge weights (caicch/Ov-GSR)
+
+
+def negative_hinge(x: torch.Tensor, negatives: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Mean of relu(cos(x, negative)) over the ``present`` (B, K) negatives (B, K, D) of rows
+    ``x`` (B, D): the authors' margin-0 hinge, which pushes away only a negative on the
+    same side of the origin."""
+    cos = F.cosine_similarity(x[:, None], negatives, dim=-1)
+    return (F.relu(cos) * present).sum() / present.sum().clamp(min=1)
+
+
 def soft_label_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
     """Hinton's KD: KL(teacher || student) at temperature T, scaled by T^2."""
     t = temperature

@@ -32,7 +32,7 @@ from ..files import PathLike, read_json, write_json
 from ..progress import progress_bar
 from ..vocabulary import Vocabulary
 from .config import MipdConfig
-from .losses import cosine_alignment
+from .losses import INSTANCE_NEGATIVE_WEIGHT, SCENE_NEGATIVE_WEIGHT, cosine_alignment, negative_hinge
 from .prompts import InstancePrompt, ScenePrompt
 from .rationales import load_judged_rationales
 from .teacher_cache import TeacherCache
@@ -143,19 +143,23 @@ def _side(side: dict, emb: dict, neg_out: np.ndarray, k: int) -> tuple[np.ndarra
 
 def train_prompts(cache: TeacherCache, data: AlignmentData, seed: int = 0, epochs: int = 30, batch_size: int = 128,
                   lr: float = 1e-3, temperature: float = 0.07, progress: bool = True, negatives: bool = True,
-                  scene_prompt: bool = True, instance_prompt: bool = True,
-                  anchored: bool = False) -> tuple[ScenePrompt, InstancePrompt, dict]:
+                  scene_prompt: bool = True, instance_prompt: bool = True, anchored: bool = False,
+                  hinge: bool = False) -> tuple[ScenePrompt, InstancePrompt, dict]:
     """Without ``negatives`` the prompts only move toward the positive rationale (1 - cos);
-    without a prompt its module has no context tokens; ``anchored``, see ``train/prompts.py``."""
+    without a prompt its module has no context tokens; ``anchored``, see ``train/prompts.py``;
+    ``hinge``: the authors' shape, 1 - cos to the positive and a margin-0 cosine hinge on the
+    judged negatives (weight 5 for scene, 1 for instance knowledge) instead of the InfoNCE."""
     torch.manual_seed(seed)
     t_dim, d = cache.global_feats.shape[1], data.scene_pos.shape[1]
     scene = ScenePrompt(t_dim, d, n_ctx=4 if scene_prompt else 0, anchored=anchored)
     instance = InstancePrompt(t_dim, d, n_ctx=4 if instance_prompt else 0, anchored=anchored,
                               role_dim=data.roles.shape[2])
 
-    def align(knowledge, pos, neg, w):
+    def align(knowledge, pos, neg, w, hinge_weight):
         if not negatives:
             return cosine_alignment(knowledge, pos)
+        if hinge:
+            return cosine_alignment(knowledge, pos) + hinge_weight * negative_hinge(knowledge, neg, w > 0)
         same = (pos @ pos.T) > 0.9999  # another image with the same positive text is no negative
         return nmpa_loss(knowledge, pos, neg, w, temperature, ~same)
 
@@ -172,10 +176,12 @@ def train_prompts(cache: TeacherCache, data: AlignmentData, seed: int = 0, epoch
         order = torch.from_numpy(rng.permutation(n))
         for start in range(0, n, batch_size):
             i = order[start:start + batch_size]
-            l_scene = align(scene(g[i]), t["scene_pos"][i], t["scene_neg"][i], t["scene_w"][i])
+            l_scene = align(scene(g[i]), t["scene_pos"][i], t["scene_neg"][i], t["scene_w"][i],
+                            SCENE_NEGATIVE_WEIGHT)
             valid = t["valid"][i]
             k_inst = instance(regions[i], g[i], t["roles"][i], valid)[valid]
-            l_inst = align(k_inst, t["inst_pos"][i][valid], t["inst_neg"][i][valid], t["inst_w"][i][valid])
+            l_inst = align(k_inst, t["inst_pos"][i][valid], t["inst_neg"][i][valid], t["inst_w"][i][valid],
+                           INSTANCE_NEGATIVE_WEIGHT)
             opt.zero_grad()
             (l_scene + l_inst).backward()
             opt.step()
@@ -200,7 +206,8 @@ def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDa
     # of rationales is never taken for the other (the rationales are checked when it is made)
     key = hashlib.sha256(json.dumps([cache.key, digest, encoder.id, max_roles, seed, epochs, strength]
                                     + ([] if all(switches) else switches) + (["anchored"] if anchored else [])
-                                    + ([] if options.judgment == "teacher" else [options.judgment]))
+                                    + ([] if options.judgment == "teacher" else [options.judgment])
+                                    + ([] if options.losses == "ours" else ["hinge"]))
                          .encode()).hexdigest()[:20]
     folder = cache_root / key
     if not (folder / "meta.json").is_file() or not (folder / SCENE_PROMPT_FILE).is_file():
@@ -210,7 +217,7 @@ def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDa
         data = alignment_data(records, cache.names, dataset, encoder, vocab, max_roles, strength)
         scene, instance, losses = train_prompts(cache, data, seed, epochs, progress=progress, negatives=switches[0],
                                                 scene_prompt=switches[1], instance_prompt=switches[2],
-                                                anchored=anchored)
+                                                anchored=anchored, hinge=options.losses == "authors")
         with torch.no_grad():
             g = torch.from_numpy(np.asarray(cache.global_feats, np.float32))
             regions = torch.from_numpy(np.asarray(cache.regions, np.float32))
