@@ -107,7 +107,25 @@ def main() -> None:
     test = read_hoi_annotations(data / "test_hico.json", space)
     rare = rare_classes(space, read_hoi_annotations(data / "trainval_hico.json", space))
     results: dict[str, dict[str, Any]] = {row: {} for row in rows}
-    students = {}
+    students, int8 = {}, None
+    setup = {**data_params, "epochs": args.epochs, "input_size": args.input_size, "seeds": seeds,
+             "zero_shot": args.zero_shot, "teacher": str(teacher),
+             "teacher_saw": {"data": {**teacher_params, "generator": "SynthSitu-HOI"},
+                             "what": "crops of every trainval interaction of its own sample, all verbs (unseen ones "
+                                     "included); none of the students' images (teacher/seen.json, checked at "
+                                     "distillation)"},
+             "metric": "HICO-DET official: 11-point AP, best-pair matching without fall-back"}
+
+    def write_report() -> dict[str, Any]:
+        """The results so far (rewritten after every scored student, so an interrupted run leaves them)."""
+        done = {row: runs for row, runs in results.items() if runs}
+        report = {"setup": setup, "seeds": done,
+                  "mean_over_seeds": {row: mean_metrics(runs.values()) for row, runs in done.items()}}
+        if int8 is not None:
+            report["int8"] = {args.int8: int8}
+        for path in [out / "hoi_ablation.json"] + ([Path(args.results)] if args.results else []):
+            path.write_text(json.dumps(report, indent=1))
+        return report
 
     def row_config(row: str, seed: int) -> tuple[TrainConfig, dict[str, Any]]:
         """A row's training config and what its stages depend on."""
@@ -127,6 +145,12 @@ def main() -> None:
                 **training_mode(out, f"student-{name}", params, student))["best_selection_score"])
             results[row][str(seed)] = stage(out, f"score-{name}", {"student": str(student), **params},
                                             lambda: score(student, data, space, test, rare, args.zero_shot))
+            write_report()
+            if row == args.int8 and seed == seeds[0]:  # early: what INT8 costs is known after one student
+                int8 = stage(out, f"int8-{name}", {"student": str(student), "calib_size": 300},
+                             lambda: quantized_map(student, data, out / f"bundle-int8-{row}", test, rare,
+                                                   args.zero_shot))
+                write_report()
     for row in [r.strip() for r in args.calibrate.split(",") if r.strip() in rows]:
         # one calibration student (the first seed's config, without a few training verbs) per row
         cfg, params = row_config(row, seeds[0])
@@ -141,25 +165,7 @@ def main() -> None:
                                               calibration["bias"])),
                         "calibration": calibration}
             for seed in seeds}
-    int8 = None
-    if args.int8:
-        first = students[f"{args.int8}-seed{seeds[0]}"]
-        int8 = stage(out, f"int8-{args.int8}-seed{seeds[0]}", {"student": str(first), "calib_size": 300},
-                     lambda: quantized_map(first, data, out / f"bundle-int8-{args.int8}", test, rare, args.zero_shot))
-    report = {"setup": {**data_params, "epochs": args.epochs, "input_size": args.input_size, "seeds": seeds,
-                        "zero_shot": args.zero_shot, "teacher": str(teacher),
-                        "teacher_saw": {"data": {**teacher_params, "generator": "SynthSitu-HOI"},
-                                        "what": "crops of every trainval interaction of its own sample, all verbs "
-                                                "(unseen ones included); none of the students' images "
-                                                "(teacher/seen.json, checked at distillation)"},
-                        "metric": "HICO-DET official: 11-point AP, best-pair matching without fall-back"},
-              "seeds": results, "mean_over_seeds": {row: mean_metrics(runs.values()) for row, runs in results.items()}}
-    if int8 is not None:
-        report["int8"] = {args.int8: int8}
-    (out / "hoi_ablation.json").write_text(json.dumps(report, indent=1))
-    if args.results:
-        Path(args.results).write_text(json.dumps(report, indent=1))
-    print_table(report, args)
+    print_table(write_report(), args)
 
 
 def score(student: Path, data: Path, space, test, rare, zero_shot: str, bias: float = 0.0) -> dict[str, Any]:
