@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import MipdEdgeError
 from .files import read_json, write_json
-from .pipeline import Pipeline
+from .pipeline import Pipeline, student_name, teacher_name
 from .tables import render_table
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,13 @@ def run_order(rows: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, int]
     return [(r, s) for group in (first, rest) for s in seeds for r in group]
 
 
+def model_name(pipe: Pipeline, row: str, seed: int) -> str:
+    """The pipeline's name of a row's model at a seed."""
+    method, variant, _ = ROWS[row]
+    return teacher_name(None if seed == pipe.cfg.seed else seed) if method == "teacher" else \
+        student_name(method, variant, seed)
+
+
 def train_and_evaluate(pipe: Pipeline, row: str, seed: int) -> dict:
     """Test metrics of one row at one seed (the pipeline reuses what earlier runs finished)."""
     method, variant, _ = ROWS[row]
@@ -81,7 +88,10 @@ def run_components(pipe: Pipeline, rows: Sequence[str], seeds: Sequence[int], re
     pipe.make_teacher()
     out = {"setup": setup(pipe, rows, seeds), "rows": {r: {"seeds": {}} for r in rows}}
     out["rows"].update(kept_rows(results, out["setup"], rows))
-    for row, seed in run_order(rows, seeds):
+    order = run_order(rows, seeds)
+    # what earlier sittings finished first (reused from their stages, so the file has them at once)
+    finished = [o for o in order if pipe.evaluated(model_name(pipe, *o))]
+    for row, seed in finished + [o for o in order if o not in finished]:
         log.info("ablation: %s, seed %d", row, seed)
         out["rows"][row]["seeds"][str(seed)] = train_and_evaluate(pipe, row, seed)
         out["summary"] = summarise(out["rows"])

@@ -61,6 +61,14 @@ PRESETS = {
 }
 
 
+def teacher_name(seed: Optional[int] = None) -> str:
+    return "teacher" if seed is None else f"teacher-seed{seed}"
+
+
+def student_name(method: str, variant: str = "full", seed: Optional[int] = None) -> str:
+    return f"student-{method if variant == 'full' else variant}" + ("" if seed is None else f"-seed{seed}")
+
+
 def comparable(params: Any) -> Any:
     """Stage parameters as compared: a training config (any ``train`` mapping) by what it
     sets apart from the defaults, so that a new option, which arrives at its default, does
@@ -157,7 +165,7 @@ class Pipeline:
         cfg = self.train_config("none", self.cfg.teacher_epochs, student=False)
         if seed is not None:
             cfg = replace(cfg, seed=seed)
-        name = "teacher" if seed is None else f"teacher-seed{seed}"
+        name = teacher_name(seed)
         out = self.workdir / name
         params = {"data": self.teacher_data_params(), "train": cfg.to_json()}
         stage(self.workdir, name, params, lambda: _summary(
@@ -195,7 +203,7 @@ class Pipeline:
             cfg = replace(cfg, **variant_overrides(variant))
         if seed is not None:
             cfg = replace(cfg, seed=seed)
-        name = f"student-{method if variant == 'full' else variant}" + ("" if seed is None else f"-seed{seed}")
+        name = student_name(method, variant, seed)
         out = self.workdir / name
         rationales_stage, rationales = self.rationales_file(cfg.mipd.judgment)
         needs = method_info(method)
@@ -209,6 +217,10 @@ class Pipeline:
                     rationales if needs.rationales else None, progress=self.progress,
                     **training_mode(self.workdir, name, params, out))))
         return out
+
+    def evaluated(self, name: str) -> bool:
+        """Whether the model ``name`` has a finished test evaluation here."""
+        return (self.workdir / ".stages" / f"eval-{name}.json").is_file()
 
     def evaluate_model(self, model_dir: Path, name: str) -> dict:
         """Test-split metrics of a trained model (student or teacher), with the Ov splits."""
