@@ -375,6 +375,13 @@ def test_all_pairs_distils_at_the_unlabelled_pairs_honestly(hoi_world, tiny_worl
     assert all(v == 0 for k, v in history[-1]["losses"].items() if k.startswith("mipd"))
     info = json.loads((tmp_path / "student" / "config.json").read_text())
     assert info["unlabelled_pairs"] == len(others) and info["train"]["mipd"]["pairs"] == "all"
+    # the kept scene prompt maps the labelled crops' teacher features to the very knowledge NMPA made
+    from mipd_edge.train.nmpa import Knowledge
+
+    folder = cache_dir / "knowledge" / info["knowledge"]
+    knowledge = Knowledge(info["knowledge"], np.load(folder / "scene.npy"), np.load(folder / "instance.npy"), folder)
+    features = np.load(cache_dir / "teacher" / info["teacher_cache"] / "global.npy")
+    assert np.allclose(knowledge.scene_of(features), knowledge.scene, atol=1e-5)
     with pytest.raises(MipdEdgeError, match="hoi-pairs --unlabelled"):
         distill_hoi(root / "data", tmp_path / "without", cfg, "unseen_verb", tiny_world / "teacher",
                     root / "rationales.jsonl", root / "pairs", progress=False, cache_dir=cache_dir)
