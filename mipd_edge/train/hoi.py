@@ -14,7 +14,11 @@ The loop is the shared one (``train.loop.train``); what HOI adds is here:
   unchanged; the verb embedding at a pair's interaction point is aligned with its scene
   knowledge and its verb distribution with the teacher's (both through the verb head
   alone), its features with the instance knowledge of the person and of the object; the
-  glance with the mean scene knowledge of the image.
+  glance with the mean scene knowledge of the image. With ``MipdConfig.pairs = "all"`` the
+  unlabelled human-object pairs of an image get the scene and soft-label terms too, from
+  the teacher's judgment of their crops (``data.hoi_pairs``);
+* ``hold_out_verbs``: training verbs left out as if unseen, for the seen-verb calibration
+  (``train/hoi_calibration.py``).
 
 Open-vocabulary honesty: training images lose every pair of an unseen class
 (``drop_unseen``), the vocabulary holds only verbs of seen classes, and checkpoints are
