@@ -76,6 +76,11 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"hoi_ablation: unknown rows {unknown}; choose from {', '.join(ROWS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    calibrated = [r.strip() for r in args.calibrate.split(",") if r.strip()]
+    if args.int8 not in (None, *rows) or not set(calibrated) <= set(ROWS):
+        raise SystemExit(f"hoi_ablation: --int8 names a row of --rows ({', '.join(rows)}), --calibrate rows of "
+                         f"{', '.join(ROWS)}")
+    calibrated = [r for r in calibrated if r in rows]  # rows not trained in this run have nothing to calibrate
 
     from mipd_edge.data.synthsitu.hoi import generate_hoi
     from mipd_edge.train.config import TrainConfig, variant_overrides
@@ -151,7 +156,7 @@ def main() -> None:
                              lambda: quantized_map(student, data, out / f"bundle-int8-{row}", test, rare,
                                                    args.zero_shot))
                 write_report()
-    for row in [r.strip() for r in args.calibrate.split(",") if r.strip() in rows]:
+    for row in calibrated:
         # one calibration student (the first seed's config, without a few training verbs) per row
         cfg, params = row_config(row, seeds[0])
         folder = out / f"calibration-{row}"

@@ -253,7 +253,6 @@ class RowMeasurement:
                    self.whole_ms)
 
     def finish(self) -> dict[str, Any]:
-
         row, predictor, settings, batch = self.row, self.predictor, self.settings, self.row.batch
         row.latency_ms = percentiles(self.raw_ms)
         row.predictor_ms = percentiles(self.whole_ms) if self.whole_ms else None

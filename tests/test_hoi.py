@@ -398,8 +398,8 @@ def test_seen_verb_calibration_is_learnt_from_training_verbs_only(hoi_world, tmp
     from mipd_edge.deploy.preprocess import Preprocess
     from mipd_edge.models.store import load_student
     from mipd_edge.text import model_text_encoder
-    from mipd_edge.train.hoi import predict_hoi
-    from mipd_edge.train.hoi_calibration import BIASES, calibrate_seen_bias
+    from mipd_edge.train.hoi import distill_hoi, predict_hoi
+    from mipd_edge.train.hoi_calibration import BIASES, calibrate_seen_bias, pseudo_unseen_verbs
 
     root, _ = hoi_world
     space = find_space(root / "data")
@@ -411,6 +411,11 @@ def test_seen_verb_calibration_is_learnt_from_training_verbs_only(hoi_world, tmp
     info = json.loads((tmp_path / "calibration" / "config.json").read_text())
     assert info["data"]["held_out_verbs"] == result["pseudo_unseen"]
     assert set(info["training_verbs"]) == training - set(result["pseudo_unseen"])
+    with pytest.raises(MipdEdgeError, match="does without some"):
+        pseudo_unseen_verbs(seen_verbs(space, "unseen_verb"), 0, count=len(training))
+    with pytest.raises(MipdEdgeError, match="held-out verbs must be some"):
+        distill_hoi(root / "data", tmp_path / "bad", tiny_config(), "unseen_verb", progress=False,
+                    cache_dir=cache_dir, hold_out_verbs=[len(space.verbs) + 1])
 
     model, info = load_student(root / "none")
     vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), model_text_encoder(info))

@@ -212,7 +212,8 @@ def drop_classes(images: Sequence[HoiImage], space: HoiSpace, dropped: frozenset
 
 def classes_of_verbs(space: HoiSpace, verbs: Sequence[int]) -> frozenset[int]:
     """The 0-based classes of the given verb ids."""
-    return frozenset(i for i, (v, _) in enumerate(space.classes) if v in set(verbs))
+    verbs = set(verbs)
+    return frozenset(i for i, (v, _) in enumerate(space.classes) if v in verbs)
 
 
 def seen_verbs(space: HoiSpace, split: Optional[str]) -> list[int]:

@@ -432,10 +432,14 @@ def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: 
     prepare_output(out, resume, overwrite)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     space, images = training_images(data_dir, zero_shot)
-    held_out = classes_of_verbs(space, hold_out_verbs)
-    train_images, dev = (drop_classes(part, space, held_out) for part in dev_holdout(images, cfg.seed))
+    training_verbs = seen_verbs(space, zero_shot)
+    if not set(hold_out_verbs) < set(training_verbs):
+        raise MipdEdgeError(f"held-out verbs must be some, not all, of the training verbs {training_verbs}, "
+                            f"got {list(hold_out_verbs)}")
+    train_images, dev = (drop_classes(part, space, classes_of_verbs(space, hold_out_verbs))
+                         for part in dev_holdout(images, cfg.seed))
     encoder = load_text_encoder(cfg.text_encoder, cache_dir=cache_dir / "text")
-    verb_ids = [v for v in seen_verbs(space, zero_shot) if v not in set(hold_out_verbs)]
+    verb_ids = [v for v in training_verbs if v not in hold_out_verbs]
     vocab = hoi_vocabulary(space, verb_ids, encoder)
     preprocess = Preprocess(cfg.image_size)
     torch.manual_seed(cfg.seed)

@@ -25,6 +25,7 @@ from ..data.hico import classes_of_verbs, dev_holdout, image_dir, seen_verbs, tr
 from ..data.hoi_vocabulary import hoi_vocabulary
 from ..deploy.interactions import InteractionDecoder
 from ..deploy.preprocess import Preprocess
+from ..errors import MipdEdgeError
 from ..files import PathLike
 from ..hoi_metrics import evaluate_hoi
 from ..models.store import load_student
@@ -40,6 +41,9 @@ BIASES = tuple(float(b) for b in np.arange(0.0, 10.01, 0.5))  # logits, the valu
 
 def pseudo_unseen_verbs(training: list[int], seed: int, count: int = PSEUDO_UNSEEN) -> list[int]:
     """``count`` of the training verb ids, drawn by seed."""
+    if not 0 < count < len(training):
+        raise MipdEdgeError(f"a calibration student does without some of the {len(training)} training verbs, "
+                            f"not {count}")
     return sorted(int(v) for v in np.random.default_rng([seed, 17]).choice(training, count, replace=False))
 
 
