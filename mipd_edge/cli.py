@@ -128,8 +128,12 @@ def cmd_eval_hoi(args: argparse.Namespace) -> None:
 def _train_config(args: argparse.Namespace, **defaults):
     from .train.config import load_config, variant_overrides
 
+    model = {"backbone": getattr(args, "backbone", None), "backbone_weights": getattr(args, "backbone_weights", None)}
+    if model["backbone_weights"]:
+        model["backbone_weights"] = str(Path(model["backbone_weights"]).resolve())
     given = {"method": getattr(args, "method", None), "epochs": args.epochs, "student": getattr(args, "student", None),
-             "image_size": args.image_size, "seed": args.seed, "batch_size": args.batch_size}
+             "image_size": args.image_size, "seed": args.seed, "batch_size": args.batch_size,
+             "model": {k: v for k, v in model.items() if v is not None} or None}
     variant = getattr(args, "variant", None)
     if variant is not None:
         if given["method"] not in (None, "mipd"):
@@ -481,6 +485,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=None)
         p.add_argument("--resume", action="store_true", help="continue from out/checkpoints/last.safetensors")
 
+    def student_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--student", default=None, help="edge-xs, edge-s (default) or reference")
+        p.add_argument("--backbone", default=None,
+                       help="the student's backbone: resnet18, resnet34, resnet50, mobilenetv3 or timm:NAME (any timm "
+                            "model with stride-16 and stride-32 feature maps)")
+        p.add_argument("--backbone-weights", default=None,
+                       help="pretrained backbone weights from a local file (safetensors or a torch state dict; "
+                            "for timm:NAME, timm's own layout)")
+
     p = command("train-teacher", cmd_train_teacher, "train the built-in SynthSitu teacher on all verbs")
     training_options(p)
 
@@ -511,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default=None,
                    help="a named variant of --method mipd: full (the default), authors (caicch/Ov-GSR's formulation), "
                         "or one of the component ablation's rows (the README lists them)")
-    p.add_argument("--student", default=None, help="edge-xs, edge-s (default) or reference")
+    student_options(p)
 
     p = command("predict-dataset", cmd_predict_dataset, "predict a dataset split with a trained student")
     p.add_argument("--model", required=True)
@@ -536,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rationales", default=None, help="rationales of the pair situations, for mipd")
     p.add_argument("--variant", default=None, help="a named variant of --method mipd, e.g. all-pairs (distil at "
                    "every human-object pair: needs hoi-pairs --unlabelled)")
-    p.add_argument("--student", default=None, help="edge-xs, edge-s (default) or reference")
+    student_options(p)
 
     p = command("predict-hoi", cmd_predict_hoi, "HOI detections of a dataset split (eval-hoi format), from a "
                 "trained HOI student or an HOI bundle")

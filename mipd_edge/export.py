@@ -168,7 +168,7 @@ def write_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str], pre
         raise MipdEdgeError(f"{model_dir} holds a {info.get('kind')}, not a trained student")
     if image_size and image_size != model.cfg.image_size:
         model = _resized(model, image_size)
-    preprocess = Preprocess(model.cfg.image_size)
+    preprocess = model.preprocess
     data_dir = Path(data) if data else Path(info.get("data", {}).get("dir", ""))
     if not ((data_dir / "dev.json").is_file() or (data_dir / "test_hico.json").is_file()):
         raise MipdEdgeError(f"verification needs real images: pass --data (the model's data {data_dir} is not there)")

@@ -54,8 +54,8 @@ PRESETS = {
     "fast": PipelineConfig(train=360, dev=96, test=144, teacher_epochs=2, student_epochs=3, calib_size=32,
                            benchmark_batches=(1,), benchmark_seconds=0.5),
     # the tiny run tests use: quarter-width networks at 64 px, to check the plumbing, not the method
-    "quick": PipelineConfig(train=320, dev=64, test=64, image_size=96, input_size=64, teacher_epochs=2,
-                            student_epochs=2, calib_size=32, benchmark_batches=(1,), benchmark_seconds=0.3,
+    "quick": PipelineConfig(train=160, dev=48, test=48, image_size=96, input_size=64, teacher_epochs=2,
+                            student_epochs=2, calib_size=32, benchmark_batches=(1,), benchmark_seconds=0.1,
                             model={"width": 0.25, "d_model": 64, "heads": 2, "enc_layers": 1, "dec_layers": 1,
                                    "ffn": 128}),
 }

@@ -60,6 +60,18 @@ def tiny_config(**overrides):
     return TrainConfig(**{**base, **overrides})
 
 
+# the command-line options of a test-sized training run, with tiny_yaml's configuration file
+TINY = ["--epochs", "1", "--image-size", "64", "--batch-size", "16"]
+
+
+def tiny_yaml(tmp_path: Path, **model) -> list[str]:
+    """``--config`` with the tiny architecture, ``model`` changing it (None removes a key)."""
+    path = tmp_path / "tiny.yaml"
+    model = {k: v for k, v in {**TINY_MODEL, **model}.items() if v is not None}
+    path.write_text(json.dumps({"model": model, "eval_batch_size": 32}))  # JSON is YAML
+    return ["--config", str(path)]
+
+
 # an edge device's interpreter: torch and what imports it (sentence-transformers, NNCF) cannot load
 BLOCK_TORCH = """
 import importlib.abc, sys
@@ -74,3 +86,23 @@ sys.meta_path.insert(0, BlockTorch())
 def run_without_torch(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter where torch cannot be imported."""
     return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True, timeout=timeout)
+
+
+def assert_same_situations(expected, got, score_atol: float = 1e-3, box_atol: float = 0.5) -> None:
+    """Two backends' situations of the same images agree: verbs in order, scores, and per role
+    the noun, its score and its box (in pixels)."""
+    import numpy as np
+
+    assert len(expected) == len(got)
+    for a, b in zip(expected, got):
+        assert [c.verb for c in a.candidates] == [c.verb for c in b.candidates]
+        assert np.allclose([c.score for c in a.candidates], [c.score for c in b.candidates], atol=score_atol)
+        pairs = [(c.roles, d.roles) for c, d in zip(a.candidates, b.candidates)]
+        for roles_a, roles_b in pairs + [(a.gt_verb_roles or {}, b.gt_verb_roles or {})]:
+            assert roles_a.keys() == roles_b.keys()
+            for role, value in roles_a.items():
+                assert value.noun == roles_b[role].noun
+                assert abs(value.score - roles_b[role].score) < score_atol
+                assert (value.box is None) == (roles_b[role].box is None)
+                if value.box is not None:
+                    assert np.allclose(value.box, roles_b[role].box, atol=box_atol)

@@ -7,18 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TINY_MODEL
+from helpers import TINY, tiny_yaml
 from mipd_edge.cli import main
 from mipd_edge.deploy.bundle import read_manifest
 from mipd_edge.train.rationales import load_rationales
-
-TINY = ["--epochs", "1", "--image-size", "64", "--batch-size", "16"]
-
-
-def tiny_yaml(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(json.dumps({"model": TINY_MODEL, "eval_batch_size": 32}))  # JSON is YAML
-    return ["--config", str(path)]
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import pytest
 from helpers import tiny_config
 from mipd_edge.data.split import dataset_split, training_verbs
 from mipd_edge.data.swig import SituDataset
+from mipd_edge.export import export_bundle
 from mipd_edge.quantize import quantize_bundle
 
 MAX_DROP = 0.0  # points of dev grounded value (training verbs): any loss is too much
@@ -73,10 +74,12 @@ def test_accuracy_control_keeps_int8_within_max_drop_and_repairs_a_lossy_quantiz
 
     monkeypatch.setattr(nncf, "quantize_with_accuracy_control", watched_control)
     monkeypatch.setattr("mipd_edge.quantize.bundle.evaluate_predictor", watched_evaluate)
+    fp32 = tmp_path / "fp32"  # exported once, its graphs copied into both INT8 bundles
+    export_bundle(trained_student, fp32, ("openvino",), data=data)
     plain = quantize_bundle(trained_student, data, tmp_path / "plain", "ptq", calib_size=16, formats=("openvino",),
-                            progress=False)
+                            progress=False, fp32_bundle=fp32)
     controlled = quantize_bundle(trained_student, data, tmp_path / "ac", "ptq", calib_size=16, max_drop=MAX_DROP,
-                                 formats=("openvino",), progress=False)
+                                 formats=("openvino",), progress=False, fp32_bundle=fp32)
     assert controlled.metrics["gate"]["fp32"]["grnd_value"] > 0  # the student grounds something to lose
     lost = plain.metrics["int8_minus_fp32_top1"]["grnd_value"]
     kept = controlled.metrics["int8_minus_fp32_top1"]["grnd_value"]

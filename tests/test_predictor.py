@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers import run_without_torch
+from helpers import assert_same_situations, run_without_torch
 from mipd_edge import InvalidImageError, Predictor, VocabularyError
 from mipd_edge.data.swig import SituDataset
 from mipd_edge.deploy.bundle import MANIFEST_FIELDS, BundleManifest, read_manifest, write_manifest
@@ -37,18 +37,7 @@ def test_backends_agree_on_real_images(tiny_bundle, test_images):
             assert p.backend == backend and p.runtime.takes_canvas == (name == "openvino")
             assert (type(p.decoder).__name__ == "GraphMatchedDecoder") == (backend == "openvino")
     for name in runs:
-        for a, b in zip(results["torch"] + evaluated["torch"], results[name] + evaluated[name]):
-            assert [c.verb for c in a.candidates] == [c.verb for c in b.candidates]
-            assert np.allclose([c.score for c in a.candidates], [c.score for c in b.candidates], atol=1e-3)
-            pairs = [(c.roles, d.roles) for c, d in zip(a.candidates, b.candidates)]
-            for roles_a, roles_b in pairs + [(a.gt_verb_roles or {}, b.gt_verb_roles or {})]:
-                assert roles_a.keys() == roles_b.keys()
-                for role, value in roles_a.items():
-                    assert value.noun == roles_b[role].noun
-                    assert abs(value.score - roles_b[role].score) < 1e-3
-                    assert (value.box is None) == (roles_b[role].box is None)
-                    if value.box is not None:
-                        assert np.allclose(value.box, roles_b[role].box, atol=0.5)  # pixels
+        assert_same_situations(results["torch"] + evaluated["torch"], results[name] + evaluated[name])
 
 
 def test_the_bundle_contract_is_one_typed_manifest(tiny_bundle, test_images):

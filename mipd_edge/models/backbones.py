@@ -1,9 +1,14 @@
-"""Backbones in plain torch (no torchvision, no hub weights).
+"""Backbones: a few in plain torch, and any timm model that offers stride-16 and stride-32 maps.
 
 Each convolutional backbone returns two feature maps, stride 16 and stride 32, and says
-how many channels each has; the student fuses them so small objects keep a 16-pixel grid.
-Layer names follow torchvision's, so a local torchvision-layout checkpoint converted to
-safetensors loads. ``VisionTransformer`` is a CLIP image tower, for the authors' student.
+how many channels each has (``channels``) and the mean / std its weights expect
+(``normalization``, recorded in a bundle's pre-processing); the student fuses the maps so
+small objects keep a 16-pixel grid. ``timm:NAME`` builds a timm model with
+``features_only``; its pretrained weights only ever come from a local file. The plain-torch
+ones stay for what timm does not give: a width multiplier (``edge-xs``/``edge-s`` and the
+tests' quarter-width networks). Their layer names follow torchvision's, so a local
+torchvision-layout checkpoint converted to safetensors loads. ``VisionTransformer`` is a
+CLIP image tower, for the authors' student.
 """
 
 from __future__ import annotations
@@ -14,8 +19,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import MipdEdgeError
+from ..errors import MipdEdgeError, require
 from .layers import EncoderBlock
+
+IMAGENET_NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+CLIP_NORMALIZATION = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+TIMM_PREFIX = "timm:"
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1,
@@ -70,6 +79,8 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
+    normalization = IMAGENET_NORMALIZATION
+
     def __init__(self, block: type, layers: tuple[int, ...], width: float = 1.0):
         super().__init__()
         widths = [max(8, int(round(c * width))) for c in (64, 128, 256, 512)]
@@ -131,6 +142,8 @@ MBV3_SMALL = ((3, 16, 16, True, False, 2), (3, 72, 24, False, False, 2), (3, 88,
 
 
 class MobileNetV3(nn.Module):
+    normalization = IMAGENET_NORMALIZATION
+
     def __init__(self, width: float = 1.0):
         super().__init__()
         c = lambda v: max(8, int(round(v * width / 8)) * 8)  # noqa: E731
@@ -160,6 +173,8 @@ class VisionTransformer(nn.Module):
     """A CLIP-style ViT image tower: patch embedding, [CLS] token, learned positions, pre-norm
     blocks. Returns the last hidden state (B, 1 + grid^2, width), before the post-layernorm,
     as transformers' ``CLIPVisionModel`` gives it (what the authors' ``CLIP_feat.py`` saves)."""
+
+    normalization = CLIP_NORMALIZATION
 
     def __init__(self, image_size: int, patch: int, width: int, layers: int, heads: int):
         super().__init__()
@@ -196,10 +211,68 @@ def build_vit(name: str, image_size: int, scale: float = 1.0) -> VisionTransform
     return VisionTransformer(image_size, patch, heads * round(width * scale / heads), layers, heads)
 
 
+class TimmBackbone(nn.Module):
+    """A timm model's stride-16 and stride-32 maps (``features_only``). Pretrained weights come
+    from a local file (timm's ``pretrained_cfg_overlay``), never from a hub; the mean / std are
+    the ones timm records for the model's weights."""
+
+    def __init__(self, name: str, weights: str | Path | None = None):
+        super().__init__()
+        timm = require("timm", "train", "timm backbones")
+        kwargs: dict = {"features_only": True}
+        if weights is not None:
+            check_timm_weights(timm, name, weights)
+            kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights)})
+        try:
+            self.body = timm.create_model(name, **kwargs)
+        except (RuntimeError, ValueError) as exc:  # an unknown name, no features_only, or weights that do not fit
+            raise MipdEdgeError(f"timm backbone {name!r}{f' with weights {weights}' if weights else ''}: "
+                                f"{str(exc).splitlines()[0]}") from exc
+        strides = self.body.feature_info.reduction()
+        if 16 not in strides or 32 not in strides:
+            raise MipdEdgeError(f"timm model {name!r} gives feature maps at strides {strides}; a student backbone "
+                                "needs stride 16 and stride 32")
+        self.levels = (strides.index(16), strides.index(32))
+        cfg = self.body.pretrained_cfg
+        self.channels = tuple(self.body.feature_info.channels()[i] for i in self.levels)
+        self.normalization = (tuple(cfg.get("mean", IMAGENET_NORMALIZATION[0])),
+                              tuple(cfg.get("std", IMAGENET_NORMALIZATION[1])))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        maps = self.body(x)
+        return maps[self.levels[0]], maps[self.levels[1]]
+
+
+def check_timm_weights(timm, name: str, path: str | Path) -> None:
+    """A local checkpoint must hold every tensor of the timm model, classifier aside, in its
+    shape: timm itself only warns about a file of another model and loads what fits."""
+    if not Path(path).is_file():
+        raise MipdEdgeError(f"backbone weights not found: {path}")
+    try:
+        model = timm.create_model(name)
+        state = timm.models.load_state_dict(str(path))
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise MipdEdgeError(f"timm backbone {name!r} with weights {path}: {str(exc).splitlines()[0]}") from exc
+    own, heads = model.state_dict(), model.pretrained_cfg.get("classifier") or ()
+    heads = (heads,) if isinstance(heads, str) else tuple(heads)
+    missing = [k for k in own if k not in state and not k.startswith(heads)]
+    other = [k for k in state if k not in own or own[k].shape != state[k].shape]
+    if missing or other:
+        raise MipdEdgeError(f"{path}: not weights of timm model {name!r} ({len(missing)} tensors missing, e.g. "
+                            f"{missing[:2]}; {len(other)} unknown or of other shapes, e.g. {other[:2]})")
+
+
 def build_backbone(name: str, width: float = 1.0, weights: str | Path | None = None) -> nn.Module:
+    """A named plain-torch backbone narrowed by ``width``, or ``timm:NAME`` (as timm defines
+    it: choose a smaller timm model rather than a width)."""
+    if name.startswith(TIMM_PREFIX):
+        if width != 1.0:
+            raise MipdEdgeError(f"a timm backbone comes at timm's width (width 1.0), got width {width}: "
+                                "choose a smaller timm model instead")
+        return TimmBackbone(name[len(TIMM_PREFIX):], weights)
     if name not in BACKBONES:
-        raise MipdEdgeError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)} (ViT towers: {sorted(VITS)}, "
-                            "for the authors' student)")
+        raise MipdEdgeError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)} or timm:NAME "
+                            f"(ViT towers: {sorted(VITS)}, for the authors' student)")
     model = BACKBONES[name](width)
     if weights is not None:
         load_backbone_weights(model, weights)

@@ -6,6 +6,7 @@ torch runtime read. No pickle anywhere: weights in safetensors, everything else 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +67,12 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Pat
 
 
 def load_student(model_dir: PathLike, weights_name: str = WEIGHTS_FILE) -> tuple[Student, dict[str, Any]]:
-    """A trained student in eval mode, and its config.json."""
+    """A trained student in eval mode, and its config.json. The trained weights hold the
+    backbone's, so a pretrained backbone file recorded in the config is not read again (it
+    may well be on another machine)."""
     model_dir = Path(model_dir)
     info = read_model_info(model_dir)
-    model = build_student(StudentConfig.from_json(info["model"]))
+    model = build_student(replace(StudentConfig.from_json(info["model"]), backbone_weights=None))
     load_state(model, load_weights(model_dir / weights_name), model_dir / weights_name,
                extra_ok=info.get("kind") == "teacher")
     return model.eval(), info

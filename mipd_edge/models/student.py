@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..deploy.preprocess import Preprocess
 from ..errors import MipdEdgeError, reject_unknown_keys
-from .backbones import VITS, build_backbone, build_vit
+from .backbones import TIMM_PREFIX, VITS, build_backbone, build_vit
 from .layers import MASKED, MLP, DecoderBlock, EncoderBlock, sine_positions
 
 
@@ -73,9 +74,14 @@ STUDENT_CONFIGS = {
 
 
 def student_config(name: str = "edge-s", **overrides: Any) -> StudentConfig:
+    """A named configuration plus overrides; a timm backbone comes at its own width, so the
+    named configuration's width multiplier does not carry over to it."""
     if name not in STUDENT_CONFIGS:
         raise MipdEdgeError(f"unknown student {name!r}; choose from {sorted(STUDENT_CONFIGS)}")
-    return replace(STUDENT_CONFIGS[name], **{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if str(given.get("backbone", "")).startswith(TIMM_PREFIX):
+        given.setdefault("width", 1.0)
+    return replace(STUDENT_CONFIGS[name], **given)
 
 
 def create_student(name: str = "edge-s", **overrides: Any) -> "Student":
@@ -140,6 +146,12 @@ class Student(nn.Module):
         self.role_in = nn.Linear(cfg.text_dim, d)
         self.verb_in = nn.Linear(cfg.text_dim, d)
         self.slot = nn.Parameter(torch.randn(cfg.max_roles, d) * 0.02)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """How images are prepared for this network: its input size and the mean / std its
+        backbone's weights expect (recorded in the model's config and its bundles)."""
+        return Preprocess(self.cfg.image_size, *self.backbone.normalization)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (B, 3, S, S) -> memory tokens (B, N, d) and the glance embedding (B, text_dim)."""

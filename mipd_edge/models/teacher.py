@@ -1,13 +1,15 @@
 """Teachers: vision-language models with a global image feature, patch features and text
-features in one shared space (DESIGN section 4).
+features, in one shared space where the model has one (DESIGN section 4).
 
-Three kinds, behind one interface:
+Four kinds, behind one interface:
 
 * ``SynthSituTeacher``: the built-in teacher, a larger network that ``mipd-edge
   train-teacher`` trains on *all* SynthSitu verbs. It stands in for a foundation model,
   which cannot be downloaded here; its text tower is the bundled MiniLM.
 * ``HFClipTeacher``: a transformers CLIP or SigLIP checkpoint from a local directory.
 * ``OpenClipTeacher``: an open_clip model from a local checkpoint file.
+* ``Blip2Teacher``: the authors' teacher, BLIP-2's vision tower, with a CLIP model's text
+  tower; its image features are not in a text space (``image_text`` is False).
 
 Nothing is ever fetched from a hub: every loader insists on local files.
 """
@@ -28,6 +30,7 @@ from ..deploy.preprocess import Preprocess
 from ..errors import MipdEdgeError, require
 from ..files import WEIGHTS_FILE
 from ..text import TextEncoder, fingerprint, model_text_encoder
+from .backbones import CLIP_NORMALIZATION
 from .store import load_state, load_weights, read_model_info
 from .student import Student, StudentConfig
 
@@ -70,12 +73,15 @@ def roi_pool(patches: torch.Tensor, boxes: torch.Tensor, has_box: torch.Tensor) 
 
 class Teacher:
     """The interface distillation needs. ``encode_images`` returns unit-norm global features
-    (B, D) and patch features (B, h, w, D); ``encode_text`` unit-norm (N, D)."""
+    (B, D) and patch features (B, h, w, D); ``encode_text`` unit-norm text features, (N, D)
+    where ``image_text`` says image and text share the space, so that their cosine is a
+    score (the teacher's verb distribution, its judgment of negatives)."""
 
     id: str
     dim: int
     preprocess: Preprocess
     logit_scale: float
+    image_text: bool = True
 
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -113,7 +119,7 @@ class SynthSituTeacher(Teacher):
             raise MipdEdgeError(f"{model_dir}: trained with text encoder {info['text_encoder']}, given {self.text.id}")
         self.id = f"synthsitu-teacher@{fingerprint(model_dir)}"
         self.dim = self.net.cfg.text_dim
-        self.preprocess = Preprocess(self.net.cfg.image_size)
+        self.preprocess = self.net.preprocess
         self.logit_scale = float(self.net.verb_scale().detach())
         self.device = device
 
@@ -129,7 +135,6 @@ class SynthSituTeacher(Teacher):
         return self.text  # its space is its text encoder's: the same id lets caches be shared
 
 
-CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
 
 class HFClipTeacher(Teacher):
@@ -151,7 +156,7 @@ class HFClipTeacher(Teacher):
             raise MipdEdgeError(f"{model_dir}: model type {self.kind!r} is not CLIP or SigLIP")
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         vision = self.model.config.vision_config
-        mean, std = (CLIP_MEAN, CLIP_STD) if self.kind == "clip" else ((0.5,) * 3, (0.5,) * 3)
+        mean, std = CLIP_NORMALIZATION if self.kind == "clip" else ((0.5,) * 3, (0.5,) * 3)
         processor = model_dir / "preprocessor_config.json"
         if processor.is_file():
             p = json.loads(processor.read_text())
@@ -183,10 +188,9 @@ class HFClipTeacher(Teacher):
 
 
 class OpenClipTeacher(Teacher):
-    """An open_clip ViT from a local checkpoint: ``open_clip:ARCH:/path/to/weights``.
-
-    open_clip depends on torchvision, which does not install beside the CPU torch used on
-    our development machines; this adapter is tested wherever open_clip imports.
+    """An open_clip ViT from a local checkpoint: ``open_clip:ARCH:/path/to/weights``, ARCH one
+    of open_clip's architectures or a model-config JSON file (``NAME.json``, the layout of
+    open_clip's own ``model_configs``) for an architecture it does not ship.
     """
 
     def __init__(self, arch: str, checkpoint: str | os.PathLike, device: str = "cpu"):
@@ -194,7 +198,15 @@ class OpenClipTeacher(Teacher):
         checkpoint = Path(checkpoint)
         if not checkpoint.is_file():
             raise MipdEdgeError(f"open_clip checkpoint not found: {checkpoint}")
-        self.model = open_clip.create_model(arch, pretrained=str(checkpoint)).eval().to(device)
+        if arch.endswith(".json"):
+            if not Path(arch).is_file():
+                raise MipdEdgeError(f"open_clip model config not found: {arch}")
+            open_clip.add_model_config(arch)
+            arch = Path(arch).stem
+        try:
+            self.model = open_clip.create_model(arch, pretrained=str(checkpoint)).eval().to(device)
+        except RuntimeError as exc:  # an unknown architecture, or weights of another model
+            raise MipdEdgeError(f"open_clip {arch} from {checkpoint}: {str(exc).splitlines()[0]}") from exc
         self.tokenizer = open_clip.get_tokenizer(arch)
         visual = self.model.visual
         if not hasattr(visual, "output_tokens"):
@@ -203,7 +215,7 @@ class OpenClipTeacher(Teacher):
         size = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else visual.image_size
         patch = visual.patch_size[0] if isinstance(visual.patch_size, (tuple, list)) else visual.patch_size
         self.grid = size // patch
-        self.preprocess = Preprocess(size, CLIP_MEAN, CLIP_STD)
+        self.preprocess = Preprocess(size, *CLIP_NORMALIZATION)
         self.id = f"open_clip-{arch}@{fingerprint(checkpoint)}"
         self.dim = int(visual.output_dim)
         self.logit_scale = float(self.model.logit_scale.exp().detach())
@@ -222,13 +234,86 @@ class OpenClipTeacher(Teacher):
         return F.normalize(self.model.encode_text(self.tokenizer(list(texts)).to(self.device)), dim=-1).cpu()
 
 
+class Blip2Teacher(Teacher):
+    """The authors' teacher (GitHub caicch/Ov-GSR ``BLIP_feat.py``): the vision tower of a
+    transformers BLIP-2 checkpoint from a local directory, its last hidden state as the patch
+    tokens and its pooled (post-layernorm [CLS]) output as the global feature. Only the
+    tower's tensors are read, never the language model's. BLIP-2's vision tokens are not in a
+    text space, so text comes from a CLIP model's text tower (a transformers CLIP directory),
+    as the authors embed text with CLIP; image-text scores do not exist (``image_text``
+    False): no soft labels and no teacher-judged negatives, only what distils the features
+    themselves (``--variant authors``, or ours with ``soft_weight: 0``).
+
+    Spec: ``blip2:/path/to/blip2:/path/to/clip``."""
+
+    image_text = False
+
+    def __init__(self, model_dir: str | os.PathLike, clip_dir: str | os.PathLike, device: str = "cpu"):
+        transformers = require("transformers", "train", "BLIP-2 teachers")
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.json").is_file():
+            raise MipdEdgeError(f"{model_dir}: not a transformers model directory (no config.json)")
+        config = transformers.AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
+        if config.model_type != "blip-2":
+            raise MipdEdgeError(f"{model_dir}: model type {config.model_type!r} is not BLIP-2")
+        vision = config.vision_config
+        self.model = transformers.Blip2VisionModel(vision)
+        load_state(self.model, prefixed_tensors(model_dir, "vision_model."), model_dir)
+        self.model.eval().to(device)
+        self.text = HFClipTeacher(clip_dir, device)
+        processor = model_dir / "preprocessor_config.json"
+        p = json.loads(processor.read_text()) if processor.is_file() else {}
+        self.preprocess = Preprocess(vision.image_size, *(tuple(p[k]) if k in p else default for k, default in
+                                                          zip(("image_mean", "image_std"), CLIP_NORMALIZATION)))
+        self.grid = vision.image_size // vision.patch_size
+        self.id = f"hf-blip-2@{fingerprint(model_dir)}+{self.text.id}"
+        self.dim = int(vision.hidden_size)
+        self.logit_scale = self.text.logit_scale
+        self.device = device
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(pixel_values=images.to(self.device))
+        patches = out.last_hidden_state[:, 1:].reshape(images.shape[0], self.grid, self.grid, -1)
+        return F.normalize(out.pooler_output, dim=-1), F.normalize(patches, dim=-1)
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.text.encode_text(texts)
+
+    def text_encoder(self) -> TextEncoder:
+        return TeacherText(self.text)
+
+
+def prefixed_tensors(model_dir: Path, prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors under ``prefix`` of a transformers checkpoint (one safetensors file or
+    shards with an index), without the prefix, reading no other tensor."""
+    from safetensors import safe_open
+
+    index = model_dir / "model.safetensors.index.json"
+    files = (sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file()
+             else ["model.safetensors"])
+    state = {}
+    for name in files:
+        if not (model_dir / name).is_file():
+            raise MipdEdgeError(f"{model_dir / name}: missing (only safetensors checkpoints are read)")
+        with safe_open(str(model_dir / name), "pt") as f:
+            state.update({k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)})
+    return state
+
+
 def load_teacher(spec: str | os.PathLike, device: str = "cpu", text_encoder: Optional[TextEncoder] = None) -> Teacher:
     """A teacher from a local path: a SynthSitu teacher directory, a transformers CLIP /
-    SigLIP directory, or ``open_clip:ARCH:/path/to/checkpoint``."""
+    SigLIP directory, ``open_clip:ARCH:/path/to/checkpoint`` or
+    ``blip2:/path/to/blip2:/path/to/clip``."""
     spec = str(spec)
     if spec.startswith("open_clip:"):
         _, arch, checkpoint = spec.split(":", 2)
         return OpenClipTeacher(arch, checkpoint, device)
+    if spec.startswith("blip2:"):
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise MipdEdgeError(f"a BLIP-2 teacher is blip2:BLIP2_DIR:CLIP_DIR (its text tower), got {spec!r}")
+        return Blip2Teacher(parts[1], parts[2], device)
     path = Path(spec)
     config = path / "config.json"
     if not config.is_file():

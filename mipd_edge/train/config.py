@@ -193,6 +193,8 @@ def load_config(path: Optional[PathLike] = None, **overrides: Any) -> TrainConfi
             raise MipdEdgeError(f"{path}: a training config is a mapping of keys to values")
         cfg = TrainConfig.from_json({**cfg.to_json(), **raw})
     given = {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(given.get("model"), dict):  # a few architecture overrides on top of the file's
+        given["model"] = {**cfg.model, **given["model"]}
     for key in NESTED:
         if isinstance(given.get(key), dict):
             given[key] = replace(getattr(cfg, key), **given[key])

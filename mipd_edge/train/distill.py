@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from ..data.swig import SituDataset
-from ..deploy.preprocess import Preprocess
 from ..errors import MipdEdgeError
 from ..files import PathLike, default_cache_dir, read_json
 from ..methods import method_info
@@ -46,7 +45,7 @@ class FeatureKD(Objective):
     """Plain feature + logit distillation (``kd``); ``soft=False`` leaves out the logit term
     (for MIPD with the teacher's features beside its knowledge, which has its own)."""
 
-    def __init__(self, teacher_global: np.ndarray, teacher_regions: np.ndarray, teacher_logits: np.ndarray,
+    def __init__(self, teacher_global: np.ndarray, teacher_regions: np.ndarray, teacher_logits: Optional[np.ndarray],
                  model: Student, cfg: TrainConfig, soft: bool = True):
         super().__init__()
         self.global_, self.regions, self.logits, self.cfg = teacher_global, teacher_regions, teacher_logits, cfg
@@ -74,7 +73,8 @@ class MIPDDistill(Objective):
     """Distillation of NMPA-aligned scene and instance knowledge (``mipd``); either may be
     left out (``None``), as the component ablation does."""
 
-    def __init__(self, scene: Optional[np.ndarray], instance: Optional[np.ndarray], teacher_logits: np.ndarray,
+    def __init__(self, scene: Optional[np.ndarray], instance: Optional[np.ndarray],
+                 teacher_logits: Optional[np.ndarray],
                  model: Student, cfg: TrainConfig, scene_proj: bool = False, features: Optional[FeatureKD] = None):
         """``scene_proj``: the glance reaches the scene knowledge through a projection head, as
         in ``kd`` (asked for, or needed where anchored knowledge is not in the student's text
@@ -88,9 +88,10 @@ class MIPDDistill(Objective):
 
     def forward(self, model: Student, out: dict[str, torch.Tensor], batch: Batch, verb_logits: torch.Tensor,
                 noun_emb: torch.Tensor) -> dict[str, torch.Tensor]:
-        dev, c = verb_logits.device, self.cfg
-        losses = {"mipd_soft": c.soft_weight * soft_label_kl(verb_logits, batch_rows(self.logits, batch.index, dev),
-                                                             c.temperature)}
+        dev, c, losses = verb_logits.device, self.cfg, {}
+        if self.logits is not None:
+            losses["mipd_soft"] = c.soft_weight * soft_label_kl(verb_logits, batch_rows(self.logits, batch.index, dev),
+                                                                c.temperature)
         if self.scene is not None:
             losses["mipd_scene"] = c.align_weight * knowledge_distance(
                 self.scene_proj(out["glance"]), batch_rows(self.scene, batch.index, dev), shape=c.mipd.distance)
@@ -125,7 +126,8 @@ def build_objective(cfg: TrainConfig, model: Student, train_set: SituDataset, vo
                                                   progress=progress))
     provenance = {"teacher": t.id, "teacher_cache": cache.key}
     if not method.rationales:
-        return FeatureKD(cache.global_feats, cache.regions, cache.verb_logits, model, cfg), provenance
+        return FeatureKD(cache.global_feats, cache.regions, cache.teacher_verb_logits("kd's soft labels"), model,
+                         cfg), provenance
     if rationales is None:
         raise MipdEdgeError("method 'mipd' needs --rationales (make them with `mipd-edge rationales`)")
     options = cfg.mipd
@@ -139,15 +141,16 @@ def build_objective(cfg: TrainConfig, model: Student, train_set: SituDataset, vo
         return AuthorsMIPD(cache.global_feats, tokens, model, cfg), provenance
     from .nmpa import aligned_knowledge
 
+    logits = cache.teacher_verb_logits("MIPD's soft-label term") if cfg.soft_weight else None
     space = t.text_encoder() if options.knowledge == "anchored" else encoder
     knowledge = main_first(env, lambda: aligned_knowledge(cache, rationales, train_set, space, vocab,
                                                           cache_dir / "knowledge", model.cfg.max_roles, cfg.seed,
                                                           progress=progress, options=options))
     provenance["knowledge"] = knowledge.key
-    features = (FeatureKD(cache.global_feats, cache.regions, cache.verb_logits, model, cfg, soft=False)
+    features = (FeatureKD(cache.global_feats, cache.regions, None, model, cfg, soft=False)
                 if options.teacher_features else None)
     return MIPDDistill(knowledge.scene if options.scene else None, knowledge.instance if options.instance else None,
-                       cache.verb_logits, model, cfg, scene_proj=options.scene_head or space.id != encoder.id,
+                       logits, model, cfg, scene_proj=options.scene_head or space.id != encoder.id,
                        features=features), provenance
 
 
@@ -162,10 +165,10 @@ def distill(data_dir: PathLike, out: PathLike, cfg: TrainConfig, teacher: Option
     space, verbs = train_set.space, vocab.verbs
     dev = SituDataset(data_dir, "dev", space=space)
     full_vocab = Vocabulary.from_space(space, encoder)
-    preprocess = Preprocess(cfg.image_size)
 
     torch.manual_seed(cfg.seed)
     model = create_student(cfg.student, image_size=cfg.image_size, text_dim=encoder.dim, **cfg.model)
+    preprocess = model.preprocess
     env = init_distributed()
     objective, provenance = build_objective(cfg, model, train_set, vocab, teacher, rationales, encoder, cache_dir,
                                             env, progress)

@@ -441,9 +441,9 @@ def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: 
     encoder = load_text_encoder(cfg.text_encoder, cache_dir=cache_dir / "text")
     verb_ids = [v for v in training_verbs if v not in hold_out_verbs]
     vocab = hoi_vocabulary(space, verb_ids, encoder)
-    preprocess = Preprocess(cfg.image_size)
     torch.manual_seed(cfg.seed)
     model = create_student(cfg.student, image_size=cfg.image_size, text_dim=encoder.dim, task="hoi", **cfg.model)
+    preprocess = model.preprocess
     objective, crops, unlabelled, provenance = HoiObjective(), None, None, {}
     if method.rationales:
         objective, crops, unlabelled, provenance = hoi_mipd_objective(
@@ -504,13 +504,14 @@ def hoi_mipd_objective(model: HoiStudent, vocab: Vocabulary, encoder, teacher: O
     provenance = {"teacher": t.id, "teacher_cache": cache.key, "rationales": str(rationales), "pairs": str(pairs_dir),
                   "knowledge": knowledge.key}
     if cfg.mipd.pairs == "labelled":
-        return HoiMIPD(knowledge.scene, knowledge.instance, cache.verb_logits, model, cfg), crops, None, provenance
+        return (HoiMIPD(knowledge.scene, knowledge.instance, cache.teacher_verb_logits("HOI MIPD"), model, cfg), crops,
+                None, provenance)
     if not (pairs_dir / f"{UNLABELLED}.json").is_file():
         raise MipdEdgeError(f"{pairs_dir}: no unlabelled pairs there, which mipd pairs 'all' distils at (make the "
                             "pairs with mipd-edge hoi-pairs --unlabelled)")
     others = unlabelled_cache(t, pairs_dir, vocab, cache_dir / "teacher", model.cfg.max_roles, progress=progress)
-    objective = HoiMIPD(knowledge.scene, knowledge.instance, cache.verb_logits, model, cfg,
-                        knowledge.scene_of(others.global_feats), others.verb_logits)
+    objective = HoiMIPD(knowledge.scene, knowledge.instance, cache.teacher_verb_logits("HOI MIPD"), model, cfg,
+                        knowledge.scene_of(others.global_feats), others.teacher_verb_logits("HOI MIPD"))
     unlabelled = {name: i for i, name in enumerate(others.names)}
     provenance.update(unlabelled_cache=others.key, unlabelled_pairs=len(unlabelled))
     return objective, crops, unlabelled, provenance

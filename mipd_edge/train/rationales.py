@@ -173,14 +173,17 @@ def judge(draft: Draft, global_feat: np.ndarray, regions: np.ndarray, roles: lis
           rng: Optional[np.random.Generator] = None) -> dict[str, Any]:
     """Keep the ``keep`` negatives the teacher finds most plausible, with their plausibility:
     the probability the teacher gives the negative among {positive, candidates}.
-    ``text_features`` holds the teacher's embedding of every sentence of the draft.
+    ``text_features`` holds the teacher's embedding of every sentence of the draft (empty for
+    a teacher whose image features are not in its text space: then there are no scores).
 
     With ``rng`` the negatives are ``keep`` candidates drawn at random, each with the same
     plausibility: the control that shows what the teacher's judgment adds."""
 
     def pick(feature: np.ndarray, positive: str, candidates: list[tuple[str, Optional[str]]], label: str) -> dict:
-        feats = np.stack([text_features[t] for t in [positive] + [t for t, _ in candidates]])
-        probs = softmax(logit_scale * feats @ feature.astype(np.float32))
+        probs = None
+        if text_features:
+            feats = np.stack([text_features[t] for t in [positive] + [t for t, _ in candidates]])
+            probs = softmax(logit_scale * feats @ feature.astype(np.float32))
         if rng is None:
             order = np.argsort(-probs[1:], kind="stable")[:keep]
             plausibility = probs[1:]
@@ -189,7 +192,7 @@ def judge(draft: Draft, global_feat: np.ndarray, regions: np.ndarray, roles: lis
             plausibility = np.full(len(candidates), 1.0 / max(1, len(order)))
         return {
             "positive": positive,
-            "teacher_positive": float(probs[0]),
+            "teacher_positive": None if probs is None else float(probs[0]),
             "negatives": [
                 {"text": candidates[i][0], label: candidates[i][1], "plausibility": float(plausibility[i])}
                 for i in order
@@ -283,6 +286,9 @@ def generate_rationales(
     encoder = load_text_encoder(text_encoder, cache_dir=cache_dir / "text")
     _, train_set, vocab = training_view(data_dir, encoder)
     teacher = load_teacher(teacher_spec, text_encoder=encoder)
+    if judgment == "teacher" and not teacher.image_text:
+        raise MipdEdgeError(f"teacher {teacher.id} cannot judge negatives: its image features are not in its text "
+                            "space (BLIP-2); draw them with --judgment random")
     cache: TeacherCache = teacher_cache(teacher, train_set, vocab, cache_dir / "teacher", progress=progress)
     templates = TemplateGenerator(vocab, candidates)
     if generator == "template":
@@ -339,7 +345,7 @@ def _write(results: list[tuple[int, Draft | Exception]], f, errors: Path, train_
             stats["failed"] += 1
             with errors.open("a", encoding="utf-8") as e:
                 e.write(json.dumps({"image": train_set.names[i], "error": str(exc)}) + "\n")
-    texts = list(dict.fromkeys(t for _, d in drafts for t in draft_texts(d)))
+    texts = list(dict.fromkeys(t for _, d in drafts for t in draft_texts(d))) if teacher.image_text else []
     with torch.no_grad():
         text_features = dict(zip(texts, teacher.encode_text(texts).float().numpy())) if texts else {}
     for i, d in drafts:

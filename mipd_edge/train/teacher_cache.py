@@ -23,6 +23,7 @@ from ..data.hoi_pairs import UNLABELLED
 from ..data.hoi_vocabulary import ROLES
 from ..data.swig import SituDataset
 from ..deploy.image import load_image
+from ..errors import MipdEdgeError
 from ..files import read_json, write_json
 from ..models.teacher import Teacher, roi_pool
 from ..progress import progress_bar
@@ -37,9 +38,18 @@ class TeacherCache:
     names: list[str]
     global_feats: np.ndarray  # (N, D) float16
     regions: np.ndarray  # (N, R, D) float16
-    verb_logits: np.ndarray  # (N, V) float32, over the training vocabulary's verbs
+    verb_logits: Optional[np.ndarray]  # (N, V) float32, over the training vocabulary's verbs; None: no image-text space
     verbs: list[str]
     logit_scale: float
+
+    def teacher_verb_logits(self, needed_by: str) -> np.ndarray:
+        """The teacher's verb logits, or a clear error where its image features have no text
+        space to be scored in (BLIP-2)."""
+        if self.verb_logits is None:
+            raise MipdEdgeError(f"{needed_by} needs the teacher's verb scores, and this teacher's image features "
+                                "are not in its text space (BLIP-2): distil its features alone (--variant authors, "
+                                "or soft_weight: 0 in the training config)")
+        return self.verb_logits
 
 
 def files_fingerprint(folder: Path, entries: dict[str, Any]) -> str:
@@ -98,8 +108,8 @@ def cached_features(teacher: Teacher, names: list[str], sample: Callable[[int], 
         log.info("teacher features: reusing %s", folder)
     meta = read_json(folder / "meta.json")
     load = lambda name: np.load(folder / f"{name}.npy", mmap_mode="r")  # noqa: E731
-    return TeacherCache(key, meta["names"], load("global"), load("regions"), load("verb_logits"), meta["verbs"],
-                        meta["logit_scale"])
+    logits = load("verb_logits") if meta.get("image_text", True) else None
+    return TeacherCache(key, meta["names"], load("global"), load("regions"), logits, meta["verbs"], meta["logit_scale"])
 
 
 @torch.no_grad()
@@ -107,10 +117,13 @@ def _compute(teacher: Teacher, names: list[str], sample: Callable[[int], Sample]
              folder: Path, key: str, max_roles: int, batch_size: int, progress: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     n, d = len(names), teacher.dim
-    verb_feats = teacher.encode_text([verb_text(vocabulary.frame(v)) for v in vocabulary.verbs]).float()
     out_global = np.lib.format.open_memmap(folder / "global.npy", "w+", np.float16, (n, d))
     out_regions = np.lib.format.open_memmap(folder / "regions.npy", "w+", np.float16, (n, max_roles, d))
-    out_logits = np.lib.format.open_memmap(folder / "verb_logits.npy", "w+", np.float32, (n, len(vocabulary.verbs)))
+    out_logits = None
+    if teacher.image_text:  # the teacher's verb distribution, where its image and text features can be compared
+        verb_feats = teacher.encode_text([verb_text(vocabulary.frame(v)) for v in vocabulary.verbs]).float()
+        out_logits = np.lib.format.open_memmap(folder / "verb_logits.npy", "w+", np.float32,
+                                               (n, len(vocabulary.verbs)))
     prep = teacher.preprocess
     for start in progress_bar(range(0, n, batch_size), desc="teacher features", unit="batch", enabled=progress):
         samples = [sample(i) for i in range(start, min(n, start + batch_size))]
@@ -130,9 +143,11 @@ def _compute(teacher: Teacher, names: list[str], sample: Callable[[int], Sample]
         end = start + len(samples)
         out_global[start:end] = global_feats.float().cpu().numpy()
         out_regions[start:end] = regions.numpy()
-        out_logits[start:end] = (teacher.logit_scale * global_feats.float().cpu() @ verb_feats.T).numpy()
+        if out_logits is not None:
+            out_logits[start:end] = (teacher.logit_scale * global_feats.float().cpu() @ verb_feats.T).numpy()
     for arr in (out_global, out_regions, out_logits):
-        arr.flush()
-    write_json(folder / "meta.json", {"key": key, "teacher": teacher.id, "names": names,
-                                      "verbs": vocabulary.verbs, "logit_scale": teacher.logit_scale})
+        if arr is not None:
+            arr.flush()
+    write_json(folder / "meta.json", {"key": key, "teacher": teacher.id, "names": names, "verbs": vocabulary.verbs,
+                                      "logit_scale": teacher.logit_scale, "image_text": teacher.image_text})
     log.info("teacher features for %d images -> %s", n, folder)

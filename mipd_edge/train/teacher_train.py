@@ -20,7 +20,6 @@ from typing import Any, Optional, Sequence
 import torch
 
 from ..data.swig import SituDataset
-from ..deploy.preprocess import Preprocess
 from ..files import PathLike, default_cache_dir
 from ..models.teacher import TEACHER_CONFIG, TeacherNet, roi_pool
 from ..text import load_text_encoder
@@ -63,9 +62,9 @@ def train_teacher(data_dir: PathLike, out: PathLike, cfg: TrainConfig, resume: b
     train_set = SituDataset(data_dir, "train")  # every verb: the teacher stands in for a foundation model
     dev = SituDataset(data_dir, "dev", space=train_set.space)
     vocab = Vocabulary.from_space(train_set.space, encoder)
-    preprocess = Preprocess(cfg.image_size)
     torch.manual_seed(cfg.seed)
     net = TeacherNet(replace(TEACHER_CONFIG, image_size=cfg.image_size, text_dim=encoder.dim, **cfg.model))
+    preprocess = net.preprocess
     data = GSRTrainSet(train_set, vocab, preprocess, net.cfg.max_roles, progress=progress)
     info = {"kind": "teacher", "model": net.cfg.to_json(), "preprocess": preprocess.to_json(),
             "text_encoder": encoder.id, "text_encoder_spec": cfg.text_encoder, "train": cfg.to_json(),
