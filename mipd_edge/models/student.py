@@ -30,7 +30,7 @@ from torch import nn
 
 from ..deploy.preprocess import Preprocess
 from ..errors import MipdEdgeError, reject_unknown_keys
-from .backbones import TIMM_PREFIX, VITS, build_backbone, build_vit
+from .backbones import HF_CLIP, TIMM_PREFIX, VITS, ClipImageTower, build_backbone, build_vit
 from .layers import MASKED, MLP, DecoderBlock, EncoderBlock, sine_positions
 
 
@@ -49,6 +49,7 @@ class StudentConfig:
     max_roles: int = 6
     dropout: float = 0.1
     backbone_weights: Optional[str] = None
+    backbone_config: Optional[dict] = None  # what builds a CLIP image tower without its directory
     task: str = "gsr"  # gsr: one situation per image; hoi: a set of human-object interactions
 
     def to_json(self) -> dict[str, Any]:
@@ -70,6 +71,10 @@ STUDENT_CONFIGS = {
     # the authors' released student (GitHub caicch/Ov-GSR), for latency comparisons: see AuthorsStudent
     "authors": StudentConfig(name="authors", backbone="clip-vit-l/14", width=1.0, image_size=336, d_model=512,
                              heads=8, enc_layers=0, dec_layers=1, ffn=2048),
+    # the authors' architecture on a real CLIP image tower from a local transformers directory
+    # (--backbone-weights DIR), its vocabulary embedded by the same model's text tower
+    "clip": StudentConfig(name="clip", backbone=HF_CLIP, width=1.0, image_size=224, d_model=256, heads=8,
+                          enc_layers=0, dec_layers=1, ffn=1024),
 }
 
 
@@ -81,7 +86,13 @@ def student_config(name: str = "edge-s", **overrides: Any) -> StudentConfig:
     given = {k: v for k, v in overrides.items() if v is not None}
     if str(given.get("backbone", "")).startswith(TIMM_PREFIX):
         given.setdefault("width", 1.0)
-    return replace(STUDENT_CONFIGS[name], **given)
+    cfg = replace(STUDENT_CONFIGS[name], **given)
+    if cfg.backbone == HF_CLIP and cfg.backbone_config is None:
+        if cfg.backbone_weights is None:
+            raise MipdEdgeError("a student on a CLIP image tower needs the CLIP model's directory: "
+                                "--backbone-weights DIR")
+        cfg = replace(cfg, backbone_config=ClipImageTower.config_of(cfg.backbone_weights))
+    return cfg
 
 
 def create_student(name: str = "edge-s", **overrides: Any) -> "Student":
@@ -95,7 +106,7 @@ def build_student(cfg: StudentConfig) -> "Student":
     tasks = {"gsr": Student, "hoi": HoiStudent}
     if cfg.task not in tasks:
         raise MipdEdgeError(f"unknown task {cfg.task!r}; choose from {sorted(tasks)}")
-    if cfg.backbone in VITS:
+    if cfg.backbone in VITS or cfg.backbone == HF_CLIP:
         if cfg.task != "gsr":
             raise MipdEdgeError(f"a {cfg.backbone} student recognises situations (task gsr), not {cfg.task}")
         return AuthorsStudent(cfg)
@@ -251,13 +262,15 @@ class AuthorsStudent(Student):
     tokens, and MLP heads give noun, box and box-exists. A deployed model must run the CLIP
     tower on every image, so here it is part of the encoder graph. Their verb and role
     embeddings are learned tables; ours are text embeddings through a linear map, at the
-    same cost. Built with random weights, it times the authors' architecture (no accuracy is
-    claimed for it).
+    same cost. Built with random weights (``authors``), it times the authors' architecture (no
+    accuracy is claimed for it); on a real CLIP image tower (``clip``, ``ClipImageTower``) it
+    trains like every student.
     """
 
     def build_encoder(self) -> None:
         cfg, d = self.cfg, self.cfg.d_model
-        self.backbone = build_vit(cfg.backbone, cfg.image_size, cfg.width)
+        self.backbone = (ClipImageTower(cfg.backbone_config, cfg.image_size, cfg.backbone_weights)
+                         if cfg.backbone == HF_CLIP else build_vit(cfg.backbone, cfg.image_size, cfg.width))
         self.tokens = self.backbone.tokens
         self.proj = nn.Linear(self.backbone.width, d)  # their linear_blip (dropout 0.5 while training)
         self.register_buffer("pos", torch.zeros(1, self.tokens, d), persistent=False)  # no positions in the decoder

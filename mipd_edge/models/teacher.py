@@ -29,8 +29,8 @@ from torch import nn
 from ..deploy.preprocess import Preprocess
 from ..errors import MipdEdgeError, require
 from ..files import WEIGHTS_FILE
-from ..text import TextEncoder, fingerprint, model_text_encoder
-from .backbones import CLIP_NORMALIZATION
+from ..text import TextEncoder, fingerprint, local_transformers_config, model_text_encoder
+from .backbones import CLIP_NORMALIZATION, prefixed_tensors
 from .store import load_state, load_weights, read_model_info
 from .student import Student, StudentConfig
 
@@ -251,12 +251,7 @@ class Blip2Teacher(Teacher):
     def __init__(self, model_dir: str | os.PathLike, clip_dir: str | os.PathLike, device: str = "cpu"):
         transformers = require("transformers", "train", "BLIP-2 teachers")
         model_dir = Path(model_dir)
-        if not (model_dir / "config.json").is_file():
-            raise MipdEdgeError(f"{model_dir}: not a transformers model directory (no config.json)")
-        config = transformers.AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
-        if config.model_type != "blip-2":
-            raise MipdEdgeError(f"{model_dir}: model type {config.model_type!r} is not BLIP-2")
-        vision = config.vision_config
+        vision = local_transformers_config(model_dir, "blip-2", "BLIP-2 teacher").vision_config
         self.model = transformers.Blip2VisionModel(vision)
         load_state(self.model, prefixed_tensors(model_dir, "vision_model."), model_dir)
         self.model.eval().to(device)
@@ -282,23 +277,6 @@ class Blip2Teacher(Teacher):
 
     def text_encoder(self) -> TextEncoder:
         return TeacherText(self.text)
-
-
-def prefixed_tensors(model_dir: Path, prefix: str) -> dict[str, torch.Tensor]:
-    """The tensors under ``prefix`` of a transformers checkpoint (one safetensors file or
-    shards with an index), without the prefix, reading no other tensor."""
-    from safetensors import safe_open
-
-    index = model_dir / "model.safetensors.index.json"
-    files = (sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file()
-             else ["model.safetensors"])
-    state = {}
-    for name in files:
-        if not (model_dir / name).is_file():
-            raise MipdEdgeError(f"{model_dir / name}: missing (only safetensors checkpoints are read)")
-        with safe_open(str(model_dir / name), "pt") as f:
-            state.update({k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)})
-    return state
 
 
 def load_teacher(spec: str | os.PathLike, device: str = "cpu", text_encoder: Optional[TextEncoder] = None) -> Teacher:

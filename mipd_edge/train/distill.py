@@ -18,6 +18,7 @@ that are logged, never in a loss or in checkpoint selection.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -29,8 +30,9 @@ from ..data.swig import SituDataset
 from ..errors import MipdEdgeError
 from ..files import PathLike, default_cache_dir, read_json
 from ..methods import method_info
-from ..models.student import Student, create_student
-from ..text import load_text_encoder
+from ..models.backbones import HF_CLIP
+from ..models.student import Student, create_student, student_config
+from ..text import CLIP_TEXT_PREFIX, DEFAULT_TEXT_ENCODER, load_text_encoder
 from ..vocabulary import Vocabulary
 from .config import TrainConfig
 from .data import Batch, GSRTrainSet, batch_rows, training_view
@@ -154,12 +156,22 @@ def build_objective(cfg: TrainConfig, model: Student, train_set: SituDataset, vo
                        features=features), provenance
 
 
+def matched_text_encoder(cfg: TrainConfig) -> TrainConfig:
+    """A student on a CLIP image tower embeds its vocabulary with the same CLIP model's text
+    tower (the authors' student sits on CLIP), unless the configuration names another encoder."""
+    model = student_config(cfg.student, **cfg.model)
+    if model.backbone != HF_CLIP or cfg.text_encoder != DEFAULT_TEXT_ENCODER:
+        return cfg
+    return replace(cfg, text_encoder=f"{CLIP_TEXT_PREFIX}{model.backbone_weights}")
+
+
 def distill(data_dir: PathLike, out: PathLike, cfg: TrainConfig, teacher: Optional[PathLike] = None,
             rationales: Optional[PathLike] = None, resume: bool = False, progress: bool = True,
             cache_dir: Optional[PathLike] = None, overwrite: bool = False) -> dict[str, Any]:
     data_dir, out = Path(data_dir), Path(out)
     prepare_output(out, resume, overwrite)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cfg = matched_text_encoder(cfg)
     encoder = load_text_encoder(cfg.text_encoder, cache_dir=cache_dir / "text")
     split, train_set, vocab = training_view(data_dir, encoder)
     space, verbs = train_set.space, vocab.verbs
