@@ -278,13 +278,15 @@ class Pipeline:
                                calib_size: int = 16) -> Path:
         """A named architecture with untrained weights as a bundle (``bundle-NAME``), to time
         what a user would otherwise run against the distilled student: the ``reference`` size
-        (torch only) or the authors' student (``authors``: torch, OpenVINO FP32 and INT8). The
-        benchmark marks such rows latency-only and claims no accuracy for them; ``calib_size``
-        images calibrate its INT8 graphs, whose accuracy is not measured."""
+        (torch only), the authors' student (``authors``: torch, OpenVINO FP32 and INT8) or a
+        student on a CLIP ViT-B/16 image tower (``clip``, the tower saved with random weights as
+        a local CLIP directory). The benchmark marks such rows latency-only and claims no
+        accuracy for them; ``calib_size`` images calibrate its INT8 graphs, whose accuracy is
+        not measured."""
         from .export import export_bundle
-        from .models.backbones import VITS
+        from .models.backbones import HF_CLIP, VITS
         from .models.store import read_model_info, save_model
-        from .models.student import create_student, student_config
+        from .models.student import STUDENT_CONFIGS, create_student
         from .quantize import quantize_bundle
 
         out, student = self.workdir / f"bundle-{name}", self.workdir / "student-mipd"
@@ -292,8 +294,11 @@ class Pipeline:
         def run() -> dict:
             info = read_model_info(student)
             shape = {k: info["model"][k] for k in ("text_dim", "max_roles")}
-            if student_config(name).backbone not in VITS:  # a ViT keeps the input size it was made for
+            backbone = STUDENT_CONFIGS[name].backbone
+            if backbone not in VITS and backbone != HF_CLIP:  # a ViT keeps the input size it was made for
                 shape["image_size"] = info["model"]["image_size"]
+            if backbone == HF_CLIP:
+                shape["backbone_weights"] = str(random_clip(self.workdir / "clip-vit-b-16-untrained"))
             model = create_student(name, **shape)
             folder = self.workdir / f"{name}-untrained"
             save_model(folder, model, {**info, "model": model.cfg.to_json(), "method": "untrained", "epoch": None,
@@ -372,6 +377,21 @@ class Pipeline:
         if needs_teacher:
             results["teacher"] = self.evaluate_model(self.teacher, "teacher")
         return results
+
+
+def random_clip(out: Path) -> Path:
+    """A transformers CLIP ViT-B/16 (image 224, text as CLIP's) with random weights, saved as a
+    local directory: what a CLIP student is built on when only its speed is measured."""
+    import torch
+    import transformers
+
+    if not (out / "config.json").is_file():
+        torch.manual_seed(0)
+        vision = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                      image_size=224, patch_size=16, hidden_act="quick_gelu")
+        config = transformers.CLIPConfig(vision_config=vision, projection_dim=512)
+        transformers.CLIPModel(config).save_pretrained(out)
+    return out
 
 
 def _manifest_summary(manifest: BundleManifest) -> dict:
