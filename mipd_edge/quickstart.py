@@ -31,7 +31,7 @@ def run(workdir: Path, fast: bool = False, seed: int = 0, preset: Optional[str] 
     write_json(workdir / "results.json", results)
     fp32, int8, int8_ort = pipe.make_bundles("mipd")
     reference = pipe.make_comparison_bundle("reference")
-    benchmark = pipe.run_benchmark([fp32, int8, int8_ort], [reference])
+    benchmark = pipe.run_benchmark([b for b in (fp32, int8, int8_ort) if b is not None], [reference])
     frames = pipe.make_frames(int8)
     demo = pipe.make_demo(int8)
 
@@ -50,7 +50,9 @@ def run(workdir: Path, fast: bool = False, seed: int = 0, preset: Optional[str] 
     print(f"rationales:            {pipe.rationales}")
     for method in cfg.methods:
         print(f"student ({method}):{' ' * (14 - len(method))}{workdir / f'student-{method}'}")
-    print(f"bundles:               {fp32} (FP32), {int8} (FP32 + INT8), {int8_ort} (ONNX Runtime's INT8 layout)")
+    print(f"bundles:               {fp32} (FP32), {int8} (FP32 + INT8), " + (
+        f"{int8_ort} (ONNX Runtime's INT8 layout)" if int8_ort else
+        "no ONNX Runtime static INT8 layout (its INT8 encoder failed the check against FP32: see the log)"))
     print(f"annotated frames:      {workdir / 'frames'}")
     print(f"demo video:            {demo['path']} ({demo['frames']} frames, {demo['fps']} FPS on {demo['backend']})")
     print(f"report:                {report}")
