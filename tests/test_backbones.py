@@ -1,5 +1,5 @@
-"""Backbones from local weights (timm models, a CLIP image tower): what they load, what they refuse, and
-timm student through training, export, INT8 (PTQ and QAT) and every runtime."""
+"""Backbones from local weights, a timm model's and a CLIP image tower's: what they load, what
+they refuse, and students on them through training, export, INT8 and every runtime."""
 
 import json
 import shutil

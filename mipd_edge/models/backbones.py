@@ -8,7 +8,8 @@ small objects keep a 16-pixel grid. ``timm:NAME`` builds a timm model with
 ones stay for what timm does not give: a width multiplier (``edge-xs``/``edge-s`` and the
 tests' quarter-width networks). Their layer names follow torchvision's, so a local
 torchvision-layout checkpoint converted to safetensors loads. ``VisionTransformer`` is a
-CLIP image tower, for the authors' student.
+CLIP-shaped image tower with random weights, to time the authors' student; ``ClipImageTower``
+is a real one, from a local transformers CLIP directory (``--student clip``).
 """
 
 from __future__ import annotations
