@@ -124,31 +124,26 @@ class ClipTextEncoder:
         self.dim = int(self.model.config.projection_dim)
         self.batch_size, self.device = batch_size, device
 
-    def tokens(self, texts: Sequence[str]):
-        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                              return_tensors="pt")
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    def batches(self, texts: Sequence[str]):
+        """The tower's outputs and attention mask, ``batch_size`` texts at a time, without gradients."""
         torch = require("torch", "train", "CLIP text towers")  # imported on use: this module stays torch-free
-        out = [np.zeros((0, self.dim), np.float32)]
         with torch.no_grad():
             for i in range(0, len(texts), self.batch_size):
-                t = self.tokens(texts[i:i + self.batch_size])
-                emb = self.model(input_ids=t["input_ids"].to(self.device),
-                                 attention_mask=t["attention_mask"].to(self.device)).text_embeds
-                out.append(torch.nn.functional.normalize(emb, dim=-1).float().cpu().numpy())
+                t = self.tokenizer(list(texts[i:i + self.batch_size]), padding=True, truncation=True,
+                                   max_length=self.max_length, return_tensors="pt")
+                yield self.model(input_ids=t["input_ids"].to(self.device),
+                                 attention_mask=t["attention_mask"].to(self.device)), t["attention_mask"]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = [np.zeros((0, self.dim), np.float32)]
+        for result, _ in self.batches(texts):
+            emb = result.text_embeds.float().cpu().numpy()
+            out.append(emb / np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-12))
         return np.concatenate(out)
 
     def encode_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
-        torch = require("torch", "train", "CLIP text towers")
-        result = []
-        with torch.no_grad():
-            for i in range(0, len(texts), self.batch_size):
-                t = self.tokens(texts[i:i + self.batch_size])
-                hidden = self.model(input_ids=t["input_ids"].to(self.device),
-                                    attention_mask=t["attention_mask"].to(self.device)).last_hidden_state
-                result += [h[m.bool()].float().cpu().numpy() for h, m in zip(hidden, t["attention_mask"])]
-        return result
+        return [h[m.bool()].float().cpu().numpy() for result, mask in self.batches(texts)
+                for h, m in zip(result.last_hidden_state, mask)]
 
 
 class CachedTextEncoder:

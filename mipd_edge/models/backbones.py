@@ -30,6 +30,14 @@ CLIP_NORMALIZATION = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.261302
 TIMM_PREFIX = "timm:"
 
 
+def processor_normalization(model_dir: Path, default: tuple[tuple, tuple]) -> tuple[tuple, tuple]:
+    """The mean / std a transformers model directory's ``preprocessor_config.json`` records,
+    else ``default``."""
+    processor = Path(model_dir) / "preprocessor_config.json"
+    p = json.loads(processor.read_text()) if processor.is_file() else {}
+    return tuple(p.get("image_mean", default[0])), tuple(p.get("image_std", default[1]))
+
+
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1,
             act: Callable[[], nn.Module] | None = nn.ReLU) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
@@ -235,11 +243,8 @@ class ClipImageTower(nn.Module):
         vision = local_transformers_config(model_dir, "clip", "CLIP image tower").vision_config
         keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "image_size",
                 "patch_size", "hidden_act", "layer_norm_eps", "num_channels", "projection_dim")
-        processor = model_dir / "preprocessor_config.json"
-        p = json.loads(processor.read_text()) if processor.is_file() else {}
-        return {"vision": {k: getattr(vision, k) for k in keys},
-                "mean": list(p.get("image_mean", CLIP_NORMALIZATION[0])),
-                "std": list(p.get("image_std", CLIP_NORMALIZATION[1]))}
+        mean, std = processor_normalization(model_dir, CLIP_NORMALIZATION)
+        return {"vision": {k: getattr(vision, k) for k in keys}, "mean": list(mean), "std": list(std)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.tower(pixel_values=x, interpolate_pos_encoding=self.interpolate).last_hidden_state

@@ -29,8 +29,8 @@ from torch import nn
 from ..deploy.preprocess import Preprocess
 from ..errors import MipdEdgeError, require
 from ..files import WEIGHTS_FILE
-from ..text import TextEncoder, fingerprint, local_transformers_config, model_text_encoder
-from .backbones import CLIP_NORMALIZATION, prefixed_tensors
+from ..text import ClipTextEncoder, TextEncoder, fingerprint, local_transformers_config, model_text_encoder
+from .backbones import CLIP_NORMALIZATION, prefixed_tensors, processor_normalization
 from .store import load_state, load_weights, read_model_info
 from .student import Student, StudentConfig
 
@@ -156,12 +156,8 @@ class HFClipTeacher(Teacher):
             raise MipdEdgeError(f"{model_dir}: model type {self.kind!r} is not CLIP or SigLIP")
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         vision = self.model.config.vision_config
-        mean, std = CLIP_NORMALIZATION if self.kind == "clip" else ((0.5,) * 3, (0.5,) * 3)
-        processor = model_dir / "preprocessor_config.json"
-        if processor.is_file():
-            p = json.loads(processor.read_text())
-            mean, std = tuple(p.get("image_mean", mean)), tuple(p.get("image_std", std))
-        self.preprocess = Preprocess(vision.image_size, mean, std)
+        default = CLIP_NORMALIZATION if self.kind == "clip" else ((0.5,) * 3, (0.5,) * 3)
+        self.preprocess = Preprocess(vision.image_size, *processor_normalization(model_dir, default))
         self.grid = vision.image_size // vision.patch_size
         self.id = f"hf-{self.kind}@{fingerprint(model_dir)}"
         self.dim = int(getattr(self.model.config, "projection_dim", None) or vision.hidden_size)
@@ -247,6 +243,7 @@ class Blip2Teacher(Teacher):
     Spec: ``blip2:/path/to/blip2:/path/to/clip``."""
 
     image_text = False
+    logit_scale = 1.0  # there are no image-text scores to scale
 
     def __init__(self, model_dir: str | os.PathLike, clip_dir: str | os.PathLike, device: str = "cpu"):
         transformers = require("transformers", "train", "BLIP-2 teachers")
@@ -255,15 +252,11 @@ class Blip2Teacher(Teacher):
         self.model = transformers.Blip2VisionModel(vision)
         load_state(self.model, prefixed_tensors(model_dir, "vision_model."), model_dir)
         self.model.eval().to(device)
-        self.text = HFClipTeacher(clip_dir, device)
-        processor = model_dir / "preprocessor_config.json"
-        p = json.loads(processor.read_text()) if processor.is_file() else {}
-        self.preprocess = Preprocess(vision.image_size, *(tuple(p[k]) if k in p else default for k, default in
-                                                          zip(("image_mean", "image_std"), CLIP_NORMALIZATION)))
+        self.text = ClipTextEncoder(clip_dir, device)
+        self.preprocess = Preprocess(vision.image_size, *processor_normalization(model_dir, CLIP_NORMALIZATION))
         self.grid = vision.image_size // vision.patch_size
         self.id = f"hf-blip-2@{fingerprint(model_dir)}+{self.text.id}"
         self.dim = int(vision.hidden_size)
-        self.logit_scale = self.text.logit_scale
         self.device = device
 
     @torch.no_grad()
@@ -273,10 +266,10 @@ class Blip2Teacher(Teacher):
         return F.normalize(out.pooler_output, dim=-1), F.normalize(patches, dim=-1)
 
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        return self.text.encode_text(texts)
+        return torch.from_numpy(self.text.encode(list(texts)))
 
     def text_encoder(self) -> TextEncoder:
-        return TeacherText(self.text)
+        return self.text
 
 
 def load_teacher(spec: str | os.PathLike, device: str = "cpu", text_encoder: Optional[TextEncoder] = None) -> Teacher:
