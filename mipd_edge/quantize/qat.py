@@ -11,6 +11,7 @@ stripping, the graph would hold OpenVINO-only FakeQuantize ops.)
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +26,16 @@ from ..progress import progress_bar
 
 log = logging.getLogger(__name__)
 
+# NNCF compiles a C++ extension on the first fake-quantized forward pass (about 25 s alone on
+# 2 cores, over a minute beside another job) and gives up after its default of 60 s
+EXTENSION_LOAD_TIMEOUT_S = "900"
+
 
 def quantize_aware_training(model: Student, calibration: np.ndarray, train_images: np.ndarray, out_onnx: Path,
                             epochs: int = 1, batch_size: int = 16, lr: float = 1e-5, seed: int = 0,
                             dynamic_batch: bool = False, progress: bool = True) -> dict[str, float]:
     nncf = require("nncf", "train", "NNCF quantization-aware training")
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", EXTENSION_LOAD_TIMEOUT_S)
     torch.manual_seed(seed)
     teacher = EncoderGraph(model).eval()
     student = EncoderGraph(_copy(model)).eval()
