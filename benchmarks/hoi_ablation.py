@@ -51,7 +51,8 @@ from mipd_edge.pipeline import TEACHER_SEED_OFFSET, stage, training_mode
 ROWS = {"none": ("none", None), "mipd": ("mipd", None), "all-pairs": ("mipd", "all-pairs"),
         "authors-losses": ("mipd", "authors-losses"), "ramped": ("mipd", "ramped")}
 SUMMARY = ("full", "unseen", "seen", "rare", "non_rare")
-# INT8 recipe -> quantize_bundle's arguments (all calibrate on 300 training images without unseen classes)
+CALIB_SIZE = 300  # INT8 calibration images: training images without unseen classes
+# INT8 recipe -> quantize_bundle's arguments besides the calibration size
 INT8_RECIPES: dict[str, dict[str, Any]] = {
     "ptq": {"method": "ptq"},
     "qat": {"method": "qat", "qat_epochs": 3},
@@ -168,8 +169,9 @@ def main() -> None:
             write_report()
             if row in quantized and seed == seeds[0]:  # early: what INT8 costs is known after one student
                 for recipe in recipes:
+                    # PTQ keeps the stage name and parameters it had before there were recipes
                     suffix = "" if recipe == "ptq" else f"-{recipe}"
-                    params = {"student": str(student), "calib_size": 300,
+                    params = {"student": str(student), "calib_size": CALIB_SIZE,
                               **({} if recipe == "ptq" else INT8_RECIPES[recipe])}
                     int8.setdefault(row, {})[recipe] = stage(out, f"int8{suffix}-{name}", params, lambda: quantized_map(
                         student, data, out / f"bundle-int8{suffix}-{row}", test, rare, args.zero_shot,
@@ -229,7 +231,7 @@ def quantized_map(student: Path, data: Path, bundle: Path, test, rare, zero_shot
     from mipd_edge.deploy.predictor import Predictor, evaluate_hoi_predictor
     from mipd_edge.quantize import quantize_bundle
 
-    manifest = quantize_bundle(student, data, bundle, method, calib_size=300, overwrite=True, **quantize)
+    manifest = quantize_bundle(student, data, bundle, method, calib_size=CALIB_SIZE, overwrite=True, **quantize)
     out: dict[str, Any] = {"gate": manifest.metrics, "quantization": manifest.quantization}
     runtimes = [(b, o) for b, o in (("onnxruntime", {}), ("openvino", {"inference_precision": "f32"}))
                 if graph_format(b, "int8") in manifest.graphs]
