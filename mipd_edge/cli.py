@@ -258,7 +258,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
 
     manifest = quantize_bundle(args.model, args.data, args.out, args.method, args.calib_size, args.qat_epochs,
                                args.max_drop, _formats(args.formats), args.ort_static, args.dynamic_batch,
-                               overwrite=args.overwrite)
+                               fp32_bundle=args.from_bundle, overwrite=args.overwrite)
     _print_bundle(args.out, manifest)
     m = manifest.metrics
     if "int8_minus_fp32_map" in m:
@@ -582,6 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--formats", default="onnx,openvino")
     p.add_argument("--ort-static", action="store_true", help="ONNX INT8 with ONNX Runtime's static QDQ quantizer")
     p.add_argument("--dynamic-batch", action="store_true")
+    p.add_argument("--from-bundle", default=None,
+                   help="an FP32 bundle of the same weights (from `export`): its verified graphs, and its text "
+                        "encoder if it ships one, are copied instead of exported again")
 
     def runtime_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", required=True, help="a bundle directory")

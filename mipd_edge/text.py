@@ -13,6 +13,7 @@ nothing here is needed to run a bundle whose vocabulary is already embedded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -23,7 +24,7 @@ from typing import Callable, Mapping, Optional, Protocol, Sequence, runtime_chec
 import numpy as np
 
 from .errors import MipdEdgeError, require
-from .files import PathLike
+from .files import PathLike, default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +63,30 @@ def fingerprint(model_path: PathLike) -> str:
 
 
 class SentenceTransformerEncoder:
-    """A sentence-transformers model from a local directory (no hub access)."""
+    """A sentence-transformers model from a local directory (no hub access).
+
+    The model is loaded on first use: the id is a fingerprint of its files, and a run whose
+    texts are all in the embedding cache never pays sentence-transformers' import (about
+    10 s, in every CLI command and every torchrun rank)."""
 
     def __init__(self, model_dir: PathLike, name: Optional[str] = None, device: str = "cpu",
                  batch_size: int = 64):
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise MipdEdgeError(f"text encoder directory not found: {model_dir}")
+        self.model_dir, self.device, self.batch_size = model_dir, device, batch_size
+        self.id = f"{name or model_dir.name}@{fingerprint(model_dir)}"
+
+    @functools.cached_property
+    def model(self):
         st = require("sentence_transformers", "train", "Encoding text")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self.model = st.SentenceTransformer(str(model_dir), device=device)
-        self.id = f"{name or model_dir.name}@{fingerprint(model_dir)}"
+        return st.SentenceTransformer(str(self.model_dir), device=self.device)
+
+    @functools.cached_property
+    def dim(self) -> int:
         dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dim = int(dim())
-        self.batch_size = batch_size
+        return int(dim())
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -155,13 +166,19 @@ class CachedTextEncoder:
     """
 
     def __init__(self, encoder: TextEncoder, cache_dir: PathLike):
-        self.encoder = encoder
-        self.id, self.dim = encoder.id, encoder.dim
+        self.encoder, self.id = encoder, encoder.id
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         self.path = Path(cache_dir) / "text-embeddings.sqlite"
         with self._connect() as db:
             db.execute("CREATE TABLE IF NOT EXISTS emb (encoder TEXT, text TEXT, vec BLOB, "
                        "PRIMARY KEY (encoder, text))")
+
+    @functools.cached_property
+    def dim(self) -> int:
+        """Read off a cached vector where there is one: asking the encoder may mean loading it."""
+        with self._connect() as db:
+            row = db.execute("SELECT vec FROM emb WHERE encoder = ? LIMIT 1", [self.id]).fetchone()
+        return len(row[0]) // 4 if row else self.encoder.dim
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30)
@@ -264,5 +281,6 @@ def text_encoder_spec(info: Mapping) -> str:
 
 
 def model_text_encoder(info: Mapping) -> TextEncoder:
-    """The text encoder a model or bundle was made with."""
-    return load_text_encoder(text_encoder_spec(info))
+    """The text encoder a model or bundle was made with, through the embedding cache that
+    training fills: the vectors training saw, and no model to load when all are there."""
+    return load_text_encoder(text_encoder_spec(info), cache_dir=default_cache_dir() / "text")

@@ -98,27 +98,36 @@ def tiny_student(tiny_world, tmp_path_factory, cache_dir):
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tiny_world, tiny_student, tmp_path_factory):
-    """The tiny student as an INT8 bundle (PTQ): FP32 and INT8 graphs for ONNX Runtime and OpenVINO."""
-    from mipd_edge.quantize import quantize_bundle
+def tiny_fp32_bundle(tiny_world, tiny_student, tmp_path_factory):
+    """The tiny student as an FP32 bundle: ONNX and OpenVINO graphs."""
+    from mipd_edge.export import export_bundle
 
-    out = tmp_path_factory.mktemp("bundle")
-    quantize_bundle(tiny_student, tiny_world / "data", out, "ptq", calib_size=16, progress=False)
+    out = tmp_path_factory.mktemp("fp32") / "bundle"
+    export_bundle(tiny_student, out, ("onnx", "openvino"), data=tiny_world / "data")
     return out
 
 
 @pytest.fixture(scope="session")
-def ort_static_bundle(tiny_world, tiny_student, tmp_path_factory):
-    """The tiny student as an FP32 ONNX bundle, and as an INT8 bundle in ONNX Runtime's own
-    static layout made from it (its FP32 graphs copied, not exported again)."""
-    from mipd_edge.export import export_bundle
+def tiny_bundle(tiny_world, tiny_student, tiny_fp32_bundle, tmp_path_factory):
+    """The tiny student as an INT8 bundle (PTQ): FP32 and INT8 graphs for ONNX Runtime and OpenVINO."""
     from mipd_edge.quantize import quantize_bundle
 
-    root = tmp_path_factory.mktemp("ort-static")
-    export_bundle(tiny_student, root / "fp32", ("onnx",), data=tiny_world / "data")
-    quantize_bundle(tiny_student, tiny_world / "data", root / "ort", "ptq", calib_size=16, formats=("onnx",),
-                    ort_static=True, progress=False, fp32_bundle=root / "fp32")
-    return root / "fp32", root / "ort"
+    out = tmp_path_factory.mktemp("bundle")
+    quantize_bundle(tiny_student, tiny_world / "data", out, "ptq", calib_size=16, progress=False,
+                    fp32_bundle=tiny_fp32_bundle)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ort_static_bundle(tiny_world, tiny_student, tiny_fp32_bundle, tmp_path_factory):
+    """The tiny student as an FP32 bundle, and as an INT8 bundle in ONNX Runtime's own
+    static layout made from it (its FP32 graphs copied, not exported again)."""
+    from mipd_edge.quantize import quantize_bundle
+
+    out = tmp_path_factory.mktemp("ort-static") / "ort"
+    quantize_bundle(tiny_student, tiny_world / "data", out, "ptq", calib_size=16, formats=("onnx",),
+                    ort_static=True, progress=False, fp32_bundle=tiny_fp32_bundle)
+    return tiny_fp32_bundle, out
 
 
 @pytest.fixture(scope="session")

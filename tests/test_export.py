@@ -104,7 +104,7 @@ def test_qat_and_ort_static_int8(tiny_student, tiny_world, tiny_bundle, ort_stat
 
     fp32, ort = ort_static_bundle
     for source, formats, dynamic, reason in (
-        (fp32, ("onnx", "openvino"), False, "lacks"),
+        (fp32, ("onnx", "tensorrt"), False, "lacks"),
         (fp32, ("onnx",), True, "batch mode"),
         (tiny_bundle, ("onnx",), False, "FP32"),
     ):
@@ -129,6 +129,12 @@ def test_export_and_quantize_cli(tiny_student, tiny_world, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "verified onnx" in r.stdout
     assert json.loads((tmp_path / "b" / "bundle.json").read_text())["graphs"].keys() == {"onnx"}
+    # an INT8 bundle starts from an FP32 bundle only where that bundle fits it
+    r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "quantize", "--model", str(tiny_student), "--data",
+                        str(tiny_world / "data"), "--out", str(tmp_path / "q"), "--formats", "onnx", "--dynamic-batch",
+                        "--from-bundle", str(tmp_path / "b")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "its batch mode differs" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert not (tmp_path / "q").exists()
     r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "export", "--model", str(tmp_path), "--out",
                         str(tmp_path / "c"), "--data", str(tiny_world / "data")],
                        capture_output=True, text=True, timeout=300)

@@ -82,6 +82,7 @@ def test_the_real_data_recipe_runs_as_written(tiny_world, tmp_path, tokenizer_di
     assert set(json.loads((work / "test-metrics.json").read_text())) >= {"seen", "rare", "unseen"}
     manifest = json.loads((work / "bundle-int8" / "bundle.json").read_text())
     assert manifest["precision"] == "int8" and manifest["quantization"]["accuracy_control"]["max_drop"] == 1.0
+    assert manifest["text_encoder_onnx"] and (work / "bundle-int8" / "text_encoder" / "model.onnx").is_file()
     assert json.loads((work / "bundle-fp32" / "bundle.json").read_text())["text_encoder_onnx"]
     rows = json.loads((work / "benchmark-jetson" / "results.json").read_text())["rows"]
     tensorrt = [row for row in rows if row["backend"] == "tensorrt"]

@@ -162,3 +162,26 @@ def test_cached_encoder_reuses_disk_cache(minilm, tmp_path):
     assert calls == [["a blue book", "a red ball"]]  # the second encoder found both on disk
     assert np.allclose(a[0], again[1]) and np.allclose(a[0], a[2])
     assert np.allclose(a[1], minilm.encode(["a blue book"])[0], atol=1e-6)
+
+
+def test_a_cached_text_needs_no_model(minilm, tmp_path):
+    """Every CLI command and torchrun rank embeds its vocabulary: when the cache holds the
+    texts, no model is loaded (sentence-transformers' import alone takes about 10 s here)."""
+    import subprocess
+    import sys
+
+    texts = ["a red ball", "a blue book"]
+    CachedTextEncoder(minilm, tmp_path).encode(texts)
+    code = f"""
+import sys
+import numpy as np
+from mipd_edge.text import load_text_encoder
+encoder = load_text_encoder("minilm", cache_dir={str(tmp_path)!r})
+vectors = encoder.encode({texts!r})
+print(encoder.dim, vectors.shape, "sentence_transformers" in sys.modules)
+encoder.encode(["a text the cache has never seen"])
+print("sentence_transformers" in sys.modules)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split("\n")[:2] == ["384 (2, 384) False", "True"]
