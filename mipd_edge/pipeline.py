@@ -42,6 +42,7 @@ class PipelineConfig:
     calib_size: int = 300
     benchmark_batches: tuple[int, ...] = (1, 8)
     benchmark_seconds: float = 2.0
+    benchmark_settle_s: Optional[float] = None  # the pause before each timing slice; None: the benchmark's own
 
 
 PRESETS = {
@@ -56,6 +57,7 @@ PRESETS = {
     # the tiny run tests use: quarter-width networks at 64 px, to check the plumbing, not the method
     "quick": PipelineConfig(train=160, dev=48, test=48, image_size=96, input_size=64, teacher_epochs=2,
                             student_epochs=2, calib_size=32, benchmark_batches=(1,), benchmark_seconds=0.1,
+                            benchmark_settle_s=0.02,
                             model={"width": 0.25, "d_model": 64, "heads": 2, "enc_layers": 1, "dec_layers": 1,
                                    "ffn": 128}),
 }
@@ -362,6 +364,8 @@ class Pipeline:
         settings = BenchmarkSettings(backends=("torch", "onnxruntime", "openvino", "tensorrt"),
                                      precisions=("fp32", "int8"), batches=self.cfg.benchmark_batches,
                                      data=str(self.data), seconds=self.cfg.benchmark_seconds)
+        if self.cfg.benchmark_settle_s is not None:
+            settings = replace(settings, settle_s=self.cfg.benchmark_settle_s)
         params = {"bundles": [self.stage_params(b.name) for b in bundles],
                   "references": [self.stage_params(r.name) for r in references],
                   "settings": {"batches": list(settings.batches), "seconds": settings.seconds}}
