@@ -42,6 +42,8 @@ ROWS: dict[str, tuple[str, str, str]] = {
                  "full MIPD, knowledge anchored in the teacher's space (its features, corrected by the prompts)"),
     "with-teacher-features": ("mipd", "with-teacher-features", "full MIPD plus plain KD's feature terms"),
     "scene-head": ("mipd", "scene-head", "full MIPD, scene knowledge reached through a projection of the glance"),
+    "teacher-glance": ("mipd", "teacher-glance",
+                       "the glance from the teacher's feature (KD's terms), the roles from instance knowledge"),
     "authors": ("mipd", "authors", "the authors' formulation (caicch/Ov-GSR)"),
     "authors-knowledge": ("mipd", "authors-knowledge", "the authors' knowledge and distillation, our GSR losses"),
     "teacher": ("teacher", "full", "the teacher itself (trained on its own sample, all verbs)"),

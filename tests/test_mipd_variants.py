@@ -229,6 +229,7 @@ def test_authors_losses_by_hand_and_every_part_learns():
     ("gaze", {"mipd_soft", "mipd_instance"}),
     ("with-teacher-features", {"mipd_soft", "mipd_scene", "mipd_instance", "kd_glance", "kd_gaze"}),
     ("scene-head", {"mipd_soft", "mipd_scene", "mipd_instance"}),
+    ("teacher-glance", {"mipd_soft", "mipd_instance", "kd_glance", "kd_gaze"}),
 ])
 def test_variants_distil_what_they_name(tiny_world, tmp_path, cache_dir, variant, terms):
     cfg = replace(tiny_config(method="mipd", epochs=1), **variant_overrides(variant))
@@ -314,3 +315,31 @@ def test_component_ablation_over_seeds_resumes_and_reports_every_seed(tmp_path, 
     order = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ablation: ")]
     assert order == ["ablation: authors, seed 0", "ablation: none, seed 0"]  # none comes first when neither ran
     assert both["rows"]["authors"]["seeds"]["0"] == out["rows"]["authors"]["seeds"]["0"]
+
+
+@pytest.mark.slow
+def test_the_knowledge_probe_scores_each_target_by_split(tiny_world, cache_dir, tmp_path):
+    """benchmarks/knowledge_probe.py on a run laid out as the ablation's (data, teacher,
+    rationales), and its scoring on a case worked by hand."""
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "knowledge_probe.py"
+    spec = importlib.util.spec_from_file_location("knowledge_probe", script)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])  # argmax: a, b, a
+    got = probe.top1_by_split(scores, ["a", "b"], ["a", "a", "b"], {"seen": ["a"], "rare": [], "unseen": ["b"]})
+    assert got["seen"] == 50.0 and got["unseen"] == 0.0 and np.isnan(got["rare"])
+
+    r = subprocess.run([sys.executable, str(script), "--run", str(tiny_world), "--cache", str(cache_dir),
+                        "--out", str(tmp_path / "probe"), "--json", str(tmp_path / "probe.json")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads((tmp_path / "probe.json").read_text())
+    assert out["setup"]["test_images"] == 48 and sum(out["setup"]["verbs"].values()) == 48
+    for target in ("teacher", "scene knowledge"):
+        assert set(out[target]) == {"seen", "rare", "unseen"} and f"{target:18s}" in r.stdout
+    assert (tmp_path / "probe" / "knowledge" / out["setup"]["knowledge"] / "scene.npy").is_file()

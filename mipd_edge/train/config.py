@@ -102,6 +102,10 @@ MIPD_VARIANTS: dict[str, dict[str, Any]] = {
     "anchored": {"mipd": MipdConfig(knowledge="anchored")},
     "with-teacher-features": {"mipd": MipdConfig(teacher_features=True)},
     "scene-head": {"mipd": MipdConfig(scene_head=True)},
+    # the glance distilled from the teacher's own feature (KD's terms), the roles from instance
+    # knowledge: scene knowledge names unseen verbs far less well than the teacher's feature
+    # (benchmarks/knowledge_probe.py)
+    "teacher-glance": {"mipd": MipdConfig(scene=False, teacher_features=True)},
     "authors": {"mipd": MipdConfig(formulation="authors"), "loss": AUTHORS_LOSS},
     # their knowledge and distillation with our GSR losses: what the formulation does apart from the loss recipe
     "authors-knowledge": {"mipd": MipdConfig(formulation="authors")},
