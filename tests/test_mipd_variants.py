@@ -330,9 +330,11 @@ def test_the_knowledge_probe_scores_each_target_by_split(tiny_world, cache_dir, 
     spec = importlib.util.spec_from_file_location("knowledge_probe", script)
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
-    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])  # argmax: a, b, a
-    got = probe.top1_by_split(scores, ["a", "b"], ["a", "a", "b"], {"seen": ["a"], "rare": [], "unseen": ["b"]})
-    assert got["seen"] == 50.0 and got["unseen"] == 0.0 and np.isnan(got["rare"])
+    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4]])  # best: a, b, a, a
+    gold = [{"a"}, {"a"}, {"b"}, {"b", "a"}]  # the last: any of two annotators' labels
+    got = probe.top1_by_split(scores, ["a", "b"], gold, ["v1", "v1", "v2", "v2"],
+                              {"seen": ["v1"], "rare": [], "unseen": ["v2"]})
+    assert got["seen"] == 50.0 and got["unseen"] == 50.0 and np.isnan(got["rare"])
 
     r = subprocess.run([sys.executable, str(script), "--run", str(tiny_world), "--cache", str(cache_dir),
                         "--out", str(tmp_path / "probe"), "--json", str(tmp_path / "probe.json")],
@@ -340,6 +342,9 @@ def test_the_knowledge_probe_scores_each_target_by_split(tiny_world, cache_dir, 
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads((tmp_path / "probe.json").read_text())
     assert out["setup"]["test_images"] == 48 and sum(out["setup"]["verbs"].values()) == 48
-    for target in ("teacher", "scene knowledge"):
-        assert set(out[target]) == {"seen", "rare", "unseen"} and f"{target:18s}" in r.stdout
-    assert (tmp_path / "probe" / "knowledge" / out["setup"]["knowledge"] / "scene.npy").is_file()
+    assert out["setup"]["role_slots"] > 48  # every verb has at least one role with a noun
+    for kind, targets in (("verbs", ("teacher", "scene knowledge")), ("nouns", ("teacher", "instance knowledge"))):
+        for target in targets:
+            assert set(out[kind][target]) == {"seen", "rare", "unseen"} and f"{kind:9s}{target:20s}" in r.stdout
+    folder = tmp_path / "probe" / "knowledge" / out["setup"]["knowledge"]
+    assert (folder / "scene_prompt.safetensors").is_file() and (folder / "instance_prompt.safetensors").is_file()

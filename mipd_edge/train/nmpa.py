@@ -40,6 +40,7 @@ from .teacher_cache import TeacherCache
 log = logging.getLogger(__name__)
 
 SCENE_PROMPT_FILE = "scene_prompt.safetensors"
+INSTANCE_PROMPT_FILE = "instance_prompt.safetensors"
 
 
 def nmpa_loss(knowledge: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, weights: torch.Tensor,
@@ -76,12 +77,25 @@ class Knowledge:
     def scene_of(self, global_feats: np.ndarray) -> np.ndarray:
         """Scene knowledge of other teacher features (images without rationales) through the
         trained scene prompt: what NMPA learnt maps any image the teacher sees."""
+        prompt = self._prompt(ScenePrompt, "scene_prompt", SCENE_PROMPT_FILE)
+        with torch.no_grad():
+            return prompt(torch.from_numpy(np.asarray(global_feats, np.float32))).numpy()
+
+    def instance_of(self, regions: np.ndarray, global_feats: np.ndarray, roles: np.ndarray,
+                    valid: np.ndarray) -> np.ndarray:
+        """Instance knowledge of other images' role regions (N, R, teacher_dim), with their
+        global features, role text embeddings (N, R, role_dim) and the roles present (N, R)."""
+        prompt = self._prompt(InstancePrompt, "instance_prompt", INSTANCE_PROMPT_FILE)
+        with torch.no_grad():
+            return prompt(*(torch.from_numpy(np.asarray(a, np.float32)) for a in (regions, global_feats, roles)),
+                          torch.from_numpy(np.asarray(valid, bool))).numpy()
+
+    def _prompt(self, cls, meta_key: str, file: str) -> torch.nn.Module:
         from safetensors.torch import load_file
 
-        prompt = ScenePrompt(**read_json(self.folder / "meta.json")["scene_prompt"])
-        prompt.load_state_dict(load_file(self.folder / SCENE_PROMPT_FILE))
-        with torch.no_grad():
-            return prompt.eval()(torch.from_numpy(np.asarray(global_feats, np.float32))).numpy()
+        prompt = cls(**read_json(self.folder / "meta.json")[meta_key])
+        prompt.load_state_dict(load_file(self.folder / file))
+        return prompt.eval()
 
 
 @dataclass
@@ -210,7 +224,7 @@ def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDa
                                     + ([] if options.losses == "ours" else ["hinge"]))
                          .encode()).hexdigest()[:20]
     folder = cache_root / key
-    if not (folder / "meta.json").is_file() or not (folder / SCENE_PROMPT_FILE).is_file():
+    if not all((folder / f).is_file() for f in ("meta.json", SCENE_PROMPT_FILE, INSTANCE_PROMPT_FILE)):
         from safetensors.torch import save_file
 
         records = load_judged_rationales(rationales, options.judgment)
@@ -227,11 +241,14 @@ def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDa
         np.save(folder / "scene.npy", k_scene)
         np.save(folder / "instance.npy", k_inst)
         save_file(scene.state_dict(), folder / SCENE_PROMPT_FILE)
+        save_file(instance.state_dict(), folder / INSTANCE_PROMPT_FILE)
         report = alignment_report(k_scene, k_inst, data)
         built = {"teacher_dim": g.shape[1], "text_dim": k_scene.shape[1], "n_ctx": 4 if switches[1] else 0,
                  "anchored": anchored}
+        built_instance = {**built, "n_ctx": 4 if switches[2] else 0, "role_dim": data.roles.shape[2]}
         write_json(folder / "meta.json", {"key": key, "teacher_cache": cache.key, "rationales": str(rationales),
                                           "rationales_sha256": digest, "losses": losses, "scene_prompt": built,
+                                          "instance_prompt": built_instance,
                                           **report})
         log.info(
             "NMPA: scene knowledge cos to positive %.3f vs hardest negative %.3f; instance %.3f vs %.3f",
