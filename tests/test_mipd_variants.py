@@ -348,3 +348,17 @@ def test_the_knowledge_probe_scores_each_target_by_split(tiny_world, cache_dir, 
             assert set(out[kind][target]) == {"seen", "rare", "unseen"} and f"{kind:9s}{target:20s}" in r.stdout
     folder = tmp_path / "probe" / "knowledge" / out["setup"]["knowledge"]
     assert (folder / "scene_prompt.safetensors").is_file() and (folder / "instance_prompt.safetensors").is_file()
+    # the kept prompts map the training images' teacher features to the very knowledge NMPA made
+    from mipd_edge.text import load_text_encoder
+    from mipd_edge.train.data import training_view
+    from mipd_edge.train.nmpa import Knowledge
+
+    knowledge = Knowledge(out["setup"]["knowledge"], np.load(folder / "scene.npy"), np.load(folder / "instance.npy"),
+                          folder)
+    features = cache_dir / "teacher" / json.loads((folder / "meta.json").read_text())["teacher_cache"]
+    _, train_set, train_vocab = training_view(tiny_world / "data", load_text_encoder("minilm", cache_dir / "text"))
+    regions, global_feats = np.load(features / "regions.npy"), np.load(features / "global.npy")
+    roles, _, _ = probe.role_slots(train_set, train_vocab, regions.shape[1])
+    valid = np.abs(knowledge.instance).sum(-1) > 0
+    assert valid.any() and np.allclose(knowledge.scene_of(global_feats), knowledge.scene, atol=1e-5)
+    assert np.allclose(knowledge.instance_of(regions, global_feats, roles, valid), knowledge.instance, atol=1e-5)
