@@ -7,8 +7,9 @@ encoder has an ``id`` that names the exact weights (a fingerprint of the weight 
 a vocabulary can refuse embeddings from a different model, and an on-disk cache can key
 embeddings by it.
 
-sentence-transformers (and with it torch) is imported only when an encoder is built;
-nothing here is needed to run a bundle whose vocabulary is already embedded.
+sentence-transformers (and with it torch) is imported only when a sentence-transformers
+encoder embeds a text that no cache holds; nothing here is needed to run a bundle whose
+vocabulary is already embedded.
 """
 
 from __future__ import annotations
