@@ -54,14 +54,14 @@ def top1_by_split(scores: np.ndarray, labels: list[str], gold: list[set[str]], r
     return out
 
 
-def role_slots(test: SituDataset, vocab: Vocabulary, max_roles: int) -> tuple[np.ndarray, np.ndarray, list]:
+def role_slots(dataset: SituDataset, vocab: Vocabulary, max_roles: int) -> tuple[np.ndarray, np.ndarray, list]:
     """Role text embeddings (N, R, D) of each image's verb, which slots have a gold noun (N, R),
     and those slots' gold nouns in the same order as ``valid``'s True entries."""
-    roles = np.zeros((len(test.names), max_roles, vocab.dim), np.float32)
-    valid = np.zeros((len(test.names), max_roles), bool)
+    roles = np.zeros((len(dataset.names), max_roles, vocab.dim), np.float32)
+    valid = np.zeros((len(dataset.names), max_roles), bool)
     gold = []
-    for i, name in enumerate(test.names):
-        annotation = test.annotations[name]
+    for i, name in enumerate(dataset.names):
+        annotation = dataset.annotations[name]
         names, emb = vocab.role_matrix(annotation.verb)
         for r, role in enumerate(names[:max_roles]):
             roles[i, r] = emb[r]

@@ -93,7 +93,11 @@ class Knowledge:
     def _prompt(self, cls, meta_key: str, file: str) -> torch.nn.Module:
         from safetensors.torch import load_file
 
-        prompt = cls(**read_json(self.folder / "meta.json")[meta_key])
+        built = read_json(self.folder / "meta.json").get(meta_key)
+        if built is None or not (self.folder / file).is_file():
+            raise MipdEdgeError(f"{self.folder}: knowledge cached without its trained {meta_key.replace('_', ' ')}; "
+                                "make it again (aligned_knowledge rebuilds such a folder)")
+        prompt = cls(**built)
         prompt.load_state_dict(load_file(self.folder / file))
         return prompt.eval()
 
