@@ -15,6 +15,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+
+
+def share_cores_between_workers() -> None:
+    """Under pytest-xdist the workers run side by side on the same cores: each takes its share
+    for torch, and so do the subprocesses it starts (OMP_NUM_THREADS), so that two workers'
+    training does not run four threads on two cores."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, cores // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+share_cores_between_workers()
 TORCH_THREADS = torch.get_num_threads()  # the process's own, before any test
 
 
