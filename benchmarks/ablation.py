@@ -23,7 +23,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from mipd_edge.ablation import ROWS, format_components, run_components
+from mipd_edge.ablation import ROWS, format_components, format_seeds, run_components
 from mipd_edge.cli import setup_logging
 from mipd_edge.metrics import format_comparison
 from mipd_edge.pipeline import PRESETS, Pipeline
@@ -56,6 +56,8 @@ def main() -> None:
         summary = run_components(Pipeline(out, cfg), args.rows, args.seeds, results, results.with_suffix(".png"))
         print(f"\nComponent ablation on SynthSitu test (mean [min, max] over seeds {args.seeds})")
         print(format_components(summary))
+        print("\nEvery seed (gold verb: roles scored with the image's true verb)")
+        print(format_seeds(summary))
         print(json.dumps(summary["goals"], indent=1))
         print(f"written: {results} and {results.with_suffix('.png')}")
         return

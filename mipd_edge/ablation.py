@@ -192,6 +192,25 @@ def format_components(results: Mapping[str, Any], markdown: bool = False) -> str
     return render_table(table, markdown)
 
 
+# (header, split, setting, metric) of the per-seed table; "gold verb" = the `gt_verb` setting,
+# where roles are scored with the image's true verb, so nouns and boxes are read apart from verbs
+SEED_COLUMNS = (("seen top-1", "seen", "top1", "verb"), ("rare top-1", "rare", "top1", "verb"),
+                ("unseen top-1", "unseen", "top1", "verb"), ("value", "all", "top1", "value"),
+                ("grnd value", "all", "top1", "grnd_value"), ("gold-verb value", "all", "gt_verb", "value"),
+                ("gold-verb grnd value", "all", "gt_verb", "grnd_value"))
+
+
+def format_seeds(results: Mapping[str, Any], markdown: bool = False) -> str:
+    """Every seed of every row on its own line: what the means hide (one weak seed), and the
+    gold-verb columns that tell a noun or box problem from a verb one."""
+    table = [["row", "seed"] + [c[0] for c in SEED_COLUMNS]]
+    for name, row in results["rows"].items():
+        for seed, m in sorted(row["seeds"].items()):
+            table.append([name, seed] + [f"{m[split][setting][metric]:.1f}" if setting in m[split] else "-"
+                                         for _, split, setting, metric in SEED_COLUMNS])
+    return render_table(table, markdown)
+
+
 def plot_components(results: Mapping[str, Any], path: Path) -> Optional[Path]:
     """One bar group per row (seen / rare / unseen verb top-1, grounded value), error bars =
     the range over seeds."""

@@ -275,7 +275,7 @@ def test_distill_cli_with_the_authors_variant(tiny_world, tmp_path, cache_dir, c
 
 @pytest.mark.slow
 def test_component_ablation_over_seeds_resumes_and_reports_every_seed(tmp_path, cache_dir, caplog):
-    from mipd_edge.ablation import format_components, run_components
+    from mipd_edge.ablation import format_components, format_seeds, run_components
     from mipd_edge.data.swig import SituDataset
     from mipd_edge.metrics import evaluate
     from mipd_edge.pipeline import PRESETS, Pipeline
@@ -303,6 +303,12 @@ def test_component_ablation_over_seeds_resumes_and_reports_every_seed(tmp_path, 
     assert (s["min"], s["max"]) == (min(unseen), max(unseen)) and abs(s["mean"] - sum(unseen) / 2) < 1e-9
     assert "mipd_vs_none" not in out["goals"]  # its rows did not run
     assert "authors" in format_components(out) and "[" in format_components(out, markdown=True)
+    lines = format_seeds(out, markdown=True).splitlines()  # header, rule, 2 rows x 2 seeds
+    t = out["rows"]["teacher"]["seeds"]["1"]
+    cells = [t["seen"]["top1"]["verb"], t["rare"]["top1"]["verb"], t["unseen"]["top1"]["verb"],
+             t["all"]["top1"]["value"], t["all"]["top1"]["grnd_value"], t["all"]["gt_verb"]["value"],
+             t["all"]["gt_verb"]["grnd_value"]]
+    assert len(lines) == 6 and lines[-1] == "| teacher | 1 | " + " | ".join(f"{v:.1f}" for v in cells) + " |"
 
     caplog.clear()
     with caplog.at_level("INFO", logger="mipd_edge.pipeline"):
