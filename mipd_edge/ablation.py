@@ -7,11 +7,16 @@ always distil from the seed-0 teacher). Each run is a pipeline stage, so an inte
 ablation resumes where it stopped, and the results file is rewritten after every run.
 
 Results: ``{"setup": {...}, "rows": {ROW: {"seeds": {"0": M, ...}}}, "summary": {...},
-"goals": {...}}``, M being exactly what ``mipd-edge eval --splits`` writes.
+"goals": {...}, "machines": {ROW: {"0": ...}}, "training": {ROW: {"0": [...]}}}``, M being
+exactly what ``mipd-edge eval --splits`` writes. A long ablation runs over several sittings,
+and the sittings' machines differ (training on another CPU's kernels is not bit-for-bit the
+same run), so every run records the machine that trained it and its per-epoch history (run
+folders do not outlive a machine; the results file does).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -44,6 +49,7 @@ ROWS: dict[str, tuple[str, str, str]] = {
     "scene-head": ("mipd", "scene-head", "full MIPD, scene knowledge reached through a projection of the glance"),
     "teacher-glance": ("mipd", "teacher-glance",
                        "the glance from the teacher's feature (KD's terms), the roles from instance knowledge"),
+    "gaze-on-nouns": ("mipd", "gaze-on-nouns", "full MIPD, instance knowledge pulling the noun embeddings directly"),
     "authors": ("mipd", "authors", "the authors' formulation (caicch/Ov-GSR)"),
     "authors-knowledge": ("mipd", "authors-knowledge", "the authors' knowledge and distillation, our GSR losses"),
     "teacher": ("teacher", "full", "the teacher itself (trained on its own sample, all verbs)"),
@@ -70,14 +76,44 @@ def model_name(pipe: Pipeline, row: str, seed: int) -> str:
         student_name(method, variant, seed)
 
 
-def train_and_evaluate(pipe: Pipeline, row: str, seed: int) -> dict:
-    """Test metrics of one row at one seed (the pipeline reuses what earlier runs finished)."""
+def train_and_evaluate(pipe: Pipeline, row: str, seed: int) -> tuple[Path, dict]:
+    """The model folder and test metrics of one row at one seed (the pipeline reuses what
+    earlier runs finished)."""
     method, variant, _ = ROWS[row]
     if method == "teacher":
         model = pipe.make_teacher(None if seed == pipe.cfg.seed else seed)
     else:
         model = pipe.make_student(method, variant, seed)
-    return pipe.evaluate_model(model, model.name)
+    return model, pipe.evaluate_model(model, model.name)
+
+
+def this_machine() -> dict:
+    """What a run's numbers depend on beyond its configuration: the CPU's kernels and torch."""
+    import torch
+
+    from .machine import cpu_features, cpu_name
+
+    return {"cpu": cpu_name(), "cpu_features": cpu_features(), "torch": torch.__version__}
+
+
+# what each epoch's record keeps of the dev metrics: (setting, metric) over all dev images
+HISTORY_METRICS = (("top1", "verb"), ("top1", "value"), ("top1", "grnd_value"), ("gt_verb", "value"),
+                   ("gt_verb", "grnd_value"))
+
+
+def training_history(model_dir: Path) -> list[dict]:
+    """Per epoch: the losses, the selection score and the dev metrics that tell verbs, nouns and
+    boxes apart (from the run's ``metrics.jsonl``)."""
+    history = []
+    for line in (model_dir / "metrics.jsonl").read_text().splitlines():
+        epoch = json.loads(line)
+        dev = epoch["dev"]["all"]
+        history.append({"epoch": epoch["epoch"], "loss": round(epoch["loss"], 4),
+                        "losses": {k: round(v, 4) for k, v in epoch["losses"].items()},
+                        "selection_score": round(epoch["selection_score"], 3), "best": epoch["best"],
+                        "dev": {f"{setting}_{metric}": round(dev[setting][metric], 3)
+                                for setting, metric in HISTORY_METRICS if setting in dev}})
+    return history
 
 
 def run_components(pipe: Pipeline, rows: Sequence[str], seeds: Sequence[int], results: Path,
@@ -89,13 +125,19 @@ def run_components(pipe: Pipeline, rows: Sequence[str], seeds: Sequence[int], re
     pipe.make_data()
     pipe.make_teacher()
     out = {"setup": setup(pipe, rows, seeds), "rows": {r: {"seeds": {}} for r in rows}}
-    out["rows"].update(kept_rows(results, out["setup"], rows))
+    kept = kept_results(results, out["setup"], rows)
+    out["rows"].update(kept["rows"])
+    out["machines"], out["training"] = kept["machines"], kept["training"]
     order = run_order(rows, seeds)
     # what earlier sittings finished first (reused from their stages, so the file has them at once)
     finished = [o for o in order if pipe.evaluated(model_name(pipe, *o))]
     for row, seed in finished + [o for o in order if o not in finished]:
         log.info("ablation: %s, seed %d", row, seed)
-        out["rows"][row]["seeds"][str(seed)] = train_and_evaluate(pipe, row, seed)
+        model_dir, out["rows"][row]["seeds"][str(seed)] = train_and_evaluate(pipe, row, seed)
+        # a run finished in this work folder earlier was trained here too, unless the file says otherwise
+        if (row, seed) not in finished or str(seed) not in out["machines"].get(row, {}):
+            out["machines"].setdefault(row, {})[str(seed)] = this_machine()
+        out["training"].setdefault(row, {})[str(seed)] = training_history(model_dir)
         out["summary"] = summarise(out["rows"])
         out["goals"] = goals(out["rows"])
         write_json(results, out)
@@ -104,21 +146,29 @@ def run_components(pipe: Pipeline, rows: Sequence[str], seeds: Sequence[int], re
     return out
 
 
-def kept_rows(results: Path, new_setup: Mapping[str, Any], rows: Sequence[str]) -> dict:
+def kept_results(results: Path, new_setup: Mapping[str, Any], rows: Sequence[str]) -> dict:
     """What an earlier results file measured on the same data with the same teacher and
     student settings: rows this run does not redo, and the seeds already measured of rows it
-    does (each is replaced when this run reaches it, by the same numbers from its finished
-    stage), so the file never loses a result while a long run works through its order."""
+    does (each is replaced when this run reaches it, by its finished stage's numbers), so the
+    file never loses a result while a long run works through its order; with each run's
+    machine and training history (a file from before they were recorded: its setup's machine)."""
+    kept: dict[str, dict] = {"rows": {}, "machines": {}, "training": {}}
     if not results.is_file():
-        return {}
+        return kept
     old = read_json(results)
     same = ("data", "teacher_data", "teacher", "student", "student_epochs", "input_size")
     if any(old.get("setup", {}).get(k) != new_setup[k] for k in same):
-        return {}
+        return kept
     for name in old["rows"]:
         if name not in rows and name in old["setup"].get("rows", {}):
             new_setup["rows"][name] = old["setup"]["rows"][name]
-    return {name: {**row, "seeds": dict(row["seeds"])} for name, row in old["rows"].items()}
+    kept["rows"] = {name: {**row, "seeds": dict(row["seeds"])} for name, row in old["rows"].items()}
+    device = old["setup"].get("device", {})
+    recorded = {k: device[k] for k in ("cpu", "cpu_features") if k in device}
+    kept["machines"] = {name: {seed: old.get("machines", {}).get(name, {}).get(seed, recorded) for seed in row["seeds"]}
+                        for name, row in old["rows"].items() if row["seeds"]}
+    kept["training"] = {name: dict(seeds) for name, seeds in old.get("training", {}).items()}
+    return kept
 
 
 def setup(pipe: Pipeline, rows: Sequence[str], seeds: Sequence[int]) -> dict:
@@ -130,7 +180,7 @@ def setup(pipe: Pipeline, rows: Sequence[str], seeds: Sequence[int]) -> dict:
             "student": c.student, "student_epochs": c.student_epochs, "input_size": c.input_size,
             "seeds": list(seeds), "seed_meaning": "students' training seed; data, teacher and rationales fixed",
             "rows": {r: {"method": ROWS[r][0], "variant": ROWS[r][1], "what": ROWS[r][2]} for r in rows},
-            "device": device_info()}
+            "device": device_info(), "device_meaning": "the latest sitting's machine; each run's is in machines"}
 
 
 def values(row: Mapping[str, Any], split: str, setting: str, metric: str) -> list[float]:
@@ -200,14 +250,25 @@ SEED_COLUMNS = (("seen top-1", "seen", "top1", "verb"), ("rare top-1", "rare", "
                 ("gold-verb grnd value", "all", "gt_verb", "grnd_value"))
 
 
+def machine_label(machine: Mapping[str, Any]) -> str:
+    """A run's machine in a few words: its CPU and widest vector instructions."""
+    cpu = " ".join(w for w in machine.get("cpu", "?").replace("(R)", "").split() if w != "Processor")
+    features = machine.get("cpu_features", [])
+    vector = "AVX-512" if any(f.startswith("avx512") for f in features) else "AVX2" if "avx2" in features else ""
+    return f"{cpu} {vector}".strip()
+
+
 def format_seeds(results: Mapping[str, Any], markdown: bool = False) -> str:
-    """Every seed of every row on its own line: what the means hide (one weak seed), and the
-    gold-verb columns that tell a noun or box problem from a verb one."""
-    table = [["row", "seed"] + [c[0] for c in SEED_COLUMNS]]
+    """Every seed of every row on its own line, with the machine that trained it: what the means
+    hide (one weak seed), and the gold-verb columns that tell a noun or box problem from a verb one."""
+    table = [["row", "seed"] + [c[0] for c in SEED_COLUMNS] + ["machine"]]
+    machines = results.get("machines", {})
     for name, row in results["rows"].items():
         for seed, m in sorted(row["seeds"].items()):
+            machine = machines.get(name, {}).get(seed)
             table.append([name, seed] + [f"{m[split][setting][metric]:.1f}" if setting in m[split] else "-"
-                                         for _, split, setting, metric in SEED_COLUMNS])
+                                         for _, split, setting, metric in SEED_COLUMNS]
+                         + [machine_label(machine) if machine else "-"])
     return render_table(table, markdown)
 
 

@@ -3,10 +3,12 @@ random negatives, and the component ablation that runs them over seeds."""
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from helpers import TINY_MODEL, tiny_config
 from mipd_edge.errors import MipdEdgeError
@@ -15,7 +17,8 @@ from mipd_edge.train.authors import AuthorsMIPD, RationaleTokens, hinge
 from mipd_edge.train.checkpoint import load_checkpoint
 from mipd_edge.train.config import MIPD_VARIANTS, MipdConfig, TrainConfig, load_config, variant_overrides
 from mipd_edge.train.data import Batch
-from mipd_edge.train.distill import distill
+from mipd_edge.train.distill import MIPDDistill, distill
+from mipd_edge.train.hoi import hoi_mipd_objective
 from mipd_edge.train.nmpa import AlignmentData, train_prompts
 from mipd_edge.train.prompts import InstancePrompt, ScenePrompt
 from mipd_edge.train.rationales import Draft, generate_rationales, judge, judgment_rng, load_judged_rationales
@@ -44,6 +47,8 @@ def test_every_variant_is_a_valid_config_that_round_trips():
     assert MipdConfig(losses="authors").distance == "l1" and MipdConfig().distance == "cosine"
     with pytest.raises(MipdEdgeError, match="reshapes our formulation"):
         MipdConfig(losses="authors", formulation="authors")
+    with pytest.raises(MipdEdgeError, match="mapped into the student's text space"):
+        MipdConfig(knowledge="anchored", instance_head=False)
     with pytest.raises(MipdEdgeError, match="fractions of training"):
         TrainConfig(distill_from=0.6, distill_full=0.5)
 
@@ -231,12 +236,37 @@ def test_authors_losses_by_hand_and_every_part_learns():
     assert model.glance_head.weight.grad.abs().sum() > 0  # the student is pulled to the knowledge
 
 
+def test_instance_knowledge_meets_the_noun_embeddings_without_a_head():
+    torch.manual_seed(0)
+    model = create_student("edge-s", image_size=64, text_dim=8, **TINY_MODEL)
+    instance = np.random.default_rng(0).normal(size=(3, 6, 8)).astype(np.float16)  # 3 images, 6 role slots
+    cfg = replace(tiny_config(method="mipd"), **variant_overrides("gaze-on-nouns"))
+    objective = MIPDDistill(None, instance, None, model, cfg, instance_head=cfg.mipd.instance_head)
+    assert not list(objective.parameters())  # nothing between the nouns and the knowledge
+    out = model(torch.randn(2, 3, 64, 64), torch.randn(2, 6, 8), torch.randn(2, 8), torch.ones(2, 6))
+    mask = torch.tensor([[1.0, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]])
+    batch = Batch(torch.zeros(2, 3, 64, 64), torch.zeros(2, dtype=torch.long), torch.zeros(2, 6, 3, dtype=torch.long),
+                  torch.zeros(2, 6, 4), torch.zeros(2, 6, dtype=torch.bool), mask, torch.tensor([2, 0]))
+    losses = objective(model, out, batch, torch.zeros(2, 4), torch.zeros(4, 8))
+    target = torch.from_numpy(instance[[2, 0]].astype(np.float32))
+    by_hand = [1 - F.cosine_similarity(out["nouns"][b, r], target[b, r], dim=0) for b, r in mask.nonzero()]
+    assert set(losses) == {"mipd_instance"}
+    assert torch.isclose(losses["mipd_instance"], cfg.gaze_align_weight * torch.stack(by_hand).mean())
+    losses["mipd_instance"].backward()
+    assert model.noun_head.weight.grad.abs().sum() > 0  # the noun head itself is pulled
+    with_head = MIPDDistill(None, instance, None, model, tiny_config(method="mipd"))
+    assert [n for n, _ in with_head.named_parameters()] == ["role_proj.weight", "role_proj.bias"]
+    with pytest.raises(MipdEdgeError, match="HOI distillation has it for its pairs' features only"):
+        hoi_mipd_objective(model, None, None, "teacher", "rationales", "pairs", cfg, Path("cache"), False)
+
+
 @pytest.mark.parametrize("variant, terms", [
     ("glimpse-positive", {"mipd_soft", "mipd_scene"}),
     ("gaze", {"mipd_soft", "mipd_instance"}),
     ("with-teacher-features", {"mipd_soft", "mipd_scene", "mipd_instance", "kd_glance", "kd_gaze"}),
     ("scene-head", {"mipd_soft", "mipd_scene", "mipd_instance"}),
     ("teacher-glance", {"mipd_soft", "mipd_instance", "kd_glance", "kd_gaze"}),
+    ("gaze-on-nouns", {"mipd_soft", "mipd_scene", "mipd_instance"}),
 ])
 def test_variants_distil_what_they_name(tiny_world, tmp_path, cache_dir, variant, terms):
     cfg = replace(tiny_config(method="mipd", epochs=1), **variant_overrides(variant))
@@ -248,6 +278,7 @@ def test_variants_distil_what_they_name(tiny_world, tmp_path, cache_dir, variant
     weights, _ = load_checkpoint(tmp_path / variant / "checkpoints" / "last.safetensors")
     heads = {k.split(".")[1] for k in weights if k.startswith("objective.")}
     assert ("scene_proj" in heads) == (variant == "scene-head")  # the glance itself, or a projection of it
+    assert ("role_proj" in heads) == (variant not in ("glimpse-positive", "gaze-on-nouns"))  # the same for nouns
 
 
 @pytest.mark.slow
@@ -275,7 +306,7 @@ def test_distill_cli_with_the_authors_variant(tiny_world, tmp_path, cache_dir, c
 
 @pytest.mark.slow
 def test_component_ablation_over_seeds_resumes_and_reports_every_seed(tmp_path, cache_dir, caplog):
-    from mipd_edge.ablation import format_components, format_seeds, run_components
+    from mipd_edge.ablation import format_components, format_seeds, machine_label, run_components, this_machine
     from mipd_edge.data.swig import SituDataset
     from mipd_edge.metrics import evaluate
     from mipd_edge.pipeline import PRESETS, Pipeline
@@ -308,18 +339,35 @@ def test_component_ablation_over_seeds_resumes_and_reports_every_seed(tmp_path, 
     cells = [t["seen"]["top1"]["verb"], t["rare"]["top1"]["verb"], t["unseen"]["top1"]["verb"],
              t["all"]["top1"]["value"], t["all"]["top1"]["grnd_value"], t["all"]["gt_verb"]["value"],
              t["all"]["gt_verb"]["grnd_value"]]
-    assert len(lines) == 6 and lines[-1] == "| teacher | 1 | " + " | ".join(f"{v:.1f}" for v in cells) + " |"
+    here = this_machine()
+    assert len(lines) == 6 and lines[-1] == "| teacher | 1 | " + " | ".join(f"{v:.1f}" for v in cells) + \
+        f" | {machine_label(here)} |"
+    # every run: the machine that trained it and its history, epoch by epoch, from its metrics.jsonl
+    assert out["machines"] == {r: {"0": here, "1": here} for r in rows}
+    history = out["training"]["authors"]["1"]
+    logged = json.loads((pipe.workdir / "student-authors-seed1" / "metrics.jsonl").read_text())
+    assert [e["epoch"] for e in history] == [1] and history[0]["loss"] == round(logged["loss"], 4)
+    assert history[0]["dev"]["gt_verb_value"] == round(logged["dev"]["all"]["gt_verb"]["value"], 3)
+    assert set(out["training"]) == set(rows) and all(len(s) == 2 for s in out["training"].values())
 
     caplog.clear()
     with caplog.at_level("INFO", logger="mipd_edge.pipeline"):
         again = run_components(pipe, ["teacher"], [0, 1], results)  # a rerun of one row keeps the others
     assert not [r for r in caplog.records if r.getMessage().endswith(": running")]
     assert again["rows"] == out["rows"] and set(again["rows"]) == set(rows)
+    assert again["machines"] == out["machines"] and again["training"] == out["training"]
     # a run that has not reached a row yet keeps, meanwhile, the seeds the file has for it
-    from mipd_edge.ablation import kept_rows, setup
+    from mipd_edge.ablation import kept_results, setup
 
-    kept = kept_rows(results, setup(pipe, ["authors"], [0, 1]), ["authors"])
-    assert kept["authors"]["seeds"] == out["rows"]["authors"]["seeds"] and "teacher" in kept
+    kept = kept_results(results, setup(pipe, ["authors"], [0, 1]), ["authors"])
+    assert kept["rows"]["authors"]["seeds"] == out["rows"]["authors"]["seeds"] and "teacher" in kept["rows"]
+    # a file from before runs recorded their machine: each run gets its setup's machine
+    older = {k: v for k, v in out.items() if k not in ("machines", "training")}
+    older["setup"] = {**out["setup"], "device": {"cpu": "AMD EPYC", "cpu_features": ["avx2"], "gpu": ["none"]}}
+    results.write_text(json.dumps(older))
+    kept = kept_results(results, setup(pipe, ["authors"], [0, 1]), ["authors"])
+    assert kept["machines"]["teacher"] == {"0": {"cpu": "AMD EPYC", "cpu_features": ["avx2"]}} | {
+        "1": {"cpu": "AMD EPYC", "cpu_features": ["avx2"]}} and kept["training"] == {}
     # a new sitting reports what earlier ones finished before it trains anything new
     results.unlink()
     caplog.clear()

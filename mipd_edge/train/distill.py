@@ -77,14 +77,18 @@ class MIPDDistill(Objective):
 
     def __init__(self, scene: Optional[np.ndarray], instance: Optional[np.ndarray],
                  teacher_logits: Optional[np.ndarray],
-                 model: Student, cfg: TrainConfig, scene_proj: bool = False, features: Optional[FeatureKD] = None):
+                 model: Student, cfg: TrainConfig, scene_proj: bool = False, features: Optional[FeatureKD] = None,
+                 instance_head: bool = True):
         """``scene_proj``: the glance reaches the scene knowledge through a projection head, as
         in ``kd`` (asked for, or needed where anchored knowledge is not in the student's text
-        space). ``features``: plain KD's feature terms as well."""
+        space). ``instance_head``: the role features reach the instance knowledge through a
+        projection head; without it the noun embeddings meet it directly. ``features``: plain
+        KD's feature terms as well."""
         super().__init__()
         self.features = features
         self.scene, self.instance, self.logits, self.cfg = scene, instance, teacher_logits, cfg
-        self.role_proj = nn.Linear(model.cfg.d_model, instance.shape[2]) if instance is not None else None
+        self.role_proj = (nn.Linear(model.cfg.d_model, instance.shape[2]) if instance is not None and instance_head
+                          else None)
         self.scene_proj = (nn.Linear(model.cfg.text_dim, scene.shape[1]) if scene is not None and scene_proj
                            else nn.Identity())
 
@@ -97,10 +101,10 @@ class MIPDDistill(Objective):
         if self.scene is not None:
             losses["mipd_scene"] = c.align_weight * knowledge_distance(
                 self.scene_proj(out["glance"]), batch_rows(self.scene, batch.index, dev), shape=c.mipd.distance)
-        if self.role_proj is not None:
+        if self.instance is not None:
+            roles = out["nouns"] if self.role_proj is None else self.role_proj(out["role_feats"])
             losses["mipd_instance"] = c.gaze_align_weight * knowledge_distance(
-                self.role_proj(out["role_feats"]), batch_rows(self.instance, batch.index, dev), batch.role_mask > 0,
-                c.mipd.distance)
+                roles, batch_rows(self.instance, batch.index, dev), batch.role_mask > 0, c.mipd.distance)
         if self.features is not None:
             losses.update(self.features(model, out, batch, verb_logits, noun_emb))
         return losses
@@ -153,7 +157,7 @@ def build_objective(cfg: TrainConfig, model: Student, train_set: SituDataset, vo
                 if options.teacher_features else None)
     return MIPDDistill(knowledge.scene if options.scene else None, knowledge.instance if options.instance else None,
                        logits, model, cfg, scene_proj=options.scene_head or space.id != encoder.id,
-                       features=features), provenance
+                       features=features, instance_head=options.instance_head), provenance
 
 
 def matched_text_encoder(cfg: TrainConfig) -> TrainConfig:

@@ -478,6 +478,9 @@ def hoi_mipd_objective(model: HoiStudent, vocab: Vocabulary, encoder, teacher: O
     """Teacher cache and NMPA knowledge of the training pairs' crops (and, for ``pairs="all"``,
     of the unlabelled pairs' crops); the crops' indexes in them; what they were built from.
     Crops of the ``hold_out`` verbs are left out like unseen ones."""
+    if not cfg.mipd.instance_head:
+        raise MipdEdgeError("mipd without the instance head (variant gaze-on-nouns) pulls a situation student's "
+                            "noun embeddings; HOI distillation has it for its pairs' features only")
     if teacher is None or rationales is None or pairs is None:
         raise MipdEdgeError("HOI method 'mipd' needs --teacher, --pairs (mipd-edge hoi-pairs) and --rationales "
                             "(mipd-edge rationales on the pairs)")
