@@ -127,6 +127,9 @@ def run_components(pipe: Pipeline, rows: Sequence[str], seeds: Sequence[int], re
     out = {"setup": setup(pipe, rows, seeds), "rows": {r: {"seeds": {}} for r in rows}}
     kept = kept_results(results, out["setup"], rows)
     out["rows"].update(kept["rows"])
+    # the file's rows in the ablation's reading order, whichever a sitting ran
+    out["rows"] = {r: out["rows"][r] for r in sorted(out["rows"], key=lambda r: list(ROWS).index(r) if r in ROWS
+                                                     else len(ROWS))}
     out["machines"], out["training"] = kept["machines"], kept["training"]
     order = run_order(rows, seeds)
     # what earlier sittings finished first (reused from their stages, so the file has them at once)
