@@ -1,6 +1,7 @@
 """Do MIPD's knowledge targets still name unseen verbs, and the right nouns? A probe.
 
     python benchmarks/knowledge_probe.py [--run runs/ablation/default] [--cache runs/ablation-cache]
+                                         [--variants full random-negatives ...] [--seeds 0 1 2]
 
 KD pulls the student's glance toward the teacher's image feature and its role features toward
 the teacher's region features; MIPD pulls them toward scene and instance knowledge: those
@@ -17,8 +18,12 @@ component ablation's data, split by the image's seen / rare / unseen verb:
   prompt on the same regions) against the student's noun embeddings; right when it is any
   annotator's noun.
 
-NMPA is trained afresh (seed 0, the ablation's options) into its own cache folder (``--out``),
-so the ablation's cached knowledge is never touched. Writes ``--json`` and prints a table.
+NMPA is trained afresh into its own cache folder (``--out``), so the ablation's cached knowledge
+is never touched: once per ``--variants`` (the MIPD variants whose prompts or negatives differ
+from full MIPD's: their NMPA options and rationales), so a component that does not help the
+student can be read by what it does to the targets, and once per NMPA seed (``--seeds``, as a
+student's seed sets its NMPA run): each knowledge target reports the mean over seeds and every
+seed. Writes ``--json`` and prints a table (mean [min, max] over seeds).
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ import numpy as np
 
 from mipd_edge.cli import setup_logging
 from mipd_edge.data.swig import SituDataset
+from mipd_edge.errors import MipdEdgeError
 from mipd_edge.models.teacher import load_teacher
+from mipd_edge.pipeline import rationales_name
 from mipd_edge.text import load_text_encoder
-from mipd_edge.train.config import MipdConfig
+from mipd_edge.train.config import MipdConfig, variant_overrides
 from mipd_edge.train.data import training_view
 from mipd_edge.train.nmpa import aligned_knowledge
 from mipd_edge.train.teacher_cache import teacher_cache
@@ -72,14 +79,47 @@ def role_slots(dataset: SituDataset, vocab: Vocabulary, max_roles: int) -> tuple
     return roles, valid, gold
 
 
+def knowledge_options(variant: str) -> MipdConfig:
+    """NMPA's options for ``variant``, which must make our knowledge in the student's text space
+    (the only one the student's verb and noun embeddings can score)."""
+    options = variant_overrides(variant).get("mipd", MipdConfig())
+    if options.formulation != "ours" or options.knowledge != "mapped":
+        raise MipdEdgeError(f"variant {variant!r} makes no NMPA knowledge in the student's text space; "
+                            "probe full MIPD or one of its prompt or negative variants")
+    return options
+
+
+def over_seeds(by_seed: dict[str, dict[str, float]]) -> dict:
+    """Each split's mean over seeds, beside every seed's scores."""
+    return {**{s: float(np.mean([m[s] for m in by_seed.values()])) for s in SPLITS}, "seeds": by_seed}
+
+
+def spread(scores: dict, split: str) -> str:
+    """``mean [min, max]`` over a target's seeds, or its one score."""
+    seeds = [m[split] for m in scores.get("seeds", {}).values()]
+    if len(seeds) < 2:
+        return f"{scores[split]:.1f}"
+    return f"{scores[split]:.1f} [{min(seeds):.1f}, {max(seeds):.1f}]"
+
+
+def target_name(kind: str, variant: str) -> str:
+    return f"{kind} knowledge" + ("" if variant == "full" else f", {variant}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/ablation/default", help="the ablation's work folder")
     parser.add_argument("--cache", default="runs/ablation-cache", help="the ablation's cache (text, teacher)")
-    parser.add_argument("--out", default="runs/knowledge-probe", help="where NMPA's probe run is cached")
+    parser.add_argument("--out", default="runs/knowledge-probe", help="where NMPA's probe runs are cached")
+    parser.add_argument("--variants", nargs="+", default=["full"], help="MIPD variants whose knowledge to probe")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="NMPA seeds")
     parser.add_argument("--json", default="benchmarks/results/knowledge-probe.json")
     args = parser.parse_args()
     setup_logging(False)
+    try:
+        variants = {v: knowledge_options(v) for v in args.variants}
+    except MipdEdgeError as e:
+        raise SystemExit(f"error: {e}") from None
     run, cache = Path(args.run).resolve(), Path(args.cache).resolve()
     data = run / "data"
 
@@ -87,8 +127,6 @@ def main() -> None:
     split, train_set, train_vocab = training_view(data, encoder)
     teacher = load_teacher(run / "teacher", text_encoder=encoder)
     train_cache = teacher_cache(teacher, train_set, train_vocab, cache / "teacher")
-    knowledge = aligned_knowledge(train_cache, run / "rationales.jsonl", train_set, encoder, train_vocab,
-                                  Path(args.out).resolve() / "knowledge", options=MipdConfig())
 
     test = SituDataset(data, "test")
     vocab = Vocabulary.from_space(test.space, encoder)  # every verb, unseen ones included, as at test time
@@ -102,27 +140,36 @@ def main() -> None:
     slot_verbs = [gold_verbs[i] for i in np.nonzero(valid)[0]]
     nouns, noun_emb = vocab.noun_matrix()
     teacher_nouns = teacher.encode_text([noun_text(vocab.nouns[n]) for n in nouns]).float().numpy()
-    instance = knowledge.instance_of(regions, global_feats, roles, valid)
     verb_gold = [{v} for v in gold_verbs]
     results = {
-        "setup": {"run": str(run), "test_images": len(gold_verbs), "role_slots": len(gold_nouns),
-                  "knowledge": knowledge.key, "verbs": {s: len(split[s]) for s in SPLITS}},
-        "verbs": {"teacher": top1_by_split(test_cache.verb_logits, verbs, verb_gold, gold_verbs, split),
-                  "scene knowledge": top1_by_split(knowledge.scene_of(global_feats) @ verb_emb.T, verbs, verb_gold,
-                                                   gold_verbs, split)},
-        "nouns": {"teacher": top1_by_split(regions[valid] @ teacher_nouns.T, nouns, gold_nouns, slot_verbs, split),
-                  "instance knowledge": top1_by_split(instance[valid] @ noun_emb.T, nouns, gold_nouns, slot_verbs,
-                                                      split)},
+        "setup": {"run": str(run), "test_images": len(gold_verbs), "role_slots": len(gold_nouns), "knowledge": {},
+                  "verbs": {s: len(split[s]) for s in SPLITS}},
+        "verbs": {"teacher": top1_by_split(test_cache.verb_logits, verbs, verb_gold, gold_verbs, split)},
+        "nouns": {"teacher": top1_by_split(regions[valid] @ teacher_nouns.T, nouns, gold_nouns, slot_verbs, split)},
     }
+    for variant, options in variants.items():
+        rationales = run / f"{rationales_name(options.judgment)}.jsonl"
+        scene, instance = {}, {}
+        for seed in args.seeds:
+            knowledge = aligned_knowledge(train_cache, rationales, train_set, encoder, train_vocab,
+                                          Path(args.out).resolve() / "knowledge", seed=seed, options=options)
+            results["setup"]["knowledge"].setdefault(variant, {})[str(seed)] = knowledge.key
+            scene[str(seed)] = top1_by_split(knowledge.scene_of(global_feats) @ verb_emb.T, verbs, verb_gold,
+                                             gold_verbs, split)
+            regions_knowledge = knowledge.instance_of(regions, global_feats, roles, valid)[valid]
+            instance[str(seed)] = top1_by_split(regions_knowledge @ noun_emb.T, nouns, gold_nouns, slot_verbs, split)
+        results["verbs"][target_name("scene", variant)] = over_seeds(scene)
+        results["nouns"][target_name("instance", variant)] = over_seeds(instance)
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    width = max(len(name) for kind in ("verbs", "nouns") for name in results[kind]) + 2
+    cell = 20 if len(args.seeds) > 1 else 9
     print(f"zero-shot top-1 (%) on {len(gold_verbs)} SynthSitu test images ({len(gold_nouns)} roles with a gold "
-          f"noun), by the image's verb split")
-    print(f"{'':9s}{'target':20s}" + "".join(f"{s:>9s}" for s in SPLITS))
-    for kind, targets in results.items():
-        if kind == "setup":
-            continue
-        for name, scores in targets.items():
-            print(f"{kind:9s}{name:20s}" + "".join(f"{scores[s]:9.1f}" for s in SPLITS))
+          f"noun), by the image's verb split" + (f"; knowledge: mean [min, max] over NMPA seeds {args.seeds}"
+                                                 if len(args.seeds) > 1 else ""))
+    print(f"{'':9s}{'target':{width}s}" + "".join(f"{s:>{cell}s}" for s in SPLITS))
+    for kind in ("verbs", "nouns"):
+        for name, scores in results[kind].items():
+            print(f"{kind:9s}{name:{width}s}" + "".join(f"{spread(scores, s):>{cell}s}" for s in SPLITS))
 
 
 if __name__ == "__main__":

@@ -67,6 +67,11 @@ def teacher_name(seed: Optional[int] = None) -> str:
     return "teacher" if seed is None else f"teacher-seed{seed}"
 
 
+def rationales_name(judgment: str = "teacher") -> str:
+    """The stage (and ``.jsonl`` file in the work folder) of rationales whose negatives ``judgment`` chose."""
+    return "rationales" if judgment == "teacher" else f"rationales-{judgment}"
+
+
 def student_name(method: str, variant: str = "full", seed: Optional[int] = None) -> str:
     return f"student-{method if variant == 'full' else variant}" + ("" if seed is None else f"-seed{seed}")
 
@@ -177,7 +182,7 @@ class Pipeline:
 
     def rationales_file(self, judgment: str = "teacher") -> tuple[str, Path]:
         """The stage name and file of the rationales whose negatives ``judgment`` chose."""
-        name = "rationales" if judgment == "teacher" else f"rationales-{judgment}"
+        name = rationales_name(judgment)
         return name, self.workdir / f"{name}.jsonl"
 
     def make_rationales(self, judgment: str = "teacher") -> dict:

@@ -2,6 +2,7 @@
 random negatives, and the component ablation that runs them over seeds."""
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -398,23 +399,39 @@ def test_the_knowledge_probe_scores_each_target_by_split(tiny_world, cache_dir, 
     assert got["seen"] == 50.0 and got["unseen"] == 50.0 and np.isnan(got["rare"])
 
     r = subprocess.run([sys.executable, str(script), "--run", str(tiny_world), "--cache", str(cache_dir),
-                        "--out", str(tmp_path / "probe"), "--json", str(tmp_path / "probe.json")],
+                        "--out", str(tmp_path / "probe"), "--json", str(tmp_path / "probe.json"),
+                        "--variants", "full", "no-instance-prompt", "--seeds", "0", "1"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads((tmp_path / "probe.json").read_text())
     assert out["setup"]["test_images"] == 48 and sum(out["setup"]["verbs"].values()) == 48
     assert out["setup"]["role_slots"] > 48  # every verb has at least one role with a noun
-    for kind, targets in (("verbs", ("teacher", "scene knowledge")), ("nouns", ("teacher", "instance knowledge"))):
+    for kind, targets in (("verbs", ("teacher", "scene knowledge", "scene knowledge, no-instance-prompt")),
+                          ("nouns", ("teacher", "instance knowledge", "instance knowledge, no-instance-prompt"))):
+        assert list(out[kind]) == list(targets)
         for target in targets:
-            assert set(out[kind][target]) == {"seen", "rare", "unseen"} and f"{kind:9s}{target:20s}" in r.stdout
-    folder = tmp_path / "probe" / "knowledge" / out["setup"]["knowledge"]
+            assert set(out[kind][target]) - {"seeds"} == {"seen", "rare", "unseen"}
+            cell = r"(nan|[0-9.]+)" + ("" if target == "teacher" else r" \[(nan|[0-9.]+), (nan|[0-9.]+)\]")
+            assert re.search(rf"^{kind} +{target}( +{cell}){{3}}$", r.stdout, re.M), r.stdout
+            if target != "teacher":  # knowledge: the mean over NMPA seeds, beside each seed
+                seeds = out[kind][target]["seeds"]
+                assert set(seeds) == {"0", "1"}
+                assert out[kind][target]["seen"] == pytest.approx((seeds["0"]["seen"] + seeds["1"]["seen"]) / 2)
+    keys = out["setup"]["knowledge"]
+    assert set(keys) == {"full", "no-instance-prompt"} and set(keys["full"]) == {"0", "1"}
+    assert len({k for v in keys.values() for k in v.values()}) == 4  # each variant and seed its own NMPA run
+    # a variant whose knowledge is not NMPA's in the student's space is refused before any work
+    bad = subprocess.run([sys.executable, str(script), "--run", str(tiny_world), "--variants", "authors"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: variant 'authors'")
+    folder = tmp_path / "probe" / "knowledge" / keys["full"]["0"]
     assert (folder / "scene_prompt.safetensors").is_file() and (folder / "instance_prompt.safetensors").is_file()
     # the kept prompts map the training images' teacher features to the very knowledge NMPA made
     from mipd_edge.text import load_text_encoder
     from mipd_edge.train.data import training_view
     from mipd_edge.train.nmpa import Knowledge
 
-    knowledge = Knowledge(out["setup"]["knowledge"], np.load(folder / "scene.npy"), np.load(folder / "instance.npy"),
+    knowledge = Knowledge(keys["full"]["0"], np.load(folder / "scene.npy"), np.load(folder / "instance.npy"),
                           folder)
     features = cache_dir / "teacher" / json.loads((folder / "meta.json").read_text())["teacher_cache"]
     _, train_set, train_vocab = training_view(tiny_world / "data", load_text_encoder("minilm", cache_dir / "text"))
