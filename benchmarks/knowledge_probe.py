@@ -1,6 +1,6 @@
 """Do MIPD's knowledge targets still name unseen verbs, and the right nouns? A probe.
 
-    python benchmarks/knowledge_probe.py [--run runs/ablation/default] [--cache runs/ablation-cache]
+    python benchmarks/knowledge_probe.py [--run runs/ablation/default] [--cache ~/.cache/mipd-edge]
                                          [--variants full random-negatives ...] [--seeds 0 1 2]
 
 KD pulls the student's glance toward the teacher's image feature and its role features toward
@@ -37,6 +37,7 @@ import numpy as np
 from mipd_edge.cli import setup_logging
 from mipd_edge.data.swig import SituDataset
 from mipd_edge.errors import MipdEdgeError
+from mipd_edge.files import default_cache_dir
 from mipd_edge.models.teacher import load_teacher
 from mipd_edge.pipeline import rationales_name
 from mipd_edge.text import load_text_encoder
@@ -109,7 +110,8 @@ def target_name(kind: str, variant: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/ablation/default", help="the ablation's work folder")
-    parser.add_argument("--cache", default="runs/ablation-cache", help="the ablation's cache (text, teacher)")
+    parser.add_argument("--cache", default=str(default_cache_dir()),
+                        help="the ablation's cache (text, teacher); default: $MIPD_EDGE_CACHE or ~/.cache/mipd-edge")
     parser.add_argument("--out", default="runs/knowledge-probe", help="where NMPA's probe runs are cached")
     parser.add_argument("--variants", nargs="+", default=["full"], help="MIPD variants whose knowledge to probe")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="NMPA seeds")
