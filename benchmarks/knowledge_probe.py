@@ -39,7 +39,7 @@ from mipd_edge.data.swig import SituDataset
 from mipd_edge.errors import MipdEdgeError
 from mipd_edge.files import default_cache_dir
 from mipd_edge.models.teacher import load_teacher
-from mipd_edge.pipeline import rationales_name
+from mipd_edge.pipeline import rationales_file
 from mipd_edge.text import load_text_encoder
 from mipd_edge.train.config import MipdConfig, variant_overrides
 from mipd_edge.train.data import training_view
@@ -150,7 +150,7 @@ def main() -> None:
         "nouns": {"teacher": top1_by_split(regions[valid] @ teacher_nouns.T, nouns, gold_nouns, slot_verbs, split)},
     }
     for variant, options in variants.items():
-        rationales = run / f"{rationales_name(options.judgment)}.jsonl"
+        _, rationales = rationales_file(run, options.judgment)
         scene, instance = {}, {}
         for seed in args.seeds:
             knowledge = aligned_knowledge(train_cache, rationales, train_set, encoder, train_vocab,

@@ -67,9 +67,10 @@ def teacher_name(seed: Optional[int] = None) -> str:
     return "teacher" if seed is None else f"teacher-seed{seed}"
 
 
-def rationales_name(judgment: str = "teacher") -> str:
-    """The stage (and ``.jsonl`` file in the work folder) of rationales whose negatives ``judgment`` chose."""
-    return "rationales" if judgment == "teacher" else f"rationales-{judgment}"
+def rationales_file(workdir: Path, judgment: str = "teacher") -> tuple[str, Path]:
+    """The stage name and file, in work folder ``workdir``, of the rationales whose negatives ``judgment`` chose."""
+    name = "rationales" if judgment == "teacher" else f"rationales-{judgment}"
+    return name, workdir / f"{name}.jsonl"
 
 
 def student_name(method: str, variant: str = "full", seed: Optional[int] = None) -> str:
@@ -181,9 +182,7 @@ class Pipeline:
         return out
 
     def rationales_file(self, judgment: str = "teacher") -> tuple[str, Path]:
-        """The stage name and file of the rationales whose negatives ``judgment`` chose."""
-        name = rationales_name(judgment)
-        return name, self.workdir / f"{name}.jsonl"
+        return rationales_file(self.workdir, judgment)
 
     def make_rationales(self, judgment: str = "teacher") -> dict:
         from .train.rationales import generate_rationales
