@@ -8,7 +8,7 @@ Default: students trained with none, kd and mipd at one seed; writes ``DIR/defau
 teacher 8 epochs, students 24 epochs). --quick is a small run (about 5 minutes); its numbers
 show the pipeline works, not what the method gains.
 
---components: MIPD's component ablation (mipd_edge/ablation.py): every row at every seed, the
+--components: MIPD's component ablation (mipd_lab/components.py): every row at every seed, the
 goal rows (none, kd, mipd, authors) first. The results JSON and its plot (same name, .png) are
 rewritten after every run, so a partial ablation is readable; a rerun reuses every finished run
 and resumes an interrupted one from its last checkpoint. On 2 cores a student takes about 11
@@ -23,10 +23,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from mipd_edge.ablation import ROWS, format_components, format_seeds, run_components
 from mipd_edge.cli import setup_logging
 from mipd_edge.metrics import format_comparison
 from mipd_edge.pipeline import PRESETS, Pipeline
+from mipd_lab.components import ROWS, format_components, format_seeds, run_components
 
 TARGETS = {"unseen": 15.0, "rare": 5.0, "seen": -2.0}  # mipd minus none, verb top-1
 
@@ -61,7 +61,7 @@ def main() -> None:
         print(json.dumps(summary["goals"], indent=1))
         print(f"written: {results} and {results.with_suffix('.png')}")
         return
-    results = Pipeline(out, cfg).run_ablation()
+    results = Pipeline(out, cfg).compare_methods()
     (out / "ablation.json").write_text(json.dumps(results, indent=1))
 
     print(f"\nAblation on SynthSitu test ({cfg.train} training images before the split, seed {cfg.seed})")

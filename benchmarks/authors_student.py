@@ -26,6 +26,7 @@ from mipd_edge.benchmark_report import format_results
 from mipd_edge.cli import setup_logging
 from mipd_edge.errors import MipdEdgeError
 from mipd_edge.pipeline import PRESETS, Pipeline
+from mipd_lab.comparison import make_comparison_bundle
 
 
 def main() -> None:
@@ -40,7 +41,7 @@ def main() -> None:
 
     workdir = Path(args.workdir)
     bundles = [workdir / name for name in ("bundle-fp32", "bundle-int8")]
-    missing = [b for b in bundles + [workdir / "bundle-reference"] if not (b / "bundle.json").is_file()]
+    missing = [b for b in bundles if not (b / "bundle.json").is_file()]
     if (workdir / "bundle-int8-ort" / "bundle.json").is_file():  # left out where its INT8 check failed
         bundles.append(workdir / "bundle-int8-ort")
     if missing:
@@ -49,7 +50,8 @@ def main() -> None:
         )
     pipe = Pipeline(workdir, PRESETS["default"])
     try:
-        compared = [pipe.make_comparison_bundle(name, formats=("openvino",), int8=True)
+        reference = make_comparison_bundle(pipe, "reference")
+        compared = [make_comparison_bundle(pipe, name, formats=("openvino",), int8=True)
                     for name in args.models.split(",")]
     except MipdEdgeError as exc:
         raise SystemExit(f"authors_student: {exc}") from exc
@@ -58,7 +60,7 @@ def main() -> None:
                                  data=str(pipe.data), seconds=args.seconds)
     out = workdir / f"benchmark-{args.models.replace(',', '-')}"
     results = run_benchmark(bundles, settings, out,
-                            [workdir / "bundle-reference", *compared])
+                            [reference, *compared])
     print(format_results(results))
     for model, versus in results["summary"].get("versus", {}).items():
         print(f"{model}: {versus['their_row']} {versus['their_p50_ms']:.1f} ms against the distilled "

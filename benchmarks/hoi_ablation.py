@@ -98,10 +98,11 @@ def main() -> None:
         raise SystemExit(f"hoi_ablation: --int8-recipes are among {', '.join(INT8_RECIPES)}")
 
     from mipd_edge.data.synthsitu.hoi import generate_hoi
-    from mipd_edge.train.config import TrainConfig, variant_overrides
+    from mipd_edge.train.config import TrainConfig
     from mipd_edge.train.hoi import distill_hoi, write_hoi_pairs
     from mipd_edge.train.hoi_calibration import calibrate_seen_bias
     from mipd_edge.train.rationales import generate_rationales
+    from mipd_lab.variants import variant_overrides
 
     out = Path(args.out) / args.zero_shot
     data = out / "data"
@@ -228,7 +229,8 @@ def quantized_map(student: Path, data: Path, bundle: Path, test, rare, zero_shot
     """An INT8 bundle of a student (accuracy gate on its held-out training images) and its
     test mAP in FP32 and INT8 on each runtime it has graphs for, through the Predictor."""
     from mipd_edge.deploy.bundle import graph_format
-    from mipd_edge.deploy.predictor import Predictor, evaluate_hoi_predictor
+    from mipd_edge.deploy.predictor import Predictor
+    from mipd_edge.evaluation import evaluate_hoi_predictor
     from mipd_edge.quantize import quantize_bundle
 
     manifest = quantize_bundle(student, data, bundle, method, calib_size=CALIB_SIZE, overwrite=True, **quantize)

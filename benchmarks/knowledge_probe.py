@@ -41,11 +41,12 @@ from mipd_edge.files import default_cache_dir
 from mipd_edge.models.teacher import load_teacher
 from mipd_edge.pipeline import rationales_file
 from mipd_edge.text import load_text_encoder
-from mipd_edge.train.config import MipdConfig, variant_overrides
+from mipd_edge.train.config import MipdConfig
 from mipd_edge.train.data import training_view
 from mipd_edge.train.nmpa import aligned_knowledge
 from mipd_edge.train.teacher_cache import teacher_cache
 from mipd_edge.vocabulary import Vocabulary, noun_text
+from mipd_lab.variants import variant_overrides
 
 SPLITS = ("seen", "rare", "unseen")
 
@@ -83,8 +84,9 @@ def role_slots(dataset: SituDataset, vocab: Vocabulary, max_roles: int) -> tuple
 def knowledge_options(variant: str) -> MipdConfig:
     """NMPA's options for ``variant``, which must make our knowledge in the student's text space
     (the only one the student's verb and noun embeddings can score)."""
-    options = variant_overrides(variant).get("mipd", MipdConfig())
-    if options.formulation != "ours" or options.knowledge != "mapped":
+    overrides = variant_overrides(variant)
+    options = overrides.get("mipd", MipdConfig())
+    if overrides.get("method", "mipd") != "mipd" or options.knowledge != "mapped":
         raise MipdEdgeError(f"variant {variant!r} makes no NMPA knowledge in the student's text space; "
                             "probe full MIPD or one of its prompt or negative variants")
     return options

@@ -7,12 +7,17 @@ New text is encoded by the bundle's ONNX text encoder (export --with-text-encode
 where torch is installed, by sentence-transformers.
 """
 
-import sys
+import argparse
 
 from mipd_edge import Predictor
 
-bundle, image = sys.argv[1], sys.argv[2]
-predictor = Predictor(bundle)
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("bundle", help="a bundle folder (mipd-edge export / quantize)")
+parser.add_argument("image", help="an image of someone kicking something")
+args = parser.parse_args()
+
+predictor = Predictor(args.bundle)
+image = args.image
 if "kicking" in predictor.vocabulary.frames:
     predictor.vocabulary.remove_verb("kicking")  # pretend the bundle never knew it
 print("without 'kicking':", predictor(image))

@@ -1,27 +1,33 @@
-"""Recognise the situation in images: python examples/images.py BUNDLE IMAGE_OR_FOLDER [OUT_FOLDER]"""
+"""Recognise the situation in images and save annotated copies:
 
-import sys
+    python examples/images.py BUNDLE IMAGE_OR_FOLDER [--out FOLDER]
+"""
+
+import argparse
 from pathlib import Path
 
-import cv2
-
 from mipd_edge import MipdEdgeError, Predictor
-from mipd_edge.deploy.draw import draw_situation
+from mipd_edge.deploy.image import load_image
 
-bundle, source = sys.argv[1], Path(sys.argv[2])
-out = Path(sys.argv[3]) if len(sys.argv) > 3 else None
-predictor = Predictor(bundle)  # backend="auto": the fastest installed backend
-paths = sorted(source.glob("*.jpg")) if source.is_dir() else [source]
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("bundle", help="a bundle folder (mipd-edge export / quantize)")
+parser.add_argument("source", type=Path, help="an image, or a folder of .jpg / .png images")
+parser.add_argument("--out", type=Path, default=None, help="a folder for annotated copies")
+args = parser.parse_args()
+
+predictor = Predictor(args.bundle)  # backend="auto": the fastest installed backend
+paths = sorted(p for p in args.source.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")) \
+    if args.source.is_dir() else [args.source]
 for path in paths:
     try:
-        situation = predictor(path)  # a path, a BGR array or a PIL image
-    except MipdEdgeError as error:  # a broken file is reported, the loop goes on
+        image = load_image(path)  # bounded and checked: a broken file is a MipdEdgeError
+        situation = predictor(image)  # a path, a BGR array or a PIL image
+    except MipdEdgeError as error:  # reported, and the loop goes on
         print(f"{path}: {error}")
         continue
     print(f"{path.name}: {situation.verb} ({situation.score:.2f})")
     for role, value in situation.roles.items():
         print(f"    {role:12s} {value.label:12s} box={value.box}")
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(out / path.name), draw_situation(cv2.imread(str(path)), situation))
+    if args.out:
+        situation.save(args.out / path.name, image)  # the image with the situation drawn on it
 print(f"{predictor.backend}, last call: {predictor.timings}")

@@ -5,6 +5,7 @@ from .errors import (
     DatasetError,
     InvalidImageError,
     MipdEdgeError,
+    MissingDependencyError,
     OutputExistsError,
     StreamError,
     VocabularyError,
@@ -24,6 +25,6 @@ def __getattr__(name: str):
 __version__ = "0.1.0"
 
 __all__ = ["MipdEdgeError", "DatasetError", "VocabularyError", "InvalidImageError", "BundleError", "StreamError",
-           "OutputExistsError",
+           "OutputExistsError", "MissingDependencyError",
            "Frame", "Interactions", "Noun", "RoleValue", "Situation", "VerbCandidate", "Vocabulary", "Predictor",
            "SituationPredictor", "InteractionPredictor", "__version__"]

@@ -277,7 +277,7 @@ class RowMeasurement:
 
 def situation_accuracy(predictor, settings: BenchmarkSettings) -> dict[str, Any]:
     """GSR metrics of a situation bundle on the settings' split (its first ``accuracy_images``)."""
-    from .deploy.predictor import evaluate_predictor
+    from .evaluation import evaluate_predictor
 
     return evaluate_predictor(predictor, settings.data, settings.split,
                               splits=dataset_split(settings.data, required=False), limit=settings.accuracy_images)
@@ -287,7 +287,7 @@ def hoi_accuracy(predictor, settings: BenchmarkSettings) -> dict[str, Any]:
     """HICO-DET mAP of an HOI bundle on the dataset's test images (the first ``accuracy_images``),
     with the zero-shot split its student was trained for."""
     from .data.hico import find_space, image_dir, rare_classes, read_hoi_annotations
-    from .deploy.predictor import evaluate_hoi_predictor
+    from .evaluation import evaluate_hoi_predictor
 
     data = Path(settings.data)
     space = find_space(data)

@@ -22,11 +22,12 @@ QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "sentence_transformers", "htt
                  "torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript", "nncf")
 
 
-def _output(args: argparse.Namespace, what: str, path: Optional[str] = None) -> Optional[str]:
-    """``--out`` (or ``path``) if writing it loses nothing, else an error naming --overwrite."""
+def _output(args: argparse.Namespace, what: str, option: str = "out") -> Optional[str]:
+    """The output path of ``--OPTION`` (``--out`` by default) if writing it loses nothing, else
+    an error naming --overwrite; None when the option was not given."""
     from .files import check_output
 
-    path = args.out if path is None else path
+    path = getattr(args, option)
     if path:
         check_output(path, args.overwrite, what)
     return path
@@ -126,7 +127,7 @@ def cmd_eval_hoi(args: argparse.Namespace) -> None:
 
 
 def _train_config(args: argparse.Namespace, **defaults):
-    from .train.config import load_config, variant_overrides
+    from .train.config import load_config
 
     model = {"backbone": getattr(args, "backbone", None), "backbone_weights": getattr(args, "backbone_weights", None)}
     if model["backbone_weights"]:
@@ -134,11 +135,6 @@ def _train_config(args: argparse.Namespace, **defaults):
     given = {"method": getattr(args, "method", None), "epochs": args.epochs, "student": getattr(args, "student", None),
              "image_size": args.image_size, "seed": args.seed, "batch_size": args.batch_size,
              "model": {k: v for k, v in model.items() if v is not None} or None}
-    variant = getattr(args, "variant", None)
-    if variant is not None:
-        if given["method"] not in (None, "mipd"):
-            raise MipdEdgeError(f"--variant is a variant of --method mipd, not of {given['method']}")
-        given = {**variant_overrides(variant), **given, "method": "mipd"}
     return load_config(args.config, **{**defaults, **{k: v for k, v in given.items() if v is not None}})
 
 
@@ -217,7 +213,8 @@ def cmd_predict_hoi(args: argparse.Namespace) -> None:
     images = read_hoi_annotations(Path(args.data) / f"{args.split}_hico.json", space)
     image_dir = split_images(args.data, args.split)
     if (Path(args.model) / "bundle.json").is_file():
-        from .deploy.predictor import Predictor, hoi_detections
+        from .deploy.predictor import Predictor
+        from .evaluation import hoi_detections
 
         with Predictor(args.model, backend=args.backend) as predictor:
             preds = hoi_detections(predictor, images, image_dir, progress=True)
@@ -296,24 +293,22 @@ def _predictor(args: argparse.Namespace):
 def cmd_predict(args: argparse.Namespace) -> None:
     import json
 
-    import cv2
-
-    from .deploy.draw import draw_situation
+    from .deploy.draw import write_image
     from .deploy.stream import ImageSource
-    from .files import atomic_output, atomic_write_bytes, clean_temporaries
+    from .files import atomic_output, clean_temporaries
 
     source = ImageSource(args.source)  # a missing source or an empty folder is an error here
     save = Path(args.save) if args.save else None
     if save:
         if save.exists() and not save.is_dir():
             raise MipdEdgeError(f"--save {save} is a file; it takes a folder for the annotated copies")
-        _output(args, "folder for annotated copies", args.save)
+        _output(args, "folder for annotated copies", "save")
         if save.is_dir():
             clean_temporaries(save)  # once here, not once per copy written
         if any(save.resolve() == p.resolve().parent for p in source.paths):
             raise MipdEdgeError(f"--save {save} is the folder of the source images: the annotated copies would "
                                 "replace the originals; choose another folder")
-    _output(args, "JSON lines file", args.json)
+    _output(args, "JSON lines file", "json")
     predictor = _predictor(args)
     with contextlib.ExitStack() as files:
         lines = open(files.enter_context(atomic_output(args.json)), "w", encoding="utf-8") if args.json else None
@@ -330,10 +325,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
             count += 1
             print(f"{frame.source}: {situation}  [{predictor.timings['total_ms']:.1f} ms]")
             if save:
-                ok, encoded = cv2.imencode(Path(frame.source).suffix or ".png", draw_situation(frame.image, situation))
-                if not ok:
-                    raise MipdEdgeError(f"cannot encode the annotated copy of {frame.source}")
-                atomic_write_bytes(save / Path(frame.source).name, encoded.tobytes(), clean=False)
+                write_image(save / Path(frame.source).name, situation.plot(frame.image), overwrite=True, clean=False)
             if lines:
                 lines.write(json.dumps({"image": frame.source, **situation.to_json()}) + "\n")
         skipped += len(source.paths) - count - skipped  # unreadable files the source skipped
@@ -381,13 +373,14 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
                                  batches=_batch_sizes(args.batch), device=args.device,
                                  threads=args.threads, data=args.data, split=args.split, seconds=args.seconds,
                                  accuracy_images=args.accuracy_images)
+    from .files import check_output
+
     out = Path(args.out)
-    _output(args, "benchmark folder", str(out.parent if out.suffix == ".json" else out))
-    results = run_benchmark(args.model, settings, out.parent if out.suffix == ".json" else out, args.reference or ())
+    folder = out.parent if out.suffix == ".json" else out
+    check_output(folder, args.overwrite, "benchmark folder")
+    results = run_benchmark(args.model, settings, folder, args.reference or ())
     print(format_results(results))
-    print(
-        f"\nwritten: {out.parent if out.suffix == '.json' else out}/results.json, results.csv, latency_vs_accuracy.png"
-    )
+    print(f"\nwritten: {folder}/results.json, results.csv, latency_vs_accuracy.png")
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -514,16 +507,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--judgment", choices=["teacher", "random"], default="teacher",
                    help="which negatives are kept: those the teacher finds most plausible (JRG), or random ones "
-                        "(the control of the component ablation)")
+                        "(for 'mipd: {negatives: random}' in distill's --config)")
 
     p = command("distill", cmd_distill, "train the student: none, kd or mipd")
     training_options(p)
     p.add_argument("--teacher", default=None)
     p.add_argument("--rationales", default=None)
-    p.add_argument("--method", choices=METHODS, default=None)
-    p.add_argument("--variant", default=None,
-                   help="a named variant of --method mipd: full (the default), authors (caicch/Ov-GSR's formulation), "
-                        "or one of the component ablation's rows (the README lists them)")
+    p.add_argument("--method", choices=METHODS, default=None,
+                   help="none, kd or mipd (default); MIPD's parts are switched in --config's mipd: section")
     student_options(p)
 
     p = command("predict-dataset", cmd_predict_dataset, "predict a dataset split with a trained student")
@@ -538,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--zero-shot", default=None, help="the split whose unseen classes training must not see")
     p.add_argument("--unlabelled", action="store_true",
-                   help="also crop the unlabelled human-object pairs (for distill-hoi --variant all-pairs)")
+                   help="also crop the unlabelled human-object pairs (for distill-hoi with 'mipd: {pairs: all}' in "
+                        "--config)")
 
     p = command("distill-hoi", cmd_distill_hoi, "train an HOI student (several interactions per image): none or mipd")
     training_options(p)
@@ -547,8 +539,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default=None)
     p.add_argument("--pairs", default=None, help="the pair situations (mipd-edge hoi-pairs), for mipd")
     p.add_argument("--rationales", default=None, help="rationales of the pair situations, for mipd")
-    p.add_argument("--variant", default=None, help="a named variant of --method mipd, e.g. all-pairs (distil at "
-                   "every human-object pair: needs hoi-pairs --unlabelled)")
     student_options(p)
 
     p = command("predict-hoi", cmd_predict_hoi, "HOI detections of a dataset split (eval-hoi format), from a "

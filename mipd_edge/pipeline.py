@@ -1,5 +1,6 @@
 """The end-to-end pipeline on SynthSitu, as resumable stages: data, teacher, rationales,
-students, evaluation. ``mipd-edge quickstart`` and ``benchmarks/ablation.py`` both run it.
+students, evaluation, bundles, benchmark. ``mipd-edge quickstart`` runs it, and so do the
+ablations in ``benchmarks/``.
 
 Each stage writes into the work directory and records the parameters it ran with; a
 rerun with the same parameters reuses the stage, so an interrupted run resumes where it
@@ -176,7 +177,7 @@ class Pipeline:
         name = teacher_name(seed)
         out = self.workdir / name
         params = {"data": self.teacher_data_params(), "train": cfg.to_json()}
-        stage(self.workdir, name, params, lambda: _summary(
+        stage(self.workdir, name, params, lambda: training_summary(
             train_teacher(self.teacher_data, out, cfg, progress=self.progress,
                           **training_mode(self.workdir, name, params, out))))
         return out
@@ -196,29 +197,27 @@ class Pipeline:
             return generate_rationales(self.data, self.teacher, path, progress=self.progress, judgment=judgment)
         return stage(self.workdir, name, params, run)
 
-    def make_student(self, method: str, variant: str = "full", seed: Optional[int] = None) -> Path:
-        """A student of ``method`` (and, for mipd, a named variant) in ``student-METHOD`` or, for
-        a variant or another training seed, ``student-VARIANT[-seedN]``; the same data and
-        teacher either way."""
+    def make_student(self, method: str, seed: Optional[int] = None, overrides: Optional[dict[str, Any]] = None,
+                     name: Optional[str] = None) -> Path:
+        """A student of ``method`` in ``student-METHOD`` (``name`` if given), at another training
+        ``seed`` if given, with ``overrides`` of its training config (which may name another
+        method); the same data and teacher either way."""
         from .methods import method_info
-        from .train.config import variant_overrides
         from .train.distill import distill
 
-        cfg = self.train_config(method, self.cfg.student_epochs)
-        if variant != "full":
-            cfg = replace(cfg, **variant_overrides(variant))
+        cfg = replace(self.train_config(method, self.cfg.student_epochs), **(overrides or {}))
         if seed is not None:
             cfg = replace(cfg, seed=seed)
-        name = student_name(method, variant, seed)
+        name = name or student_name(method, seed=seed)
         out = self.workdir / name
         rationales_stage, rationales = self.rationales_file(cfg.mipd.judgment)
-        needs = method_info(method)
+        needs = method_info(cfg.method)
         if needs.rationales:
             self.make_rationales(cfg.mipd.judgment)
         params = {"data": self.data_params(), "train": cfg.to_json(),
                   "teacher": self.stage_params("teacher") if needs.teacher else None,
                   "rationales": self.stage_params(rationales_stage) if needs.rationales else None}
-        stage(self.workdir, name, params, lambda: _summary(
+        stage(self.workdir, name, params, lambda: training_summary(
             distill(self.data, out, cfg, self.teacher if needs.teacher else None,
                     rationales if needs.rationales else None, progress=self.progress,
                     **training_mode(self.workdir, name, params, out))))
@@ -259,11 +258,11 @@ class Pipeline:
         fp32, int8, int8_ort = (self.workdir / name for name in ("bundle-fp32", "bundle-int8", "bundle-int8-ort"))
         params = {"student": self.stage_params(f"student-{method}")}
         stage(self.workdir, "bundle-fp32", params,
-              lambda: _manifest_summary(export_bundle(source, fp32, data=self.data, overwrite=True)))
+              lambda: manifest_summary(export_bundle(source, fp32, data=self.data, overwrite=True)))
 
         def quantized(out: Path, formats: tuple[str, ...], ort_static: bool) -> Path:
             stage(self.workdir, out.name, {**params, "calib": self.cfg.calib_size, "formats": list(formats)},
-                  lambda: _manifest_summary(quantize_bundle(source, self.data, out, "ptq", self.cfg.calib_size,
+                  lambda: manifest_summary(quantize_bundle(source, self.data, out, "ptq", self.cfg.calib_size,
                                                             formats=formats, ort_static=ort_static,
                                                             progress=self.progress, fp32_bundle=fp32,
                                                             overwrite=True)))
@@ -292,53 +291,11 @@ class Pipeline:
                 return {**run_stream(predictor, source, writer).to_json(), "backend": predictor.backend}
         return {"path": str(out), **stage(self.workdir, "demo", {"bundle": self.stage_params(bundle.name)}, run)}
 
-    def make_comparison_bundle(self, name: str = "reference", formats: Sequence[str] = (), int8: bool = False,
-                               calib_size: int = 16) -> Path:
-        """A named architecture with untrained weights as a bundle (``bundle-NAME``), to time
-        what a user would otherwise run against the distilled student: the ``reference`` size
-        (torch only), the authors' student (``authors``: torch, OpenVINO FP32 and INT8) or a
-        student on a CLIP ViT-B/16 image tower (``clip``, the tower saved with random weights as
-        a local CLIP directory). The benchmark marks such rows latency-only and claims no
-        accuracy for them; ``calib_size`` images calibrate its INT8 graphs, whose accuracy is
-        not measured."""
-        from .export import export_bundle
-        from .models.backbones import HF_CLIP, VITS
-        from .models.store import read_model_info, save_model
-        from .models.student import STUDENT_CONFIGS, create_student
-        from .quantize import quantize_bundle
-
-        out, student = self.workdir / f"bundle-{name}", self.workdir / "student-mipd"
-
-        def run() -> dict:
-            info = read_model_info(student)
-            shape = {k: info["model"][k] for k in ("text_dim", "max_roles")}
-            backbone = STUDENT_CONFIGS[name].backbone
-            if backbone not in VITS and backbone != HF_CLIP:  # a ViT keeps the input size it was made for
-                shape["image_size"] = info["model"]["image_size"]
-            if backbone == HF_CLIP:
-                shape["backbone_weights"] = str(random_clip(self.workdir / "clip-vit-b-16-untrained"))
-            model = create_student(name, **shape)
-            folder = self.workdir / f"{name}-untrained"
-            save_model(folder, model, {**info, "model": model.cfg.to_json(), "method": "untrained", "epoch": None,
-                                       "selection_score": None})
-            if not int8:
-                return _manifest_summary(export_bundle(folder, out, formats=formats, data=self.data, overwrite=True))
-            fp32 = self.workdir / f"bundle-{name}-fp32"
-            export_bundle(folder, fp32, formats=formats, data=self.data, overwrite=True)
-            return _manifest_summary(quantize_bundle(folder, self.data, out, "ptq", calib_size, formats=formats,
-                                                     progress=self.progress, fp32_bundle=fp32, evaluate=False,
-                                                     overwrite=True))
-        stage(self.workdir, f"bundle-{name}", {"student": self.stage_params("student-mipd"), "formats": list(formats),
-                                               "int8": int8, "calib": calib_size if int8 else None}, run)
-        return out
-
     def make_frames(self, bundle: Path, per_split: int = 2) -> list[dict]:
         """Annotated test images (PNG) from seen, rare and unseen verbs, through a bundle."""
-        import cv2
-
         from .data.split import SPLITS, dataset_split
         from .data.swig import SituDataset
-        from .deploy.draw import draw_situation
+        from .deploy.draw import write_image
         from .deploy.predictor import Predictor
 
         folder = self.workdir / "frames"
@@ -354,7 +311,7 @@ class Pipeline:
                         sample = test[i]
                         situation = predictor(sample.image)
                         path = folder / f"{len(frames):02d}-{split}-{sample.annotation.verb}.png"
-                        cv2.imwrite(str(path), draw_situation(sample.image, situation, zoom=3.0))
+                        write_image(path, situation.plot(sample.image, zoom=3.0), overwrite=True)
                         frames.append({"file": path.name, "split": split, "gold": sample.annotation.verb,
                                        "predicted": situation.verb, "backend": predictor.backend})
             return frames
@@ -381,8 +338,8 @@ class Pipeline:
         marker = self.workdir / ".stages" / f"{name}.json"
         return read_json(marker)["params"] if marker.is_file() else None
 
-    def run_ablation(self) -> dict[str, dict]:
-        """Teacher and one student per method, each evaluated on test."""
+    def compare_methods(self) -> dict[str, dict]:
+        """The teacher and one student per method of the config, each evaluated on test."""
         self.make_data()
         results: dict[str, dict] = {}
         from .methods import method_info
@@ -399,25 +356,10 @@ class Pipeline:
         return results
 
 
-def random_clip(out: Path) -> Path:
-    """A transformers CLIP ViT-B/16 (image 224, text as CLIP's) with random weights, saved as a
-    local directory: what a CLIP student is built on when only its speed is measured."""
-    import torch
-    import transformers
-
-    if not (out / "config.json").is_file():
-        torch.manual_seed(0)
-        vision = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                      image_size=224, patch_size=16, hidden_act="quick_gelu")
-        config = transformers.CLIPConfig(vision_config=vision, projection_dim=512)
-        transformers.CLIPModel(config).save_pretrained(out)
-    return out
-
-
-def _manifest_summary(manifest: BundleManifest) -> dict:
+def manifest_summary(manifest: BundleManifest) -> dict:
     return {"graphs": sorted(manifest.graphs), "verification": manifest.verification, "metrics": manifest.metrics}
 
 
-def _summary(result: dict) -> dict:
+def training_summary(result: dict) -> dict:
     return {"best_selection_score": result["best_selection_score"], "epochs": len(result["history"])}
 

@@ -27,11 +27,10 @@ def run(workdir: Path, fast: bool = False, seed: int = 0, preset: Optional[str] 
     workdir.mkdir(parents=True, exist_ok=True)
     pipe.make_data()
     results = {"prior": stage(workdir, "eval-prior", pipe.data_params(), lambda: evaluate_prior(pipe))}
-    results.update(pipe.run_ablation())
+    results.update(pipe.compare_methods())
     write_json(workdir / "results.json", results)
     fp32, int8, int8_ort = pipe.make_bundles("mipd")
-    reference = pipe.make_comparison_bundle("reference")
-    benchmark = pipe.run_benchmark([b for b in (fp32, int8, int8_ort) if b is not None], [reference])
+    benchmark = pipe.run_benchmark([b for b in (fp32, int8, int8_ort) if b is not None])
     frames = pipe.make_frames(int8)
     demo = pipe.make_demo(int8)
 

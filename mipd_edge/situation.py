@@ -12,11 +12,39 @@ glue code:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from .errors import DatasetError
 
+if TYPE_CHECKING:
+    import numpy as np
+
 Box = Optional[list[float]]
+
+
+class Drawable:
+    """``plot`` and ``save`` for a Predictor's answer, so a caller draws it on the image it
+    came from without knowing which task's answer it holds."""
+
+    def plot(self, image: Any, fps: Optional[float] = None, timings: Optional[Mapping[str, float]] = None,
+             zoom: float = 1.0) -> "np.ndarray":
+        """A BGR copy of ``image`` (a path, bytes or an array, read as ``Predictor`` reads
+        it) with the answer drawn on it; ``zoom`` enlarges small images so the labels stay legible."""
+        from .deploy.image import load_image
+
+        return self._draw(load_image(image), fps, timings, zoom)
+
+    def save(self, path: str | Path, image: Any, overwrite: bool = False, zoom: float = 1.0) -> Path:
+        """``plot(image)`` written to ``path`` (format by suffix), atomically; an existing file
+        is replaced only with ``overwrite``."""
+        from .deploy.draw import write_image
+
+        return write_image(path, self.plot(image, zoom=zoom), overwrite)
+
+    def _draw(self, image: "np.ndarray", fps: Optional[float], timings: Optional[Mapping[str, float]],
+              zoom: float) -> "np.ndarray":
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -82,7 +110,7 @@ class VerbCandidate:
 
 
 @dataclass(frozen=True)
-class Situation:
+class Situation(Drawable):
     """The recognised situation of one image: the top-k verbs best first, roles per verb.
 
     ``verb``, ``score`` and ``roles`` are those of the best candidate. ``gt_verb_roles``
@@ -137,8 +165,13 @@ class Situation:
         roles = ", ".join(f"{r}={v.label or v.noun or '-'}" for r, v in self.roles.items())
         return f"{self.verb} ({self.score:.2f}): {roles}"
 
+    def _draw(self, image, fps, timings, zoom):
+        from .deploy.draw import draw_situation
 
-class Interactions(list):
+        return draw_situation(image, self, fps, timings, zoom)
+
+
+class Interactions(Drawable, list):
     """An HOI bundle's answer for one image: a situation per detected human-object
     interaction (verb; agent and item with boxes), best first. It is a list; its
     ``situations`` and ``to_json`` match a ``Situation``'s, so code that takes either
@@ -153,6 +186,11 @@ class Interactions(list):
 
     def __str__(self) -> str:
         return "; ".join(map(str, self)) or "no interaction"
+
+    def _draw(self, image, fps, timings, zoom):
+        from .deploy.draw import draw_interactions
+
+        return draw_interactions(image, self, fps, timings, zoom)
 
 
 def parse_box(value: Any, where: str = "box") -> Box:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +15,8 @@ from helpers import TINY_ANNOTATIONS, TINY_SPACE, FakeLLM, tiny_config, write_js
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
+# the research code (benchmarks/mipd_lab) is tested here too; its scripts find it beside them
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 def share_cores_between_workers() -> None:

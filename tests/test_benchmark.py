@@ -13,8 +13,9 @@ import pytest
 from mipd_edge.benchmark import BenchmarkSettings, RowProcess, run_benchmark
 from mipd_edge.benchmark_report import CSV_COLUMNS, format_results
 from mipd_edge.deploy.bundle import read_manifest, write_manifest
-from mipd_edge.deploy.predictor import Predictor, evaluate_predictor
+from mipd_edge.deploy.predictor import Predictor
 from mipd_edge.errors import BundleError, MipdEdgeError
+from mipd_edge.evaluation import evaluate_predictor
 
 ROW_KEYS = {"backend", "precision", "batch", "status", "load_s", "latency_ms", "throughput_fps", "predictor_ms",
             "size_mb", "peak_mem_mb", "speedup_vs_torch_fp32", "metrics"}

@@ -232,6 +232,28 @@ def test_hoi_bundle_streams_a_folder(hoi_world, hoi_bundle, tmp_path):
     assert len(lines) == 5 and all(isinstance(line["interactions"], list) for line in lines)
 
 
+def test_interactions_draw_themselves_and_predict_saves_them(hoi_bundle, hoi_world, tmp_path):
+    import subprocess
+    import sys
+
+    import cv2
+
+    root, _ = hoi_world
+    image_path = sorted((root / "data" / "images").rglob("*.jpg"))[0]
+    with Predictor(hoi_bundle[0], backend="onnxruntime") as predictor:
+        answer = predictor(image_path)
+    assert isinstance(answer, Interactions)
+    image = cv2.imread(str(image_path))
+    drawn = answer.plot(image)
+    assert drawn.shape == image.shape and (drawn != image).any()  # at least the caption
+    r = subprocess.run([sys.executable, "-m", "mipd_edge.cli", "predict", "--model", str(hoi_bundle[0]), "--source",
+                        str(image_path), "--save", str(tmp_path / "ann"), "--json", str(tmp_path / "a.jsonl")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "ann" / image_path.name).is_file()
+    assert "interactions" in json.loads((tmp_path / "a.jsonl").read_text().splitlines()[0])
+
+
 @pytest.mark.slow
 def test_hoi_int8_bundle_with_accuracy_control(hoi_world, tmp_path, monkeypatch):
     """An HOI student quantized (PTQ, ONNX and OpenVINO, accuracy control on the held-out
@@ -317,7 +339,7 @@ def test_hoi_commands(hoi_world, tmp_path):
     """hoi-pairs, distill-hoi, export --precision int8 and predict-hoi on that bundle, in-process."""
     from helpers import TINY_MODEL
     from mipd_edge.deploy.bundle import read_manifest
-    from mipd_edge.deploy.predictor import hoi_detections
+    from mipd_edge.evaluation import hoi_detections
 
     root, _ = hoi_world
     data, config = root / "data", tmp_path / "tiny.yaml"
@@ -341,12 +363,12 @@ def test_hoi_commands(hoi_world, tmp_path):
 
 
 def test_all_pairs_distils_at_the_unlabelled_pairs_honestly(hoi_world, tiny_world, tmp_path, cache_dir):
-    """``--variant all-pairs``: the unlabelled pairs are every person box with every object box
+    """``mipd: {pairs: all}``: the unlabelled pairs are every person box with every object box
     of the labelled pairs that is no labelled pair (no other box, no verb); the student gets
     scene and soft-label terms at them, through the verb head alone."""
     from mipd_edge.data.hico import training_images
     from mipd_edge.data.hoi_pairs import unlabelled_pairs
-    from mipd_edge.train.config import MipdConfig, variant_overrides
+    from mipd_edge.train.config import MipdConfig
     from mipd_edge.train.distill import distill
     from mipd_edge.train.hoi import distill_hoi, write_hoi_pairs
 
@@ -362,7 +384,7 @@ def test_all_pairs_distils_at_the_unlabelled_pairs_honestly(hoi_world, tiny_worl
         labelled = {(p.subject, p.object) for p in image.pairs}
         assert (s, o) not in labelled and s in {a for a, _ in labelled} and o in {b for _, b in labelled}
         assert "verb" not in entry and "frames" not in entry
-    cfg = tiny_config(method="mipd", **variant_overrides("all-pairs"))
+    cfg = tiny_config(method="mipd", mipd=MipdConfig(pairs="all"))
     result = distill_hoi(root / "data", tmp_path / "student", cfg, "unseen_verb", tiny_world / "teacher",
                          root / "rationales.jsonl", pairs, progress=False, cache_dir=cache_dir)
     losses = result["history"][-1]["losses"]
@@ -427,12 +449,12 @@ def test_seen_verb_calibration_is_learnt_from_training_verbs_only(hoi_world, tmp
 
 
 def test_the_authors_loss_shapes_train_an_hoi_student(hoi_world, tiny_world, tmp_path, cache_dir):
-    """--variant authors-losses: NMPA with the cosine hinge (knowledge of its own) and L1 distillation."""
-    from mipd_edge.train.config import variant_overrides
+    """``mipd: {losses: authors}``: NMPA with the cosine hinge (knowledge of its own) and L1 distillation."""
+    from mipd_edge.train.config import MipdConfig
     from mipd_edge.train.hoi import distill_hoi
 
     root, _ = hoi_world
-    cfg = tiny_config(method="mipd", **variant_overrides("authors-losses"))
+    cfg = tiny_config(method="mipd", mipd=MipdConfig(losses="authors"))
     result = distill_hoi(root / "data", tmp_path / "student", cfg, "unseen_verb", tiny_world / "teacher",
                          root / "rationales.jsonl", root / "pairs", progress=False, cache_dir=cache_dir)
     losses = result["history"][-1]["losses"]

@@ -54,7 +54,7 @@ def test_accuracy_control_keeps_int8_within_max_drop_and_repairs_a_lossy_quantiz
         trained_student, tiny_world, tmp_path, monkeypatch):
     import nncf
 
-    from mipd_edge.deploy import predictor as predictor_module
+    from mipd_edge import evaluation as predictor_module
 
     data = tiny_world / "data"
     split = dataset_split(data)

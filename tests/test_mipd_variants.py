@@ -1,5 +1,6 @@
-"""The named variants of --method mipd: the component switches, the authors' formulation,
-random negatives, and the component ablation that runs them over seeds."""
+"""MIPD's switches and the research rows built from them (``benchmarks/mipd_lab``): the
+component switches, the authors' formulation, random negatives, and the component ablation
+that runs them over seeds."""
 
 import json
 import re
@@ -14,16 +15,17 @@ import torch.nn.functional as F
 from helpers import TINY_MODEL, tiny_config
 from mipd_edge.errors import MipdEdgeError
 from mipd_edge.models.student import create_student
-from mipd_edge.train.authors import AuthorsMIPD, RationaleTokens, hinge
 from mipd_edge.train.checkpoint import load_checkpoint
-from mipd_edge.train.config import MIPD_VARIANTS, MipdConfig, TrainConfig, load_config, variant_overrides
+from mipd_edge.train.config import MipdConfig, TrainConfig, load_config
 from mipd_edge.train.data import Batch
 from mipd_edge.train.distill import MIPDDistill, distill
-from mipd_edge.train.hoi import hoi_mipd_objective
+from mipd_edge.train.hoi import HoiObjectiveInputs, hoi_mipd_objective
 from mipd_edge.train.nmpa import AlignmentData, train_prompts
 from mipd_edge.train.prompts import InstancePrompt, ScenePrompt
 from mipd_edge.train.rationales import Draft, generate_rationales, judge, judgment_rng, load_judged_rationales
 from mipd_edge.train.teacher_cache import TeacherCache
+from mipd_lab.authors import AuthorsMIPD, RationaleTokens, hinge
+from mipd_lab.variants import MIPD_VARIANTS, variant_overrides
 
 
 def test_every_variant_is_a_valid_config_that_round_trips():
@@ -31,7 +33,7 @@ def test_every_variant_is_a_valid_config_that_round_trips():
         cfg = replace(TrainConfig(method="mipd"), **variant_overrides(name))
         assert TrainConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
     authors = replace(TrainConfig(), **variant_overrides("authors"))
-    assert authors.mipd.formulation == "authors" and authors.loss.verb_smoothing == 0.3 and authors.loss.exists == 5
+    assert authors.method == "authors" and authors.loss.verb_smoothing == 0.3 and authors.loss.exists == 5
     assert load_config(mipd={"negatives": "none"}).mipd == MipdConfig(negatives="none")
     with pytest.raises(MipdEdgeError, match="unknown mipd variant"):
         variant_overrides("mipd-but-better")
@@ -46,8 +48,6 @@ def test_every_variant_is_a_valid_config_that_round_trips():
     assert [ramped.distillation_weight(t) for t in (0.0, 0.2, 0.25, 0.375, 0.5, 0.9)] == [0, 0, 0, 0.5, 1, 1]
     assert TrainConfig().distillation_weight(0.0) == 1.0
     assert MipdConfig(losses="authors").distance == "l1" and MipdConfig().distance == "cosine"
-    with pytest.raises(MipdEdgeError, match="reshapes our formulation"):
-        MipdConfig(losses="authors", formulation="authors")
     with pytest.raises(MipdEdgeError, match="mapped into the student's text space"):
         MipdConfig(knowledge="anchored", instance_head=False)
     with pytest.raises(MipdEdgeError, match="fractions of training"):
@@ -258,7 +258,8 @@ def test_instance_knowledge_meets_the_noun_embeddings_without_a_head():
     with_head = MIPDDistill(None, instance, None, model, tiny_config(method="mipd"))
     assert [n for n, _ in with_head.named_parameters()] == ["role_proj.weight", "role_proj.bias"]
     with pytest.raises(MipdEdgeError, match="HOI distillation has it for its pairs' features only"):
-        hoi_mipd_objective(model, None, None, "teacher", "rationales", "pairs", cfg, Path("cache"), False)
+        hoi_mipd_objective(HoiObjectiveInputs(cfg, model, None, None, "teacher", "rationales", "pairs", Path("cache"),
+                                              False))
 
 
 @pytest.mark.parametrize("variant, terms", [
@@ -275,7 +276,7 @@ def test_variants_distil_what_they_name(tiny_world, tmp_path, cache_dir, variant
                   progress=False, cache_dir=cache_dir)
     assert set(run["history"][0]["losses"]) == {"verb", "noun", "box_l1", "box_giou", "exists"} | terms
     info = json.loads((tmp_path / variant / "config.json").read_text())
-    assert info["train"]["mipd"] == MIPD_VARIANTS[variant]["mipd"].__dict__ and info["formulation"] == "ours"
+    assert info["train"]["mipd"] == MIPD_VARIANTS[variant]["mipd"].__dict__ and info["method"] == "mipd"
     weights, _ = load_checkpoint(tmp_path / variant / "checkpoints" / "last.safetensors")
     heads = {k.split(".")[1] for k in weights if k.startswith("objective.")}
     assert ("scene_proj" in heads) == (variant == "scene-head")  # the glance itself, or a projection of it
@@ -283,34 +284,31 @@ def test_variants_distil_what_they_name(tiny_world, tmp_path, cache_dir, variant
 
 
 @pytest.mark.slow
-def test_distill_cli_with_the_authors_variant(tiny_world, tmp_path, cache_dir, capsys):
+def test_the_authors_formulation_trains_as_a_method_of_its_own(tiny_world, tmp_path, cache_dir, capsys):
+    """Registered by the research code, never offered by the command line."""
     from mipd_edge.cli import main
 
     out = tmp_path / "authors"
-    config = tmp_path / "tiny.yaml"
-    config.write_text(json.dumps({"model": TINY_MODEL, "eval_batch_size": 32}))
-    assert main(["distill", "--data", str(tiny_world / "data"), "--out", str(out), "--teacher",
-                 str(tiny_world / "teacher"), "--rationales", str(tiny_world / "rationales.jsonl"), "--variant",
-                 "authors", "--epochs", "1", "--image-size", "64", "--batch-size", "16", "--config", str(config)]) == 0
+    cfg = replace(tiny_config(method="mipd", epochs=1), **variant_overrides("authors"))
+    distill(tiny_world / "data", out, cfg, tiny_world / "teacher", tiny_world / "rationales.jsonl", progress=False,
+            cache_dir=cache_dir)
     info = json.loads((out / "config.json").read_text())
-    assert info["method"] == "mipd" and info["formulation"] == "authors"
+    assert info["method"] == "authors" and info["rationales"] == str(tiny_world / "rationales.jsonl")
     assert info["train"]["loss"]["verb_smoothing"] == 0.3 and info["train"]["loss"]["box_giou"] == 5.0
     losses = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["losses"]
     assert {"authors_distill", "authors_scene_negative", "authors_instance_negative"} <= set(losses)
     assert "mipd_soft" not in losses  # the authors' formulation has no soft-label term
-    capsys.readouterr()
-    assert main(["distill", "--data", str(tiny_world / "data"), "--out", str(tmp_path / "x"), "--method", "kd",
-                 "--variant", "authors"]) == 2
-    assert capsys.readouterr().err.splitlines() == [
-        "mipd-edge: error: --variant is a variant of --method mipd, not of kd"]
+    with pytest.raises(SystemExit):
+        main(["distill", "--data", str(tiny_world / "data"), "--out", str(tmp_path / "x"), "--method", "authors"])
+    assert "invalid choice: 'authors'" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_component_ablation_over_seeds_resumes_and_reports_every_seed(tmp_path, cache_dir, caplog):
-    from mipd_edge.ablation import format_components, format_seeds, machine_label, run_components, this_machine
     from mipd_edge.data.swig import SituDataset
     from mipd_edge.metrics import evaluate
     from mipd_edge.pipeline import PRESETS, Pipeline
+    from mipd_lab.components import format_components, format_seeds, machine_label, run_components, this_machine
 
     cfg = replace(PRESETS["quick"], train=96, dev=24, test=32, teacher_epochs=1, student_epochs=1)
     pipe = Pipeline(tmp_path / "work", cfg, progress=False)
@@ -358,7 +356,7 @@ def test_component_ablation_over_seeds_resumes_and_reports_every_seed(tmp_path, 
     assert again["rows"] == out["rows"] and list(again["rows"]) == rows  # in the ablation's order, not the run's
     assert again["machines"] == out["machines"] and again["training"] == out["training"]
     # a run that has not reached a row yet keeps, meanwhile, the seeds the file has for it
-    from mipd_edge.ablation import kept_results, setup
+    from mipd_lab.components import kept_results, setup
 
     kept = kept_results(results, setup(pipe, ["authors"], [0, 1]), ["authors"])
     assert kept["rows"]["authors"]["seeds"] == out["rows"]["authors"]["seeds"] and "teacher" in kept["rows"]

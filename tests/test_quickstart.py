@@ -38,7 +38,7 @@ def test_quickstart_runs_every_stage_and_resumes(tmp_path, cache_dir):
     bench = json.loads((tmp_path / "benchmark" / "results.json").read_text())
     ran = {(row["model"], row["backend"], row["precision"]) for row in bench["rows"] if row["status"] == "ok"}
     assert {("student", b, p) for b in ("onnxruntime", "openvino") for p in ("fp32", "int8")} <= ran
-    assert ("student", "torch", "fp32") in ran and ("reference", "torch", "fp32") in ran
+    assert ("student", "torch", "fp32") in ran
     assert (tmp_path / "benchmark" / "latency_vs_accuracy.png").stat().st_size > 10_000
     frames = sorted((tmp_path / "frames").glob("*.png"))
     assert len(frames) >= 3 and cv2.imread(str(frames[0])).shape[0] >= 3 * 96 * 0.5

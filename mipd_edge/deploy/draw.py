@@ -1,15 +1,23 @@
 """Overlays: the verb as a caption, each grounded role's box labelled ``role: noun``,
 and the frame rate and per-stage latency when they are known. An HOI bundle's result (a
-list of situations, one per interaction) gets one colour per interaction."""
+list of situations, one per interaction) gets one colour per interaction.
+
+``Situation.plot`` / ``Interactions.plot`` call these, so this module sits below the result
+types and imports them only for annotations."""
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence, Union
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 import cv2
 import numpy as np
 
-from ..situation import Interactions, Situation
+from ..errors import MipdEdgeError
+from ..files import PathLike, atomic_write_bytes, check_output
+
+if TYPE_CHECKING:
+    from ..situation import Situation
 
 PALETTE = [(64, 200, 255), (80, 220, 100), (255, 160, 60), (200, 90, 255), (60, 90, 250), (250, 230, 80)]
 
@@ -74,10 +82,13 @@ def draw_interactions(image: np.ndarray, situations: Sequence[Situation], fps: O
     return out
 
 
-def draw_result(image: np.ndarray, result: Union[Situation, Interactions], fps: Optional[float] = None,
-                timings: Optional[Mapping[str, float]] = None, zoom: float = 1.0) -> np.ndarray:
-    """What a Predictor returned for one image, drawn: a situation (its top verbs and roles),
-    or an HOI bundle's interactions (a box pair each)."""
-    if isinstance(result, Situation):
-        return draw_situation(image, result, fps, timings, zoom)
-    return draw_interactions(image, result, fps, timings, zoom)
+def write_image(path: PathLike, image: np.ndarray, overwrite: bool = False, clean: bool = True) -> Path:
+    """Encode ``image`` by the file's suffix (PNG when it has none) and write it atomically;
+    an existing file is replaced only with ``overwrite``. ``clean=False``: the caller writes
+    many files into one folder and cleans its leftovers once (``files.atomic_output``)."""
+    path = check_output(path, overwrite, "image file")
+    ok, encoded = cv2.imencode(path.suffix or ".png", image)
+    if not ok:
+        raise MipdEdgeError(f"cannot encode an image as {path.suffix or '.png'} for {path}")
+    atomic_write_bytes(path, encoded.tobytes(), clean=clean)
+    return path

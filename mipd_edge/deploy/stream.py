@@ -29,7 +29,6 @@ import numpy as np
 from ..errors import InvalidImageError, MipdEdgeError, StreamError
 from ..files import atomic_output, check_output, regular_file
 from ..situation import Interactions, Situation
-from .draw import draw_result
 from .image import IMAGE_SUFFIXES, load_image
 
 log = logging.getLogger(__name__)
@@ -274,7 +273,7 @@ class StreamWriter:
 
     def write(self, frame: Frame, situation: Union[Situation, Interactions], fps: float, timings: dict) -> None:
         """One frame's result: a situation, or an HOI bundle's interactions."""
-        image = draw_result(frame.image, situation, fps, timings) if self.draw else frame.image
+        image = situation.plot(frame.image, fps, timings) if self.draw else frame.image
         if self.save:
             if self.video is None:
                 h, w = image.shape[:2]

@@ -238,7 +238,7 @@ class Blip2Teacher(Teacher):
     text space, so text comes from a CLIP model's text tower (a transformers CLIP directory),
     as the authors embed text with CLIP; image-text scores do not exist (``image_text``
     False): no soft labels and no teacher-judged negatives, only what distils the features
-    themselves (``--variant authors``, or ours with ``soft_weight: 0``).
+    themselves (``soft_weight: 0`` in the training config).
 
     Spec: ``blip2:/path/to/blip2:/path/to/clip``."""
 

@@ -17,11 +17,12 @@ import numpy as np
 
 from ..data.split import dataset_split, training_verbs
 from ..deploy.bundle import BundleManifest, format_of, graph_files, graph_format, read_manifest, write_manifest
-from ..deploy.predictor import Predictor, evaluate_predictor
+from ..deploy.predictor import Predictor
 from ..deploy.preprocess import Preprocess
 from ..deploy.runtimes import installed, load_runtime
 from ..deploy.runtimes.selection import DEFAULT_MAX_DROP
 from ..errors import BundleError, MipdEdgeError
+from ..evaluation import evaluate_predictor
 from ..export import onnx_to_openvino, reference_outputs, verification_images, write_bundle
 from ..files import WEIGHTS_FILE, PathLike, atomic_output, check_output
 from ..models.store import load_student, read_model_info
@@ -202,7 +203,7 @@ def compare_hoi_precisions(bundle: Path, manifest: BundleManifest, data_dir: Pat
     on (held-out training images, no unseen class), scored against the seen verbs: the gate
     (``split`` is a situation dataset's; these images are the HOI student's own held-out ones)."""
     from ..data.hico import image_dir
-    from ..deploy.predictor import evaluate_hoi_predictor
+    from ..evaluation import evaluate_hoi_predictor
     from .calibration import hoi_selection
 
     backend, options = comparison_backend(list(manifest.graphs))

@@ -1,5 +1,7 @@
-"""Training configuration: one dataclass, optionally read from YAML, overridden from the CLI,
-and the named MIPD variants (the rows of the component ablation) as overrides of it."""
+"""Training configuration: one dataclass, optionally read from YAML, overridden from the CLI.
+
+The research rows that compare MIPD's parts (``benchmarks/mipd_lab/variants.py``) are named
+sets of ``MipdConfig``'s switches; the package itself names none of them."""
 
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ from ..methods import method_info
 from ..text import DEFAULT_TEXT_ENCODER
 from .losses import LossWeights
 
-FORMULATIONS = ("ours", "authors")
 NEGATIVES = ("judged", "random", "none")
 KNOWLEDGE = ("mapped", "anchored")
 PAIRS = ("labelled", "all")
@@ -23,33 +24,35 @@ LOSS_SHAPES = ("ours", "authors")
 
 @dataclass(frozen=True)
 class MipdConfig:
-    """Which parts of MIPD a student distils; the component ablation switches them one by one.
+    """Which parts of MIPD a student distils (``mipd:`` in a training config file).
 
-    ``formulation``: ``ours`` (NMPA-trained prompts, then cosine alignment of the student to
-    their knowledge; see ``train/nmpa.py``) or ``authors`` (caicch/Ov-GSR's, trained jointly
-    with the student; see ``train/authors.py``). The other switches shape ours:
-    ``scene`` / ``instance`` distil the glimpse (scene) / gaze (instance) knowledge;
-    ``negatives`` are the teacher-judged ones of JRG, random candidates with equal weights
-    (from rationales made with ``--judgment random``), or none (NMPA aligns with the
-    positive rationale only); without ``scene_prompt`` / ``instance_prompt`` NMPA maps the
-    teacher's features to knowledge with no learnable, image-conditioned context tokens;
-    ``knowledge`` is ``mapped`` (into the student's text space) or ``anchored`` (the
-    teacher's features corrected by the prompts, in the teacher's space; ``train/prompts.py``);
-    ``teacher_features`` adds plain KD's feature terms (the teacher's global and region
-    features through projections) beside the knowledge; ``scene_head`` aligns the scene
-    knowledge with a projection of the glance instead of the glance itself (which is what
-    is matched against verb descriptions), as KD reaches the teacher's feature;
-    ``instance_head`` aligns the instance knowledge with a projection of the role features
-    (the default), or, when off, pulls the student's noun embeddings themselves (what is
-    matched against noun descriptions) to it, as the glance meets the scene knowledge. ``pairs``
-    (HOI only): distil at the ``labelled`` pairs of a training image, or at ``all`` its
-    human-object pairs, the unlabelled ones through the teacher's judgment of their crops
-    (``data/hoi_pairs.py``). ``losses``: ``ours`` (NMPA's weighted InfoNCE, distillation by
-    1 - cos) or ``authors`` (caicch/Ov-GSR's loss shapes on our knowledge: NMPA pulls to the
-    positive by 1 - cos and pushes the negatives by a margin-0 cosine hinge, weight 5 for
-    scene and 1 for instance knowledge; distillation by L1)."""
+    * ``scene`` / ``instance``: distil the glimpse (scene) knowledge into the glance, the gaze
+      (instance) knowledge into the role features; at least one.
+    * ``negatives``: what NMPA pushes the knowledge away from: the negatives the teacher
+      judged most plausible (``judged``, JRG), random candidates with equal weights
+      (``random``; needs rationales made with ``mipd-edge rationales --judgment random``),
+      or ``none`` (the positive rationale only).
+    * ``scene_prompt`` / ``instance_prompt``: learnable, image-conditioned context tokens in
+      NMPA's prompts; without them NMPA maps the teacher's features to knowledge directly.
+    * ``knowledge``: ``mapped`` into the student's text space, or ``anchored`` in the
+      teacher's (its features corrected by the prompts; ``train/prompts.py``).
+    * ``teacher_features``: also plain KD's feature terms (the teacher's global and region
+      features through projections) beside the knowledge.
+    * ``scene_head``: the scene knowledge meets a projection of the glance instead of the
+      glance itself (which is what verb descriptions are matched against).
+    * ``instance_head``: the instance knowledge meets a projection of the role features (the
+      default) or, off, the student's noun embeddings themselves.
+    * ``pairs`` (interactions only): distil at the ``labelled`` pairs of a training image, or
+      at ``all`` its human-object pairs, the unlabelled ones through the teacher's judgment of
+      their crops (``data/hoi_pairs.py``; needs ``mipd-edge hoi-pairs --unlabelled``).
+    * ``losses``: ``ours`` (NMPA's weighted InfoNCE, distillation by 1 - cos) or ``authors``
+      (the loss shapes of the authors' code, GitHub caicch/Ov-GSR, on our knowledge: NMPA
+      pulls to the positive by 1 - cos and pushes the negatives by a margin-0 cosine hinge,
+      weight 5 for scene and 1 for instance knowledge; distillation by L1).
 
-    formulation: str = "ours"
+    The defaults are the method as the SDK trains it; what each switch did to accuracy is in
+    the documentation's MIPD page."""
+
     scene: bool = True
     instance: bool = True
     negatives: str = "judged"
@@ -63,16 +66,12 @@ class MipdConfig:
     losses: str = "ours"
 
     def __post_init__(self) -> None:
-        if self.formulation not in FORMULATIONS:
-            raise MipdEdgeError(f"mipd formulation must be one of {FORMULATIONS}, got {self.formulation!r}")
         if self.negatives not in NEGATIVES:
             raise MipdEdgeError(f"mipd negatives must be one of {NEGATIVES}, got {self.negatives!r}")
         if self.knowledge not in KNOWLEDGE:
             raise MipdEdgeError(f"mipd knowledge must be one of {KNOWLEDGE}, got {self.knowledge!r}")
         if self.losses not in LOSS_SHAPES:
             raise MipdEdgeError(f"mipd losses must be one of {LOSS_SHAPES}, got {self.losses!r}")
-        if self.losses != "ours" and self.formulation != "ours":
-            raise MipdEdgeError("mipd losses 'authors' reshapes our formulation; the authors' formulation has its own")
         if self.pairs not in PAIRS:
             raise MipdEdgeError(f"mipd pairs must be one of {PAIRS}, got {self.pairs!r}")
         if not self.instance_head and self.knowledge != "mapped":
@@ -90,50 +89,6 @@ class MipdConfig:
     def judgment(self) -> str:
         """How the rationales' negatives must have been chosen: by the teacher, or at random."""
         return "random" if self.negatives == "random" else "teacher"
-
-
-# the authors' GSR losses (caicch/Ov-GSR, models/ovgsr.py): label smoothing 0.3 on verbs and
-# 0.2 on nouns, a noun loss summed over the 3 annotators, box L1 5, GIoU 5, box-exists 5
-AUTHORS_LOSS = LossWeights(noun=3.0, box_l1=5.0, box_giou=5.0, exists=5.0, verb_smoothing=0.3, noun_smoothing=0.2)
-
-# named variants of ``--method mipd``: the overrides each applies to the training config
-MIPD_VARIANTS: dict[str, dict[str, Any]] = {
-    "full": {},
-    "glimpse-positive": {"mipd": MipdConfig(instance=False, negatives="none")},
-    "glimpse": {"mipd": MipdConfig(instance=False)},
-    "gaze-positive": {"mipd": MipdConfig(scene=False, negatives="none")},
-    "gaze": {"mipd": MipdConfig(scene=False)},
-    "no-scene-prompt": {"mipd": MipdConfig(scene_prompt=False)},
-    "no-instance-prompt": {"mipd": MipdConfig(instance_prompt=False)},
-    "random-negatives": {"mipd": MipdConfig(negatives="random")},
-    "anchored": {"mipd": MipdConfig(knowledge="anchored")},
-    "with-teacher-features": {"mipd": MipdConfig(teacher_features=True)},
-    "scene-head": {"mipd": MipdConfig(scene_head=True)},
-    # the glance distilled from the teacher's own feature (KD's terms), the roles from instance
-    # knowledge: scene knowledge names unseen verbs far less well than the teacher's feature
-    # (benchmarks/knowledge_probe.py)
-    "teacher-glance": {"mipd": MipdConfig(scene=False, teacher_features=True)},
-    # instance knowledge pulls the noun embeddings directly: it names the gold noun about as
-    # often as the teacher's regions do, while nouns reached through a projection of the role
-    # features learn late and unevenly over seeds (README, component ablation)
-    "gaze-on-nouns": {"mipd": MipdConfig(instance_head=False)},
-    "authors": {"mipd": MipdConfig(formulation="authors"), "loss": AUTHORS_LOSS},
-    # their knowledge and distillation with our GSR losses: what the formulation does apart from the loss recipe
-    "authors-knowledge": {"mipd": MipdConfig(formulation="authors")},
-    # HOI: distillation at every human-object pair of a training image, labelled or not
-    "all-pairs": {"mipd": MipdConfig(pairs="all")},
-    # the authors' loss shapes (cosine hinge on negatives, L1 distillation) on our knowledge
-    "authors-losses": {"mipd": MipdConfig(losses="authors")},
-    # no distillation for the first quarter of training, full weight from half way: detection settles first
-    "ramped": {"distill_from": 0.25, "distill_full": 0.5},
-}
-
-
-def variant_overrides(name: str) -> dict[str, Any]:
-    """The training-config overrides of a named MIPD variant."""
-    if name not in MIPD_VARIANTS:
-        raise MipdEdgeError(f"unknown mipd variant {name!r}; choose from {', '.join(MIPD_VARIANTS)}")
-    return dict(MIPD_VARIANTS[name])
 
 
 @dataclass(frozen=True)
@@ -162,8 +117,8 @@ class TrainConfig:
     distill_from: float = 0.0
     distill_full: float = 0.0
     eval_batch_size: int = 64
-    # speed only (the same model and losses): NHWC convolutions and a fused AdamW, together 1.1x
-    # the training images/s of a 2-core AVX2 CPU (benchmarks/training_speed.py)
+    # speed only (the same model and losses): NHWC convolutions and a fused AdamW
+    # (benchmarks/training_speed.py measures what they gain)
     channels_last: bool = True
     fused_optimizer: bool = True
 

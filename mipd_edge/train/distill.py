@@ -7,8 +7,11 @@
 * ``mipd``: plus the knowledge that NMPA aligned with the positive and negative
   rationales: the glance embedding is aligned with the scene knowledge of its image, the
   role features with the instance knowledge of each role, and the same soft-label term.
-  ``TrainConfig.mipd`` switches its parts (the named variants of ``train/config.py``), or
-  selects the authors' formulation (``train/authors.py``).
+  ``TrainConfig.mipd`` switches its parts.
+
+Each method's row in ``methods.py`` names the function that builds its objective here
+(``kd_objective``, ``mipd_objective``, ...); a method registered from outside the package
+(``methods.register_method``) brings its own.
 
 Open-vocabulary honesty: the student's data, vocabulary, teacher targets and rationales
 come only from training verbs (seen and rare). Unseen verbs appear only in the dev metrics
@@ -18,7 +21,7 @@ that are logged, never in a loss or in checkpoint selection.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -29,7 +32,7 @@ from torch import nn
 from ..data.swig import SituDataset
 from ..errors import MipdEdgeError
 from ..files import PathLike, default_cache_dir, read_json
-from ..methods import method_info
+from ..methods import objective_builder
 from ..models.backbones import HF_CLIP
 from ..models.student import Student, create_student, student_config
 from ..text import CLIP_TEXT_PREFIX, DEFAULT_TEXT_ENCODER, load_text_encoder
@@ -110,54 +113,90 @@ class MIPDDistill(Objective):
         return losses
 
 
-def build_objective(cfg: TrainConfig, model: Student, train_set: SituDataset, vocab: Vocabulary,
-                    teacher: Optional[PathLike], rationales: Optional[PathLike], encoder,
-                    cache_dir: Path, env: Distributed, progress: bool) -> tuple[Objective, dict[str, Any]]:
-    """The method's objective and what it was built from (recorded in config.json)."""
-    method = method_info(cfg.method)
-    if not method.teacher:
-        return Objective(), {}
-    if cfg.mipd.pairs != "labelled":
-        raise MipdEdgeError("mipd pairs 'all' distils at the unlabelled human-object pairs of HOI images: "
-                            "it is for distill-hoi")
-    if teacher is None:
-        raise MipdEdgeError(f"method {cfg.method!r} needs --teacher")
+@dataclass
+class ObjectiveInputs:
+    """What a situation method's objective is built from (``Method.objectives["gsr"]`` takes it)."""
+
+    cfg: TrainConfig
+    model: Student
+    train_set: SituDataset
+    vocab: Vocabulary  # the training verbs' vocabulary
+    encoder: Any  # the student's text encoder
+    teacher: Optional[Path]
+    rationales: Optional[Path]
+    cache_dir: Path
+    env: Distributed
+    progress: bool
+
+
+@dataclass
+class TeacherTargets:
+    """A teacher's cached features on the training images, checked to have seen none of them."""
+
+    teacher: Any
+    cache: Any
+    provenance: dict[str, Any]
+
+
+def teacher_targets(inputs: ObjectiveInputs) -> TeacherTargets:
+    """Load the teacher (refusing one that saw these images) and its features on the training
+    images, computed once and cached."""
+    if inputs.teacher is None:
+        raise MipdEdgeError(f"method {inputs.cfg.method!r} needs --teacher")
     from ..models.teacher import load_teacher
     from .seen import check_unseen
     from .teacher_cache import teacher_cache
 
-    check_unseen(teacher, train_set.root)
-    t = load_teacher(teacher, text_encoder=encoder)
-    cache = main_first(env, lambda: teacher_cache(t, train_set, vocab, cache_dir / "teacher", model.cfg.max_roles,
-                                                  progress=progress))
-    provenance = {"teacher": t.id, "teacher_cache": cache.key}
-    if not method.rationales:
-        return FeatureKD(cache.global_feats, cache.regions, cache.teacher_verb_logits("kd's soft labels"), model,
-                         cfg), provenance
-    if rationales is None:
-        raise MipdEdgeError("method 'mipd' needs --rationales (make them with `mipd-edge rationales`)")
-    options = cfg.mipd
-    provenance.update(rationales=str(rationales), formulation=options.formulation)
-    if options.formulation == "authors":
-        from .authors import AuthorsMIPD, rationale_tokens
-        from .rationales import load_judged_rationales
+    check_unseen(inputs.teacher, inputs.train_set.root)
+    t = load_teacher(inputs.teacher, text_encoder=inputs.encoder)
+    cache = main_first(inputs.env, lambda: teacher_cache(t, inputs.train_set, inputs.vocab,
+                                                         inputs.cache_dir / "teacher", inputs.model.cfg.max_roles,
+                                                         progress=inputs.progress))
+    return TeacherTargets(t, cache, {"teacher": t.id, "teacher_cache": cache.key})
 
-        tokens = rationale_tokens(load_judged_rationales(rationales, options.judgment), cache.names, train_set,
-                                  vocab, encoder, model.cfg.max_roles)
-        return AuthorsMIPD(cache.global_feats, tokens, model, cfg), provenance
+
+def no_distillation(inputs: ObjectiveInputs) -> tuple[Objective, dict[str, Any]]:
+    """``none``: the GSR losses alone."""
+    return Objective(), {}
+
+
+def kd_objective(inputs: ObjectiveInputs) -> tuple[Objective, dict[str, Any]]:
+    """``kd``: the teacher's global and region features and its soft labels."""
+    targets = teacher_targets(inputs)
+    cache = targets.cache
+    return FeatureKD(cache.global_feats, cache.regions, cache.teacher_verb_logits("kd's soft labels"), inputs.model,
+                     inputs.cfg), targets.provenance
+
+
+def mipd_objective(inputs: ObjectiveInputs) -> tuple[Objective, dict[str, Any]]:
+    """``mipd``: the knowledge NMPA aligned with the rationales, shaped by ``cfg.mipd``."""
+    cfg, model, options = inputs.cfg, inputs.model, inputs.cfg.mipd
+    if options.pairs != "labelled":
+        raise MipdEdgeError("mipd pairs 'all' distils at the unlabelled human-object pairs of HOI images: "
+                            "it is for distill-hoi")
+    if inputs.rationales is None:
+        raise MipdEdgeError("method 'mipd' needs --rationales (make them with `mipd-edge rationales`)")
     from .nmpa import aligned_knowledge
 
+    targets = teacher_targets(inputs)
+    cache, encoder = targets.cache, inputs.encoder
     logits = cache.teacher_verb_logits("MIPD's soft-label term") if cfg.soft_weight else None
-    space = t.text_encoder() if options.knowledge == "anchored" else encoder
-    knowledge = main_first(env, lambda: aligned_knowledge(cache, rationales, train_set, space, vocab,
-                                                          cache_dir / "knowledge", model.cfg.max_roles, cfg.seed,
-                                                          progress=progress, options=options))
-    provenance["knowledge"] = knowledge.key
+    space = targets.teacher.text_encoder() if options.knowledge == "anchored" else encoder
+    knowledge = main_first(inputs.env, lambda: aligned_knowledge(
+        cache, inputs.rationales, inputs.train_set, space, inputs.vocab, inputs.cache_dir / "knowledge",
+        model.cfg.max_roles, cfg.seed, progress=inputs.progress, options=options))
+    provenance = {**targets.provenance, "rationales": str(inputs.rationales), "knowledge": knowledge.key}
     features = (FeatureKD(cache.global_feats, cache.regions, None, model, cfg, soft=False)
                 if options.teacher_features else None)
     return MIPDDistill(knowledge.scene if options.scene else None, knowledge.instance if options.instance else None,
                        logits, model, cfg, scene_proj=options.scene_head or space.id != encoder.id,
                        features=features, instance_head=options.instance_head), provenance
+
+
+def build_objective(inputs: ObjectiveInputs) -> tuple[Objective, dict[str, Any]]:
+    """The objective of the method's row for situations, and what it was built from (recorded
+    in config.json)."""
+    return objective_builder(inputs.cfg.method, "gsr")(inputs)
 
 
 def matched_text_encoder(cfg: TrainConfig) -> TrainConfig:
@@ -186,8 +225,9 @@ def distill(data_dir: PathLike, out: PathLike, cfg: TrainConfig, teacher: Option
     model = create_student(cfg.student, image_size=cfg.image_size, text_dim=encoder.dim, **cfg.model)
     preprocess = model.preprocess
     env = init_distributed()
-    objective, provenance = build_objective(cfg, model, train_set, vocab, teacher, rationales, encoder, cache_dir,
-                                            env, progress)
+    objective, provenance = build_objective(ObjectiveInputs(
+        cfg, model, train_set, vocab, encoder, None if teacher is None else Path(teacher),
+        None if rationales is None else Path(rationales), cache_dir, env, progress))
     data = GSRTrainSet(train_set, vocab, preprocess, model.cfg.max_roles, progress=progress)
     manifest = data_dir / "synthsitu.json"
     info = {"kind": "student", "method": cfg.method, "model": model.cfg.to_json(),

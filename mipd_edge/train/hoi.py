@@ -62,7 +62,7 @@ from ..deploy.preprocess import Letterbox, Preprocess
 from ..errors import MipdEdgeError
 from ..files import PathLike, default_cache_dir
 from ..hoi_metrics import evaluate_hoi
-from ..methods import method_info
+from ..methods import method_info, objective_builder
 from ..models.student import HoiStudent, create_student
 from ..progress import progress_bar
 from ..text import load_text_encoder
@@ -427,7 +427,7 @@ def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: 
     images the student would otherwise train and be selected on: a calibration student
     (``train/hoi_calibration.py``).
     """
-    method = method_info(cfg.method, "hoi")
+    method_info(cfg.method, "hoi")
     data_dir, out = Path(data_dir), Path(out)
     prepare_output(out, resume, overwrite)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -444,11 +444,9 @@ def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: 
     torch.manual_seed(cfg.seed)
     model = create_student(cfg.student, image_size=cfg.image_size, text_dim=encoder.dim, task="hoi", **cfg.model)
     preprocess = model.preprocess
-    objective, crops, unlabelled, provenance = HoiObjective(), None, None, {}
-    if method.rationales:
-        objective, crops, unlabelled, provenance = hoi_mipd_objective(
-            model, vocab, encoder, teacher, rationales, pairs, cfg, cache_dir, progress,
-            frozenset(space.verbs[v - 1] for v in hold_out_verbs))
+    objective, crops, unlabelled, provenance = objective_builder(cfg.method, "hoi")(HoiObjectiveInputs(
+        cfg, model, vocab, encoder, teacher, rationales, pairs, cache_dir, progress,
+        frozenset(space.verbs[v - 1] for v in hold_out_verbs)))
     data = HoiTrainSet(train_images, image_dir(data_dir, "trainval"), space, vocab, preprocess, crops, progress,
                        unlabelled)
     expected = sum(len(unlabelled_pairs(i)) for i in train_images) if unlabelled is not None else 0
@@ -471,15 +469,41 @@ def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: 
     return train(model, step, data, cfg, out, evaluate, info, init_distributed(), resume, progress, overwrite)
 
 
-def hoi_mipd_objective(model: HoiStudent, vocab: Vocabulary, encoder, teacher: Optional[PathLike],
-                       rationales: Optional[PathLike], pairs: Optional[PathLike], cfg: TrainConfig, cache_dir: Path,
-                       progress: bool, hold_out: frozenset[str] = frozenset(),
-                       ) -> tuple[HoiMIPD, dict[str, int], Optional[dict[str, int]], dict[str, Any]]:
+@dataclass
+class HoiObjectiveInputs:
+    """What an interaction method's objective is built from (``Method.objectives["hoi"]`` takes
+    it and returns the objective, the pair crops' indexes, the unlabelled crops' indexes or
+    None, and the provenance recorded in config.json)."""
+
+    cfg: TrainConfig
+    model: HoiStudent
+    vocab: Vocabulary
+    encoder: Any
+    teacher: Optional[PathLike]
+    rationales: Optional[PathLike]
+    pairs: Optional[PathLike]
+    cache_dir: Path
+    progress: bool
+    hold_out: frozenset[str] = frozenset()
+
+
+HoiObjectiveParts = tuple[HoiObjective, Optional[dict[str, int]], Optional[dict[str, int]], dict[str, Any]]
+
+
+def no_distillation(inputs: HoiObjectiveInputs) -> HoiObjectiveParts:
+    """``none``: the interaction losses alone."""
+    return HoiObjective(), None, None, {}
+
+
+def hoi_mipd_objective(inputs: HoiObjectiveInputs) -> HoiObjectiveParts:
     """Teacher cache and NMPA knowledge of the training pairs' crops (and, for ``pairs="all"``,
     of the unlabelled pairs' crops); the crops' indexes in them; what they were built from.
     Crops of the ``hold_out`` verbs are left out like unseen ones."""
+    cfg, model, vocab, encoder = inputs.cfg, inputs.model, inputs.vocab, inputs.encoder
+    teacher, rationales, pairs = inputs.teacher, inputs.rationales, inputs.pairs
+    cache_dir, progress, hold_out = inputs.cache_dir, inputs.progress, inputs.hold_out
     if not cfg.mipd.instance_head:
-        raise MipdEdgeError("mipd without the instance head (variant gaze-on-nouns) pulls a situation student's "
+        raise MipdEdgeError("mipd without the instance head (instance_head: false) pulls a situation student's "
                             "noun embeddings; HOI distillation has it for its pairs' features only")
     if teacher is None or rationales is None or pairs is None:
         raise MipdEdgeError("HOI method 'mipd' needs --teacher, --pairs (mipd-edge hoi-pairs) and --rationales "

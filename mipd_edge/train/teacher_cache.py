@@ -47,8 +47,8 @@ class TeacherCache:
         space to be scored in (BLIP-2)."""
         if self.verb_logits is None:
             raise MipdEdgeError(f"{needed_by} needs the teacher's verb scores, and this teacher's image features "
-                                "are not in its text space (BLIP-2): distil its features alone (--variant authors, "
-                                "or soft_weight: 0 in the training config)")
+                                "are not in its text space (BLIP-2): distil with soft_weight: 0 in the "
+                                "training config)")
         return self.verb_logits
 
 

@@ -1,5 +1,6 @@
-"""The authors' formulation of MIPD (GitHub caicch/Ov-GSR, ``models/ovgsr.py``), a variant of
-``--method mipd`` kept beside ours so that the two can be compared on the same data.
+"""The authors' formulation of MIPD (GitHub caicch/Ov-GSR, ``models/ovgsr.py``), a method of
+its own (``authors``, registered here) kept beside ours so that the two can be compared on
+the same data.
 
 What their code computes, put on our student and teacher:
 
@@ -21,7 +22,7 @@ What their code computes, put on our student and teacher:
   knowledge and student train together, with no separate alignment stage. Instance
   knowledge reaches the student only through the query projection and attention it shares
   with the scene side, as in their code. There is no soft-label term.
-* Their GSR losses: ``AUTHORS_LOSS`` in ``train/config.py``.
+* Their GSR losses: ``AUTHORS_LOSS`` in ``variants.py``.
 
 Not copied, being broken there: a box prompt created after the optimizer (so never
 trained; here every parameter is in the objective the optimizer sees); horizontal flips
@@ -39,17 +40,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.swig import SituDataset
-from ..errors import MipdEdgeError
-from ..models.student import Student
-from ..vocabulary import Vocabulary
-from .config import TrainConfig
-from .data import Batch, batch_rows
-from .loop import Objective
-from .losses import INSTANCE_NEGATIVE_WEIGHT, SCENE_NEGATIVE_WEIGHT
+from mipd_edge.data.swig import SituDataset
+from mipd_edge.errors import MipdEdgeError
+from mipd_edge.methods import Method, register_method
+from mipd_edge.models.student import Student
+from mipd_edge.train.config import TrainConfig
+from mipd_edge.train.data import Batch, batch_rows
+from mipd_edge.train.distill import ObjectiveInputs, teacher_targets
+from mipd_edge.train.loop import Objective
+from mipd_edge.train.losses import INSTANCE_NEGATIVE_WEIGHT, SCENE_NEGATIVE_WEIGHT
+from mipd_edge.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -156,3 +158,23 @@ class AuthorsMIPD(Objective):
             "authors_instance_negative": INSTANCE_NEGATIVE_WEIGHT * hinge(
                 instance[ihas], self.instance_negative(self.negatives[ineg[ihas]])),
         }
+
+
+def authors_objective(inputs: ObjectiveInputs) -> tuple[Objective, dict]:
+    """The authors' knowledge modules on the teacher's cached global features and the token
+    embeddings of the teacher-judged (or, with ``mipd.negatives: random``, random) rationales."""
+    from mipd_edge.train.rationales import load_judged_rationales
+
+    if inputs.rationales is None:
+        raise MipdEdgeError("method 'authors' needs --rationales (make them with `mipd-edge rationales`)")
+    targets = teacher_targets(inputs)
+    tokens = rationale_tokens(load_judged_rationales(inputs.rationales, inputs.cfg.mipd.judgment),
+                              targets.cache.names, inputs.train_set, inputs.vocab, inputs.encoder,
+                              inputs.model.cfg.max_roles)
+    return (AuthorsMIPD(targets.cache.global_feats, tokens, inputs.model, inputs.cfg),
+            {**targets.provenance, "rationales": str(inputs.rationales)})
+
+
+AUTHORS = Method("authors", teacher=True, rationales=True, objectives={"gsr": authors_objective},
+                 what="the authors' formulation (caicch/Ov-GSR): knowledge trained jointly with the student")
+register_method(AUTHORS)

@@ -23,14 +23,16 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .errors import MipdEdgeError
-from .files import read_json, write_json
-from .pipeline import Pipeline, student_name, teacher_name
-from .tables import render_table
+from mipd_edge.errors import MipdEdgeError
+from mipd_edge.files import read_json, write_json
+from mipd_edge.pipeline import Pipeline, student_name, teacher_name
+from mipd_edge.tables import render_table
+
+from .variants import variant_overrides
 
 log = logging.getLogger(__name__)
 
-# row -> (method, mipd variant, what it measures); variants are train/config.py's MIPD_VARIANTS
+# row -> (method, mipd variant, what it measures); variants are variants.py's MIPD_VARIANTS
 ROWS: dict[str, tuple[str, str, str]] = {
     "none": ("none", "full", "no distillation"),
     "kd": ("kd", "full", "plain KD: teacher global and region features, soft labels"),
@@ -83,7 +85,7 @@ def train_and_evaluate(pipe: Pipeline, row: str, seed: int) -> tuple[Path, dict]
     if method == "teacher":
         model = pipe.make_teacher(None if seed == pipe.cfg.seed else seed)
     else:
-        model = pipe.make_student(method, variant, seed)
+        model = pipe.make_student(method, seed, variant_overrides(variant), student_name(method, variant, seed))
     return model, pipe.evaluate_model(model, model.name)
 
 
@@ -91,7 +93,7 @@ def this_machine() -> dict:
     """What a run's numbers depend on beyond its configuration: the CPU's kernels and torch."""
     import torch
 
-    from .machine import cpu_features, cpu_name
+    from mipd_edge.machine import cpu_features, cpu_name
 
     return {"cpu": cpu_name(), "cpu_features": cpu_features(), "torch": torch.__version__}
 
@@ -175,7 +177,7 @@ def kept_results(results: Path, new_setup: Mapping[str, Any], rows: Sequence[str
 
 
 def setup(pipe: Pipeline, rows: Sequence[str], seeds: Sequence[int]) -> dict:
-    from .machine import device_info
+    from mipd_edge.machine import device_info
 
     c = pipe.cfg
     return {"data": pipe.data_params(), "teacher_data": pipe.teacher_data_params(),
