@@ -24,22 +24,22 @@ import numpy as np
 
 from .benchmark_report import add_ratios, format_number, write_results
 from .data.split import dataset_split
+from .deploy.backends import BACKENDS, Backend, register_backend, unsupported
 from .deploy.bundle import PRECISIONS, BundleManifest, bundle_digest, graph_format, read_manifest
-from .deploy.runtimes.selection import offers, unsupported
+from .deploy.runtimes.selection import offers
 from .errors import MipdEdgeError
 from .files import WEIGHTS_FILE, PathLike
 from .machine import device_info, library_versions
 
 log = logging.getLogger(__name__)
 
-BACKEND_ORDER = ("torch", "onnxruntime", "openvino", "tensorrt")
 SETTLE_S = 0.25  # pause between two rows' timing slices: the last one's worker threads stop spinning
 SLICE_WARMUP = 3  # untimed iterations at the start of each slice
 
 
 @dataclass
 class BenchmarkSettings:
-    backends: tuple[str, ...] = BACKEND_ORDER
+    backends: tuple[str, ...] = field(default_factory=lambda: tuple(BACKENDS))  # every backend of the table
     precisions: tuple[str, ...] = PRECISIONS
     batches: tuple[int, ...] = (1, 8)
     device: str = "CPU"
@@ -302,9 +302,17 @@ def hoi_accuracy(predictor, settings: BenchmarkSettings) -> dict[str, Any]:
 ACCURACY = {"gsr": situation_accuracy, "hoi": hoi_accuracy}  # per task: what a row's accuracy is
 
 
-def row_worker(conn, *args: Any) -> None:
+def with_backends(backends: Sequence[Backend]) -> None:
+    """In a row's process (started afresh): the parent's backend table, backends registered
+    at run time included."""
+    for backend in backends:
+        register_backend(backend)
+
+
+def row_worker(conn, backends: Sequence[Backend], *args: Any) -> None:
     """A row's process: load, then answer ``time`` requests until ``finish``."""
     try:
+        with_backends(backends)
         measurement = RowMeasurement(*args)
         conn.send(("ready", None))
         while True:
@@ -328,7 +336,7 @@ class RowProcess:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self.process = context.Process(target=row_worker, daemon=True, args=(
-            child, bundle, backend, precision, batch, settings, with_accuracy, latency_only))
+            child, tuple(BACKENDS.values()), bundle, backend, precision, batch, settings, with_accuracy, latency_only))
         self.process.start()
         child.close()
         self.ask(None, "ready")
@@ -411,15 +419,15 @@ def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_
     if not paths:
         raise MipdEdgeError("benchmark needs at least one bundle")
     manifests = {p: read_manifest(p) for p in paths}
-    unknown = set(settings.backends) - set(BACKEND_ORDER)
+    unknown = set(settings.backends) - set(BACKENDS)
     if unknown:
-        raise MipdEdgeError(f"unknown backends {sorted(unknown)}; choose from {', '.join(BACKEND_ORDER)}")
+        raise MipdEdgeError(f"unknown backends {sorted(unknown)}; choose from {', '.join(BACKENDS)}")
     unknown = set(settings.precisions) - set(PRECISIONS)
     if unknown:
         raise MipdEdgeError(f"unknown precisions {sorted(unknown)}; choose from {', '.join(PRECISIONS)}")
     if not settings.batches or any(not isinstance(b, int) or b < 1 for b in settings.batches):
         raise MipdEdgeError(f"batch sizes must be positive integers, got {list(settings.batches)}")
-    plan = [(b, p) for b in BACKEND_ORDER if b in settings.backends for p in PRECISIONS if p in settings.precisions]
+    plan = [(b, p) for b in BACKENDS if b in settings.backends for p in PRECISIONS if p in settings.precisions]
     if ("torch", "fp32") not in plan:  # the row every ratio is against
         plan.insert(0, ("torch", "fp32"))
     found = [(b, p, *entry) for b, p in plan for entry in find_bundles(paths, manifests, b, p, settings.device)]
@@ -446,7 +454,7 @@ def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_
                 row["notes"].append(f"untrained weights of the {name} architecture: latency only")
             rows.append(row)
     models = ["student"] + list(dict.fromkeys(name for name, *_ in compared))
-    rows.sort(key=lambda r: (models.index(r["model"]), BACKEND_ORDER.index(r["backend"]),
+    rows.sort(key=lambda r: (models.index(r["model"]), list(BACKENDS).index(r["backend"]),
                              PRECISIONS.index(r["precision"]), r.get("variant") or "", r["batch"]))
     results = {"device": device_info(), "versions": library_versions(),
                "bundle": {"paths": [str(p) for p in paths], "sha256": {str(p): bundle_digest(p) for p in paths},
@@ -462,9 +470,10 @@ def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_
     return results
 
 
-def _auto_choice(bundle: str, device: str, threads: Optional[int]) -> dict[str, Any]:
+def _auto_choice(backends: Sequence[Backend], bundle: str, device: str, threads: Optional[int]) -> dict[str, Any]:
     from .deploy.runtimes.selection import select_runtime
 
+    with_backends(backends)
     selection = select_runtime(Path(bundle), read_manifest(bundle), device, threads=threads,
                                options={"canvas_input": True}, use_cache=False)
     selection.runtime.close()
@@ -478,7 +487,8 @@ def auto_choices(bundles: Sequence[Path], settings: BenchmarkSettings) -> dict[s
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         for bundle in bundles:
             try:
-                choices[str(bundle)] = pool.apply(_auto_choice, (str(bundle), settings.device, settings.threads))
+                choices[str(bundle)] = pool.apply(_auto_choice, (tuple(BACKENDS.values()), str(bundle), settings.device,
+                                                                settings.threads))
             except Exception as exc:  # reported, like a row that fails
                 choices[str(bundle)] = {"error": f"{type(exc).__name__}: {exc}"}
     return choices

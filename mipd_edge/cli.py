@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
+from .deploy.backends import BACKENDS
 from .errors import MipdEdgeError
 from .methods import METHODS, methods_for
 from .text import DEFAULT_TEXT_ENCODER
@@ -546,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="a trained HOI student directory or an HOI bundle")
     p.add_argument("--data", required=True)
     p.add_argument("--split", choices=["trainval", "test"], default="test")
-    p.add_argument("--backend", default="auto", help="for a bundle: auto, openvino, onnxruntime, torch")
+    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS), help="for a bundle")
     p.add_argument("--out", required=True)
 
     p = command("export", cmd_export, "export a trained student to a verified bundle")
@@ -579,7 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
     def runtime_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", required=True, help="a bundle directory")
         p.add_argument("--source", required=True)
-        p.add_argument("--backend", default="auto", help="auto, openvino, onnxruntime, tensorrt or torch")
+        p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
+                       help="auto: the fastest installed backend x precision the bundle holds, measured here")
         p.add_argument("--device", default="CPU")
         p.add_argument("--precision", choices=["auto", "fp32", "fp16", "int8"], default="auto",
                        help="auto (with --backend auto): the fastest the bundle holds, measured on first use")
@@ -607,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, nargs="+", help="one or more bundles (e.g. bundle-fp32 bundle-int8)")
     p.add_argument("--data", default=None, help="a SWiG-format dataset: accuracy columns and real images to time")
     p.add_argument("--split", default="test")
-    p.add_argument("--backends", default="torch,onnxruntime,openvino,tensorrt")
+    p.add_argument("--backends", default=",".join(BACKENDS), help="comma list (default: every backend)")
     p.add_argument("--precisions", default="fp32,fp16,int8")
     p.add_argument("--batch", default="1,8", help="comma list of batch sizes")
     p.add_argument("--device", default="CPU", help="CPU, CUDA (torch, onnxruntime, tensorrt) or an OpenVINO device")

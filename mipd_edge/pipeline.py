@@ -322,8 +322,7 @@ class Pipeline:
         rows of the comparison bundles: ``benchmark/``."""
         from .benchmark import BenchmarkSettings, run_benchmark
 
-        settings = BenchmarkSettings(backends=("torch", "onnxruntime", "openvino", "tensorrt"),
-                                     precisions=("fp32", "int8"), batches=self.cfg.benchmark_batches,
+        settings = BenchmarkSettings(precisions=("fp32", "int8"), batches=self.cfg.benchmark_batches,
                                      data=str(self.data), seconds=self.cfg.benchmark_seconds)
         if self.cfg.benchmark_settle_s is not None:
             settings = replace(settings, settle_s=self.cfg.benchmark_settle_s)

@@ -207,3 +207,4 @@ def ov_swig_files(synth_dir, folder, unseen, rare, leak=False):
         write_json(folder / f"{split}_L20_rare_with_obj_cap_refined.json",
                    captioned({n: e for n, e in entries.items() if e["verb"] in rare}))
     return folder
+

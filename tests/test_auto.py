@@ -1,5 +1,6 @@
 """``backend="auto"`` / ``precision="auto"``: measured, gated by recorded accuracy, cached."""
 
+import dataclasses
 import json
 import shutil
 import time
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 from mipd_edge import Predictor
-from mipd_edge.deploy.runtimes import BACKENDS, selection
+from mipd_edge.deploy.backends import BACKENDS
+from mipd_edge.deploy.runtimes import selection
 from mipd_edge.deploy.runtimes.onnxruntime import OnnxRuntime
 from mipd_edge.deploy.runtimes.openvino import OpenVinoRuntime
 from mipd_edge.errors import BundleError
@@ -38,7 +40,7 @@ def auto_cache(tmp_path, monkeypatch):
 
 
 def use_runtime(monkeypatch, backend: str, cls: type) -> None:
-    monkeypatch.setitem(BACKENDS, backend, (__name__, cls.__name__, *BACKENDS[backend][2:]))
+    monkeypatch.setitem(BACKENDS, backend, dataclasses.replace(BACKENDS[backend], runtime=f"{__name__}:{cls.__name__}"))
 
 
 def copy_bundle(src, dst, **manifest_changes):

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from ..errors import BundleError, DatasetError
 from ..files import PathLike, read_json, write_json
+from .backends import backend_info
 from .tasks import TASKS, BundleTask, bundle_task
 
 FORMAT = "mipd-edge-bundle"
@@ -44,9 +45,6 @@ GRAPH_FORMATS: dict[str, GraphFormat] = {
                                                       "decoder": "openvino/decoder.xml"}),  # INT8 is in the encoder
     "tensorrt": GraphFormat("tensorrt", None, {}),
 }
-# the graph family each backend reads (torch: the weights file); TensorRT builds its engines from ONNX
-BACKEND_FAMILY: dict[str, Optional[str]] = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "onnx",
-                                            "torch": None}
 
 
 def format_of(family: str, precision: str) -> str:
@@ -61,7 +59,7 @@ def format_of(family: str, precision: str) -> str:
 
 def graph_format(backend: str, precision: str) -> Optional[str]:
     """The graph format a backend runs a precision from (None: the weights file)."""
-    family = BACKEND_FAMILY[backend]
+    family = backend_info(backend).family
     return None if family is None else format_of(family, precision)
 
 

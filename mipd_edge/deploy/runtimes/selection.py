@@ -28,8 +28,9 @@ import numpy as np
 from ...errors import BundleError, MipdEdgeError
 from ...files import atomic_write_bytes, default_cache_dir
 from ...machine import cpu_features, cpu_name, library_versions
+from ..backends import BACKENDS, backends_for, installed, unsupported
 from ..bundle import PRECISIONS, BundleManifest, bundle_digest, graph_format
-from . import BACKENDS, PREFERENCE, installed, load_runtime
+from . import load_runtime, runtime_class
 from .base import Runtime
 
 log = logging.getLogger(__name__)
@@ -41,22 +42,6 @@ WARMUP = 3  # untimed iterations per candidate, and per round
 
 
 # -- what a bundle offers ---------------------------------------------------------------------------
-
-def unsupported(backend: str, precision: str, device: str) -> Optional[str]:
-    """Why ``backend`` cannot run ``precision`` on ``device`` whatever the bundle, or None."""
-    if not installed(backend):
-        return f"not installed: pip install 'mipd-edge[{BACKENDS[backend][3]}]'"
-    cuda = device.upper().startswith("CUDA")
-    if backend == "torch" and precision == "int8":
-        return "torch runs fp32 / fp16; INT8 runs on openvino, onnxruntime and tensorrt"
-    if backend == "torch" and precision == "fp16" and not cuda:
-        return "torch fp16 needs a CUDA device (--device CUDA)"
-    if backend == "onnxruntime" and precision == "fp16":
-        return "bundles carry fp32 ONNX graphs; fp16 ONNX runs through tensorrt"
-    if backend == "tensorrt" and not cuda:
-        return "tensorrt needs an NVIDIA GPU (--device CUDA)"
-    return None
-
 
 def offers(bundle: Path, manifest: BundleManifest, backend: str, precision: str) -> bool:
     """Whether the bundle holds what ``backend`` needs to run ``precision``."""
@@ -88,10 +73,10 @@ def accuracy_gate(manifest: BundleManifest) -> Optional[str]:
 
 def candidates(bundle: Path, manifest: BundleManifest, device: str, backend: str = "auto",
                precision: str = "auto") -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """The (backend, precision) pairs that could serve this bundle here, in the device's order
-    of preference, and why each other pair was left out."""
-    kind = device.upper().split(":")[0].split(".")[0]
-    backends = PREFERENCE.get(kind, PREFERENCE["CPU"]) if backend == "auto" else (backend,)
+    """The (backend, precision) pairs that could serve this bundle here, in the table's order
+    (``deploy/backends.py``; all are measured, so the order breaks no ties), and why each other
+    pair was left out."""
+    backends = backends_for(device) if backend == "auto" else (backend,)
     precisions = PRECISIONS if precision == "auto" else (precision,)
     gate = accuracy_gate(manifest)
     chosen, left_out = [], {}
@@ -181,10 +166,7 @@ def cache_key(bundle: Path, device: str, threads: Optional[int], pairs: list[tup
 def _accepted(backend: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """The options a backend's runtime takes (backend-specific ones, e.g. OpenVINO's ``hint``,
     reach only that backend when several are measured)."""
-    import importlib
-
-    module, cls, _, _ = BACKENDS[backend]
-    params = inspect.signature(getattr(importlib.import_module(module), cls).__init__).parameters
+    params = inspect.signature(runtime_class(backend).__init__).parameters
     return {k: v for k, v in options.items() if k in params}
 
 
