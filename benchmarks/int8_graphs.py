@@ -62,8 +62,8 @@ def main() -> None:
     manifest = read_manifest(bundle)
     if "openvino-int8" not in manifest.graphs or "onnx-int8" not in manifest.graphs:
         raise SystemExit(f"int8_graphs: {bundle} needs ONNX and OpenVINO INT8 graphs (mipd-edge quantize)")
-    images = calibration_images(Path(args.data), Preprocess.from_json(manifest.preprocess), args.calib_size,
-                                progress=False)
+    images = calibration_images(Path(args.data), manifest.task.name, Preprocess.from_json(manifest.preprocess),
+                                args.calib_size, progress=False)
     items = decoder_inputs(bundle, manifest, images)
     core = ov.Core()
     with tempfile.TemporaryDirectory() as tmp:

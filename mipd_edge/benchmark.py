@@ -126,22 +126,14 @@ def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
             "p99": float(np.percentile(a, 99)), "mean": float(a.mean()), "n": int(a.size)}
 
 
-def benchmark_images(settings: BenchmarkSettings, count: int) -> list[np.ndarray]:
-    """Real images of the split when there is a dataset; otherwise fixed-seed noise images."""
-    from .data.hico import is_hoi_dataset
-
-    if settings.data and is_hoi_dataset(settings.data):
-        from .data.hico import find_space, image_dir, read_hoi_annotations
-        from .deploy.image import load_image
-
-        test = read_hoi_annotations(Path(settings.data) / "test_hico.json", find_space(settings.data))
-        folder = image_dir(settings.data, "test")
-        return [load_image(folder / test[i % len(test)].file_name) for i in range(count)]
+def benchmark_images(settings: BenchmarkSettings, task: str, count: int) -> list[np.ndarray]:
+    """Real images of the split of the bundle's task's dataset when there is one; otherwise
+    fixed-seed noise images."""
     if settings.data:
-        from .data.swig import SituDataset
+        from .data.layouts import dataset_layout
 
-        dataset = SituDataset(settings.data, settings.split)
-        return [dataset[i % len(dataset)].image for i in range(count)]
+        images = dataset_layout(task).images(settings.data, settings.split)
+        return [images[i % len(images)]() for i in range(count)]
     rng = np.random.default_rng(0)
     return [rng.integers(0, 256, (192, 256, 3), dtype=np.uint8) for _ in range(count)]
 
@@ -224,7 +216,7 @@ class RowMeasurement:
         if backend == "openvino":
             hint = predictor.runtime.graphs["encoder"].compiled.get_property("INFERENCE_PRECISION_HINT")
             row.notes.append(f"OpenVINO inference precision {hint.get_type_name()}")
-        self.images = benchmark_images(settings, batch)
+        self.images = benchmark_images(settings, predictor.task, batch)
         self.x, _ = predictor.prepare(self.images)
         self.decoder_inputs = predictor.runtime.example_inputs(batch)["decoder"]
         self.raw_ms: list[float] = []
@@ -264,12 +256,7 @@ class RowMeasurement:
             row.notes.append("throughput from sequential latency" + (
                 "" if self.latency_only else " (a batch-1 graph cannot take the batch at once)"))
         if self.with_accuracy and settings.data:
-            from .data.hico import is_hoi_dataset
-
-            if ("hoi" if is_hoi_dataset(settings.data) else "gsr") != predictor.task:
-                row.notes.append(f"no accuracy: {settings.data} is not a dataset of the bundle's task")
-            else:
-                row.metrics = ACCURACY[predictor.task](predictor, settings)
+            row.metrics = ACCURACY[predictor.task](predictor, settings)
         predictor.close()
         row.peak_mem_mb = peak_memory_mb()
         return asdict(row)

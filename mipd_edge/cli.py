@@ -402,6 +402,8 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .export_formats import EXPORT_FORMATS
+
     parser = argparse.ArgumentParser(prog="mipd-edge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -553,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("export", cmd_export, "export a trained student to a verified bundle")
     p.add_argument("--model", required=True, help="a trained student directory")
     p.add_argument("--out", required=True)
-    p.add_argument("--formats", default="onnx,openvino", help="comma list of onnx, openvino, tensorrt")
+    p.add_argument("--formats", default="onnx,openvino", help="comma list of: " + "; ".join(
+        f"{name} ({fmt.what})" for name, fmt in EXPORT_FORMATS.items()))
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
     p.add_argument("--data", default=None, help="dataset for verification (and calibration for int8)")
     p.add_argument("--image-size", type=int, default=None)

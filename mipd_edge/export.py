@@ -24,12 +24,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.swig import SituDataset
+from .data.layouts import dataset_layout
 from .deploy.bundle import BundleManifest, graph_files, write_manifest
 from .deploy.preprocess import Preprocess
 from .deploy.runtimes import load_runtime
 from .deploy.tasks import GSR, BundleTask
-from .errors import BundleError, MipdEdgeError, MissingDependencyError
+from .errors import BundleError, DatasetError, MipdEdgeError
+from .export_formats import EXPORT_FORMATS
 from .files import WEIGHTS_FILE, PathLike, atomic_output, check_output
 from .graphs import EncoderGraph, graph_task
 from .models.store import load_student
@@ -79,15 +80,6 @@ def export_graphs(model: Student, out: Path, dynamic_batch: bool) -> dict[str, s
     return graphs
 
 
-def onnx_to_openvino(onnx_path: Path, xml_path: Path, fp16: bool) -> None:
-    try:
-        import openvino as ov
-    except ImportError as exc:
-        raise MissingDependencyError("exporting OpenVINO IR needs openvino: pip install 'mipd-edge[openvino]'") from exc
-    xml_path.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=fp16)
-
-
 def reference_outputs(model: Student, images: np.ndarray, vocabulary: Vocabulary) -> dict[str, tuple[dict, dict]]:
     """torch's inputs and outputs of both graphs on real images (the task chooses the
     decoder's inputs: a situation decoder gets each image's top-1 verb's role queries)."""
@@ -119,20 +111,14 @@ def verify(runtime, reference: dict[str, tuple[dict, dict]], tolerance: float, w
     return {"max_abs_diff": diffs, "tolerance": tolerance, "images": len(reference["encoder"][0]["images"])}
 
 
-def verification_images(data_dir: Path, preprocess: Preprocess, count: int = 8, split: str = "dev") -> np.ndarray:
-    """Real pre-processed images: of a SWiG split, or of an HOI dataset's test annotations."""
-    if (data_dir / "test_hico.json").is_file():
-        from .data.hico import find_space as find_hoi_space
-        from .data.hico import image_dir, read_hoi_annotations
-        from .deploy.image import load_image
+def verification_images(data_dir: Path, task: str, preprocess: Preprocess, count: int = 8) -> np.ndarray:
+    """``count`` real images spread over the task's dataset's dev split (an HOI dataset's test
+    split: HICO-DET has no dev), pre-processed."""
+    from .data.layouts import dataset_layout
 
-        images = read_hoi_annotations(data_dir / "test_hico.json", find_hoi_space(data_dir))
-        picks = np.linspace(0, len(images) - 1, min(count, len(images))).astype(int)
-        folder = image_dir(data_dir, "test")
-        return np.stack([preprocess(load_image(folder / images[i].file_name))[0] for i in picks])
-    dataset = SituDataset(data_dir, split)
-    picks = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).astype(int)
-    return np.stack([preprocess(dataset[int(i)].image)[0] for i in picks])
+    images = dataset_layout(task).images(data_dir, "dev")
+    picks = np.linspace(0, len(images) - 1, min(count, len(images))).astype(int)
+    return np.stack([preprocess(images[int(i)]())[0] for i in picks])
 
 
 def export_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str] = ("onnx", "openvino"),
@@ -160,9 +146,9 @@ def write_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str], pre
         raise MipdEdgeError("INT8 bundles are made by `mipd-edge quantize` (it needs calibration images)")
     if precision not in TOLERANCE:
         raise MipdEdgeError(f"precision must be fp32, fp16 or int8, got {precision!r}")
-    unknown = set(formats) - {"onnx", "openvino", "tensorrt"}
+    unknown = set(formats) - set(EXPORT_FORMATS)
     if unknown:
-        raise MipdEdgeError(f"unknown formats {sorted(unknown)}; choose from onnx, openvino, tensorrt")
+        raise MipdEdgeError(f"unknown formats {sorted(unknown)}; choose from {', '.join(EXPORT_FORMATS)}")
     model, info = load_student(model_dir)
     if info.get("kind") != "student":
         raise MipdEdgeError(f"{model_dir} holds a {info.get('kind')}, not a trained student")
@@ -170,12 +156,14 @@ def write_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str], pre
         model = _resized(model, image_size)
     preprocess = model.preprocess
     data_dir = Path(data) if data else Path(info.get("data", {}).get("dir", ""))
-    if not ((data_dir / "dev.json").is_file() or (data_dir / "test_hico.json").is_file()):
-        raise MipdEdgeError(f"verification needs real images: pass --data (the model's data {data_dir} is not there)")
+    task = graph_task(model)
+    try:
+        dataset_layout(task.bundle.name).check(data_dir)
+    except DatasetError as exc:
+        raise MipdEdgeError(f"verification needs real images: pass --data ({exc})") from None
     encoder = model_text_encoder(info)
     if encoder.id != info["text_encoder"]:
         raise MipdEdgeError(f"{model_dir} was trained with text encoder {info['text_encoder']}, found {encoder.id}")
-    task = graph_task(model)
     vocabulary = task.vocabulary(info, encoder, data_dir, space)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -193,23 +181,17 @@ def write_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str], pre
                                                 "epoch", "selection_score")}, **task.provenance(info)},
         text_encoder_onnx=export_text_encoder(spec, out, encoder.id) if with_text_encoder else None,
         **task.manifest_fields(info))
-    if "openvino" in formats:
-        manifest.graphs["openvino"] = graph_files("openvino")
-        for graph, xml in manifest.graphs["openvino"].items():
-            onnx_to_openvino(out / manifest.graphs["onnx"][graph], out / xml, precision == "fp16")
-    if "tensorrt" in formats:
-        from .deploy.runtimes.tensorrt import build_engines
+    for name, fmt in EXPORT_FORMATS.items():
+        if name in formats and fmt.convert is not None:
+            manifest.graphs[name] = fmt.convert(out, manifest, precision)
 
-        manifest.graphs["tensorrt"] = build_engines(out, manifest, "fp16" if precision == "fp16" else "fp32")
-
-    reference = reference_outputs(model, verification_images(data_dir, preprocess), vocabulary)
-    checks = {"onnx": ("onnxruntime", {}), "openvino": ("openvino", {"inference_precision": "f32"})}
-    for fmt in ("onnx", "openvino"):
-        if fmt in manifest.graphs:
-            backend, options = checks[fmt]
-            tol = TOLERANCE[precision] if fmt == "openvino" else TOLERANCE["fp32"]
+    reference = reference_outputs(model, verification_images(data_dir, task.bundle.name, preprocess), vocabulary)
+    for name, fmt in EXPORT_FORMATS.items():
+        if name in manifest.graphs and fmt.verified_by is not None:
+            backend, options = fmt.verified_by
+            tol = TOLERANCE[precision] if fmt.holds_precision else TOLERANCE["fp32"]
             with load_runtime(backend, out, manifest, precision="fp32", **options) as runtime:
-                manifest.verification[fmt] = verify(runtime, reference, tol, f"{fmt} graphs", not dynamic_batch)
+                manifest.verification[name] = verify(runtime, reference, tol, f"{name} graphs", not dynamic_batch)
     if "onnx" not in formats and "onnx" in manifest.graphs:  # exported only as the other formats' source
         for graph in ("encoder", "decoder"):
             (out / f"{graph}.onnx").unlink()

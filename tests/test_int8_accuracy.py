@@ -42,7 +42,7 @@ def test_calibration_images_never_show_an_unseen_verb(tiny_world, monkeypatch):
 
     monkeypatch.setattr(SituDataset, "__getitem__", watched)
     data = tiny_world / "data"
-    images = calibration_images(data, Preprocess(64), count=10_000, progress=False)
+    images = calibration_images(data, "gsr", Preprocess(64), count=10_000, progress=False)
     train = SituDataset(data, "train")
     unseen = set(dataset_split(data)["unseen"])
     assert len(images) == len(seen_names) == sum(train.annotations[n].verb not in unseen for n in train.names)

@@ -231,11 +231,6 @@ def image_dir(folder: PathLike, split: str) -> Path:
     return nested if nested.is_dir() else folder / "images"
 
 
-def is_hoi_dataset(folder: PathLike) -> bool:
-    """Whether a folder holds an HOI dataset (HICO-DET's annotation files) rather than a SWiG one."""
-    return any((Path(folder) / name).is_file() for name in ("trainval_hico.json", "test_hico.json"))
-
-
 def find_space(folder: PathLike) -> HoiSpace:
     """The ``hoi_space.json`` beside a dataset's annotations, else HICO-DET's."""
     path = Path(folder) / "hoi_space.json"

@@ -23,7 +23,8 @@ from ..deploy.runtimes import installed, load_runtime
 from ..deploy.runtimes.selection import DEFAULT_MAX_DROP
 from ..errors import BundleError, MipdEdgeError
 from ..evaluation import evaluate_predictor
-from ..export import onnx_to_openvino, reference_outputs, verification_images, write_bundle
+from ..export import reference_outputs, verification_images, write_bundle
+from ..export_formats import onnx_to_openvino
 from ..files import WEIGHTS_FILE, PathLike, atomic_output, check_output
 from ..models.store import load_student, read_model_info
 from ..vocabulary import Vocabulary
@@ -85,7 +86,8 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, c
     preprocess = Preprocess.from_json(manifest.preprocess)
     info = read_model_info(model_dir)
     zero_shot = info["data"].get("zero_shot")  # HOI: the classes calibration must not see
-    calibration = calibration_images(data_dir, preprocess, calib_size, progress=progress, zero_shot=zero_shot)
+    task = manifest.task.name
+    calibration = calibration_images(data_dir, task, preprocess, calib_size, progress=progress, zero_shot=zero_shot)
     # how much INT8 may lose against FP32 on dev (points of verb top-1 and grounded value) for
     # `auto` to run it: accuracy control's --max-drop, else DESIGN's 1 point
     gate = DEFAULT_MAX_DROP if max_drop is None else float(max_drop)
@@ -113,8 +115,8 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, c
         from .qat import quantize_aware_training
 
         model, _ = load_student(model_dir)
-        train_images = calibration_images(data_dir, preprocess, max(calib_size, 1000), seed=1, progress=progress,
-                                          zero_shot=zero_shot)
+        train_images = calibration_images(data_dir, task, preprocess, max(calib_size, 1000), seed=1,
+                                          progress=progress, zero_shot=zero_shot)
         report["qat"] = quantize_aware_training(model, calibration, train_images, onnx_int8,
                                                 qat_epochs, dynamic_batch=dynamic_batch, progress=progress)
         if "openvino" in formats:
@@ -128,7 +130,7 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, c
 
     model, _ = load_student(model_dir)
     vocabulary = Vocabulary.load(out / manifest.vocabulary)
-    reference = reference_outputs(model, verification_images(data_dir, preprocess), vocabulary)
+    reference = reference_outputs(model, verification_images(data_dir, task, preprocess), vocabulary)
     for backend in ("onnxruntime", "openvino"):
         fmt = graph_format(backend, "int8")
         if fmt in manifest.graphs:

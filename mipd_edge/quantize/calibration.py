@@ -7,39 +7,25 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..data.split import dataset_split
-from ..data.swig import SituDataset
+from ..data.layouts import dataset_layout
 from ..deploy.bundle import BundleManifest
-from ..deploy.image import load_image
 from ..deploy.preprocess import Preprocess
 from ..errors import MipdEdgeError
 from ..progress import progress_bar
 
 
-def calibration_images(data_dir: Path, preprocess: Preprocess, count: int = 300, seed: int = 0,
+def calibration_images(data_dir: Path, task: str, preprocess: Preprocess, count: int = 300, seed: int = 0,
                        progress: bool = True, zero_shot: Optional[str] = None) -> np.ndarray:
-    """``count`` training images, (N, 3, S, S), of the split's open-vocabulary view: no unseen
-    verb of a SWiG-format dataset, no image whose every pair is of an unseen class (``zero_shot``)
-    of an HOI dataset."""
-    data_dir = Path(data_dir)
-    from ..data.hico import is_hoi_dataset
-
-    if is_hoi_dataset(data_dir):
-        from ..data.hico import image_dir, training_images
-
-        folder = image_dir(data_dir, "trainval")
-        files = [folder / image.file_name for image in training_images(data_dir, zero_shot)[1]]
-        load = lambda i: load_image(files[i])  # noqa: E731
-    else:
-        dataset = SituDataset(data_dir, "train", ov_split=dataset_split(data_dir, required=False))
-        files = dataset.names
-        load = lambda i: dataset[i].image  # noqa: E731
-    if len(files) == 0 or count < 1:
+    """``count`` training images, (N, 3, S, S), of the task's dataset in its open-vocabulary
+    view: no unseen verb of a situation dataset, no image whose every pair is of an unseen
+    class (``zero_shot``) of an interaction dataset."""
+    images = dataset_layout(task).images(data_dir, "train", zero_shot)
+    if len(images) == 0 or count < 1:
         raise MipdEdgeError(f"no calibration images: {data_dir} has an empty training split or --calib-size < 1")
-    picks = np.random.default_rng(seed).permutation(len(files))[:count]
+    picks = np.random.default_rng(seed).permutation(len(images))[:count]
     out = np.empty((len(picks), 3, preprocess.size, preprocess.size), np.float32)
     for j, i in enumerate(progress_bar(picks, desc="calibration images", unit="img", enabled=progress)):
-        out[j] = preprocess(load(int(i)))[0]
+        out[j] = preprocess(images[int(i)]())[0]
     return out
 
 
