@@ -97,20 +97,22 @@ def main() -> None:
     if not set(recipes) <= set(INT8_RECIPES):
         raise SystemExit(f"hoi_ablation: --int8-recipes are among {', '.join(INT8_RECIPES)}")
 
-    from mipd_edge.data.synthsitu.hoi import generate_hoi
+    from mipd_edge.data.synthsitu.hoi import SynthHoiConfig, generate_hoi
     from mipd_edge.train.config import TrainConfig
-    from mipd_edge.train.hoi import distill_hoi, write_hoi_pairs
+    from mipd_edge.train.distill import distill
+    from mipd_edge.train.hoi import write_hoi_pairs
     from mipd_edge.train.hoi_calibration import calibrate_seen_bias
     from mipd_edge.train.rationales import generate_rationales
+    from mipd_edge.train.task import TrainingInputs
     from mipd_lab.variants import variant_overrides
 
     out = Path(args.out) / args.zero_shot
     data = out / "data"
     data_params = {"seed": args.seed, "trainval": args.trainval, "test": args.test}
-    stage(out, "data", data_params, lambda: generate_hoi(data, progress=True, **data_params))
+    stage(out, "data", data_params, lambda: generate_hoi(data, SynthHoiConfig(**data_params)))
     teacher, teacher_data = out / "teacher", out / "teacher-data"
     teacher_params = {**data_params, "seed": args.seed + TEACHER_SEED_OFFSET}
-    stage(out, "teacher-data", teacher_params, lambda: generate_hoi(teacher_data, progress=True, **teacher_params))
+    stage(out, "teacher-data", teacher_params, lambda: generate_hoi(teacher_data, SynthHoiConfig(**teacher_params)))
     teacher_cfg = TrainConfig(epochs=args.teacher_epochs, image_size=args.input_size, seed=args.seed)
     stage(out, "teacher", {"data": teacher_params, "crop_margin": CROP_MARGIN, "train": teacher_cfg.to_json()},
           lambda: train_pair_teacher(teacher_data, out / "teacher-pairs", teacher, teacher_cfg))
@@ -162,9 +164,9 @@ def main() -> None:
             cfg, params = row_config(row, seed)
             name = f"{row}-seed{seed}"
             student = students[name] = out / f"student-{name}"
-            stage(out, f"student-{name}", params, lambda: distill_hoi(
-                data, student, cfg, args.zero_shot, teacher, rationales, pairs,
-                **training_mode(out, f"student-{name}", params, student))["best_selection_score"])
+            stage(out, f"student-{name}", params, lambda: distill(
+                data, student, cfg, TrainingInputs(teacher, rationales, pairs, args.zero_shot),
+                training_mode(out, f"student-{name}", params, student))["best_selection_score"])
             results[row][str(seed)] = stage(out, f"score-{name}", {"student": str(student), **params},
                                             lambda: score(student, data, space, test, rare, args.zero_shot))
             write_report()
@@ -183,8 +185,8 @@ def main() -> None:
         cfg, params = row_config(row, seeds[0])
         folder = out / f"calibration-{row}"
         calibration = stage(out, f"calibration-{row}", params, lambda: calibrate_seen_bias(
-            data, folder, cfg, args.zero_shot, teacher, rationales, pairs,
-            **training_mode(out, f"calibration-{row}", params, folder)))
+            data, folder, cfg, TrainingInputs(teacher, rationales, pairs, args.zero_shot),
+            run=training_mode(out, f"calibration-{row}", params, folder)))
         results[f"{row}+calibration"] = {
             str(seed): {**stage(out, f"score-{row}+calibration-seed{seed}",
                                 {"student": str(students[f"{row}-seed{seed}"]), "bias": calibration["bias"]},
@@ -206,15 +208,17 @@ def score(student: Path, data: Path, space, test, rare, zero_shot: str, bias: fl
     seen-verb calibration)."""
     from mipd_edge.data.hoi_vocabulary import hoi_vocabulary
     from mipd_edge.deploy.preprocess import Preprocess
+    from mipd_edge.models.inference import interaction_decoder, predict_hoi
     from mipd_edge.models.store import load_student
     from mipd_edge.text import model_text_encoder
-    from mipd_edge.train.hoi import HoiTrainSet, gold_pair_verbs, predict_hoi
+    from mipd_edge.train.hoi import HoiTrainSet, gold_pair_verbs
 
     model, info = load_student(student)
     vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), model_text_encoder(info))
     preprocess = Preprocess.from_json(info["preprocess"])
     verb_bias = {v: bias for v in info["training_verbs"]} if bias else None
-    preds = predict_hoi(model, test, image_dir(data, "test"), vocab, preprocess, space, verb_bias=verb_bias)
+    preds = predict_hoi(model, test, image_dir(data, "test"), interaction_decoder(model, vocab, space, verb_bias),
+                        preprocess)
     metrics = evaluate_hoi(test, preds, space, rare, zero_shot)
     metrics.pop("per_class")
     known_object = evaluate_hoi(test, preds, space, rare, zero_shot, mode="ko")
@@ -228,12 +232,16 @@ def quantized_map(student: Path, data: Path, bundle: Path, test, rare, zero_shot
                   **quantize: Any) -> dict[str, Any]:
     """An INT8 bundle of a student (accuracy gate on its held-out training images) and its
     test mAP in FP32 and INT8 on each runtime it has graphs for, through the Predictor."""
+    from mipd_edge.config import QuantizeConfig
+    from mipd_edge.context import RunContext
     from mipd_edge.deploy.bundle import graph_format
     from mipd_edge.deploy.predictor import Predictor
     from mipd_edge.evaluation import evaluate_hoi_predictor
     from mipd_edge.quantize import quantize_bundle
 
-    manifest = quantize_bundle(student, data, bundle, method, calib_size=CALIB_SIZE, overwrite=True, **quantize)
+    recipe = {**quantize, "formats": tuple(quantize.get("formats", ("onnx", "openvino")))}
+    manifest = quantize_bundle(student, data, bundle, QuantizeConfig(method=method, calib_size=CALIB_SIZE, **recipe),
+                               RunContext(overwrite=True))
     out: dict[str, Any] = {"gate": manifest.metrics, "quantization": manifest.quantization}
     runtimes = [(b, o) for b, o in (("onnxruntime", {}), ("openvino", {"inference_precision": "f32"}))
                 if graph_format(b, "int8") in manifest.graphs]
@@ -305,6 +313,7 @@ def train_pair_teacher(data: Path, crops: Path, teacher: Path, cfg) -> float:
     """The SynthSitu teacher on crops of every trainval interaction of ``data`` (its own
     sample), all verbs; every tenth crop is held out for checkpoint selection. A stage of
     this run: an earlier teacher in its folder is replaced."""
+    from mipd_edge.context import RunContext
     from mipd_edge.files import read_json, write_json
     from mipd_edge.train.hoi import write_hoi_pairs
     from mipd_edge.train.teacher_train import train_teacher
@@ -314,7 +323,7 @@ def train_pair_teacher(data: Path, crops: Path, teacher: Path, cfg) -> float:
     names = sorted(crops_of)
     write_json(crops / "dev.json", {n: crops_of[n] for n in names[::10]}, indent=None)
     write_json(crops / "train.json", {n: crops_of[n] for i, n in enumerate(names) if i % 10}, indent=None)
-    return train_teacher(crops, teacher, cfg, overwrite=True, sources=[data])["best_selection_score"]
+    return train_teacher(crops, teacher, cfg, RunContext(overwrite=True), sources=[data])["best_selection_score"]
 
 
 if __name__ == "__main__":

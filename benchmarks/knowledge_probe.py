@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from mipd_edge.cli import setup_logging
+from mipd_edge.context import RunContext
 from mipd_edge.data.swig import SituDataset
 from mipd_edge.errors import MipdEdgeError
 from mipd_edge.files import default_cache_dir
@@ -43,7 +44,7 @@ from mipd_edge.pipeline import rationales_file
 from mipd_edge.text import load_text_encoder
 from mipd_edge.train.config import MipdConfig
 from mipd_edge.train.data import training_view
-from mipd_edge.train.nmpa import aligned_knowledge
+from mipd_edge.train.nmpa import NmpaConfig, aligned_knowledge
 from mipd_edge.train.teacher_cache import teacher_cache
 from mipd_edge.vocabulary import Vocabulary, noun_text
 from mipd_lab.variants import variant_overrides
@@ -154,9 +155,10 @@ def main() -> None:
     for variant, options in variants.items():
         _, rationales = rationales_file(run, options.judgment)
         scene, instance = {}, {}
+        probe_run = RunContext(cache_dir=Path(args.out).resolve())  # knowledge under OUT/knowledge
         for seed in args.seeds:
             knowledge = aligned_knowledge(train_cache, rationales, train_set, encoder, train_vocab,
-                                          Path(args.out).resolve() / "knowledge", seed=seed, options=options)
+                                          NmpaConfig(seed=seed), options, probe_run)
             results["setup"]["knowledge"].setdefault(variant, {})[str(seed)] = knowledge.key
             scene[str(seed)] = top1_by_split(knowledge.scene_of(global_feats) @ verb_emb.T, verbs, verb_gold,
                                              gold_verbs, split)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from mipd_edge.data.synthsitu import generate
+from mipd_edge.data.synthsitu.generate import SynthConfig
 
 
 def main() -> None:
@@ -35,8 +36,8 @@ def main() -> None:
         scratch = Path(tempfile.mkdtemp(prefix="synthsitu-bench-"))
         try:
             start = time.perf_counter()
-            generate(scratch, seed=0, train=train, dev=dev, test=test, image_size=args.image_size,
-                     workers=workers)
+            generate(scratch,
+                     SynthConfig(seed=0, train=train, dev=dev, test=test, image_size=args.image_size, workers=workers))
             seconds = time.perf_counter() - start
             size_mb = sum(p.stat().st_size for p in scratch.rglob("*") if p.is_file()) / 2**20
         finally:

@@ -44,6 +44,7 @@ def summary(history: list[dict]) -> dict:
 
 def run_setting(pipe: Pipeline, name: str, kind: str, epochs: int, overrides: dict) -> dict:
     """One teacher or student training with a setting; its speed and test metrics (cached by the stage)."""
+    from mipd_edge.context import RunContext
     from mipd_edge.train.distill import distill
     from mipd_edge.train.teacher_train import train_teacher
 
@@ -54,7 +55,7 @@ def run_setting(pipe: Pipeline, name: str, kind: str, epochs: int, overrides: di
     def train() -> dict:
         started = time.perf_counter()
         fn = train_teacher if kind == "teacher" else distill
-        result = fn(pipe.data, out, cfg, progress=pipe.progress, overwrite=True)  # timed from scratch
+        result = fn(pipe.data, out, cfg, run=RunContext(progress=pipe.progress, overwrite=True))  # timed from scratch
         return {**summary(result["history"]), "stage_seconds": time.perf_counter() - started,
                 "best_selection_score": result["best_selection_score"], "weights_sha256": result["weights_sha256"]}
 

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
+from .config import (
+    ExportConfig,
+    QuantizeConfig,
+    RationaleConfig,
+    add_config_options,
+    config_of_args,
+    given_options,
+    resolved,
+)
+from .context import RunContext
+from .data.synthsitu.generate import SynthConfig
+from .data.synthsitu.hoi import SynthHoiConfig
 from .deploy.backends import BACKENDS
 from .errors import MipdEdgeError
-from .methods import METHODS, methods_for
+from .methods import METHODS
 from .text import DEFAULT_TEXT_ENCODER
 
 if TYPE_CHECKING:
@@ -35,26 +48,28 @@ def _output(args: argparse.Namespace, what: str, option: str = "out") -> Optiona
 
 
 def cmd_data_synth(args: argparse.Namespace) -> None:
+    _output(args, "dataset folder")
+    if args.task == "hoi":
+        from .data.synthsitu.hoi import generate_hoi
+
+        m = generate_hoi(args.out, config_for_task(args, SynthHoiConfig, SynthConfig))
+        print(f"SynthSitu-HOI written to {args.out}: {m['trainval']} trainval / {m['test']} test images, "
+              f"{m['verbs']} verbs, {m['classes']} HOI classes, {m['seconds']:.1f} s")
+        return
     from .data.synthsitu import generate
 
-    _output(args, "dataset folder")
-
-    manifest = generate(args.out, seed=args.seed, train=args.train, dev=args.dev, test=args.test,
-                        image_size=args.image_size, workers=args.workers)
-    print(f"SynthSitu written to {args.out}: {manifest['train']} train / {manifest['dev']} dev / "
-          f"{manifest['test']} test images, {manifest['verbs']} verbs, {manifest['nouns']} nouns, "
-          f"{manifest['seconds']:.1f} s")
+    m = generate(args.out, config_for_task(args, SynthConfig, SynthHoiConfig))
+    print(f"SynthSitu written to {args.out}: {m['train']} train / {m['dev']} dev / {m['test']} test images, "
+          f"{m['verbs']} verbs, {m['nouns']} nouns, {m['seconds']:.1f} s")
 
 
-def cmd_data_synth_hoi(args: argparse.Namespace) -> None:
-    from .data.synthsitu.hoi import generate_hoi
-
-    _output(args, "dataset folder")
-
-    m = generate_hoi(args.out, seed=args.seed, trainval=args.trainval, test=args.test, image_size=args.image_size,
-                     workers=args.workers)
-    print(f"SynthSitu-HOI written to {args.out}: {m['trainval']} trainval / {m['test']} test images, "
-          f"{m['verbs']} verbs, {m['classes']} HOI classes, {m['seconds']:.1f} s")
+def config_for_task(args: argparse.Namespace, cls: type, other: type):
+    """``cls`` from the flags, refusing a flag that only ``other`` (the other task's config) has."""
+    mine = {f.name for f in dataclasses.fields(cls)}
+    foreign = sorted(set(given_options(args, other)) - mine)
+    if foreign:
+        raise MipdEdgeError(f"--{foreign[0].replace('_', '-')} is not an option of a --task {args.task} dataset")
+    return config_of_args(cls, args)
 
 
 def cmd_data_split(args: argparse.Namespace) -> None:
@@ -85,11 +100,29 @@ def cmd_data_split(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from .data.swig import read_annotations, read_space
-    from .files import read_json, write_json
-    from .metrics import evaluate, format_table
+    from .data.layouts import dataset_task, space_task
 
     _output(args, "metrics file")
+    task = space_task(args.space) if args.space else dataset_task(Path(args.annotations).parent)
+    metrics = (eval_interactions if task == "hoi" else eval_situations)(args)
+    if args.out:
+        from .files import write_json
+
+        write_json(args.out, metrics)
+        print(f"metrics written to {args.out}")
+
+
+def eval_situations(args: argparse.Namespace) -> dict:
+    from .data.swig import read_annotations, read_space
+    from .files import read_json
+    from .metrics import evaluate, format_table
+
+    hoi_only = [f"--{k.replace('_', '-')}" for k in ("zero_shot", "train_annotations", "max_per_image")
+                if getattr(args, k) is not None]
+    if hoi_only:
+        raise MipdEdgeError(f"{hoi_only[0]} scores HOI detections; {args.annotations} holds situations")
+    if not args.space:
+        raise MipdEdgeError("scoring situations needs --space (the dataset's imsitu_space.json)")
     space = read_space(args.space)
     annotations = read_annotations(args.annotations, space)
     predictions = read_json(args.predictions, "predictions file")
@@ -97,17 +130,16 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise MipdEdgeError(f"{args.predictions}: predictions are an object keyed by image name")
     metrics = evaluate(annotations, space, predictions, args.splits)
     print(format_table(metrics))
-    if args.out:
-        write_json(args.out, metrics)
-        print(f"metrics written to {args.out}")
+    return metrics
 
 
-def cmd_eval_hoi(args: argparse.Namespace) -> None:
+def eval_interactions(args: argparse.Namespace) -> dict:
     from .data.hico import HoiSpace, find_space, rare_classes, read_hoi_annotations
-    from .files import read_json, write_json
+    from .files import read_json
     from .hoi_metrics import evaluate_hoi
 
-    _output(args, "metrics file")
+    if args.splits:
+        raise MipdEdgeError(f"--splits scores situations; {args.annotations} holds interactions (use --zero-shot)")
     space = HoiSpace.load(args.space) if args.space else find_space(Path(args.annotations).parent)
     annotations = read_hoi_annotations(args.annotations, space)
     train = read_hoi_annotations(args.train_annotations, space) if args.train_annotations else None
@@ -122,28 +154,29 @@ def cmd_eval_hoi(args: argparse.Namespace) -> None:
     for name, key in rows:
         values = (metrics[key], metrics["mean_max_recall"][key])
         print(f"  {name:<9} " + " / ".join("     -" if v is None else f"{v:6.2f}" for v in values))
-    if args.out:
-        write_json(args.out, metrics)
-        print(f"metrics written to {args.out}")
+    return metrics
 
 
-def _train_config(args: argparse.Namespace, **defaults):
-    from .train.config import load_config
+def _train_config(args: argparse.Namespace, **forced):
+    """The training config: defaults, then ``--config FILE``, then the flags; ``forced`` last."""
+    from .train.config import TrainConfig
 
-    model = {"backbone": getattr(args, "backbone", None), "backbone_weights": getattr(args, "backbone_weights", None)}
-    if model["backbone_weights"]:
-        model["backbone_weights"] = str(Path(model["backbone_weights"]).resolve())
-    given = {"method": getattr(args, "method", None), "epochs": args.epochs, "student": getattr(args, "student", None),
-             "image_size": args.image_size, "seed": args.seed, "batch_size": args.batch_size,
-             "model": {k: v for k, v in model.items() if v is not None} or None}
-    return load_config(args.config, **{**defaults, **{k: v for k, v in given.items() if v is not None}})
+    cfg = config_of_args(TrainConfig, args)
+    model = {"backbone": getattr(args, "backbone", None),
+             "backbone_weights": resolved(getattr(args, "backbone_weights", None))}
+    model = {k: v for k, v in model.items() if v is not None}
+    return dataclasses.replace(cfg, **({"model": {**cfg.model, **model}} if model else {}), **forced)
+
+
+def _run(args: argparse.Namespace) -> RunContext:
+    return RunContext(overwrite=args.overwrite, resume=getattr(args, "resume", False),
+                      cache_dir=getattr(args, "cache_dir", None))
 
 
 def cmd_train_teacher(args: argparse.Namespace) -> None:
     from .train.teacher_train import train_teacher
 
-    result = train_teacher(args.data, args.out, _train_config(args, method="none"), resume=args.resume,
-                           overwrite=args.overwrite)
+    result = train_teacher(args.data, args.out, _train_config(args, method="none"), _run(args))
     print(f"teacher written to {args.out} (best dev selection score {result['best_selection_score']:.2f})")
 
 
@@ -164,26 +197,34 @@ def cmd_teacher_cache(args: argparse.Namespace) -> None:
 def cmd_rationales(args: argparse.Namespace) -> None:
     from .train.rationales import generate_rationales
 
-    stats = generate_rationales(args.data, args.teacher, args.out, args.generator, args.endpoint, args.model,
-                                args.workers, timeout=args.timeout, judgment=args.judgment)
+    stats = generate_rationales(args.data, args.teacher, args.out, config_of_args(RationaleConfig, args), _run(args))
     print(f"rationales: {stats['written']} written, {stats['failed']} failed, {stats['done_before']} already done "
           f"-> {args.out}")
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
     from .train.distill import distill
+    from .train.task import TrainingInputs
 
-    result = distill(args.data, args.out, _train_config(args), args.teacher, args.rationales, resume=args.resume,
-                     overwrite=args.overwrite)
+    inputs = TrainingInputs(args.teacher, args.rationales, args.pairs, args.zero_shot)
+    result = distill(args.data, args.out, _train_config(args), inputs, _run(args))
     print(f"student written to {args.out} (best dev selection score {result['best_selection_score']:.2f})")
 
 
 def cmd_predict_dataset(args: argparse.Namespace) -> None:
     from .files import write_json
-    from .models.inference import predict_with_model
 
     _output(args, "predictions file")
-    preds = predict_with_model(args.model, args.data, args.split)
+    if (Path(args.model) / "bundle.json").is_file():
+        from .deploy.predictor import Predictor
+        from .evaluation import dataset_predictions
+
+        with Predictor(args.model, backend=args.backend) as predictor:
+            preds = dataset_predictions(predictor, args.data, args.split, progress=True)
+    else:
+        from .models.inference import predict_with_model
+
+        preds = predict_with_model(args.model, args.data, args.split)
     write_json(args.out, preds, indent=None)
     print(f"predictions for {len(preds)} {args.split} images -> {args.out}")
 
@@ -196,69 +237,30 @@ def cmd_hoi_pairs(args: argparse.Namespace) -> None:
           f"--out {Path(out).parent / 'rationales.jsonl'}")
 
 
-def cmd_distill_hoi(args: argparse.Namespace) -> None:
-    from .train.hoi import distill_hoi
-
-    result = distill_hoi(args.data, args.out, _train_config(args), args.zero_shot, args.teacher, args.rationales,
-                         args.pairs, resume=args.resume, overwrite=args.overwrite)
-    print(f"HOI student written to {args.out} (best held-out mAP {result['best_selection_score']:.2f})")
-
-
-def cmd_predict_hoi(args: argparse.Namespace) -> None:
-    from .data.hico import find_space, read_hoi_annotations
-    from .data.hico import image_dir as split_images
-    from .files import write_json
-
-    _output(args, "detections file")
-    space = find_space(args.data)
-    images = read_hoi_annotations(Path(args.data) / f"{args.split}_hico.json", space)
-    image_dir = split_images(args.data, args.split)
-    if (Path(args.model) / "bundle.json").is_file():
-        from .deploy.predictor import Predictor
-        from .evaluation import hoi_detections
-
-        with Predictor(args.model, backend=args.backend) as predictor:
-            preds = hoi_detections(predictor, images, image_dir, progress=True)
-    else:
-        from .data.hoi_vocabulary import hoi_vocabulary
-        from .deploy.preprocess import Preprocess
-        from .models.store import load_student
-        from .text import model_text_encoder
-        from .train.hoi import predict_hoi
-
-        model, info = load_student(args.model)
-        vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), model_text_encoder(info))
-        preds = predict_hoi(model, images, image_dir, vocab, Preprocess.from_json(info["preprocess"]), space,
-                            progress=True)
-    write_json(args.out, preds, indent=None)
-    print(f"HOI detections for {len(preds)} {args.split} images -> {args.out}")
-
-
 def cmd_export(args: argparse.Namespace) -> None:
-    from .export import export_bundle
-
-    if args.precision == "int8":
+    cfg = config_of_args(ExportConfig, args)
+    if cfg.precision == "int8":
         from .quantize import quantize_bundle
 
         if not args.data:
             raise MipdEdgeError("--precision int8 needs --data (calibration images); see also `mipd-edge quantize`")
-        manifest = quantize_bundle(args.model, args.data, args.out, "ptq", formats=_formats(args.formats),
-                                   dynamic_batch=args.dynamic_batch, overwrite=args.overwrite)
+        manifest = quantize_bundle(args.model, args.data, args.out,
+                                   QuantizeConfig(formats=cfg.formats, dynamic_batch=cfg.dynamic_batch), _run(args))
     else:
-        manifest = export_bundle(args.model, args.out, _formats(args.formats), args.precision, args.data,
-                                 dynamic_batch=args.dynamic_batch, image_size=args.image_size,
-                                 with_text_encoder=args.with_text_encoder, overwrite=args.overwrite)
+        from .export import export_bundle
+
+        manifest = export_bundle(args.model, args.out, cfg, args.data, _run(args))
     _print_bundle(args.out, manifest)
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
     from .quantize import quantize_bundle
 
-    manifest = quantize_bundle(args.model, args.data, args.out, args.method, args.calib_size, args.qat_epochs,
-                               args.max_drop, _formats(args.formats), args.ort_static, args.dynamic_batch,
-                               fp32_bundle=args.from_bundle, overwrite=args.overwrite)
+    manifest = quantize_bundle(args.model, args.data, args.out, config_of_args(QuantizeConfig, args), _run(args))
     _print_bundle(args.out, manifest)
     m = manifest.metrics
+    if m is None:
+        return
     if "int8_minus_fp32_map" in m:
         print(f"\n{m['split']} mAP through {m['backend']} (seen classes and verbs: the accuracy gate), FP32 vs "
               f"INT8: {m['fp32']['full']:6.2f}  {m['int8']['full']:6.2f}  ({m['int8_minus_fp32_map']['full']:+.2f})")
@@ -267,10 +269,6 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     for key in ("verb", "grnd_value"):
         print(f"  {key:11s} {m['gate']['fp32'][key]:6.2f}  {m['gate']['int8'][key]:6.2f}  "
               f"({m['int8_minus_fp32_top1'][key]:+.2f})")
-
-
-def _formats(text: str) -> list[str]:
-    return [f.strip() for f in text.split(",") if f.strip()]
 
 
 def _print_bundle(out: str, manifest: BundleManifest) -> None:
@@ -402,8 +400,6 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .export_formats import EXPORT_FORMATS
-
     parser = argparse.ArgumentParser(prog="mipd-edge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -417,23 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="datasets: SynthSitu generation, open-vocabulary splits")
     data_sub = data.add_subparsers(dest="data_command", required=True)
-    p = command("synth", cmd_data_synth, "generate the SynthSitu dataset in SWiG format", data_sub)
+    p = command("synth", cmd_data_synth, "generate SynthSitu in SWiG format, or (--task hoi) SynthSitu-HOI, several "
+                "people per image, in the HICO-DET layout", data_sub)
     p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train", type=int, default=4800)
-    p.add_argument("--dev", type=int, default=480)
-    p.add_argument("--test", type=int, default=960)
-    p.add_argument("--image-size", type=int, default=192, help="long side in pixels")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
-
-    p = command("synth-hoi", cmd_data_synth_hoi, "generate SynthSitu-HOI (several people per image) in the "
-                "HICO-DET annotation format", data_sub)
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--trainval", type=int, default=2400)
-    p.add_argument("--test", type=int, default=600)
-    p.add_argument("--image-size", type=int, default=224, help="width in pixels")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    p.add_argument("--task", choices=("gsr", "hoi"), default="gsr", help="situations (gsr) or interactions (hoi)")
+    add_config_options(p, SynthConfig)
+    add_config_options(p, SynthHoiConfig, skip=tuple(f.name for f in dataclasses.fields(SynthConfig)))
 
     p = command("split", cmd_data_split, "build an open-vocabulary (seen / rare / unseen) verb split", data_sub)
     p.add_argument("--space", required=True)
@@ -448,41 +433,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rare-images", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
 
-    p = command("eval", cmd_eval, "score predictions with the GSR metrics")
-    p.add_argument("--annotations", required=True)
-    p.add_argument("--space", required=True)
-    p.add_argument("--predictions", required=True)
-    p.add_argument("--splits", default=None, help="splits.json, for seen / rare / unseen sections")
-    p.add_argument("--out", default=None, help="write the metrics JSON here")
-
-    p = command("eval-hoi", cmd_eval_hoi, "score HOI detections with the HICO-DET mAP (Full / Rare / Non-rare, "
-                "Seen / Unseen under a zero-shot split)")
-    p.add_argument("--annotations", required=True, help="test annotations (test_hico.json format)")
-    p.add_argument("--predictions", required=True, help="{file_name: [{human_box, object_box, object, verb, score}]}")
+    p = command("eval", cmd_eval, "score predictions: the GSR metrics of situations, or the HICO-DET mAP (Full / "
+                "Rare / Non-rare, Seen / Unseen under a zero-shot split) of interactions, as the dataset's space is")
+    p.add_argument("--annotations", required=True, help="a split's annotations (SWiG test.json, or test_hico.json)")
+    p.add_argument("--predictions", required=True, help="what predict-dataset writes")
+    p.add_argument("--space", default=None, help="the dataset's space (imsitu_space.json, needed for situations; "
+                   "hoi_space.json, default: beside the annotations, else HICO-DET's)")
+    p.add_argument("--splits", default=None, help="situations: splits.json, for seen / rare / unseen sections")
     p.add_argument("--zero-shot", default=None,
-                   help="rare_first, non_rare_first, unseen_object, unseen_verb (HICO-DET) or the dataset's own")
-    p.add_argument("--space", default=None, help="hoi_space.json (default: beside the annotations, else HICO-DET)")
-    p.add_argument("--train-annotations", default=None, help="to count rare classes when the space lists none")
+                   help="interactions: rare_first, non_rare_first, unseen_object, unseen_verb (HICO-DET) or the "
+                        "dataset's own")
+    p.add_argument("--train-annotations", default=None,
+                   help="interactions: to count rare classes when the space lists none")
     p.add_argument("--ap", choices=("11point", "auc"), default="11point",
-                   help="11-point interpolated AP, as HICO-DET's official evaluation (default), or the area under "
-                        "the precision envelope (not the official metric)")
+                   help="interactions: 11-point interpolated AP, as HICO-DET's official evaluation (default), or the "
+                        "area under the precision envelope (not the official metric)")
     p.add_argument("--mode", choices=("def", "ko"), default="def",
-                   help="def: every test image; ko (known object): per class, only images annotated with its object")
-    p.add_argument("--max-per-image", type=int, default=None, help="keep only each image's top detections")
+                   help="interactions: def, every test image; ko (known object), per class only the images "
+                        "annotated with its object")
+    p.add_argument("--max-per-image", type=int, default=None, help="interactions: keep each image's top detections")
     p.add_argument("--out", default=None, help="write the metrics JSON here")
 
-    def training_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data", required=True, help="a SWiG-format dataset directory with splits.json")
-        p.add_argument("--out", required=True)
-        p.add_argument("--config", default=None, help="YAML training configuration")
-        p.add_argument("--epochs", type=int, default=None)
-        p.add_argument("--image-size", type=int, default=None)
-        p.add_argument("--batch-size", type=int, default=None)
-        p.add_argument("--seed", type=int, default=None)
-        p.add_argument("--resume", action="store_true", help="continue from out/checkpoints/last.safetensors")
+    def config_file(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", default=None, help="a YAML file of the same fields as the flags (flags win)")
 
-    def student_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--student", default=None, help="edge-xs, edge-s (default) or reference")
+    def training_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+        from .train.config import TrainConfig
+
+        p.add_argument("--data", required=True, help="a SWiG-format dataset with splits.json, or an HOI dataset")
+        p.add_argument("--out", required=True)
+        config_file(p)
+        p.add_argument("--resume", action="store_true", help="continue from out/checkpoints/last.safetensors")
+        p.add_argument("--cache-dir", default=None, help="default: $MIPD_EDGE_CACHE or ~/.cache/mipd-edge")
+        add_config_options(p, TrainConfig, skip=skip, choices={"method": METHODS})
         p.add_argument("--backbone", default=None,
                        help="the student's backbone: resnet18, resnet34, resnet50, mobilenetv3 or timm:NAME (any timm "
                             "model with stride-16 and stride-32 feature maps)")
@@ -491,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "for timm:NAME, timm's own layout)")
 
     p = command("train-teacher", cmd_train_teacher, "train the built-in SynthSitu teacher on all verbs")
-    training_options(p)
+    training_options(p, skip=("method",))
 
     p = command("teacher-cache", cmd_teacher_cache, "compute the teacher's features on the training images once")
     p.add_argument("--data", required=True)
@@ -503,27 +486,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--teacher", required=True)
     p.add_argument("--out", required=True, help="rationales.jsonl (resumed if it exists)")
-    p.add_argument("--generator", choices=["template", "openai"], default="template")
-    p.add_argument("--endpoint", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
-    p.add_argument("--model", default=None, help="model name for the endpoint")
-    p.add_argument("--workers", type=int, default=4, help="concurrent requests to the endpoint")
-    p.add_argument("--timeout", type=float, default=60.0)
-    p.add_argument("--judgment", choices=["teacher", "random"], default="teacher",
-                   help="which negatives are kept: those the teacher finds most plausible (JRG), or random ones "
-                        "(for 'mipd: {negatives: random}' in distill's --config)")
+    p.add_argument("--cache-dir", default=None, help="default: $MIPD_EDGE_CACHE or ~/.cache/mipd-edge")
+    config_file(p)
+    add_config_options(p, RationaleConfig)
 
-    p = command("distill", cmd_distill, "train the student: none, kd or mipd")
+    p = command("distill", cmd_distill, f"train a student with {', '.join(METHODS)}: a situation student on a "
+                "SWiG-format dataset, an interaction student on an HOI dataset; MIPD's parts are switched in "
+                "--config's mipd: section")
     training_options(p)
-    p.add_argument("--teacher", default=None)
-    p.add_argument("--rationales", default=None)
-    p.add_argument("--method", choices=METHODS, default=None,
-                   help="none, kd or mipd (default); MIPD's parts are switched in --config's mipd: section")
-    student_options(p)
+    p.add_argument("--teacher", default=None, help="kd, mipd: the teacher (a folder, or open_clip: / clip: / blip2:)")
+    p.add_argument("--rationales", default=None, help="mipd: the rationales (mipd-edge rationales)")
+    p.add_argument("--pairs", default=None, help="mipd on interactions: the pair situations (mipd-edge hoi-pairs)")
+    p.add_argument("--zero-shot", default=None, help="interactions: drop this split's unseen classes from training")
 
-    p = command("predict-dataset", cmd_predict_dataset, "predict a dataset split with a trained student")
-    p.add_argument("--model", required=True)
+    p = command("predict-dataset", cmd_predict_dataset, "predict a dataset split with a trained student or a bundle, "
+                "in the format `mipd-edge eval` scores")
+    p.add_argument("--model", required=True, help="a trained student (or teacher) folder, or a bundle")
     p.add_argument("--data", required=True)
-    p.add_argument("--split", choices=["train", "dev", "test"], default="test")
+    p.add_argument("--split", choices=["train", "dev", "test", "trainval"], default="test",
+                   help="situations: train, dev, test; interactions: trainval, test")
+    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS), help="for a bundle")
     p.add_argument("--out", required=True)
 
     p = command("hoi-pairs", cmd_hoi_pairs, "crop the training interactions of an HOI dataset into one-situation "
@@ -532,53 +514,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--zero-shot", default=None, help="the split whose unseen classes training must not see")
     p.add_argument("--unlabelled", action="store_true",
-                   help="also crop the unlabelled human-object pairs (for distill-hoi with 'mipd: {pairs: all}' in "
+                   help="also crop the unlabelled human-object pairs (for distill with 'mipd: {pairs: all}' in "
                         "--config)")
-
-    p = command("distill-hoi", cmd_distill_hoi, "train an HOI student (several interactions per image): none or mipd")
-    training_options(p)
-    p.add_argument("--method", choices=methods_for("hoi"), default="mipd")
-    p.add_argument("--zero-shot", default=None, help="drop this split's unseen classes from training")
-    p.add_argument("--teacher", default=None)
-    p.add_argument("--pairs", default=None, help="the pair situations (mipd-edge hoi-pairs), for mipd")
-    p.add_argument("--rationales", default=None, help="rationales of the pair situations, for mipd")
-    student_options(p)
-
-    p = command("predict-hoi", cmd_predict_hoi, "HOI detections of a dataset split (eval-hoi format), from a "
-                "trained HOI student or an HOI bundle")
-    p.add_argument("--model", required=True, help="a trained HOI student directory or an HOI bundle")
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", choices=["trainval", "test"], default="test")
-    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS), help="for a bundle")
-    p.add_argument("--out", required=True)
 
     p = command("export", cmd_export, "export a trained student to a verified bundle")
     p.add_argument("--model", required=True, help="a trained student directory")
     p.add_argument("--out", required=True)
-    p.add_argument("--formats", default="onnx,openvino", help="comma list of: " + "; ".join(
-        f"{name} ({fmt.what})" for name, fmt in EXPORT_FORMATS.items()))
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
     p.add_argument("--data", default=None, help="dataset for verification (and calibration for int8)")
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--dynamic-batch", action="store_true", help="a batch-free encoder (decoders always are)")
-    p.add_argument("--with-text-encoder", action="store_true",
-                   help="ship the text encoder as ONNX so vocabulary edits work on devices without torch")
+    config_file(p)
+    add_config_options(p, ExportConfig)
 
     p = command("quantize", cmd_quantize, "INT8 bundle with NNCF: post-training, QAT or accuracy-controlled")
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True, help="calibration from its training split, metrics on dev")
     p.add_argument("--out", required=True)
-    p.add_argument("--method", choices=["ptq", "qat"], default="ptq")
-    p.add_argument("--calib-size", type=int, default=300)
-    p.add_argument("--qat-epochs", type=int, default=1)
-    p.add_argument("--max-drop", type=float, default=None,
-                   help="accuracy control: revert layers to float until dev grnd-value drops at most this many points")
-    p.add_argument("--formats", default="onnx,openvino")
-    p.add_argument("--ort-static", action="store_true", help="ONNX INT8 with ONNX Runtime's static QDQ quantizer")
-    p.add_argument("--dynamic-batch", action="store_true")
-    p.add_argument("--from-bundle", default=None,
-                   help="an FP32 bundle of the same weights (from `export`): its verified graphs, and its text "
-                        "encoder if it ships one, are copied instead of exported again")
+    config_file(p)
+    add_config_options(p, QuantizeConfig)
 
     def runtime_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", required=True, help="a bundle directory")

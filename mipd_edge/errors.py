@@ -41,12 +41,16 @@ class MissingDependencyError(MipdEdgeError, ImportError):
 def reject_unknown_keys(obj, cls, what: str) -> None:
     """A JSON / YAML object must only name fields of the dataclass it configures: a typo
     should fail loudly rather than be ignored."""
+    import difflib
     from dataclasses import fields
 
-    known = {f.name for f in fields(cls)}
-    unknown = set(obj) - known
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(obj) - set(known))
     if unknown:
-        raise MipdEdgeError(f"unknown {what} keys: {sorted(unknown)} (known: {sorted(known)})")
+        hints = [f"{k!r}: did you mean {close[0]!r}?" for k in unknown
+                 for close in [difflib.get_close_matches(k, known, 1)] if close]
+        raise MipdEdgeError(f"unknown {what} keys: {unknown}" + (f" ({'; '.join(hints)})" if hints else "")
+                            + f" (known: {sorted(known)})")
 
 
 def require(module: str, extra: str, feature: str):

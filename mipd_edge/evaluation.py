@@ -20,20 +20,46 @@ def evaluate_predictor(predictor: SituationPredictor, data_dir: PathLike, split:
     roles and gt-verb roles decoded); ``verbs`` keeps only the images of those verbs."""
     from .data.swig import SituDataset
     from .metrics import evaluate
-    from .progress import progress_bar
 
     dataset = SituDataset(data_dir, split)
     keep = None if verbs is None else set(verbs)
     indices = [i for i, name in enumerate(dataset.names) if keep is None or dataset.annotations[name].verb in keep]
     indices = indices[:limit] if limit is not None else indices
+    predictions = situation_predictions(predictor, dataset, indices, batch_size, progress)
+    return evaluate({n: dataset.annotations[n] for n in predictions}, dataset.space, predictions, splits)
+
+
+def situation_predictions(predictor: SituationPredictor, dataset: Any, indices: Sequence[int], batch_size: int = 16,
+                          progress: bool = False) -> dict[str, dict]:
+    """A situation predictor's answers for images of a SWiG dataset, as ``mipd-edge eval`` reads
+    them: the top-5 verbs with their roles, and the roles of the image's gold verb."""
+    from .progress import progress_bar
+
     predictions = {}
-    for start in progress_bar(range(0, len(indices), batch_size), desc=f"evaluate {predictor.backend}",
+    for start in progress_bar(range(0, len(indices), batch_size), desc=f"predict ({predictor.backend})",
                               unit="batch", enabled=progress):
         samples = [dataset[i] for i in indices[start:start + batch_size]]
         gold = [s.annotation.verb for s in samples]
         for s, situation in zip(samples, predictor.predict([s.image for s in samples], "topk", gold)):
             predictions[s.name] = situation.to_json()
-    return evaluate({n: dataset.annotations[n] for n in predictions}, dataset.space, predictions, splits)
+    return predictions
+
+
+def dataset_predictions(predictor: Any, data_dir: PathLike, split: str, progress: bool = False) -> dict:
+    """A bundle's predictions for every image of a split of its task's dataset: the
+    ``mipd-edge eval`` predictions file (situations, or HICO-DET detections)."""
+    from .data.layouts import dataset_layout
+
+    dataset_layout(predictor.task).check(data_dir)
+    if predictor.task == "hoi":
+        from .data.hico import image_dir, split_annotations
+
+        return hoi_detections(predictor, split_annotations(data_dir, split), image_dir(data_dir, split),
+                              progress=progress)
+    from .data.swig import SituDataset
+
+    dataset = SituDataset(data_dir, split)
+    return situation_predictions(predictor, dataset, range(len(dataset)), progress=progress)
 
 
 def hoi_detections(predictor: InteractionPredictor, images: Sequence[Any], folder: PathLike, batch_size: int = 16,

@@ -18,12 +18,14 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
+from .config import ExportConfig
+from .context import RunContext
 from .data.layouts import dataset_layout
 from .deploy.bundle import BundleManifest, graph_files, write_manifest
 from .deploy.preprocess import Preprocess
@@ -121,27 +123,27 @@ def verification_images(data_dir: Path, task: str, preprocess: Preprocess, count
     return np.stack([preprocess(images[int(i)]())[0] for i in picks])
 
 
-def export_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str] = ("onnx", "openvino"),
-                  precision: str = "fp32", data: Optional[PathLike] = None, space: Optional[PathLike] = None,
-                  dynamic_batch: bool = False, image_size: Optional[int] = None,
-                  with_text_encoder: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Write a verified bundle of a trained student; returns its manifest.
+def export_bundle(model_dir: PathLike, out: PathLike, cfg: ExportConfig = ExportConfig(),
+                  data: Optional[PathLike] = None, run: RunContext = RunContext(),
+                  space: Optional[PathLike] = None) -> BundleManifest:
+    """Write a verified bundle of a trained student; returns its manifest. ``data``: the
+    dataset whose images verify the graphs (default: the one the student trained on);
+    ``space``: a vocabulary to ship instead of the training data's.
 
     The bundle is built in a temporary folder beside ``out`` and renamed into place when it
-    is complete and verified: an existing ``out`` (replaced whole, only with ``overwrite``)
+    is complete and verified: an existing ``out`` (replaced whole, only with ``run.overwrite``)
     never mixes old files with new ones, and a failed export leaves nothing behind."""
-    check_output(out, overwrite, "bundle folder")
+    check_output(out, run.overwrite, "bundle folder")
     with atomic_output(out) as tmp:
         tmp.mkdir()
-        return write_bundle(model_dir, tmp, formats, precision, data, space, dynamic_batch, image_size,
-                            with_text_encoder)
+        return write_bundle(model_dir, tmp, cfg, data, space)
 
 
-def write_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str], precision: str,
-                 data: Optional[PathLike], space: Optional[PathLike], dynamic_batch: bool,
-                 image_size: Optional[int], with_text_encoder: bool) -> dict[str, Any]:
+def write_bundle(model_dir: PathLike, out: PathLike, cfg: ExportConfig, data: Optional[PathLike],
+                 space: Optional[PathLike] = None) -> BundleManifest:
     """``export_bundle``'s work, into an empty folder ``out``."""
     model_dir, out = Path(model_dir), Path(out)
+    formats, precision, dynamic_batch = cfg.formats, cfg.precision, cfg.dynamic_batch
     if precision == "int8":
         raise MipdEdgeError("INT8 bundles are made by `mipd-edge quantize` (it needs calibration images)")
     if precision not in TOLERANCE:
@@ -152,8 +154,8 @@ def write_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str], pre
     model, info = load_student(model_dir)
     if info.get("kind") != "student":
         raise MipdEdgeError(f"{model_dir} holds a {info.get('kind')}, not a trained student")
-    if image_size and image_size != model.cfg.image_size:
-        model = _resized(model, image_size)
+    if cfg.image_size and cfg.image_size != model.cfg.image_size:
+        model = _resized(model, cfg.image_size)
     preprocess = model.preprocess
     data_dir = Path(data) if data else Path(info.get("data", {}).get("dir", ""))
     task = graph_task(model)
@@ -179,7 +181,7 @@ def write_bundle(model_dir: PathLike, out: PathLike, formats: Sequence[str], pre
         weights=WEIGHTS_FILE, vocabulary="vocabulary.npz", verification={},
         provenance={**{k: info.get(k) for k in ("kind", "method", "teacher", "rationales", "train", "training_verbs",
                                                 "epoch", "selection_score")}, **task.provenance(info)},
-        text_encoder_onnx=export_text_encoder(spec, out, encoder.id) if with_text_encoder else None,
+        text_encoder_onnx=export_text_encoder(spec, out, encoder.id) if cfg.with_text_encoder else None,
         **task.manifest_fields(info))
     for name, fmt in EXPORT_FORMATS.items():
         if name in formats and fmt.convert is not None:

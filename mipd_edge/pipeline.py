@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
+from .config import QuantizeConfig, RationaleConfig
+from .context import RunContext
 from .files import read_json, write_json
 
 if TYPE_CHECKING:
@@ -121,7 +123,7 @@ def stage(workdir: Path, name: str, params: Any, fn: Callable[[], Any]) -> Any:
     return result
 
 
-def training_mode(workdir: Path, name: str, params: Any, out: Path) -> dict[str, bool]:
+def training_mode(workdir: Path, name: str, params: Any, out: Path, progress: bool = True) -> RunContext:
     """How a training stage starts: from its last checkpoint where an interrupted run with the
     same parameters left one, else afresh over whatever an earlier run left in the pipeline's
     own folder."""
@@ -131,7 +133,7 @@ def training_mode(workdir: Path, name: str, params: Any, out: Path) -> dict[str,
     resume = same and (out / "checkpoints" / "last.safetensors").is_file()
     if resume:
         log.info("stage %s: resuming from %s", name, out / "checkpoints")
-    return {"resume": resume, "overwrite": not resume}
+    return RunContext(progress=progress, resume=resume, overwrite=not resume)
 
 
 class Pipeline:
@@ -147,10 +149,10 @@ class Pipeline:
         return {"seed": c.seed, "train": c.train, "dev": c.dev, "test": c.test, "image_size": c.image_size}
 
     def make_data(self) -> dict:
-        from .data.synthsitu import generate
+        from .data.synthsitu import SynthConfig, generate
 
         return stage(self.workdir, "data", self.data_params(),
-                     lambda: generate(self.data, progress=self.progress, **self.data_params()))
+                     lambda: generate(self.data, SynthConfig(**self.data_params()), self.progress))
 
     def train_config(self, method: str, epochs: int, student: bool = True):
         from .train.config import TrainConfig
@@ -166,11 +168,11 @@ class Pipeline:
         """The teacher, trained on its own SynthSitu sample (``teacher-data``): the same world
         as the students' data, none of its images. Students distil from ``teacher``; another
         training ``seed`` (``teacher-seedN``) only measures how much the teacher itself varies."""
-        from .data.synthsitu import generate
+        from .data.synthsitu import SynthConfig, generate
         from .train.teacher_train import train_teacher
 
         stage(self.workdir, "teacher-data", self.teacher_data_params(),
-              lambda: generate(self.teacher_data, progress=self.progress, **self.teacher_data_params()))
+              lambda: generate(self.teacher_data, SynthConfig(**self.teacher_data_params()), self.progress))
         cfg = self.train_config("none", self.cfg.teacher_epochs, student=False)
         if seed is not None:
             cfg = replace(cfg, seed=seed)
@@ -178,8 +180,7 @@ class Pipeline:
         out = self.workdir / name
         params = {"data": self.teacher_data_params(), "train": cfg.to_json()}
         stage(self.workdir, name, params, lambda: training_summary(
-            train_teacher(self.teacher_data, out, cfg, progress=self.progress,
-                          **training_mode(self.workdir, name, params, out))))
+            train_teacher(self.teacher_data, out, cfg, training_mode(self.workdir, name, params, out, self.progress))))
         return out
 
     def rationales_file(self, judgment: str = "teacher") -> tuple[str, Path]:
@@ -194,7 +195,8 @@ class Pipeline:
 
         def run() -> dict:
             path.unlink(missing_ok=True)  # the teacher changed: judge everything again
-            return generate_rationales(self.data, self.teacher, path, progress=self.progress, judgment=judgment)
+            return generate_rationales(self.data, self.teacher, path, RationaleConfig(judgment=judgment),
+                                       run=RunContext(progress=self.progress))
         return stage(self.workdir, name, params, run)
 
     def make_student(self, method: str, seed: Optional[int] = None, overrides: Optional[dict[str, Any]] = None,
@@ -204,6 +206,7 @@ class Pipeline:
         method); the same data and teacher either way."""
         from .methods import method_info
         from .train.distill import distill
+        from .train.task import TrainingInputs
 
         cfg = replace(self.train_config(method, self.cfg.student_epochs), **(overrides or {}))
         if seed is not None:
@@ -218,9 +221,9 @@ class Pipeline:
                   "teacher": self.stage_params("teacher") if needs.teacher else None,
                   "rationales": self.stage_params(rationales_stage) if needs.rationales else None}
         stage(self.workdir, name, params, lambda: training_summary(
-            distill(self.data, out, cfg, self.teacher if needs.teacher else None,
-                    rationales if needs.rationales else None, progress=self.progress,
-                    **training_mode(self.workdir, name, params, out))))
+            distill(self.data, out, cfg, TrainingInputs(self.teacher if needs.teacher else None,
+                                                        rationales if needs.rationales else None),
+                    training_mode(self.workdir, name, params, out, self.progress))))
         return out
 
     def evaluated(self, name: str) -> bool:
@@ -258,14 +261,15 @@ class Pipeline:
         fp32, int8, int8_ort = (self.workdir / name for name in ("bundle-fp32", "bundle-int8", "bundle-int8-ort"))
         params = {"student": self.stage_params(f"student-{method}")}
         stage(self.workdir, "bundle-fp32", params,
-              lambda: manifest_summary(export_bundle(source, fp32, data=self.data, overwrite=True)))
+              lambda: manifest_summary(export_bundle(source, fp32, run=RunContext(overwrite=True), data=self.data)))
 
         def quantized(out: Path, formats: tuple[str, ...], ort_static: bool) -> Path:
             stage(self.workdir, out.name, {**params, "calib": self.cfg.calib_size, "formats": list(formats)},
-                  lambda: manifest_summary(quantize_bundle(source, self.data, out, "ptq", self.cfg.calib_size,
-                                                            formats=formats, ort_static=ort_static,
-                                                            progress=self.progress, fp32_bundle=fp32,
-                                                            overwrite=True)))
+                  lambda: manifest_summary(quantize_bundle(source, self.data, out,
+                                                           QuantizeConfig(method="ptq", calib_size=self.cfg.calib_size,
+                                                                          formats=formats, ort_static=ort_static,
+                                                                          from_bundle=fp32),
+                                                           run=RunContext(progress=self.progress, overwrite=True))))
             return out
 
         quantized(int8, ("onnx", "openvino"), False)

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import TINY_ANNOTATIONS, TINY_SPACE, FakeLLM, tiny_config, write_json
+from helpers import TINY_ANNOTATIONS, TINY_SPACE, FakeLLM, quiet, tiny_config, write_json
+from mipd_edge.config import ExportConfig, QuantizeConfig
+from mipd_edge.context import RunContext
+from mipd_edge.data.synthsitu.generate import SynthConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -65,7 +68,7 @@ def synth_dir(tmp_path_factory):
     from mipd_edge.data.synthsitu import generate
 
     out = tmp_path_factory.mktemp("synthsitu")
-    generate(out, seed=3, train=144, dev=48, test=96, image_size=128, workers=1, progress=False)
+    generate(out, SynthConfig(seed=3, train=144, dev=48, test=96, image_size=128, workers=1), progress=False)
     return out
 
 
@@ -95,12 +98,13 @@ def tiny_world(tmp_path_factory, cache_dir):
     from mipd_edge.train.teacher_train import train_teacher
 
     root = tmp_path_factory.mktemp("world")
-    generate(root / "data", seed=5, train=240, dev=48, test=48, image_size=96, workers=1, progress=False)
+    generate(root / "data", SynthConfig(seed=5, train=240, dev=48, test=48, image_size=96, workers=1), progress=False)
     # the teacher's own sample: same world, other images (it never sees the students')
-    generate(root / "teacher-data", seed=1005, train=240, dev=48, test=0, image_size=96, workers=1, progress=False)
-    train_teacher(root / "teacher-data", root / "teacher", tiny_config(epochs=2), progress=False, cache_dir=cache_dir)
-    generate_rationales(root / "data", root / "teacher", root / "rationales.jsonl", progress=False,
-                        cache_dir=cache_dir)
+    generate(root / "teacher-data", SynthConfig(seed=1005, train=240, dev=48, test=0, image_size=96, workers=1),
+             progress=False)
+    train_teacher(root / "teacher-data", root / "teacher", tiny_config(epochs=2), quiet(cache_dir))
+    generate_rationales(root / "data", root / "teacher", root / "rationales.jsonl",
+                        run=RunContext(progress=False, cache_dir=cache_dir))
     return root
 
 
@@ -110,7 +114,7 @@ def tiny_student(tiny_world, tmp_path_factory, cache_dir):
     from mipd_edge.train.distill import distill
 
     out = tmp_path_factory.mktemp("student")
-    distill(tiny_world / "data", out, tiny_config(method="none", epochs=1), progress=False, cache_dir=cache_dir)
+    distill(tiny_world / "data", out, tiny_config(method="none", epochs=1), run=quiet(cache_dir))
     return out
 
 
@@ -120,7 +124,7 @@ def tiny_fp32_bundle(tiny_world, tiny_student, tmp_path_factory):
     from mipd_edge.export import export_bundle
 
     out = tmp_path_factory.mktemp("fp32") / "bundle"
-    export_bundle(tiny_student, out, ("onnx", "openvino"), data=tiny_world / "data")
+    export_bundle(tiny_student, out, ExportConfig(formats=("onnx", "openvino")), data=tiny_world / "data")
     return out
 
 
@@ -130,8 +134,9 @@ def tiny_bundle(tiny_world, tiny_student, tiny_fp32_bundle, tmp_path_factory):
     from mipd_edge.quantize import quantize_bundle
 
     out = tmp_path_factory.mktemp("bundle")
-    quantize_bundle(tiny_student, tiny_world / "data", out, "ptq", calib_size=16, progress=False,
-                    fp32_bundle=tiny_fp32_bundle)
+    quantize_bundle(tiny_student, tiny_world / "data", out,
+                    QuantizeConfig(method="ptq", calib_size=16, from_bundle=tiny_fp32_bundle),
+                    run=RunContext(progress=False))
     return out
 
 
@@ -142,8 +147,10 @@ def ort_static_bundle(tiny_world, tiny_student, tiny_fp32_bundle, tmp_path_facto
     from mipd_edge.quantize import quantize_bundle
 
     out = tmp_path_factory.mktemp("ort-static") / "ort"
-    quantize_bundle(tiny_student, tiny_world / "data", out, "ptq", calib_size=16, formats=("onnx",),
-                    ort_static=True, progress=False, fp32_bundle=tiny_fp32_bundle)
+    quantize_bundle(tiny_student, tiny_world / "data", out,
+                    QuantizeConfig(method="ptq", calib_size=16, formats=("onnx",), ort_static=True,
+                                   from_bundle=tiny_fp32_bundle),
+                    run=RunContext(progress=False))
     return tiny_fp32_bundle, out
 
 

@@ -208,3 +208,10 @@ def ov_swig_files(synth_dir, folder, unseen, rare, leak=False):
                    captioned({n: e for n, e in entries.items() if e["verb"] in rare}))
     return folder
 
+
+
+def quiet(cache_dir):
+    """The run context of a test's training or export: no progress bars, the session's cache."""
+    from mipd_edge.context import RunContext
+
+    return RunContext(progress=False, cache_dir=cache_dir)

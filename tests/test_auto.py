@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mipd_edge import Predictor
+from mipd_edge.config import ExportConfig
 from mipd_edge.deploy.backends import BACKENDS
 from mipd_edge.deploy.runtimes import selection
 from mipd_edge.deploy.runtimes.onnxruntime import OnnxRuntime
@@ -128,7 +129,7 @@ def test_candidates_and_explicit_choices(tiny_bundle, tiny_student, tiny_world, 
     assert "tensorrt" not in " ".join(b for b, _ in pairs) and "torch int8" in left_out
     with Predictor(tiny_bundle, backend="openvino", precision="fp32") as p:
         assert not p.selection.measured and p.selection.describe().startswith("openvino fp32")
-    export_bundle(tiny_student, tmp_path / "onnx-only", ("onnx",), data=tiny_world / "data")
+    export_bundle(tiny_student, tmp_path / "onnx-only", ExportConfig(formats=("onnx",)), data=tiny_world / "data")
     with Predictor(tmp_path / "onnx-only", backend="onnxruntime") as p:  # one candidate: nothing to measure
         assert p.precision == "fp32" and not p.selection.measured and "only candidate" in p.selection.describe()
     with pytest.raises(BundleError, match="unknown backend"):

@@ -11,6 +11,8 @@ import torch
 from helpers import TINY, assert_same_situations, run_without_torch, save_tiny, tiny_yaml
 from mipd_edge import Predictor
 from mipd_edge.cli import main
+from mipd_edge.config import ExportConfig, QuantizeConfig
+from mipd_edge.context import RunContext
 from mipd_edge.data.swig import SituDataset
 from mipd_edge.errors import MipdEdgeError
 from mipd_edge.models.backbones import build_backbone
@@ -68,12 +70,14 @@ def test_a_timm_student_trains_exports_quantizes_and_runs_on_every_backend(tiny_
     shutil.rmtree(weights.parent)  # the trained weights hold the backbone's: the file is not needed again
 
     bundle = tmp_path / "bundle"
-    m = quantize_bundle(student, data, bundle, "ptq", calib_size=16, progress=False)
+    m = quantize_bundle(student, data, bundle, QuantizeConfig(method="ptq", calib_size=16),
+                        run=RunContext(progress=False))
     assert list(m.preprocess["mean"]) == [0.5] * 3
     assert set(m.graphs) == {"onnx", "openvino", "onnx-int8", "openvino-int8"}
     assert max(m.verification["onnx"]["max_abs_diff"].values()) <= m.verification["onnx"]["tolerance"]
-    qat = quantize_bundle(student, data, tmp_path / "qat", "qat", calib_size=16, qat_epochs=1, formats=("onnx",),
-                          progress=False)
+    qat = quantize_bundle(student, data, tmp_path / "qat",
+                          QuantizeConfig(method="qat", calib_size=16, qat_epochs=1, formats=("onnx",)),
+                          run=RunContext(progress=False))
     assert qat.quantization["qat"]["steps"] > 0 and qat.verification["onnx-int8"]["glance_cosine_mean"] >= 0.9
 
     test = SituDataset(data, "test")
@@ -130,9 +134,10 @@ def test_a_clip_student_embeds_its_vocabulary_with_the_clip_text_tower_shipped_a
     assert info["text_encoder_spec"] == f"clip:{clip}" and info["text_encoder"].startswith("hf-clip-text@")
     assert info["model"]["text_dim"] == 24  # CLIP's projection, not MiniLM's 384
 
-    m = export_bundle(student, bundle, ("onnx", "openvino"), data=data, with_text_encoder=True)
+    m = export_bundle(student, bundle, ExportConfig(formats=("onnx", "openvino"), with_text_encoder=True), data=data)
     assert m.text_encoder_onnx["max_abs_diff"] < 1e-3
-    quantize_bundle(student, data, tmp_path / "int8", "ptq", calib_size=16, progress=False, fp32_bundle=bundle)
+    quantize_bundle(student, data, tmp_path / "int8", QuantizeConfig(method="ptq", calib_size=16, from_bundle=bundle),
+                    run=RunContext(progress=False))
     test = SituDataset(data, "test")
     images = [test[i].image for i in range(0, len(test), 8)]
     results = {}

@@ -12,6 +12,8 @@ import pytest
 
 from mipd_edge.benchmark import BenchmarkSettings, RowProcess, run_benchmark
 from mipd_edge.benchmark_report import CSV_COLUMNS, format_results
+from mipd_edge.config import ExportConfig, QuantizeConfig
+from mipd_edge.context import RunContext
 from mipd_edge.deploy.bundle import read_manifest, write_manifest
 from mipd_edge.deploy.predictor import Predictor
 from mipd_edge.errors import BundleError, MipdEdgeError
@@ -32,10 +34,12 @@ def authors_bundle(tiny_student, data, tmp_path):
     info = read_model_info(tiny_student)
     model = create_student("authors", width=1 / 16, image_size=56, d_model=32, heads=2, ffn=64)
     save_model(tmp_path / "authors-untrained", model, {**info, "model": model.cfg.to_json(), "method": "untrained"})
-    export_bundle(tmp_path / "authors-untrained", tmp_path / "authors-fp32", ("openvino",), data=data)
-    manifest = quantize_bundle(tmp_path / "authors-untrained", data, tmp_path / "authors", "ptq", calib_size=8,
-                               formats=("openvino",), progress=False, fp32_bundle=tmp_path / "authors-fp32",
-                               evaluate=False)
+    export_bundle(tmp_path / "authors-untrained", tmp_path / "authors-fp32", ExportConfig(formats=("openvino",)),
+                  data=data)
+    manifest = quantize_bundle(tmp_path / "authors-untrained", data, tmp_path / "authors",
+                               QuantizeConfig(method="ptq", calib_size=8, formats=("openvino",),
+                                              from_bundle=tmp_path / "authors-fp32", evaluate=False),
+                               run=RunContext(progress=False))
     assert manifest.metrics is None  # latency only: auto would never pick its INT8 graphs
     return tmp_path / "authors"
 

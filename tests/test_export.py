@@ -6,6 +6,8 @@ import sys
 import numpy as np
 import pytest
 
+from mipd_edge.config import ExportConfig, QuantizeConfig
+from mipd_edge.context import RunContext
 from mipd_edge.deploy.bundle import GRAPH_FORMATS, GraphFormat, graph_files, graph_format, read_manifest
 from mipd_edge.deploy.runtimes import load_runtime
 from mipd_edge.errors import BundleError, MipdEdgeError
@@ -49,8 +51,9 @@ def test_runtimes_agree_and_batches_work(tiny_bundle):
 
 
 def test_dynamic_batch_and_fp16_export(tiny_student, tiny_world, tmp_path):
-    m = export_bundle(tiny_student, tmp_path / "b", ("onnx", "openvino"), "fp16", data=tiny_world / "data",
-                      dynamic_batch=True)
+    m = export_bundle(tiny_student, tmp_path / "b",
+                      ExportConfig(formats=("onnx", "openvino"), precision="fp16", dynamic_batch=True),
+                      data=tiny_world / "data")
     assert m.dynamic_batch and m.verification["openvino"]["tolerance"] == 5e-2
     size = m.image_size
     with load_runtime("onnxruntime", tmp_path / "b", m) as ort:
@@ -88,15 +91,16 @@ def test_export_refuses_what_is_not_a_student(tiny_world, tmp_path):
     with pytest.raises(MipdEdgeError, match="not a trained mipd-edge model"):
         export_bundle(tmp_path, tmp_path / "x", data=tiny_world / "data")
     with pytest.raises(MipdEdgeError, match="quantize"):
-        export_bundle(tiny_world / "teacher", tmp_path / "x", precision="int8")
+        export_bundle(tiny_world / "teacher", tmp_path / "x", ExportConfig(precision="int8"))
 
 
 @pytest.mark.slow
 def test_qat_and_ort_static_int8(tiny_student, tiny_world, tiny_bundle, ort_static_bundle, tmp_path):
     import onnx
 
-    m = quantize_bundle(tiny_student, tiny_world / "data", tmp_path / "qat", "qat", calib_size=16, qat_epochs=1,
-                        formats=("onnx",), progress=False)
+    m = quantize_bundle(tiny_student, tiny_world / "data", tmp_path / "qat",
+                        QuantizeConfig(method="qat", calib_size=16, qat_epochs=1, formats=("onnx",)),
+                        run=RunContext(progress=False))
     assert m.quantization["qat"]["steps"] > 0
     ops = {n.op_type for n in onnx.load(str(tmp_path / "qat" / "encoder.int8.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "FakeQuantize" not in ops
@@ -109,8 +113,8 @@ def test_qat_and_ort_static_int8(tiny_student, tiny_world, tiny_bundle, ort_stat
         (tiny_bundle, ("onnx",), False, "FP32"),
     ):
         with pytest.raises(MipdEdgeError, match=reason):
-            quantize_bundle(tiny_student, tiny_world / "data", tmp_path / "no", formats=formats, dynamic_batch=dynamic,
-                            fp32_bundle=source)
+            quantize_bundle(tiny_student, tiny_world / "data", tmp_path / "no",
+                            QuantizeConfig(formats=formats, dynamic_batch=dynamic, from_bundle=source))
     m = read_manifest(ort)  # the FP32 graphs copied, not re-exported
     assert (ort / "encoder.onnx").read_bytes() == (fp32 / "encoder.onnx").read_bytes()
     assert m.verification["onnx"] == read_manifest(fp32).verification["onnx"]

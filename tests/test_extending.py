@@ -5,11 +5,12 @@ import json
 
 import pytest
 
-from helpers import tiny_config
+from helpers import quiet, tiny_config
 from mipd_edge.errors import MipdEdgeError
 from mipd_edge.methods import METHOD_TABLE, Method, method_info, methods_for, objective_builder, register_method
 from mipd_edge.train.distill import ObjectiveInputs, distill
 from mipd_edge.train.loop import Objective
+from mipd_edge.train.task import TrainingInputs
 
 
 @pytest.fixture
@@ -27,8 +28,8 @@ def probe_method():
 
 
 def test_a_method_trains_with_the_objective_its_row_names(probe_method, tiny_world, tmp_path, cache_dir):
-    distill(tiny_world / "data", tmp_path / "s", tiny_config(method="probe"), tiny_world / "teacher",
-            progress=False, cache_dir=cache_dir)
+    distill(tiny_world / "data", tmp_path / "s", tiny_config(method="probe"),
+            TrainingInputs(teacher=tiny_world / "teacher"), quiet(cache_dir))
     assert probe_method == ["probe"]  # its own builder, not plain KD's
     info = json.loads((tmp_path / "s" / "config.json").read_text())
     assert info["method"] == "probe" and info["built_by"] == "probe"

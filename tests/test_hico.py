@@ -177,14 +177,14 @@ def test_eval_hoi_cli(tmp_path, space, capsys):
     gt = write(tmp_path, [entry("a.jpg", [([0, 0, 9, 19], 1), ([10, 0, 19, 9], 2)], [(0, 1, 1)])])
     pred = write(tmp_path, {"a.jpg": [{"human_box": [0, 0, 9, 19], "object_box": [10, 0, 19, 9], "object": 2,
                                        "verb": 1, "score": 0.5}]}, "pred.json")
-    assert main(["eval-hoi", "--annotations", str(gt), "--predictions", str(pred), "--zero-shot", "kick-ball",
+    assert main(["eval", "--annotations", str(gt), "--predictions", str(pred), "--zero-shot", "kick-ball",
                  "--out", str(tmp_path / "m.json")]) == 0
     out = capsys.readouterr().out
     assert "toy mAP / mean max recall (11point AP, mode def" in out and "Full      100.00 / 100.00" in out
     assert "Unseen         - /      -" in out  # the one class with ground truth is seen
     written = json.loads((tmp_path / "m.json").read_text())
     assert written["full"] == 100.0 and written["mean_max_recall"]["full"] == 100.0
-    assert main(["eval-hoi", "--annotations", str(gt), "--predictions", str(pred), "--mode", "ko", "--ap", "auc",
+    assert main(["eval", "--annotations", str(gt), "--predictions", str(pred), "--mode", "ko", "--ap", "auc",
                  "--out", str(tmp_path / "ko.json")]) == 0
     assert json.loads((tmp_path / "ko.json").read_text())["mode"] == "ko"
 
@@ -194,7 +194,8 @@ def test_synthsitu_hoi(tmp_path):
     from mipd_edge.data.synthsitu.world import VERB_BY_NAME
 
     out = tmp_path / "hoi"
-    assert main(["data", "synth-hoi", "--out", str(out), "--trainval", "40", "--test", "12", "--workers", "1"]) == 0
+    assert main(["data", "synth", "--task", "hoi", "--out", str(out), "--trainval", "40", "--test", "12",
+                 "--workers", "1"]) == 0
     space = HoiSpace.load(out / "hoi_space.json")
     assert space == hoi_space(0)
     train = read_hoi_annotations(out / "trainval_hico.json", space)
@@ -222,6 +223,6 @@ def test_synthsitu_hoi(tmp_path):
         assert any(v == verb for v, _ in seen) and any(o == obj for _, o in seen)
     # deterministic: the same seed writes the same images
     again = tmp_path / "again"
-    main(["data", "synth-hoi", "--out", str(again), "--trainval", "40", "--test", "12", "--workers", "1"])
+    main(["data", "synth", "--task", "hoi", "--out", str(again), "--trainval", "40", "--test", "12", "--workers", "1"])
     first = sorted((out / "images").iterdir())[3]
     assert (again / "images" / first.name).read_bytes() == first.read_bytes()

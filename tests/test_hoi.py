@@ -8,33 +8,39 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import tiny_config
+from helpers import quiet, tiny_config
 from mipd_edge import Predictor
 from mipd_edge.cli import main
+from mipd_edge.config import ExportConfig, QuantizeConfig
+from mipd_edge.context import RunContext
 from mipd_edge.data.hico import find_space, rare_classes, read_hoi_annotations, seen_verbs
+from mipd_edge.data.synthsitu.hoi import SynthHoiConfig
 from mipd_edge.deploy.predictor import InteractionPredictor, SituationPredictor
 from mipd_edge.errors import BundleError, MipdEdgeError
 from mipd_edge.hoi_metrics import evaluate_hoi
 from mipd_edge.situation import Interactions, Situation
+from mipd_edge.train.distill import distill
+from mipd_edge.train.task import TrainingInputs
 
 
 @pytest.fixture(scope="session")
 def hoi_world(tiny_world, tmp_path_factory, cache_dir):
     """SynthSitu-HOI, its pair situations and rationales, and a none and a mipd student."""
     from mipd_edge.data.synthsitu.hoi import generate_hoi
-    from mipd_edge.train.hoi import distill_hoi, write_hoi_pairs
+    from mipd_edge.train.hoi import write_hoi_pairs
     from mipd_edge.train.rationales import generate_rationales
 
     root = tmp_path_factory.mktemp("hoi")
-    generate_hoi(root / "data", seed=2, trainval=60, test=16, image_size=128, workers=1, progress=False)
+    generate_hoi(root / "data", SynthHoiConfig(seed=2, trainval=60, test=16, image_size=128, workers=1), progress=False)
     write_hoi_pairs(root / "data", root / "pairs", "unseen_verb", progress=False)
-    generate_rationales(root / "pairs", tiny_world / "teacher", root / "rationales.jsonl", progress=False,
-                        cache_dir=cache_dir)
+    generate_rationales(root / "pairs", tiny_world / "teacher", root / "rationales.jsonl",
+                        run=RunContext(progress=False, cache_dir=cache_dir))
     results = {}
     for method in ("none", "mipd"):
-        results[method] = distill_hoi(root / "data", root / method, tiny_config(method=method),
-                                      "unseen_verb", tiny_world / "teacher", root / "rationales.jsonl",
-                                      root / "pairs", progress=False, cache_dir=cache_dir)
+        results[method] = distill(root / "data", root / method, tiny_config(method=method),
+                                  TrainingInputs(zero_shot="unseen_verb", teacher=tiny_world / "teacher",
+                                                 rationales=root / "rationales.jsonl", pairs=root / "pairs"),
+                                  quiet(cache_dir))
     return root, results
 
 
@@ -44,7 +50,7 @@ def hoi_bundle(hoi_world, tmp_path_factory):
 
     root, _ = hoi_world
     out = tmp_path_factory.mktemp("hoi-bundle") / "bundle"
-    return out, export_bundle(root / "mipd", out, ("onnx", "openvino"), data=root / "data")
+    return out, export_bundle(root / "mipd", out, ExportConfig(formats=("onnx", "openvino")), data=root / "data")
 
 
 def test_interaction_points_and_focal_loss():
@@ -126,7 +132,8 @@ def test_hoi_students_train_and_evaluate(hoi_world, capsys):
     assert {"mipd_scene", "mipd_instance", "mipd_soft", "mipd_glimpse", "interaction", "verb"} <= set(losses)
     assert not any(k.startswith("mipd") for k in results["none"]["history"][-1]["losses"])
     preds = root / "preds.json"
-    assert main(["predict-hoi", "--model", str(root / "mipd"), "--data", str(root / "data"), "--out", str(preds)]) == 0
+    assert main(["predict-dataset", "--model", str(root / "mipd"), "--data", str(root / "data"),
+                 "--out", str(preds)]) == 0
     detections = json.loads(preds.read_text())
     test = read_hoi_annotations(root / "data" / "test_hico.json", space)
     assert set(detections) == {i.file_name for i in test}
@@ -134,7 +141,7 @@ def test_hoi_students_train_and_evaluate(hoi_world, capsys):
         assert all(space.class_of(d["verb"], d["object"]) is not None for d in dets)
         assert [d["score"] for d in dets] == sorted((d["score"] for d in dets), reverse=True)
     out = root / "metrics.json"
-    assert main(["eval-hoi", "--annotations", str(root / "data" / "test_hico.json"), "--predictions", str(preds),
+    assert main(["eval", "--annotations", str(root / "data" / "test_hico.json"), "--predictions", str(preds),
                  "--zero-shot", "unseen_verb", "--train-annotations", str(root / "data" / "trainval_hico.json"),
                  "--out", str(out)]) == 0
     metrics = json.loads(out.read_text())
@@ -278,8 +285,8 @@ def test_hoi_int8_bundle_with_accuracy_control(hoi_world, tmp_path, monkeypatch)
         return real_control(model, calibration, validation, validate, **kwargs)
 
     monkeypatch.setattr(nncf, "quantize_with_accuracy_control", watched_control)
-    m = quantize_bundle(root / "mipd", root / "data", tmp_path / "int8", "ptq", calib_size=16, max_drop=1.0,
-                        progress=False)
+    m = quantize_bundle(root / "mipd", root / "data", tmp_path / "int8",
+                        QuantizeConfig(method="ptq", calib_size=16, max_drop=1.0), run=RunContext(progress=False))
     assert {"onnx-int8", "openvino-int8"} <= set(m.graphs) and m.precision == "int8"
     assert sorted(seen_by_control) == sorted(i.file_name for i in dev)
     assert all(space.verbs[p.verb - 1] not in unseen_verbs for i in dev for p in i.pairs)
@@ -325,8 +332,9 @@ def test_hoi_qat_bundle(hoi_world, tmp_path):
     from mipd_edge.quantize import quantize_bundle
 
     root, _ = hoi_world
-    m = quantize_bundle(root / "none", root / "data", tmp_path / "qat", "qat", calib_size=8, qat_epochs=1,
-                        formats=("onnx",), progress=False)
+    m = quantize_bundle(root / "none", root / "data", tmp_path / "qat",
+                        QuantizeConfig(method="qat", calib_size=8, qat_epochs=1, formats=("onnx",)),
+                        run=RunContext(progress=False))
     assert m.quantization["method"] == "qat" and m.quantization["qat"]["steps"] >= 1
     assert m.verification["onnx-int8"]["glance_cosine_mean"] >= 0.9
     assert set(m.metrics["int8_minus_fp32_map"]) == {"full"} and m.metrics["backend"] == "onnxruntime"
@@ -336,7 +344,7 @@ def test_hoi_qat_bundle(hoi_world, tmp_path):
 
 
 def test_hoi_commands(hoi_world, tmp_path):
-    """hoi-pairs, distill-hoi, export --precision int8 and predict-hoi on that bundle, in-process."""
+    """hoi-pairs, distill, export --precision int8 and predict-dataset on that bundle, in-process."""
     from helpers import TINY_MODEL
     from mipd_edge.deploy.bundle import read_manifest
     from mipd_edge.evaluation import hoi_detections
@@ -347,13 +355,13 @@ def test_hoi_commands(hoi_world, tmp_path):
     assert main(["hoi-pairs", "--data", str(data), "--out", str(tmp_path / "pairs"), "--zero-shot", "unseen_verb"]) == 0
     pairs = json.loads((tmp_path / "pairs" / "train.json").read_text())
     assert pairs == json.loads((root / "pairs" / "train.json").read_text())  # the same crops as the API writes
-    assert main(["distill-hoi", "--data", str(data), "--out", str(tmp_path / "s"), "--method", "none",
+    assert main(["distill", "--data", str(data), "--out", str(tmp_path / "s"), "--method", "none",
                  "--zero-shot", "unseen_verb", "--epochs", "1", "--image-size", "64", "--batch-size", "16",
                  "--config", str(config)]) == 0
     assert main(["export", "--model", str(tmp_path / "s"), "--out", str(tmp_path / "b"), "--data", str(data),
                  "--precision", "int8", "--formats", "onnx"]) == 0
     assert read_manifest(tmp_path / "b").precision == "int8"
-    assert main(["predict-hoi", "--model", str(tmp_path / "b"), "--data", str(data), "--backend", "onnxruntime",
+    assert main(["predict-dataset", "--model", str(tmp_path / "b"), "--data", str(data), "--backend", "onnxruntime",
                  "--out", str(tmp_path / "preds.json")]) == 0
     space = find_space(data)
     test = read_hoi_annotations(data / "test_hico.json", space)
@@ -370,7 +378,7 @@ def test_all_pairs_distils_at_the_unlabelled_pairs_honestly(hoi_world, tiny_worl
     from mipd_edge.data.hoi_pairs import unlabelled_pairs
     from mipd_edge.train.config import MipdConfig
     from mipd_edge.train.distill import distill
-    from mipd_edge.train.hoi import distill_hoi, write_hoi_pairs
+    from mipd_edge.train.hoi import write_hoi_pairs
 
     root, _ = hoi_world
     pairs = write_hoi_pairs(root / "data", tmp_path / "pairs", "unseen_verb", progress=False, unlabelled=True)
@@ -385,15 +393,19 @@ def test_all_pairs_distils_at_the_unlabelled_pairs_honestly(hoi_world, tiny_worl
         assert (s, o) not in labelled and s in {a for a, _ in labelled} and o in {b for _, b in labelled}
         assert "verb" not in entry and "frames" not in entry
     cfg = tiny_config(method="mipd", mipd=MipdConfig(pairs="all"))
-    result = distill_hoi(root / "data", tmp_path / "student", cfg, "unseen_verb", tiny_world / "teacher",
-                         root / "rationales.jsonl", pairs, progress=False, cache_dir=cache_dir)
+    result = distill(root / "data", tmp_path / "student", cfg,
+                     TrainingInputs(zero_shot="unseen_verb", teacher=tiny_world / "teacher",
+                                    rationales=root / "rationales.jsonl", pairs=pairs),
+                     quiet(cache_dir))
     losses = result["history"][-1]["losses"]
     assert {"mipd_scene_unlabelled", "mipd_soft_unlabelled", "mipd_scene"} <= set(losses)
     assert all(v > 0 for k, v in losses.items() if k.startswith("mipd"))
     # ramped in only at the very end of training: every distillation term counts for nothing
     late = dataclasses.replace(cfg, distill_from=1.0, distill_full=1.0)
-    history = distill_hoi(root / "data", tmp_path / "late", late, "unseen_verb", tiny_world / "teacher",
-                          root / "rationales.jsonl", pairs, progress=False, cache_dir=cache_dir)["history"]
+    history = distill(root / "data", tmp_path / "late", late,
+                      TrainingInputs(zero_shot="unseen_verb", teacher=tiny_world / "teacher",
+                                     rationales=root / "rationales.jsonl", pairs=pairs),
+                      quiet(cache_dir))["history"]
     assert all(v == 0 for k, v in history[-1]["losses"].items() if k.startswith("mipd"))
     info = json.loads((tmp_path / "student" / "config.json").read_text())
     assert info["unlabelled_pairs"] == len(others) and info["train"]["mipd"]["pairs"] == "all"
@@ -405,11 +417,14 @@ def test_all_pairs_distils_at_the_unlabelled_pairs_honestly(hoi_world, tiny_worl
     features = np.load(cache_dir / "teacher" / info["teacher_cache"] / "global.npy")
     assert np.allclose(knowledge.scene_of(features), knowledge.scene, atol=1e-5)
     with pytest.raises(MipdEdgeError, match="hoi-pairs --unlabelled"):
-        distill_hoi(root / "data", tmp_path / "without", cfg, "unseen_verb", tiny_world / "teacher",
-                    root / "rationales.jsonl", root / "pairs", progress=False, cache_dir=cache_dir)
-    with pytest.raises(MipdEdgeError, match="it is for distill-hoi"):
+        distill(root / "data", tmp_path / "without", cfg,
+                TrainingInputs(zero_shot="unseen_verb", teacher=tiny_world / "teacher",
+                               rationales=root / "rationales.jsonl", pairs=root / "pairs"),
+                quiet(cache_dir))
+    with pytest.raises(MipdEdgeError, match="it is for interaction datasets"):
         distill(tiny_world / "data", tmp_path / "gsr", tiny_config(method="mipd", mipd=MipdConfig(pairs="all")),
-                tiny_world / "teacher", tiny_world / "rationales.jsonl", progress=False, cache_dir=cache_dir)
+                TrainingInputs(teacher=tiny_world / "teacher", rationales=tiny_world / "rationales.jsonl"),
+                quiet(cache_dir))
 
 
 def test_seen_verb_calibration_is_learnt_from_training_verbs_only(hoi_world, tmp_path, cache_dir):
@@ -418,16 +433,16 @@ def test_seen_verb_calibration_is_learnt_from_training_verbs_only(hoi_world, tmp
     on every verb but one makes that one come first."""
     from mipd_edge.data.hoi_vocabulary import hoi_vocabulary
     from mipd_edge.deploy.preprocess import Preprocess
+    from mipd_edge.models.inference import interaction_decoder, predict_hoi
     from mipd_edge.models.store import load_student
     from mipd_edge.text import model_text_encoder
-    from mipd_edge.train.hoi import distill_hoi, predict_hoi
     from mipd_edge.train.hoi_calibration import BIASES, calibrate_seen_bias, pseudo_unseen_verbs
 
     root, _ = hoi_world
     space = find_space(root / "data")
     training = {space.verbs[v - 1] for v in seen_verbs(space, "unseen_verb")}
-    result = calibrate_seen_bias(root / "data", tmp_path / "calibration", tiny_config(), "unseen_verb", count=2,
-                                 progress=False, cache_dir=cache_dir)
+    result = calibrate_seen_bias(root / "data", tmp_path / "calibration", tiny_config(),
+                                 TrainingInputs(zero_shot="unseen_verb"), count=2, run=quiet(cache_dir))
     assert result["bias"] in BIASES and len(result["harmonic_map"]) == len(BIASES)
     assert len(result["pseudo_unseen"]) == 2 and set(result["pseudo_unseen"]) <= training
     info = json.loads((tmp_path / "calibration" / "config.json").read_text())
@@ -436,27 +451,28 @@ def test_seen_verb_calibration_is_learnt_from_training_verbs_only(hoi_world, tmp
     with pytest.raises(MipdEdgeError, match="does without some"):
         pseudo_unseen_verbs(seen_verbs(space, "unseen_verb"), 0, count=len(training))
     with pytest.raises(MipdEdgeError, match="held-out verbs must be some"):
-        distill_hoi(root / "data", tmp_path / "bad", tiny_config(), "unseen_verb", progress=False,
-                    cache_dir=cache_dir, hold_out_verbs=[len(space.verbs) + 1])
+        distill(root / "data", tmp_path / "bad", tiny_config(),
+                TrainingInputs(zero_shot="unseen_verb", hold_out_verbs=tuple([len(space.verbs) + 1])), quiet(cache_dir))
 
     model, info = load_student(root / "none")
     vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), model_text_encoder(info))
     test = read_hoi_annotations(root / "data" / "test_hico.json", space)[:4]
     kept = vocab.verbs[0]
-    preds = predict_hoi(model, test, root / "data" / "images", vocab, Preprocess.from_json(info["preprocess"]),
-                        verb_bias={v: 100.0 for v in vocab.verbs if v != kept})
+    decoder = interaction_decoder(model, vocab, verb_bias={v: 100.0 for v in vocab.verbs if v != kept})
+    preds = predict_hoi(model, test, root / "data" / "images", decoder, Preprocess.from_json(info["preprocess"]))
     assert all(d[0]["verb_name"] == kept for d in preds.values() if d)
 
 
 def test_the_authors_loss_shapes_train_an_hoi_student(hoi_world, tiny_world, tmp_path, cache_dir):
     """``mipd: {losses: authors}``: NMPA with the cosine hinge (knowledge of its own) and L1 distillation."""
     from mipd_edge.train.config import MipdConfig
-    from mipd_edge.train.hoi import distill_hoi
 
     root, _ = hoi_world
     cfg = tiny_config(method="mipd", mipd=MipdConfig(losses="authors"))
-    result = distill_hoi(root / "data", tmp_path / "student", cfg, "unseen_verb", tiny_world / "teacher",
-                         root / "rationales.jsonl", root / "pairs", progress=False, cache_dir=cache_dir)
+    result = distill(root / "data", tmp_path / "student", cfg,
+                     TrainingInputs(zero_shot="unseen_verb", teacher=tiny_world / "teacher",
+                                    rationales=root / "rationales.jsonl", pairs=root / "pairs"),
+                     quiet(cache_dir))
     losses = result["history"][-1]["losses"]
     assert {"mipd_scene", "mipd_instance", "mipd_soft", "mipd_glimpse"} <= set(losses)
     assert all(np.isfinite(v) and v > 0 for k, v in losses.items() if k.startswith("mipd"))

@@ -6,7 +6,9 @@ image or name of an unseen verb may reach them (the open-vocabulary rule)."""
 
 import pytest
 
-from helpers import tiny_config
+from helpers import quiet, tiny_config
+from mipd_edge.config import ExportConfig, QuantizeConfig
+from mipd_edge.context import RunContext
 from mipd_edge.data.split import dataset_split, training_verbs
 from mipd_edge.data.swig import SituDataset
 from mipd_edge.export import export_bundle
@@ -21,7 +23,7 @@ def trained_student(tiny_world, tmp_path_factory, cache_dir):
     from mipd_edge.train.distill import distill
 
     out = tmp_path_factory.mktemp("trained-student")
-    distill(tiny_world / "data", out, tiny_config(method="none", epochs=16), progress=False, cache_dir=cache_dir)
+    distill(tiny_world / "data", out, tiny_config(method="none", epochs=16), run=quiet(cache_dir))
     return out
 
 
@@ -75,11 +77,14 @@ def test_accuracy_control_keeps_int8_within_max_drop_and_repairs_a_lossy_quantiz
     monkeypatch.setattr(nncf, "quantize_with_accuracy_control", watched_control)
     monkeypatch.setattr("mipd_edge.quantize.bundle.evaluate_predictor", watched_evaluate)
     fp32 = tmp_path / "fp32"  # exported once, its graphs copied into both INT8 bundles
-    export_bundle(trained_student, fp32, ("openvino",), data=data)
-    plain = quantize_bundle(trained_student, data, tmp_path / "plain", "ptq", calib_size=16, formats=("openvino",),
-                            progress=False, fp32_bundle=fp32)
-    controlled = quantize_bundle(trained_student, data, tmp_path / "ac", "ptq", calib_size=16, max_drop=MAX_DROP,
-                                 formats=("openvino",), progress=False, fp32_bundle=fp32)
+    export_bundle(trained_student, fp32, ExportConfig(formats=("openvino",)), data=data)
+    plain = quantize_bundle(trained_student, data, tmp_path / "plain",
+                            QuantizeConfig(method="ptq", calib_size=16, formats=("openvino",), from_bundle=fp32),
+                            run=RunContext(progress=False))
+    controlled = quantize_bundle(trained_student, data, tmp_path / "ac",
+                                 QuantizeConfig(method="ptq", calib_size=16, max_drop=MAX_DROP, formats=("openvino",),
+                                                from_bundle=fp32),
+                                 run=RunContext(progress=False))
     assert controlled.metrics["gate"]["fp32"]["grnd_value"] > 0  # the student grounds something to lose
     lost = plain.metrics["int8_minus_fp32_top1"]["grnd_value"]
     kept = controlled.metrics["int8_minus_fp32_top1"]["grnd_value"]

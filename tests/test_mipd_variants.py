@@ -12,7 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import TINY_MODEL, tiny_config
+from helpers import TINY_MODEL, quiet, tiny_config
+from mipd_edge.config import RationaleConfig
+from mipd_edge.context import RunContext
 from mipd_edge.errors import MipdEdgeError
 from mipd_edge.models.student import create_student
 from mipd_edge.train.checkpoint import load_checkpoint
@@ -20,9 +22,10 @@ from mipd_edge.train.config import MipdConfig, TrainConfig, load_config
 from mipd_edge.train.data import Batch
 from mipd_edge.train.distill import MIPDDistill, distill
 from mipd_edge.train.hoi import HoiObjectiveInputs, hoi_mipd_objective
-from mipd_edge.train.nmpa import AlignmentData, train_prompts
+from mipd_edge.train.nmpa import AlignmentData, NmpaConfig, train_prompts
 from mipd_edge.train.prompts import InstancePrompt, ScenePrompt
 from mipd_edge.train.rationales import Draft, generate_rationales, judge, judgment_rng, load_judged_rationales
+from mipd_edge.train.task import TrainingInputs
 from mipd_edge.train.teacher_cache import TeacherCache
 from mipd_lab.authors import AuthorsMIPD, RationaleTokens, hinge
 from mipd_lab.variants import MIPD_VARIANTS, variant_overrides
@@ -91,7 +94,8 @@ def test_anchored_knowledge_starts_at_the_teachers_feature_and_moves_toward_the_
         inst = untrained_inst(regions, g, torch.from_numpy(data.roles), torch.from_numpy(data.valid))
         assert torch.allclose(inst, torch.nn.functional.normalize(regions, dim=-1), atol=1e-6)
     before = float((g.numpy() * data.scene_pos).sum(-1).mean())
-    scene, _, _ = train_prompts(cache, data, epochs=15, batch_size=32, progress=False, anchored=True)
+    scene, _, _ = train_prompts(cache, data, NmpaConfig(epochs=15, batch_size=32), MipdConfig(knowledge="anchored"),
+                                progress=False)
     with torch.no_grad():
         after = float((scene(g).numpy() * data.scene_pos).sum(-1).mean())
     assert after > before + 0.3
@@ -103,12 +107,14 @@ def test_anchored_knowledge_starts_at_the_teachers_feature_and_moves_toward_the_
 
 def test_anchored_mipd_distils_from_the_teachers_text_space(tiny_world, tmp_path, cache_dir):
     cfg = replace(tiny_config(method="mipd", epochs=1), **variant_overrides("anchored"))
-    run = distill(tiny_world / "data", tmp_path / "s", cfg, tiny_world / "teacher", tiny_world / "rationales.jsonl",
-                  progress=False, cache_dir=cache_dir)
+    run = distill(tiny_world / "data", tmp_path / "s", cfg,
+                  TrainingInputs(teacher=tiny_world / "teacher", rationales=tiny_world / "rationales.jsonl"),
+                  quiet(cache_dir))
     assert {"mipd_scene", "mipd_instance", "mipd_soft"} <= set(run["history"][0]["losses"])
     info = json.loads((tmp_path / "s" / "config.json").read_text())
-    mapped = distill(tiny_world / "data", tmp_path / "m", tiny_config(method="mipd", epochs=1), tiny_world / "teacher",
-                     tiny_world / "rationales.jsonl", progress=False, cache_dir=cache_dir)
+    mapped = distill(tiny_world / "data", tmp_path / "m", tiny_config(method="mipd", epochs=1),
+                     TrainingInputs(teacher=tiny_world / "teacher", rationales=tiny_world / "rationales.jsonl"),
+                     quiet(cache_dir))
     assert json.loads((tmp_path / "m" / "config.json").read_text())["knowledge"] != info["knowledge"]
     assert mapped["weights_sha256"] != run["weights_sha256"]
     scene = np.load(cache_dir / "knowledge" / info["knowledge"] / "scene.npy")
@@ -123,12 +129,13 @@ def test_positive_only_nmpa_ignores_negatives_and_still_aligns():
     g = torch.from_numpy(np.asarray(cache.global_feats, np.float32))
     runs = []
     for d in (data, other):
-        scene, _, losses = train_prompts(cache, d, epochs=15, batch_size=32, progress=False, negatives=False)
+        scene, _, losses = train_prompts(cache, d, NmpaConfig(epochs=15, batch_size=32), MipdConfig(negatives="none"),
+                                         progress=False)
         with torch.no_grad():
             runs.append(scene(g).numpy())
     assert np.array_equal(runs[0], runs[1])  # the negatives never entered
     assert (runs[0] * data.scene_pos).sum(-1).mean() > 0.8 and losses["scene"] < 0.2
-    scene, _, _ = train_prompts(cache, data, epochs=1, batch_size=32, progress=False)
+    scene, _, _ = train_prompts(cache, data, NmpaConfig(epochs=1, batch_size=32), progress=False)
     with torch.no_grad():
         assert not np.allclose(scene(g).numpy(), runs[0])  # with negatives, another objective
 
@@ -156,8 +163,8 @@ def test_random_judgment_keeps_random_candidates_with_equal_weights():
 
 def test_rationale_judgments_are_never_mixed(tiny_world, tmp_path, cache_dir):
     out = tmp_path / "random.jsonl"
-    generate_rationales(tiny_world / "data", tiny_world / "teacher", out, progress=False, cache_dir=cache_dir,
-                        judgment="random")
+    generate_rationales(tiny_world / "data", tiny_world / "teacher", out, RationaleConfig(judgment="random"),
+                        run=RunContext(progress=False, cache_dir=cache_dir))
     records = load_judged_rationales(out, "random")
     teacher_judged = load_judged_rationales(tiny_world / "rationales.jsonl")
     assert set(records) == set(teacher_judged)
@@ -167,11 +174,12 @@ def test_rationale_judgments_are_never_mixed(tiny_world, tmp_path, cache_dir):
     with pytest.raises(MipdEdgeError, match="--judgment random"):
         load_judged_rationales(tiny_world / "rationales.jsonl", "random")
     with pytest.raises(MipdEdgeError, match="chosen by 'random'"):  # completing it the other way is refused
-        generate_rationales(tiny_world / "data", tiny_world / "teacher", out, progress=False, cache_dir=cache_dir)
+        generate_rationales(tiny_world / "data", tiny_world / "teacher", out,
+                            run=RunContext(progress=False, cache_dir=cache_dir))
     with pytest.raises(MipdEdgeError, match="--judgment random"):
         distill(tiny_world / "data", tmp_path / "s", replace(tiny_config(method="mipd"), **variant_overrides(
-            "random-negatives")), tiny_world / "teacher", tiny_world / "rationales.jsonl", progress=False,
-            cache_dir=cache_dir)
+            "random-negatives")), TrainingInputs(teacher=tiny_world / "teacher",
+                                                 rationales=tiny_world / "rationales.jsonl"), quiet(cache_dir))
 
 
 def authors_objective(tokens: RationaleTokens, n: int = 2):
@@ -258,8 +266,8 @@ def test_instance_knowledge_meets_the_noun_embeddings_without_a_head():
     with_head = MIPDDistill(None, instance, None, model, tiny_config(method="mipd"))
     assert [n for n, _ in with_head.named_parameters()] == ["role_proj.weight", "role_proj.bias"]
     with pytest.raises(MipdEdgeError, match="HOI distillation has it for its pairs' features only"):
-        hoi_mipd_objective(HoiObjectiveInputs(cfg, model, None, None, "teacher", "rationales", "pairs", Path("cache"),
-                                              False))
+        hoi_mipd_objective(HoiObjectiveInputs(cfg, model, None, None, "teacher", "rationales", "pairs",
+                                              quiet(Path("cache"))))
 
 
 @pytest.mark.parametrize("variant, terms", [
@@ -272,8 +280,9 @@ def test_instance_knowledge_meets_the_noun_embeddings_without_a_head():
 ])
 def test_variants_distil_what_they_name(tiny_world, tmp_path, cache_dir, variant, terms):
     cfg = replace(tiny_config(method="mipd", epochs=1), **variant_overrides(variant))
-    run = distill(tiny_world / "data", tmp_path / variant, cfg, tiny_world / "teacher", tiny_world / "rationales.jsonl",
-                  progress=False, cache_dir=cache_dir)
+    run = distill(tiny_world / "data", tmp_path / variant, cfg,
+                  TrainingInputs(teacher=tiny_world / "teacher", rationales=tiny_world / "rationales.jsonl"),
+                  quiet(cache_dir))
     assert set(run["history"][0]["losses"]) == {"verb", "noun", "box_l1", "box_giou", "exists"} | terms
     info = json.loads((tmp_path / variant / "config.json").read_text())
     assert info["train"]["mipd"] == MIPD_VARIANTS[variant]["mipd"].__dict__ and info["method"] == "mipd"
@@ -290,8 +299,9 @@ def test_the_authors_formulation_trains_as_a_method_of_its_own(tiny_world, tmp_p
 
     out = tmp_path / "authors"
     cfg = replace(tiny_config(method="mipd", epochs=1), **variant_overrides("authors"))
-    distill(tiny_world / "data", out, cfg, tiny_world / "teacher", tiny_world / "rationales.jsonl", progress=False,
-            cache_dir=cache_dir)
+    distill(tiny_world / "data", out, cfg,
+            TrainingInputs(teacher=tiny_world / "teacher", rationales=tiny_world / "rationales.jsonl"),
+            quiet(cache_dir))
     info = json.loads((out / "config.json").read_text())
     assert info["method"] == "authors" and info["rationales"] == str(tiny_world / "rationales.jsonl")
     assert info["train"]["loss"]["verb_smoothing"] == 0.3 and info["train"]["loss"]["box_giou"] == 5.0

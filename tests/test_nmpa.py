@@ -3,7 +3,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mipd_edge.train.nmpa import AlignmentData, alignment_report, negative_weights, nmpa_loss, train_prompts
+from mipd_edge.train.config import MipdConfig
+from mipd_edge.train.nmpa import (
+    AlignmentData,
+    NmpaConfig,
+    alignment_report,
+    negative_weights,
+    nmpa_loss,
+    train_prompts,
+)
 from mipd_edge.train.prompts import InstancePrompt, ScenePrompt
 from mipd_edge.train.teacher_cache import TeacherCache
 
@@ -67,7 +75,8 @@ def test_training_moves_knowledge_toward_positives_and_away_from_negatives(hinge
     )
     cache = TeacherCache("k", [str(i) for i in range(n)], teacher.astype(np.float16),
                          teacher[:, None].astype(np.float16), np.zeros((n, 1), np.float32), ["v"], 10.0)
-    scene, instance, losses = train_prompts(cache, data, epochs=40, batch_size=32, progress=False, hinge=hinge)
+    scene, instance, losses = train_prompts(cache, data, NmpaConfig(epochs=40, batch_size=32),
+                                            MipdConfig(losses="authors" if hinge else "ours"), progress=False)
     with torch.no_grad():
         g = torch.from_numpy(teacher.astype(np.float32))
         ks = scene(g).numpy()

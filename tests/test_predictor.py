@@ -7,6 +7,7 @@ import pytest
 
 from helpers import assert_same_situations, run_without_torch
 from mipd_edge import InvalidImageError, Predictor, VocabularyError
+from mipd_edge.config import ExportConfig
 from mipd_edge.data.swig import SituDataset
 from mipd_edge.deploy.bundle import MANIFEST_FIELDS, BundleManifest, read_manifest, write_manifest
 from mipd_edge.deploy.predictor import SituationPredictor
@@ -132,8 +133,8 @@ def test_vocabulary_that_does_not_fit_the_bundle(tiny_bundle, tmp_path):
 def test_predictor_runs_and_edits_vocabulary_without_torch(tiny_student, tiny_world, tmp_path):
     from mipd_edge.export import export_bundle
 
-    export_bundle(tiny_student, tmp_path / "b", ("onnx", "openvino"), data=tiny_world / "data",
-                  with_text_encoder=True)
+    export_bundle(tiny_student, tmp_path / "b", ExportConfig(formats=("onnx", "openvino"), with_text_encoder=True),
+                  data=tiny_world / "data")
     image = next((tiny_world / "data" / "images").iterdir())
     r = run_without_torch(f"""
 from mipd_edge import Predictor

@@ -4,6 +4,8 @@ import re
 import pytest
 
 from helpers import FakeLLM
+from mipd_edge.config import RationaleConfig
+from mipd_edge.context import RunContext
 from mipd_edge.data.split import load_split
 from mipd_edge.data.swig import SituDataset
 from mipd_edge.train.llm import ChatClient, LLMError, extract_json
@@ -65,7 +67,8 @@ def test_resume_after_a_kill_mid_line(tiny_world, tmp_path, cache_dir):
     lines = (tiny_world / "rationales.jsonl").read_text().splitlines(keepends=True)
     out.write_text("".join(lines[:5]) + lines[5][:40])  # killed while writing the sixth record
     assert len(read_done(out)) == 5 and out.read_text().count("\n") == 5
-    stats = generate_rationales(tiny_world / "data", tiny_world / "teacher", out, progress=False, cache_dir=cache_dir)
+    stats = generate_rationales(tiny_world / "data", tiny_world / "teacher", out,
+                                run=RunContext(progress=False, cache_dir=cache_dir))
     assert stats["done_before"] == 5 and stats["written"] == len(lines) - 5
     assert out.read_bytes() == (tiny_world / "rationales.jsonl").read_bytes()  # template mode is deterministic
 
@@ -73,15 +76,17 @@ def test_resume_after_a_kill_mid_line(tiny_world, tmp_path, cache_dir):
 def test_llm_generator_survives_bad_answers_and_resumes(tiny_world, tmp_path, cache_dir, llm):
     out = tmp_path / "llm.jsonl"
     FakeLLM.script = ["badjson", "missing", "500", "500", "500", "500", "garbage"]
-    stats = generate_rationales(tiny_world / "data", tiny_world / "teacher", out, generator="openai", endpoint=llm,
-                                model="fake", workers=1, timeout=5, backoff=0.01, progress=False,
-                                cache_dir=cache_dir)
+    stats = generate_rationales(tiny_world / "data", tiny_world / "teacher", out,
+                                RationaleConfig(generator="openai", endpoint=llm, model="fake", workers=1, timeout=5,
+                                                backoff=0.01),
+                                run=RunContext(progress=False, cache_dir=cache_dir))
     total = len(load_rationales(tiny_world / "rationales.jsonl"))
     assert stats["failed"] == 4 and stats["written"] == total - 4
     errors = [json.loads(line) for line in (tmp_path / "llm.jsonl.errors").read_text().splitlines()]
     assert len(errors) == 4 and all(e["error"] for e in errors)
     rec = next(iter(load_rationales(out).values()))
     assert rec["generator"] == "openai:fake" and rec["glimpse"]["positive"].startswith("someone is")
-    again = generate_rationales(tiny_world / "data", tiny_world / "teacher", out, generator="openai", endpoint=llm,
-                                model="fake", workers=3, progress=False, cache_dir=cache_dir)
+    again = generate_rationales(tiny_world / "data", tiny_world / "teacher", out,
+                                RationaleConfig(generator="openai", endpoint=llm, model="fake", workers=3),
+                                run=RunContext(progress=False, cache_dir=cache_dir))
     assert again["written"] == 4 and len(load_rationales(out)) == total

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from mipd_edge import Predictor
+from mipd_edge.config import ExportConfig
+from mipd_edge.context import RunContext
 from mipd_edge.deploy.bundle import read_manifest
 from mipd_edge.deploy.image import load_image
 from mipd_edge.deploy.runtimes import installed
@@ -310,9 +312,10 @@ def test_export_never_mixes_old_and_new_files(tiny_student, tiny_world, tmp_path
     out.mkdir()
     (out / "stale.onnx").write_text("from an earlier export")
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        export_bundle(tiny_student, out, ("onnx",), data=tiny_world / "data")
+        export_bundle(tiny_student, out, ExportConfig(formats=("onnx",)), data=tiny_world / "data")
     assert (out / "stale.onnx").exists()
-    export_bundle(tiny_student, out, ("onnx",), data=tiny_world / "data", overwrite=True)
+    export_bundle(tiny_student, out, ExportConfig(formats=("onnx",)), run=RunContext(overwrite=True),
+                  data=tiny_world / "data")
     assert not (out / "stale.onnx").exists() and (out / "encoder.onnx").is_file()
     assert read_manifest(out).graphs == {"onnx": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -331,12 +334,12 @@ def test_training_outputs_are_protected(tiny_world, tiny_student, tmp_path, cach
 
 
 def test_a_diverging_loss_stops_training_naming_the_step(tiny_world, tmp_path, cache_dir):
-    from helpers import tiny_config
+    from helpers import quiet, tiny_config
     from mipd_edge.train.distill import distill
 
     with pytest.raises(MipdEdgeError, match=r"training diverged: the loss is (nan|inf) at epoch 1, step \d+"):
         distill(tiny_world / "data", tmp_path / "s", tiny_config(method="none", epochs=1, lr=1e30),
-                progress=False, cache_dir=cache_dir)
+                run=quiet(cache_dir))
 
 
 def test_a_damaged_checkpoint_is_not_resumed(tmp_path):

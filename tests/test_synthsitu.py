@@ -6,6 +6,7 @@ from collections import Counter
 from mipd_edge.data.split import load_split
 from mipd_edge.data.swig import SituDataset
 from mipd_edge.data.synthsitu import NOUNS, VERBS, confusable_verbs, covered_by_seen, generate, make_image
+from mipd_edge.data.synthsitu.generate import SynthConfig
 from mipd_edge.data.synthsitu.world import POSE_TEXT, RELATION_TEXT, nouns_of, primitive_distance
 
 
@@ -69,9 +70,10 @@ def test_split_unseen_verbs_are_new_combinations_of_seen_primitives(synth_dir):
 
 
 def test_deterministic_for_a_seed_whatever_the_workers(tmp_path):
-    a = generate(tmp_path / "a", seed=1, train=120, dev=48, test=48, image_size=96, workers=2, progress=False)
-    generate(tmp_path / "b", seed=1, train=120, dev=48, test=48, image_size=96, workers=1, progress=False)
-    generate(tmp_path / "c", seed=2, train=120, dev=48, test=48, image_size=96, workers=1, progress=False)
+    a = generate(tmp_path / "a", SynthConfig(seed=1, train=120, dev=48, test=48, image_size=96, workers=2),
+                 progress=False)
+    generate(tmp_path / "b", SynthConfig(seed=1, train=120, dev=48, test=48, image_size=96, workers=1), progress=False)
+    generate(tmp_path / "c", SynthConfig(seed=2, train=120, dev=48, test=48, image_size=96, workers=1), progress=False)
     assert a["train"] == 120
     for f in ("train.json", "dev.json", "test.json", "splits.json", "space.json"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()

@@ -7,9 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import save_tiny, write_json
+from helpers import quiet, save_tiny, write_json
+from mipd_edge.config import RationaleConfig
+from mipd_edge.context import RunContext
 from mipd_edge.errors import MipdEdgeError
 from mipd_edge.models.teacher import HFClipTeacher, load_teacher
+from mipd_edge.train.task import TrainingInputs
 
 
 @pytest.mark.parametrize("kind, dim", [("clip", 24), ("siglip", 32)])
@@ -77,16 +80,21 @@ def test_blip2_teacher_distils_what_needs_no_image_text_scores(tiny_world, cache
     spec = f"blip2:{tmp_path / 'blip2'}:{save_tiny('clip', tmp_path / 'clip', tokenizer_dir)}"
     data, rationales = tiny_world / "data", tmp_path / "r.jsonl"
     with pytest.raises(MipdEdgeError, match="cannot judge negatives"):
-        generate_rationales(data, spec, rationales, progress=False, cache_dir=cache_dir)
-    generate_rationales(data, spec, rationales, progress=False, cache_dir=cache_dir, judgment="random")
+        generate_rationales(data, spec, rationales, run=RunContext(progress=False, cache_dir=cache_dir))
+    generate_rationales(data, spec, rationales, RationaleConfig(judgment="random"),
+                        run=RunContext(progress=False, cache_dir=cache_dir))
     records = list(load_rationales(rationales).values())
     assert records and all(r["glimpse"]["teacher_positive"] is None and r["glimpse"]["negatives"] for r in records)
     ours = tiny_config(method="mipd", mipd=MipdConfig(negatives="random"))
     for cfg, match in ((tiny_config(method="kd"), "kd's soft labels"), (ours, "soft-label term")):
         with pytest.raises(MipdEdgeError, match=match):
-            distill(data, tmp_path / cfg.method, cfg, spec, rationales, progress=False, cache_dir=cache_dir)
-    cfg = tiny_config(method="mipd", mipd=MipdConfig(formulation="authors", negatives="random"))
-    result = distill(data, tmp_path / "authors", cfg, spec, rationales, progress=False, cache_dir=cache_dir)
+            distill(data, tmp_path / cfg.method, cfg, TrainingInputs(teacher=spec, rationales=rationales),
+                    quiet(cache_dir))
+    from mipd_lab.authors import AUTHORS  # the authors' formulation, which distils BLIP-2's features alone
+
+    cfg = tiny_config(method=AUTHORS.name, mipd=MipdConfig(negatives="random"))
+    result = distill(data, tmp_path / "authors", cfg, TrainingInputs(teacher=spec, rationales=rationales),
+                     quiet(cache_dir))
     assert np.isfinite(result["best_selection_score"])
     assert json.loads((tmp_path / "authors" / "config.json").read_text())["teacher"].startswith("hf-blip-2@")
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import TINY_MODEL, tiny_config
+from helpers import TINY_MODEL, quiet, tiny_config
+from mipd_edge.context import RunContext
 from mipd_edge.data.split import load_split, training_verbs
 from mipd_edge.data.swig import read_annotations, read_space
 from mipd_edge.errors import MipdEdgeError
@@ -18,6 +19,7 @@ from mipd_edge.metrics import evaluate
 from mipd_edge.train.checkpoint import load_checkpoint, save_checkpoint
 from mipd_edge.train.distill import distill
 from mipd_edge.train.loop import random_state, restore_random_state
+from mipd_edge.train.task import TrainingInputs
 from mipd_edge.vocabulary import Vocabulary
 
 
@@ -28,8 +30,9 @@ def students(tiny_world, tmp_path_factory, cache_dir):
     runs = {}
     for method in ("none", "kd", "mipd"):
         runs[method] = distill(tiny_world / "data", out / method, tiny_config(method=method, epochs=2),
-                               teacher=tiny_world / "teacher", rationales=tiny_world / "rationales.jsonl",
-                               progress=False, cache_dir=cache_dir)
+                               TrainingInputs(teacher=tiny_world / "teacher",
+                                              rationales=tiny_world / "rationales.jsonl"),
+                               quiet(cache_dir))
         runs[method]["dir"] = out / method
     return runs
 
@@ -123,13 +126,15 @@ def test_unseen_verbs_cannot_influence_student_training(tiny_world, tmp_path, ca
 
     from mipd_edge.train.rationales import generate_rationales
 
-    generate_rationales(other, tiny_world / "teacher", tmp_path / "r.jsonl", progress=False, cache_dir=cache_dir)
+    generate_rationales(other, tiny_world / "teacher", tmp_path / "r.jsonl",
+                        run=RunContext(progress=False, cache_dir=cache_dir))
     assert (tmp_path / "r.jsonl").read_bytes() == (tiny_world / "rationales.jsonl").read_bytes()
     cfg = tiny_config(method="mipd", epochs=1)
-    a = distill(data, tmp_path / "a", cfg, tiny_world / "teacher", tiny_world / "rationales.jsonl", progress=False,
-                cache_dir=cache_dir)
-    b = distill(other, tmp_path / "b", cfg, tiny_world / "teacher", tmp_path / "r.jsonl", progress=False,
-                cache_dir=cache_dir)
+    a = distill(data, tmp_path / "a", cfg,
+                TrainingInputs(teacher=tiny_world / "teacher", rationales=tiny_world / "rationales.jsonl"),
+                quiet(cache_dir))
+    b = distill(other, tmp_path / "b", cfg,
+                TrainingInputs(teacher=tiny_world / "teacher", rationales=tmp_path / "r.jsonl"), quiet(cache_dir))
     assert a["weights_sha256"] == b["weights_sha256"]
     # checkpoint selection looks at training verbs only, so it cannot tell the two worlds apart either
     assert a["history"][0]["selection_score"] == b["history"][0]["selection_score"]
@@ -137,14 +142,14 @@ def test_unseen_verbs_cannot_influence_student_training(tiny_world, tmp_path, ca
 
 def test_missing_inputs_give_clear_errors(tiny_world, tmp_path, cache_dir):
     with pytest.raises(MipdEdgeError, match="needs --teacher"):
-        distill(tiny_world / "data", tmp_path / "x", tiny_config(method="kd"), progress=False, cache_dir=cache_dir)
+        distill(tiny_world / "data", tmp_path / "x", tiny_config(method="kd"), run=quiet(cache_dir))
     with pytest.raises(MipdEdgeError, match="needs --rationales"):
-        distill(tiny_world / "data", tmp_path / "x", tiny_config(method="mipd"), tiny_world / "teacher",
-                progress=False, cache_dir=cache_dir)
+        distill(tiny_world / "data", tmp_path / "x", tiny_config(method="mipd"),
+                TrainingInputs(teacher=tiny_world / "teacher"), quiet(cache_dir))
     (tmp_path / "partial.jsonl").write_text("")
     with pytest.raises(MipdEdgeError, match="have no rationales"):
-        distill(tiny_world / "data", tmp_path / "x", tiny_config(method="mipd"), tiny_world / "teacher",
-                tmp_path / "partial.jsonl", progress=False, cache_dir=cache_dir)
+        distill(tiny_world / "data", tmp_path / "x", tiny_config(method="mipd"),
+                TrainingInputs(teacher=tiny_world / "teacher", rationales=tmp_path / "partial.jsonl"), quiet(cache_dir))
 
 
 @pytest.mark.slow
@@ -196,12 +201,12 @@ def test_a_teacher_that_saw_the_students_images_is_refused(tiny_world, tmp_path,
     teacher = shutil.copytree(tiny_world / "teacher", tmp_path / "teacher")
     record_seen(teacher, tiny_world / "teacher-data", sources=[tiny_world / "data"])  # as if cut from their data
     with pytest.raises(MipdEdgeError, match=r"trained on \d+ images of .*never have seen the students"):
-        distill(tiny_world / "data", tmp_path / "s", tiny_config(method="kd"), teacher, progress=False,
-                cache_dir=cache_dir)
+        distill(tiny_world / "data", tmp_path / "s", tiny_config(method="kd"), TrainingInputs(teacher=teacher),
+                quiet(cache_dir))
     (teacher / SEEN_FILE).unlink()
     with pytest.raises(MipdEdgeError, match="does not record which images"):
-        distill(tiny_world / "data", tmp_path / "s", tiny_config(method="kd"), teacher, progress=False,
-                cache_dir=cache_dir)
+        distill(tiny_world / "data", tmp_path / "s", tiny_config(method="kd"), TrainingInputs(teacher=teacher),
+                quiet(cache_dir))
 
 
 def scaled_steps(device: str, steps: int = 3) -> "torch.amp.GradScaler":

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from mipd_edge.config import ExportConfig, QuantizeConfig
+from mipd_edge.context import RunContext
 from mipd_edge.pipeline import Pipeline, manifest_summary, stage
 
 
@@ -38,12 +40,14 @@ def make_comparison_bundle(pipe: Pipeline, name: str = "reference", formats: Seq
         save_model(folder, model, {**info, "model": model.cfg.to_json(), "method": "untrained", "epoch": None,
                                    "selection_score": None})
         if not int8:
-            return manifest_summary(export_bundle(folder, out, formats=formats, data=pipe.data, overwrite=True))
+            return manifest_summary(export_bundle(folder, out, ExportConfig(formats=formats),
+                                                  run=RunContext(overwrite=True), data=pipe.data))
         fp32 = pipe.workdir / f"bundle-{name}-fp32"
-        export_bundle(folder, fp32, formats=formats, data=pipe.data, overwrite=True)
-        return manifest_summary(quantize_bundle(folder, pipe.data, out, "ptq", calib_size, formats=formats,
-                                                progress=pipe.progress, fp32_bundle=fp32, evaluate=False,
-                                                overwrite=True))
+        export_bundle(folder, fp32, ExportConfig(formats=formats), run=RunContext(overwrite=True), data=pipe.data)
+        return manifest_summary(quantize_bundle(folder, pipe.data, out,
+                                                QuantizeConfig(method="ptq", calib_size=calib_size, formats=formats,
+                                                               from_bundle=fp32, evaluate=False),
+                                                run=RunContext(progress=pipe.progress, overwrite=True)))
     stage(pipe.workdir, f"bundle-{name}", {"student": pipe.stage_params("student-mipd"), "formats": list(formats),
                                            "int8": int8, "calib": calib_size if int8 else None}, run)
     return out

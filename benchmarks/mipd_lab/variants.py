@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from mipd_edge.errors import MipdEdgeError
-from mipd_edge.train.config import MipdConfig
-from mipd_edge.train.losses import LossWeights
+from mipd_edge.train.config import LossWeights, MipdConfig
 
 from .authors import AUTHORS
 

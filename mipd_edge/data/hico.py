@@ -231,6 +231,13 @@ def image_dir(folder: PathLike, split: str) -> Path:
     return nested if nested.is_dir() else folder / "images"
 
 
+def split_annotations(folder: PathLike, split: str) -> list[HoiImage]:
+    """The annotated images of a split (``trainval`` or ``test``) of an HOI dataset folder."""
+    if split not in ("trainval", "test"):
+        raise DatasetError(f"an HOI dataset's splits are trainval and test, got {split!r}")
+    return read_hoi_annotations(Path(folder) / f"{split}_hico.json", find_space(folder))
+
+
 def find_space(folder: PathLike) -> HoiSpace:
     """The ``hoi_space.json`` beside a dataset's annotations, else HICO-DET's."""
     path = Path(folder) / "hoi_space.json"

@@ -27,6 +27,7 @@ class DatasetLayout:
     task: str
     describe: str
     markers: tuple[str, ...]  # a dataset of this layout holds one of these files
+    declared_by: tuple[str, ...]  # the files that declare a dataset's vocabulary (and so its task)
 
     def check(self, data_dir: PathLike) -> Path:
         """``data_dir`` if it is a dataset of this layout, else a ``DatasetError`` that says what is expected."""
@@ -68,8 +69,9 @@ class InteractionLayout(DatasetLayout):
 
 
 LAYOUTS: dict[str, DatasetLayout] = {layout.task: layout for layout in (
-    SituationLayout("gsr", "a SWiG-format dataset", SPACE_FILES),
-    InteractionLayout("hoi", "an HOI dataset in the HICO-DET layout", ("trainval_hico.json", "test_hico.json")),
+    SituationLayout("gsr", "a SWiG-format dataset", SPACE_FILES, SPACE_FILES),
+    InteractionLayout("hoi", "an HOI dataset in the HICO-DET layout", ("trainval_hico.json", "test_hico.json"),
+                      ("hoi_space.json", "trainval_hico.json", "test_hico.json")),
 )}
 
 
@@ -77,3 +79,30 @@ def dataset_layout(task: str) -> DatasetLayout:
     if task not in LAYOUTS:
         raise DatasetError(f"no dataset layout for task {task!r}; known: {', '.join(LAYOUTS)}")
     return LAYOUTS[task]
+
+
+def dataset_task(data_dir: PathLike) -> str:
+    """The task of a dataset, from the file that declares its vocabulary: a SWiG space file
+    (``imsitu_space.json``) makes a situation dataset; ``hoi_space.json``, or HICO-DET's own
+    annotation files (whose vocabulary is HICO-DET's), an interaction dataset."""
+    data_dir = Path(data_dir)
+    found = [layout.task for layout in LAYOUTS.values()
+             if any((data_dir / marker).is_file() for marker in layout.declared_by)]
+    if len(found) != 1:
+        kinds = " or ".join(f"{layout.describe} ({', '.join(layout.declared_by)})" for layout in LAYOUTS.values())
+        raise DatasetError(f"{data_dir} holds both {kinds}: keep one dataset per folder" if found else
+                           f"{data_dir} is not a dataset: expected {kinds}")
+    return found[0]
+
+
+def space_task(space_file: PathLike) -> str:
+    """The task a vocabulary file declares: an HOI space lists interaction classes, a SWiG
+    space maps each verb to its frame."""
+    from ..files import read_json
+
+    space = read_json(space_file, "space file")
+    if isinstance(space, dict) and "classes" in space:
+        return "hoi"
+    if isinstance(space, dict) and isinstance(space.get("verbs"), dict):
+        return "gsr"
+    raise DatasetError(f"{space_file}: neither a SWiG space (verbs with frames) nor an HOI space (classes)")

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from ..data.hico import HoiImage, HoiSpace
 from ..data.swig import SituDataset
+from ..deploy.image import load_image
+from ..deploy.interactions import InteractionDecoder
 from ..deploy.postprocess import SituationDecoder, recognize
-from ..deploy.preprocess import Preprocess
+from ..deploy.preprocess import Letterbox, Preprocess
 from ..files import PathLike
 from ..progress import progress_bar
 from ..vocabulary import Vocabulary
-from .student import Student
+from .student import HoiStudent, Student
 
 
 def situation_decoder(model: Student, vocabulary: Vocabulary, top_k: int = 5) -> SituationDecoder:
@@ -33,11 +37,21 @@ def torch_decode_fn(model: Student, device: torch.device):
 
 def predict_with_model(model_dir: PathLike, data_dir: PathLike, split: str, progress: bool = True) -> dict:
     """Predictions of a trained model (student or teacher folder) for every image of a
-    dataset split, against every verb of the dataset's space, in the SWiG predictions format."""
+    dataset split, against every verb of the dataset's space: the ``mipd-edge eval``
+    predictions format of the model's task (SWiG situations, or HICO-DET detections)."""
     from ..text import model_text_encoder
     from .store import load_student
 
     model, info = load_student(model_dir)
+    if info.get("task", "gsr") == "hoi":
+        from ..data.hico import find_space, image_dir, split_annotations
+        from ..data.hoi_vocabulary import hoi_vocabulary
+
+        space = find_space(data_dir)
+        vocab = hoi_vocabulary(space, range(1, len(space.verbs) + 1), model_text_encoder(info))
+        return predict_hoi(model, split_annotations(data_dir, split), image_dir(data_dir, split),
+                           interaction_decoder(model, vocab, space), Preprocess.from_json(info["preprocess"]),
+                           progress=progress)
     data = SituDataset(data_dir, split)
     vocab = Vocabulary.from_space(data.space, model_text_encoder(info))
     return predict_dataset(model, data, {"all": vocab}, Preprocess.from_json(info["preprocess"]),
@@ -75,3 +89,41 @@ def predict_dataset(model: Student, dataset: SituDataset, vocabularies: dict[str
                                    roles_for="topk", gold_verbs=[gold[i] for i in known])
             out[key].update({chunk[i]: s.to_json() for i, s in zip(known, situations)})
     return out
+
+
+RawOutputs = tuple[str, list[np.ndarray], Letterbox]
+
+
+@torch.no_grad()
+def hoi_outputs(model: HoiStudent, images: Sequence[HoiImage], image_dir: Path, preprocess: Preprocess,
+                batch_size: int = 32, progress: bool = False) -> list[RawOutputs]:
+    """The student's raw outputs per image, to decode once or under several settings."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in progress_bar(range(0, len(images), batch_size), desc="predict HOI", unit="batch", enabled=progress):
+        chunk = images[start:start + batch_size]
+        prepared = [preprocess(load_image(image_dir / i.file_name)) for i in chunk]
+        x = torch.from_numpy(np.stack([p[0] for p in prepared])).to(device)
+        memory, _ = model.encode(x)
+        outputs = [t.float().cpu().numpy() for t in model.decode(memory)[:5]]
+        out += [(image.file_name, [o[i] for o in outputs], letterbox)
+                for i, (image, (_, letterbox)) in enumerate(zip(chunk, prepared))]
+    return out
+
+
+def decode_hoi(outputs: Sequence[RawOutputs], decoder: InteractionDecoder) -> dict[str, list[dict]]:
+    return {name: decoder.detections(raw, letterbox) for name, raw, letterbox in outputs}
+
+
+def interaction_decoder(model: HoiStudent, vocabulary: Vocabulary, space: Optional[HoiSpace] = None,
+                        verb_bias: Optional[dict[str, float]] = None) -> InteractionDecoder:
+    """The numpy decoding every runtime shares, with the student's learnt scales."""
+    return InteractionDecoder(vocabulary, float(model.verb_scale()), float(model.noun_scale()), space=space,
+                              verb_bias=verb_bias)
+
+
+def predict_hoi(model: HoiStudent, images: Sequence[HoiImage], image_dir: Path, decoder: InteractionDecoder,
+                preprocess: Preprocess, batch_size: int = 32, progress: bool = False) -> dict[str, list[dict]]:
+    """Detections per image in the ``mipd-edge eval`` format of interactions."""
+    return decode_hoi(hoi_outputs(model, images, image_dir, preprocess, batch_size, progress), decoder)

@@ -11,10 +11,12 @@ import filecmp
 import logging
 import shutil
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from ..config import ExportConfig, QuantizeConfig
+from ..context import RunContext
 from ..data.split import dataset_split, training_verbs
 from ..deploy.bundle import BundleManifest, format_of, graph_files, graph_format, read_manifest, write_manifest
 from ..deploy.predictor import Predictor
@@ -52,37 +54,31 @@ def copy_fp32_bundle(source: Path, model_dir: Path, out: Path, formats: Sequence
     return manifest
 
 
-def quantize_bundle(model_dir: PathLike, data_dir: PathLike, out: PathLike, method: str = "ptq",
-                    calib_size: int = 300, qat_epochs: int = 1, max_drop: Optional[float] = None,
-                    formats: Sequence[str] = ("onnx", "openvino"), ort_static: bool = False,
-                    dynamic_batch: bool = False, eval_split: str = "dev", progress: bool = True,
-                    fp32_bundle: Optional[PathLike] = None, evaluate: bool = True,
-                    overwrite: bool = False) -> BundleManifest:
-    """The student's FP32 bundle plus INT8 encoder graphs; ``fp32_bundle``, an FP32 bundle
-    already exported from the same weights with the same formats and batch mode, is copied
-    instead of exported and verified a second time. ``evaluate=False`` skips the FP32 / INT8
-    dev metrics, for an untrained model timed for comparison only: its INT8 graphs are then
-    outside any accuracy gate, so ``auto`` never picks them."""
+def quantize_bundle(model_dir: PathLike, data_dir: PathLike, out: PathLike, cfg: QuantizeConfig = QuantizeConfig(),
+                    run: RunContext = RunContext()) -> BundleManifest:
+    """The student's FP32 bundle plus INT8 encoder graphs, calibrated on ``data_dir``'s
+    training images. ``cfg.from_bundle``, an FP32 bundle already exported from the same
+    weights with the same formats and batch mode, is copied instead of exported and verified
+    a second time. ``cfg.evaluate=False`` skips the FP32 / INT8 dev metrics, for an untrained
+    model timed for comparison only: its INT8 graphs are then outside any accuracy gate, so
+    ``auto`` never picks them."""
     model_dir, data_dir, out = Path(model_dir), Path(data_dir), Path(out)
-    check_output(out, overwrite, "bundle folder")
-    if method not in ("ptq", "qat"):
-        raise MipdEdgeError(f"method must be ptq or qat, got {method!r}")
-    if max_drop is not None and ("openvino" not in formats or method != "ptq"):
+    check_output(out, run.overwrite, "bundle folder")
+    if cfg.max_drop is not None and ("openvino" not in cfg.formats or cfg.method != "ptq"):
         raise MipdEdgeError("--max-drop (accuracy control) works on the OpenVINO graphs with --method ptq")
     with atomic_output(out) as tmp:  # complete and verified, or not there at all
-        return write_int8_bundle(model_dir, data_dir, tmp, method, calib_size, qat_epochs, max_drop, formats,
-                                 ort_static, dynamic_batch, eval_split, progress, fp32_bundle, evaluate)
+        return write_int8_bundle(model_dir, data_dir, tmp, cfg, run.progress)
 
 
-def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, calib_size: int, qat_epochs: int,
-                      max_drop: Optional[float], formats: Sequence[str], ort_static: bool, dynamic_batch: bool,
-                      eval_split: str, progress: bool, fp32_bundle: Optional[PathLike],
-                      evaluate: bool) -> BundleManifest:
+def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, cfg: QuantizeConfig,
+                      progress: bool) -> BundleManifest:
     """``quantize_bundle``'s work, into a folder ``out`` that does not exist yet."""
-    if fp32_bundle is None:
-        manifest = write_bundle(model_dir, out, formats, "fp32", data_dir, None, dynamic_batch, None, False)
+    method, calib_size, qat_epochs, max_drop = cfg.method, cfg.calib_size, cfg.qat_epochs, cfg.max_drop
+    formats, ort_static, dynamic_batch = cfg.formats, cfg.ort_static, cfg.dynamic_batch
+    if cfg.from_bundle is None:
+        manifest = write_bundle(model_dir, out, ExportConfig(formats, "fp32", dynamic_batch), data_dir)
     else:
-        manifest = copy_fp32_bundle(Path(fp32_bundle), model_dir, out, formats, dynamic_batch)
+        manifest = copy_fp32_bundle(Path(cfg.from_bundle), model_dir, out, formats, dynamic_batch)
     preprocess = Preprocess.from_json(manifest.preprocess)
     info = read_model_info(model_dir)
     zero_shot = info["data"].get("zero_shot")  # HOI: the classes calibration must not see
@@ -112,13 +108,13 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, c
             engine(out / manifest.graphs["onnx"]["encoder"], onnx_int8, calibration)
             report["onnx_engine"] = "onnxruntime static QDQ (u8/s8)" if ort_static else "nncf QDQ"
     else:
-        from .qat import quantize_aware_training
+        from .qat import QatConfig, quantize_aware_training
 
         model, _ = load_student(model_dir)
         train_images = calibration_images(data_dir, task, preprocess, max(calib_size, 1000), seed=1,
                                           progress=progress, zero_shot=zero_shot)
-        report["qat"] = quantize_aware_training(model, calibration, train_images, onnx_int8,
-                                                qat_epochs, dynamic_batch=dynamic_batch, progress=progress)
+        report["qat"] = quantize_aware_training(model, calibration, train_images, onnx_int8, QatConfig(qat_epochs),
+                                                dynamic_batch=dynamic_batch, progress=progress)
         if "openvino" in formats:
             onnx_to_openvino(onnx_int8, openvino_int8, fp16=False)
         if "onnx" not in formats:
@@ -137,8 +133,8 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, method: str, c
             with load_runtime(backend, out, manifest, precision="int8") as runtime:
                 manifest.verification[fmt] = agreement(runtime, reference, fmt)
     write_manifest(out, manifest)
-    if evaluate:
-        manifest.metrics = PRECISION_COMPARISONS[manifest.task.name](out, manifest, data_dir, info, eval_split,
+    if cfg.evaluate:
+        manifest.metrics = PRECISION_COMPARISONS[manifest.task.name](out, manifest, data_dir, info, cfg.eval_split,
                                                                      progress)
         write_manifest(out, manifest)
     return manifest

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,20 @@ log = logging.getLogger(__name__)
 EXTENSION_LOAD_TIMEOUT_S = "900"
 
 
+@dataclass(frozen=True)
+class QatConfig:
+    """Quantization-aware training of the encoder against its own FP32 outputs."""
+
+    epochs: int = 1
+    batch_size: int = 16
+    lr: float = 1e-5
+    seed: int = 0
+
+
 def quantize_aware_training(model: Student, calibration: np.ndarray, train_images: np.ndarray, out_onnx: Path,
-                            epochs: int = 1, batch_size: int = 16, lr: float = 1e-5, seed: int = 0,
-                            dynamic_batch: bool = False, progress: bool = True) -> dict[str, float]:
+                            cfg: QatConfig = QatConfig(), dynamic_batch: bool = False,
+                            progress: bool = True) -> dict[str, float]:
+    epochs, batch_size, lr, seed = cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed
     nncf = require("nncf", "train", "NNCF quantization-aware training")
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", EXTENSION_LOAD_TIMEOUT_S)
     torch.manual_seed(seed)

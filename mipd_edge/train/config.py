@@ -5,16 +5,28 @@ sets of ``MipdConfig``'s switches; the package itself names none of them."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-import yaml
-
-from ..errors import MipdEdgeError, reject_unknown_keys
+from ..config import config_from, read_config
+from ..errors import MipdEdgeError
 from ..files import PathLike
 from ..methods import method_info
 from ..text import DEFAULT_TEXT_ENCODER
-from .losses import LossWeights
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """The weights of the task losses (``train/losses.py``)."""
+
+    verb: float = 1.0
+    noun: float = 1.0
+    box_l1: float = 5.0
+    box_giou: float = 2.0
+    exists: float = 1.0
+    verb_smoothing: float = 0.0  # label smoothing over the training verbs (never an unseen one)
+    noun_smoothing: float = 0.0
+
 
 NEGATIVES = ("judged", "random", "none")
 KNOWLEDGE = ("mapped", "anchored")
@@ -93,34 +105,37 @@ class MipdConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    method: str = "mipd"
-    student: str = "edge-s"
+    """How a student (or the SynthSitu teacher) trains: ``mipd-edge distill`` / ``train-teacher``
+    flags and ``--config`` keys, the ``loss`` and ``mipd`` sections in the file only."""
+
+    method: str = "mipd"  # the distillation method: none, kd or mipd
+    student: str = "edge-s"  # the student's size: edge-xs, edge-s or reference
     model: dict = field(default_factory=dict)  # overrides of the student configuration
-    image_size: int = 128
-    epochs: int = 12
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 0.5
-    grad_clip: float = 1.0
-    seed: int = 0
-    flip: bool = True
-    text_encoder: str = DEFAULT_TEXT_ENCODER
+    image_size: int = 128  # network input, pixels
+    epochs: int = 12  # training epochs
+    batch_size: int = 32  # images per step (per process under torchrun)
+    lr: float = 1e-3  # AdamW's peak learning rate
+    weight_decay: float = 0.05  # AdamW's weight decay
+    warmup_epochs: float = 0.5  # linear warm-up, then a cosine schedule
+    grad_clip: float = 1.0  # gradient norm clipping
+    seed: int = 0  # initialisation and batch order
+    flip: bool = True  # horizontal flips (boxes mirrored)
+    text_encoder: str = DEFAULT_TEXT_ENCODER  # what embeds verbs, roles and nouns
     loss: LossWeights = field(default_factory=LossWeights)
     mipd: MipdConfig = field(default_factory=MipdConfig)
     align_weight: float = 2.0  # glance -> scene knowledge (mipd) or teacher global feature (kd)
     gaze_align_weight: float = 0.5  # role features -> instance knowledge (mipd) or teacher region features (kd)
     soft_weight: float = 1.0  # KL to the teacher's distribution over the training verbs
-    temperature: float = 2.0
+    temperature: float = 2.0  # of that KL's softened distributions
     # the distillation terms count from this fraction of training on, rising linearly to full
     # weight at ``distill_full`` (0 and 0: from the first step)
-    distill_from: float = 0.0
-    distill_full: float = 0.0
-    eval_batch_size: int = 64
+    distill_from: float = 0.0  # distillation starts at this fraction of training
+    distill_full: float = 0.0  # and has full weight from this fraction on
+    eval_batch_size: int = 64  # images per batch of the dev evaluation
     # speed only (the same model and losses): NHWC convolutions and a fused AdamW
     # (benchmarks/training_speed.py measures what they gain)
-    channels_last: bool = True
-    fused_optimizer: bool = True
+    channels_last: bool = True  # NHWC convolutions (speed only)
+    fused_optimizer: bool = True  # one fused AdamW kernel (speed only)
 
     def __post_init__(self) -> None:
         method_info(self.method)
@@ -141,34 +156,10 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "TrainConfig":
-        reject_unknown_keys(obj, cls, "training config")
-        obj = dict(obj)
-        for key, kind in NESTED.items():
-            if isinstance(obj.get(key), dict):
-                reject_unknown_keys(obj[key], kind, f"training config's {key}")
-                obj[key] = kind(**{**asdict(kind()), **obj[key]})
-        return cls(**obj)
+        return config_from(cls, obj, "training config")
 
 
 def load_config(path: Optional[PathLike] = None, **overrides: Any) -> TrainConfig:
-    """Defaults, then the YAML file, then explicit overrides (None means 'not given')."""
-    cfg = TrainConfig()
-    if path is not None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                raw = yaml.safe_load(f) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise MipdEdgeError(f"cannot read training config {path}: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise MipdEdgeError(f"{path}: a training config is a mapping of keys to values")
-        cfg = TrainConfig.from_json({**cfg.to_json(), **raw})
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if isinstance(given.get("model"), dict):  # a few architecture overrides on top of the file's
-        given["model"] = {**cfg.model, **given["model"]}
-    for key in NESTED:
-        if isinstance(given.get(key), dict):
-            given[key] = replace(getattr(cfg, key), **given[key])
-    return replace(cfg, **given) if given else cfg
-
-
-NESTED = {"loss": LossWeights, "mipd": MipdConfig}  # the config's sections, each a dataclass of its own
+    """Defaults, then the YAML file, then explicit overrides (None means 'not given'); the
+    ``model``, ``loss`` and ``mipd`` sections merge key by key."""
+    return read_config(TrainConfig, path, overrides)

@@ -29,10 +29,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..context import RunContext
+from ..data.layouts import dataset_task
 from ..data.swig import SituDataset
 from ..errors import MipdEdgeError
-from ..files import PathLike, default_cache_dir, read_json
-from ..methods import objective_builder
+from ..files import PathLike, read_json
+from ..methods import method_info, objective_builder
 from ..models.backbones import HF_CLIP
 from ..models.student import Student, create_student, student_config
 from ..text import CLIP_TEXT_PREFIX, DEFAULT_TEXT_ENCODER, load_text_encoder
@@ -40,8 +42,10 @@ from ..vocabulary import Vocabulary
 from .config import TrainConfig
 from .data import Batch, GSRTrainSet, batch_rows, training_view
 from .evaluation import dev_evaluator
+from .hoi import InteractionTraining
 from .loop import Distributed, Objective, TrainStep, init_distributed, main_first, prepare_output, train
 from .losses import cosine_alignment, knowledge_distance, soft_label_kl
+from .task import TrainingInputs, TrainingRun, TrainTask
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +128,8 @@ class ObjectiveInputs:
     encoder: Any  # the student's text encoder
     teacher: Optional[Path]
     rationales: Optional[Path]
-    cache_dir: Path
+    run: RunContext
     env: Distributed
-    progress: bool
 
 
 @dataclass
@@ -150,8 +153,8 @@ def teacher_targets(inputs: ObjectiveInputs) -> TeacherTargets:
     check_unseen(inputs.teacher, inputs.train_set.root)
     t = load_teacher(inputs.teacher, text_encoder=inputs.encoder)
     cache = main_first(inputs.env, lambda: teacher_cache(t, inputs.train_set, inputs.vocab,
-                                                         inputs.cache_dir / "teacher", inputs.model.cfg.max_roles,
-                                                         progress=inputs.progress))
+                                                         inputs.run.cache / "teacher", inputs.model.cfg.max_roles,
+                                                         progress=inputs.run.progress))
     return TeacherTargets(t, cache, {"teacher": t.id, "teacher_cache": cache.key})
 
 
@@ -173,18 +176,18 @@ def mipd_objective(inputs: ObjectiveInputs) -> tuple[Objective, dict[str, Any]]:
     cfg, model, options = inputs.cfg, inputs.model, inputs.cfg.mipd
     if options.pairs != "labelled":
         raise MipdEdgeError("mipd pairs 'all' distils at the unlabelled human-object pairs of HOI images: "
-                            "it is for distill-hoi")
+                            "it is for interaction datasets")
     if inputs.rationales is None:
         raise MipdEdgeError("method 'mipd' needs --rationales (make them with `mipd-edge rationales`)")
-    from .nmpa import aligned_knowledge
+    from .nmpa import NmpaConfig, aligned_knowledge
 
     targets = teacher_targets(inputs)
     cache, encoder = targets.cache, inputs.encoder
     logits = cache.teacher_verb_logits("MIPD's soft-label term") if cfg.soft_weight else None
     space = targets.teacher.text_encoder() if options.knowledge == "anchored" else encoder
     knowledge = main_first(inputs.env, lambda: aligned_knowledge(
-        cache, inputs.rationales, inputs.train_set, space, inputs.vocab, inputs.cache_dir / "knowledge",
-        model.cfg.max_roles, cfg.seed, progress=inputs.progress, options=options))
+        cache, inputs.rationales, inputs.train_set, space, inputs.vocab,
+        NmpaConfig(seed=cfg.seed, max_roles=model.cfg.max_roles), options, inputs.run))
     provenance = {**targets.provenance, "rationales": str(inputs.rationales), "knowledge": knowledge.key}
     features = (FeatureKD(cache.global_feats, cache.regions, None, model, cfg, soft=False)
                 if options.teacher_features else None)
@@ -208,40 +211,69 @@ def matched_text_encoder(cfg: TrainConfig) -> TrainConfig:
     return replace(cfg, text_encoder=f"{CLIP_TEXT_PREFIX}{model.backbone_weights}")
 
 
-def distill(data_dir: PathLike, out: PathLike, cfg: TrainConfig, teacher: Optional[PathLike] = None,
-            rationales: Optional[PathLike] = None, resume: bool = False, progress: bool = True,
-            cache_dir: Optional[PathLike] = None, overwrite: bool = False) -> dict[str, Any]:
-    data_dir, out = Path(data_dir), Path(out)
-    prepare_output(out, resume, overwrite)
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cfg = matched_text_encoder(cfg)
-    encoder = load_text_encoder(cfg.text_encoder, cache_dir=cache_dir / "text")
-    split, train_set, vocab = training_view(data_dir, encoder)
-    space, verbs = train_set.space, vocab.verbs
-    dev = SituDataset(data_dir, "dev", space=space)
-    full_vocab = Vocabulary.from_space(space, encoder)
+@dataclass
+class SituationView:
+    """A SWiG-format dataset as a situation student trains on it."""
 
+    data_dir: Path
+    split: dict
+    train_set: SituDataset  # no image of an unseen verb
+    vocab: Vocabulary  # the training (seen and rare) verbs
+    dev: SituDataset
+    full_vocab: Vocabulary  # every verb: the logged dev metrics score unseen ones too, selection does not
+
+
+class SituationTraining(TrainTask):
+    """Grounded situation recognition: a verb, its roles' nouns and boxes per image."""
+
+    name = "gsr"
+
+    def read(self, data_dir, cfg, encoder, inputs):
+        split, train_set, vocab = training_view(data_dir, encoder)
+        dev = SituDataset(data_dir, "dev", space=train_set.space)
+        return SituationView(data_dir, split, train_set, vocab, dev, Vocabulary.from_space(train_set.space, encoder))
+
+    def prepare(self, view, model, cfg, encoder, inputs, run, env):
+        objective, provenance = build_objective(ObjectiveInputs(
+            cfg, model, view.train_set, view.vocab, encoder, None if inputs.teacher is None else Path(inputs.teacher),
+            None if inputs.rationales is None else Path(inputs.rationales), run, env))
+        data = GSRTrainSet(view.train_set, view.vocab, model.preprocess, model.cfg.max_roles, progress=run.progress)
+        manifest = view.data_dir / "synthsitu.json"
+        info = {"kind": "student", "method": cfg.method, "model": model.cfg.to_json(),
+                "preprocess": model.preprocess.to_json(), "text_encoder": encoder.id,
+                "text_encoder_spec": cfg.text_encoder, "train": cfg.to_json(), "training_verbs": view.vocab.verbs,
+                "data": {"dir": str(view.data_dir), "train_images": len(data), "split": view.split,
+                         "synthsitu": read_json(manifest) if manifest.is_file() else None},
+                **provenance}
+        evaluate = dev_evaluator(view.dev, view.full_vocab, view.vocab, view.split, model.preprocess,
+                                 cfg.eval_batch_size)
+        describe = (f"distilling {model.cfg.name} ({model.cfg.backbone}, "
+                    f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters) with method {cfg.method} "
+                    f"on {len(data)} images of {len(view.vocab.verbs)} training verbs")
+        return TrainingRun(model, TrainStep(model, objective, view.vocab, cfg), data, evaluate, view.vocab, info,
+                           describe)
+
+
+TRAIN_TASKS: dict[str, TrainTask] = {task.name: task for task in (SituationTraining(), InteractionTraining())}
+
+
+def distill(data_dir: PathLike, out: PathLike, cfg: TrainConfig, inputs: TrainingInputs = TrainingInputs(),
+            run: RunContext = RunContext()) -> dict[str, Any]:
+    """Train a student with ``cfg.method`` on ``data_dir``: a situation student on a SWiG-format
+    dataset, an interaction student on an HOI dataset (``data.layouts.dataset_task``)."""
+    data_dir, out = Path(data_dir), Path(out)
+    task = TRAIN_TASKS[dataset_task(data_dir)]
+    method_info(cfg.method, task.name)
+    prepare_output(out, run.resume, run.overwrite)
+    cfg = matched_text_encoder(cfg)
+    encoder = load_text_encoder(cfg.text_encoder, cache_dir=run.cache / "text")
+    view = task.read(data_dir, cfg, encoder, inputs)
     torch.manual_seed(cfg.seed)
-    model = create_student(cfg.student, image_size=cfg.image_size, text_dim=encoder.dim, **cfg.model)
-    preprocess = model.preprocess
+    model = create_student(cfg.student, image_size=cfg.image_size, text_dim=encoder.dim, task=task.name, **cfg.model)
     env = init_distributed()
-    objective, provenance = build_objective(ObjectiveInputs(
-        cfg, model, train_set, vocab, encoder, None if teacher is None else Path(teacher),
-        None if rationales is None else Path(rationales), cache_dir, env, progress))
-    data = GSRTrainSet(train_set, vocab, preprocess, model.cfg.max_roles, progress=progress)
-    manifest = data_dir / "synthsitu.json"
-    info = {"kind": "student", "method": cfg.method, "model": model.cfg.to_json(),
-            "preprocess": preprocess.to_json(), "text_encoder": encoder.id, "text_encoder_spec": cfg.text_encoder,
-            "train": cfg.to_json(), "training_verbs": verbs,
-            "data": {"dir": str(data_dir), "train_images": len(data), "split": split,
-                     "synthsitu": read_json(manifest) if manifest.is_file() else None},
-            **provenance}
+    job = task.prepare(view, model, cfg, encoder, inputs, run, env)
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
-        vocab.save(out / "vocabulary.npz")
-    log.info("distilling %s (%s, %.1fM parameters) with method %s on %d images of %d training verbs -> %s",
-             model.cfg.name, model.cfg.backbone, sum(p.numel() for p in model.parameters()) / 1e6, cfg.method,
-             len(data), len(verbs), out)
-    evaluate = dev_evaluator(dev, full_vocab, vocab, split, preprocess, cfg.eval_batch_size)
-    return train(model, TrainStep(model, objective, vocab, cfg), data, cfg, out, evaluate, info, env, resume,
-                 progress, overwrite)
+        job.vocabulary.save(out / "vocabulary.npz")
+    log.info("%s -> %s", job.describe, out)
+    return train(job, cfg, out, env, run)

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..context import RunContext
 from ..data.hico import (
     HoiImage,
     HoiSpace,
@@ -57,19 +58,19 @@ from ..data.hoi_pairs import (
 )
 from ..data.hoi_vocabulary import ROLES, hoi_vocabulary, object_matrix, object_noun
 from ..deploy.image import load_image
-from ..deploy.interactions import InteractionDecoder
-from ..deploy.preprocess import Letterbox, Preprocess
+from ..deploy.preprocess import Preprocess
 from ..errors import MipdEdgeError
-from ..files import PathLike, default_cache_dir
+from ..files import PathLike
 from ..hoi_metrics import evaluate_hoi
-from ..methods import method_info, objective_builder
-from ..models.student import HoiStudent, create_student
+from ..methods import objective_builder
+from ..models.inference import interaction_decoder, predict_hoi
+from ..models.student import HoiStudent
 from ..progress import progress_bar
-from ..text import load_text_encoder
 from ..vocabulary import Vocabulary
 from .config import TrainConfig
-from .loop import init_distributed, prepare_output, to_device, train, weighted
+from .loop import to_device, weighted
 from .losses import cxcywh_to_xyxy, generalized_iou, knowledge_distance, soft_label_kl
+from .task import TrainingRun, TrainTask
 
 log = logging.getLogger(__name__)
 
@@ -334,40 +335,6 @@ class HoiTrainStep(nn.Module):
 
 
 # one image's raw HOI outputs (human boxes, object boxes, objects, verbs, interaction) and its letterbox
-RawOutputs = tuple[str, list[np.ndarray], Letterbox]
-
-
-@torch.no_grad()
-def hoi_outputs(model: HoiStudent, images: Sequence[HoiImage], image_dir: Path, preprocess: Preprocess,
-                batch_size: int = 32, progress: bool = False) -> list[RawOutputs]:
-    """The student's raw outputs per image, to decode once or under several settings."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for start in progress_bar(range(0, len(images), batch_size), desc="predict HOI", unit="batch", enabled=progress):
-        chunk = images[start:start + batch_size]
-        prepared = [preprocess(load_image(image_dir / i.file_name)) for i in chunk]
-        x = torch.from_numpy(np.stack([p[0] for p in prepared])).to(device)
-        memory, _ = model.encode(x)
-        outputs = [t.float().cpu().numpy() for t in model.decode(memory)[:5]]
-        out += [(image.file_name, [o[i] for o in outputs], letterbox)
-                for i, (image, (_, letterbox)) in enumerate(zip(chunk, prepared))]
-    return out
-
-
-def decode_hoi(outputs: Sequence[RawOutputs], decoder: InteractionDecoder) -> dict[str, list[dict]]:
-    return {name: decoder.detections(raw, letterbox) for name, raw, letterbox in outputs}
-
-
-def predict_hoi(model: HoiStudent, images: Sequence[HoiImage], image_dir: Path, vocabulary: Vocabulary,
-                preprocess: Preprocess, space: Optional[HoiSpace] = None, batch_size: int = 32,
-                progress: bool = False, verb_bias: Optional[dict[str, float]] = None) -> dict[str, list[dict]]:
-    """Detections per image in the ``eval-hoi`` format, through the shared numpy decoding."""
-    decoder = InteractionDecoder(vocabulary, float(model.verb_scale()), float(model.noun_scale()), space=space,
-                                 verb_bias=verb_bias)
-    return decode_hoi(hoi_outputs(model, images, image_dir, preprocess, batch_size, progress), decoder)
-
-
 @torch.no_grad()
 def gold_pair_verbs(model: HoiStudent, data: HoiTrainSet, seen: set[str], batch_size: int = 64,
                     verb_bias: Optional[dict[str, float]] = None) -> dict[str, Any]:
@@ -407,66 +374,73 @@ def hoi_dev_evaluator(dev: Sequence[HoiImage], image_dir: Path, space: HoiSpace,
                       preprocess: Preprocess, batch_size: int):
     """Selection on held-out training images (seen classes only): their mAP."""
     def run(model: HoiStudent) -> tuple[dict, float]:
-        metrics = evaluate_hoi(dev, predict_hoi(model, dev, image_dir, vocabulary, preprocess, space, batch_size),
-                               space)
+        detections = predict_hoi(model, dev, image_dir, interaction_decoder(model, vocabulary, space), preprocess,
+                                 batch_size)
+        metrics = evaluate_hoi(dev, detections, space)
         metrics.pop("per_class")
         return metrics, metrics["full"] or 0.0
     return run
 
 
-def distill_hoi(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: Optional[str] = None,
-                teacher: Optional[PathLike] = None, rationales: Optional[PathLike] = None,
-                pairs: Optional[PathLike] = None, resume: bool = False, progress: bool = True,
-                cache_dir: Optional[PathLike] = None, overwrite: bool = False,
-                hold_out_verbs: Sequence[int] = ()) -> dict[str, Any]:
-    """Train an HOI student with ``none`` or ``mipd`` on ``data_dir/trainval_hico.json``.
+@dataclass
+class InteractionView:
+    """An HOI dataset as an interaction student trains on it."""
+
+    data_dir: Path
+    space: HoiSpace
+    train_images: list[HoiImage]  # no pair of an unseen (or held-out) class
+    dev: list[HoiImage]  # held-out training images: checkpoint selection
+    verb_ids: list[int]  # the training verbs
+    vocab: Vocabulary
+
+
+class InteractionTraining(TrainTask):
+    """Human-object interaction detection: every (person, verb, object) of an image.
 
     ``mipd`` needs the teacher, the pair situations (``write_hoi_pairs``, ``mipd-edge
     hoi-pairs``) and their rationales (``mipd-edge rationales`` on them).
-    ``hold_out_verbs`` (verb ids) are also left out of training, as if unseen, from the
+    ``inputs.hold_out_verbs`` (verb ids) are also left out of training, as if unseen, from the
     images the student would otherwise train and be selected on: a calibration student
-    (``train/hoi_calibration.py``).
-    """
-    method_info(cfg.method, "hoi")
-    data_dir, out = Path(data_dir), Path(out)
-    prepare_output(out, resume, overwrite)
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    space, images = training_images(data_dir, zero_shot)
-    training_verbs = seen_verbs(space, zero_shot)
-    if not set(hold_out_verbs) < set(training_verbs):
-        raise MipdEdgeError(f"held-out verbs must be some, not all, of the training verbs {training_verbs}, "
-                            f"got {list(hold_out_verbs)}")
-    train_images, dev = (drop_classes(part, space, classes_of_verbs(space, hold_out_verbs))
-                         for part in dev_holdout(images, cfg.seed))
-    encoder = load_text_encoder(cfg.text_encoder, cache_dir=cache_dir / "text")
-    verb_ids = [v for v in training_verbs if v not in hold_out_verbs]
-    vocab = hoi_vocabulary(space, verb_ids, encoder)
-    torch.manual_seed(cfg.seed)
-    model = create_student(cfg.student, image_size=cfg.image_size, text_dim=encoder.dim, task="hoi", **cfg.model)
-    preprocess = model.preprocess
-    objective, crops, unlabelled, provenance = objective_builder(cfg.method, "hoi")(HoiObjectiveInputs(
-        cfg, model, vocab, encoder, teacher, rationales, pairs, cache_dir, progress,
-        frozenset(space.verbs[v - 1] for v in hold_out_verbs)))
-    data = HoiTrainSet(train_images, image_dir(data_dir, "trainval"), space, vocab, preprocess, crops, progress,
-                       unlabelled)
-    expected = sum(len(unlabelled_pairs(i)) for i in train_images) if unlabelled is not None else 0
-    if (crops is not None and (data.crops[data.objects >= 0] < 0).mean() > 0.01) or \
-            (data.other_crops >= 0).sum() < 0.99 * expected:
-        raise MipdEdgeError(f"the pair situations in {pairs} do not hold the crops of this training set "
-                            f"(zero-shot {zero_shot}): make them again with mipd-edge hoi-pairs")
-    info = {"kind": "student", "task": "hoi", "method": cfg.method, "model": model.cfg.to_json(),
-            "preprocess": preprocess.to_json(), "text_encoder": encoder.id, "text_encoder_spec": cfg.text_encoder,
-            "train": cfg.to_json(), "training_verbs": vocab.verbs, "hoi_space": space.to_json(),
-            "data": {"dir": str(data_dir), "train_images": len(data), "dev_images": len(dev), "zero_shot": zero_shot,
-                     **({"held_out_verbs": [space.verbs[v - 1] for v in hold_out_verbs]} if hold_out_verbs else {})},
-            **provenance}
-    out.mkdir(parents=True, exist_ok=True)
-    vocab.save(out / "vocabulary.npz")
-    log.info("HOI %s: %s on %d images (%d held out), %d training verbs, zero-shot %s -> %s", cfg.method,
-             model.cfg.name, len(data), len(dev), len(verb_ids), zero_shot, out)
-    step = HoiTrainStep(model, objective, vocab, cfg)
-    evaluate = hoi_dev_evaluator(dev, image_dir(data_dir, "trainval"), space, vocab, preprocess, cfg.eval_batch_size)
-    return train(model, step, data, cfg, out, evaluate, info, init_distributed(), resume, progress, overwrite)
+    (``train/hoi_calibration.py``)."""
+
+    name = "hoi"
+
+    def read(self, data_dir, cfg, encoder, inputs):
+        space, images = training_images(data_dir, inputs.zero_shot)
+        training_verbs = seen_verbs(space, inputs.zero_shot)
+        hold_out = inputs.hold_out_verbs
+        if not set(hold_out) < set(training_verbs):
+            raise MipdEdgeError(f"held-out verbs must be some, not all, of the training verbs {training_verbs}, "
+                                f"got {list(hold_out)}")
+        train_images, dev = (drop_classes(part, space, classes_of_verbs(space, hold_out))
+                             for part in dev_holdout(images, cfg.seed))
+        verb_ids = [v for v in training_verbs if v not in hold_out]
+        return InteractionView(data_dir, space, train_images, dev, verb_ids, hoi_vocabulary(space, verb_ids, encoder))
+
+    def prepare(self, view, model, cfg, encoder, inputs, run, env):
+        space, vocab, hold_out = view.space, view.vocab, inputs.hold_out_verbs
+        objective, crops, unlabelled, provenance = objective_builder(cfg.method, "hoi")(HoiObjectiveInputs(
+            cfg, model, vocab, encoder, inputs.teacher, inputs.rationales, inputs.pairs, run,
+            frozenset(space.verbs[v - 1] for v in hold_out)))
+        images = image_dir(view.data_dir, "trainval")
+        data = HoiTrainSet(view.train_images, images, space, vocab, model.preprocess, crops, run.progress, unlabelled)
+        expected = sum(len(unlabelled_pairs(i)) for i in view.train_images) if unlabelled is not None else 0
+        if (crops is not None and (data.crops[data.objects >= 0] < 0).mean() > 0.01) or \
+                (data.other_crops >= 0).sum() < 0.99 * expected:
+            raise MipdEdgeError(f"the pair situations in {inputs.pairs} do not hold the crops of this training set "
+                                f"(zero-shot {inputs.zero_shot}): make them again with mipd-edge hoi-pairs")
+        info = {"kind": "student", "task": "hoi", "method": cfg.method, "model": model.cfg.to_json(),
+                "preprocess": model.preprocess.to_json(), "text_encoder": encoder.id,
+                "text_encoder_spec": cfg.text_encoder, "train": cfg.to_json(), "training_verbs": vocab.verbs,
+                "hoi_space": space.to_json(),
+                "data": {"dir": str(view.data_dir), "train_images": len(data), "dev_images": len(view.dev),
+                         "zero_shot": inputs.zero_shot,
+                         **({"held_out_verbs": [space.verbs[v - 1] for v in hold_out]} if hold_out else {})},
+                **provenance}
+        evaluate = hoi_dev_evaluator(view.dev, images, space, vocab, model.preprocess, cfg.eval_batch_size)
+        describe = (f"HOI {cfg.method}: {model.cfg.name} on {len(data)} images ({len(view.dev)} held out), "
+                    f"{len(view.verb_ids)} training verbs, zero-shot {inputs.zero_shot}")
+        return TrainingRun(model, HoiTrainStep(model, objective, vocab, cfg), data, evaluate, vocab, info, describe)
 
 
 @dataclass
@@ -482,8 +456,7 @@ class HoiObjectiveInputs:
     teacher: Optional[PathLike]
     rationales: Optional[PathLike]
     pairs: Optional[PathLike]
-    cache_dir: Path
-    progress: bool
+    run: RunContext
     hold_out: frozenset[str] = frozenset()
 
 
@@ -501,7 +474,7 @@ def hoi_mipd_objective(inputs: HoiObjectiveInputs) -> HoiObjectiveParts:
     Crops of the ``hold_out`` verbs are left out like unseen ones."""
     cfg, model, vocab, encoder = inputs.cfg, inputs.model, inputs.vocab, inputs.encoder
     teacher, rationales, pairs = inputs.teacher, inputs.rationales, inputs.pairs
-    cache_dir, progress, hold_out = inputs.cache_dir, inputs.progress, inputs.hold_out
+    cache_dir, progress, hold_out = inputs.run.cache, inputs.run.progress, inputs.hold_out
     if not cfg.mipd.instance_head:
         raise MipdEdgeError("mipd without the instance head (instance_head: false) pulls a situation student's "
                             "noun embeddings; HOI distillation has it for its pairs' features only")
@@ -511,7 +484,7 @@ def hoi_mipd_objective(inputs: HoiObjectiveInputs) -> HoiObjectiveParts:
     from ..data.split import dataset_split
     from ..data.swig import SituDataset
     from ..models.teacher import load_teacher
-    from .nmpa import aligned_knowledge
+    from .nmpa import NmpaConfig, aligned_knowledge
     from .seen import check_unseen
     from .teacher_cache import teacher_cache, unlabelled_cache
 
@@ -525,8 +498,8 @@ def hoi_mipd_objective(inputs: HoiObjectiveInputs) -> HoiObjectiveParts:
     check_unseen(teacher, pairs_dir)  # the crops are the student's images as the teacher judges them
     t = load_teacher(teacher, text_encoder=encoder)
     cache = teacher_cache(t, crops_set, vocab, cache_dir / "teacher", model.cfg.max_roles, progress=progress)
-    knowledge = aligned_knowledge(cache, rationales, crops_set, encoder, vocab, cache_dir / "knowledge",
-                                  model.cfg.max_roles, cfg.seed, progress=progress, options=cfg.mipd)
+    knowledge = aligned_knowledge(cache, rationales, crops_set, encoder, vocab,
+                                  NmpaConfig(seed=cfg.seed, max_roles=model.cfg.max_roles), cfg.mipd, inputs.run)
     crops = {name: i for i, name in enumerate(crops_set.names)}
     provenance = {"teacher": t.id, "teacher_cache": cache.key, "rationales": str(rationales), "pairs": str(pairs_dir),
                   "knowledge": knowledge.key}
@@ -553,4 +526,4 @@ def write_hoi_pairs(data_dir: PathLike, out: PathLike, zero_shot: Optional[str] 
     return write_pair_situations(images, image_dir(data_dir, "trainval"), space, out, zero_shot, progress, unlabelled)
 
 
-__all__ = ["HoiTrainSet", "distill_hoi", "gold_pair_verbs", "predict_hoi", "write_hoi_pairs"]
+__all__ = ["HoiTrainSet", "InteractionTraining", "gold_pair_verbs", "write_hoi_pairs"]

@@ -16,11 +16,13 @@ description, image or label is involved. The real student is then evaluated with
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
+from ..context import RunContext
 from ..data.hico import classes_of_verbs, dev_holdout, image_dir, seen_verbs, training_images
 from ..data.hoi_vocabulary import hoi_vocabulary
 from ..deploy.interactions import InteractionDecoder
@@ -28,10 +30,11 @@ from ..deploy.preprocess import Preprocess
 from ..errors import MipdEdgeError
 from ..files import PathLike
 from ..hoi_metrics import evaluate_hoi
+from ..models.inference import decode_hoi, hoi_outputs
 from ..models.store import load_student
 from ..text import model_text_encoder
 from .config import TrainConfig
-from .hoi import decode_hoi, distill_hoi, hoi_outputs
+from .task import TrainingInputs
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +50,18 @@ def pseudo_unseen_verbs(training: list[int], seed: int, count: int = PSEUDO_UNSE
     return sorted(int(v) for v in np.random.default_rng([seed, 17]).choice(training, count, replace=False))
 
 
-def calibrate_seen_bias(data_dir: PathLike, out: PathLike, cfg: TrainConfig, zero_shot: Optional[str],
-                        teacher: Optional[PathLike] = None, rationales: Optional[PathLike] = None,
-                        pairs: Optional[PathLike] = None, count: int = PSEUDO_UNSEEN, progress: bool = True,
-                        cache_dir: Optional[PathLike] = None, **training: Any) -> dict[str, Any]:
-    """Train the calibration student of ``cfg`` in ``out`` and return the bias it gives (and
-    the harmonic means it was chosen from); ``training`` passes resume / overwrite on."""
-    data_dir = Path(data_dir)
-    space, images = training_images(data_dir, zero_shot)
-    training_verbs = seen_verbs(space, zero_shot)
+def calibrate_seen_bias(data_dir: PathLike, out: PathLike, cfg: TrainConfig, inputs: TrainingInputs,
+                        count: int = PSEUDO_UNSEEN, run: RunContext = RunContext()) -> dict[str, Any]:
+    """Train the calibration student of ``cfg`` (on ``inputs``, without ``count`` of the
+    training verbs) in ``out`` and return the bias it gives (and the harmonic means it was
+    chosen from)."""
+    from .distill import distill
+
+    data_dir, progress = Path(data_dir), run.progress
+    space, images = training_images(data_dir, inputs.zero_shot)
+    training_verbs = seen_verbs(space, inputs.zero_shot)
     pseudo = pseudo_unseen_verbs(training_verbs, cfg.seed, count)
-    distill_hoi(data_dir, out, cfg, zero_shot, teacher, rationales, pairs, progress=progress, cache_dir=cache_dir,
-                hold_out_verbs=pseudo, **training)
+    distill(data_dir, out, cfg, replace(inputs, hold_out_verbs=tuple(pseudo)), run)
     model, info = load_student(out)
     dev = dev_holdout(images, cfg.seed)[1]  # never trained on: the calibration student's training images are fewer
     vocab = hoi_vocabulary(space, training_verbs, model_text_encoder(info))

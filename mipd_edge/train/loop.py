@@ -19,13 +19,14 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..context import RunContext
 from ..deploy.postprocess import role_inputs
 from ..errors import MipdEdgeError, OutputExistsError
 from ..files import WEIGHTS_FILE, atomic_write_bytes
@@ -35,8 +36,11 @@ from ..progress import progress_bar
 from ..vocabulary import Vocabulary
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import Batch, GSRTrainSet
+from .data import Batch
 from .losses import gsr_losses
+
+if TYPE_CHECKING:
+    from .task import TrainingRun
 
 log = logging.getLogger(__name__)
 
@@ -177,17 +181,17 @@ def restore_random_state(state: dict[str, Any], scaler: torch.amp.GradScaler, de
         torch.cuda.set_rng_state(state["cuda_rng"], device)
 
 
-def train(model: Student, step: nn.Module, data: GSRTrainSet, cfg: TrainConfig, out: Path, evaluate: Evaluator,
-          info: dict[str, Any], env: Distributed, resume: bool = False, progress: bool = True,
-          overwrite: bool = False) -> dict[str, Any]:
+def train(job: "TrainingRun", cfg: TrainConfig, out: Path, env: Distributed, run: RunContext) -> dict[str, Any]:
     """Train, keeping ``out/weights.safetensors`` + ``config.json`` at the best dev score.
 
-    ``resume`` continues from ``out``'s last checkpoint (an error if there is none); a
+    ``run.resume`` continues from ``out``'s last checkpoint (an error if there is none); a
     folder that already holds a trained model or a checkpoint is trained again only with
-    ``overwrite``, so a mistyped ``--out`` never replaces a model.
+    ``run.overwrite``, so a mistyped ``--out`` never replaces a model.
 
-    ``step`` maps a batch of ``data`` to named losses (``TrainStep`` for situations,
+    ``job.step`` maps a batch of ``job.data`` to named losses (``TrainStep`` for situations,
     ``train.hoi.HoiTrainStep`` for interactions); it holds the model and the objective."""
+    model, step, data, evaluate, info = job.model, job.step, job.data, job.evaluate, job.info
+    resume, progress, overwrite = run.resume, run.progress, run.overwrite
     torch.manual_seed(cfg.seed)
     step_module = step.to(env.device)
     if cfg.channels_last:  # NHWC: the layout oneDNN's convolution kernels work in, without reorders each layer

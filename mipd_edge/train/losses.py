@@ -12,24 +12,12 @@ images then train as one process of 16, whatever each rank's share of roles.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from .config import LossWeights
 from .data import Batch
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    verb: float = 1.0
-    noun: float = 1.0
-    box_l1: float = 5.0
-    box_giou: float = 2.0
-    exists: float = 1.0
-    verb_smoothing: float = 0.0  # label smoothing over the training verbs (never an unseen one)
-    noun_smoothing: float = 0.0
 
 
 def cxcywh_to_xyxy(b: torch.Tensor) -> torch.Tensor:

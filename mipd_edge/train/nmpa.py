@@ -26,6 +26,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..context import RunContext
 from ..data.swig import SituDataset
 from ..errors import MipdEdgeError
 from ..files import PathLike, read_json, write_json
@@ -159,14 +160,31 @@ def _side(side: dict, emb: dict, neg_out: np.ndarray, k: int) -> tuple[np.ndarra
     return emb[side["positive"]], p, present
 
 
-def train_prompts(cache: TeacherCache, data: AlignmentData, seed: int = 0, epochs: int = 30, batch_size: int = 128,
-                  lr: float = 1e-3, temperature: float = 0.07, progress: bool = True, negatives: bool = True,
-                  scene_prompt: bool = True, instance_prompt: bool = True, anchored: bool = False,
-                  hinge: bool = False) -> tuple[ScenePrompt, InstancePrompt, dict]:
-    """Without ``negatives`` the prompts only move toward the positive rationale (1 - cos);
-    without a prompt its module has no context tokens; ``anchored``, see ``train/prompts.py``;
-    ``hinge``: the authors' shape, 1 - cos to the positive and a margin-0 cosine hinge on the
-    judged negatives (weight 5 for scene, 1 for instance knowledge) instead of the InfoNCE."""
+@dataclass(frozen=True)
+class NmpaConfig:
+    """How NMPA trains the prompts (the teacher frozen)."""
+
+    seed: int = 0  # the prompts' initialisation and batch order (the student's training seed)
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    temperature: float = 0.07  # of the InfoNCE over the positive and the weighted negatives
+    strength: float = 1.0  # how much the teacher's judged plausibility weights the negatives
+    max_roles: int = 6  # role slots per image, as the student's
+
+
+def train_prompts(cache: TeacherCache, data: AlignmentData, cfg: NmpaConfig = NmpaConfig(),
+                  options: MipdConfig = MipdConfig(),
+                  progress: bool = True) -> tuple[ScenePrompt, InstancePrompt, dict]:
+    """``options`` shape what is trained: without negatives (``negatives: none``) the prompts
+    only move toward the positive rationale (1 - cos); without a prompt its module has no
+    context tokens; ``anchored`` knowledge, see ``train/prompts.py``; the authors' loss shapes
+    (``losses: authors``): 1 - cos to the positive and a margin-0 cosine hinge on the judged
+    negatives (weight 5 for scene, 1 for instance knowledge) instead of the InfoNCE."""
+    seed, epochs, batch_size, lr, temperature = cfg.seed, cfg.epochs, cfg.batch_size, cfg.lr, cfg.temperature
+    negatives = options.negatives != "none"
+    scene_prompt, instance_prompt = options.scene_prompt, options.instance_prompt
+    anchored, hinge = options.knowledge == "anchored", options.losses == "authors"
     torch.manual_seed(seed)
     t_dim, d = cache.global_feats.shape[1], data.scene_pos.shape[1]
     scene = ScenePrompt(t_dim, d, n_ctx=4 if scene_prompt else 0, anchored=anchored)
@@ -210,13 +228,15 @@ def train_prompts(cache: TeacherCache, data: AlignmentData, seed: int = 0, epoch
 
 
 def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDataset, encoder, vocab: Vocabulary,
-                      cache_root: Path, max_roles: int = 6, seed: int = 0, epochs: int = 30,
-                      strength: float = 1.0, progress: bool = True, options: MipdConfig = MipdConfig()) -> Knowledge:
-    """Train the prompts with NMPA (or reuse a cached run) and return the knowledge.
-    ``options`` says whether negatives count, which prompts have context tokens and in which
-    space the knowledge lies; ``encoder`` embeds the rationales into that space (the
-    student's text encoder for ``mapped`` knowledge, the teacher's text tower for ``anchored``)."""
-    rationales = Path(rationales)
+                      cfg: NmpaConfig = NmpaConfig(), options: MipdConfig = MipdConfig(),
+                      run: RunContext = RunContext()) -> Knowledge:
+    """Train the prompts with NMPA (or reuse a run cached under ``run.cache / "knowledge"``)
+    and return the knowledge. ``options`` says whether negatives count, which prompts have
+    context tokens and in which space the knowledge lies; ``encoder`` embeds the rationales
+    into that space (the student's text encoder for ``mapped`` knowledge, the teacher's text
+    tower for ``anchored``)."""
+    rationales, cache_root, progress = Path(rationales), run.cache / "knowledge", run.progress
+    max_roles, seed, epochs, strength = cfg.max_roles, cfg.seed, cfg.epochs, cfg.strength
     digest = hashlib.sha256(rationales.read_bytes()).hexdigest() if rationales.is_file() else None
     switches = [options.negatives != "none", options.scene_prompt, options.instance_prompt]
     anchored = options.knowledge == "anchored"
@@ -233,9 +253,7 @@ def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDa
 
         records = load_judged_rationales(rationales, options.judgment)
         data = alignment_data(records, cache.names, dataset, encoder, vocab, max_roles, strength)
-        scene, instance, losses = train_prompts(cache, data, seed, epochs, progress=progress, negatives=switches[0],
-                                                scene_prompt=switches[1], instance_prompt=switches[2],
-                                                anchored=anchored, hinge=options.losses == "authors")
+        scene, instance, losses = train_prompts(cache, data, cfg, options, progress)
         with torch.no_grad():
             g = torch.from_numpy(np.asarray(cache.global_feats, np.float32))
             regions = torch.from_numpy(np.asarray(cache.regions, np.float32))

@@ -35,13 +35,15 @@ from typing import Any, Iterator, Mapping, Optional
 import numpy as np
 import torch
 
+from ..config import RationaleConfig
+from ..context import RunContext
 from ..data.swig import Annotation, SituDataset
 from ..deploy.postprocess import softmax
 from ..errors import MipdEdgeError
-from ..files import PathLike, default_cache_dir
+from ..files import PathLike
 from ..models.teacher import Teacher, load_teacher
 from ..progress import progress_bar
-from ..text import DEFAULT_TEXT_ENCODER, load_text_encoder
+from ..text import load_text_encoder
 from ..vocabulary import Vocabulary
 from .data import training_view
 from .llm import ChatClient, LLMError, extract_json
@@ -260,30 +262,18 @@ def _records(path: Path) -> Iterator[dict]:
                 yield json.loads(line)
 
 
-def generate_rationales(
-    data_dir: PathLike,
-    teacher_spec: PathLike,
-    out: PathLike,
-    generator: str = "template",
-    endpoint: Optional[str] = None,
-    model: Optional[str] = None,
-    workers: int = 4,
-    candidates: int = 6,
-    keep: int = 3,
-    text_encoder: str = DEFAULT_TEXT_ENCODER,
-    timeout: float = 60.0,
-    retries: int = 3,
-    backoff: float = 1.0,
-    progress: bool = True,
-    cache_dir: Optional[PathLike] = None,
-    judgment: str = "teacher",
-) -> dict[str, int]:
-    """Write rationales for every training image (training view of the Ov split); ``judgment``
-    ``random`` draws the kept negatives at random instead of by the teacher's judgment."""
+def generate_rationales(data_dir: PathLike, teacher_spec: PathLike, out: PathLike,
+                        cfg: RationaleConfig = RationaleConfig(), run: RunContext = RunContext()) -> dict[str, int]:
+    """Write rationales for every training image (training view of the Ov split) into ``out``
+    (JSONL, resumed where it stops); ``cfg.judgment`` ``random`` draws the kept negatives at
+    random instead of by the teacher's judgment."""
+    generator, endpoint, model, workers, candidates, keep = (cfg.generator, cfg.endpoint, cfg.model, cfg.workers,
+                                                             cfg.candidates, cfg.keep)
+    timeout, retries, backoff, judgment = cfg.timeout, cfg.retries, cfg.backoff, cfg.judgment
+    progress, cache_dir = run.progress, run.cache
     judgment_rng(judgment, "")  # an unknown judgment fails before any work
     data_dir, out = Path(data_dir), Path(out)
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    encoder = load_text_encoder(text_encoder, cache_dir=cache_dir / "text")
+    encoder = load_text_encoder(cfg.text_encoder, cache_dir=cache_dir / "text")
     _, train_set, vocab = training_view(data_dir, encoder)
     teacher = load_teacher(teacher_spec, text_encoder=encoder)
     if judgment == "teacher" and not teacher.image_text:

@@ -75,7 +75,7 @@ def teacher_cache(teacher: Teacher, dataset: SituDataset, vocabulary: Vocabulary
         s = dataset[i]
         return s.image, [s.annotation.boxes.get(r) for r in vocabulary.frame(s.annotation.verb).roles[:max_roles]]
 
-    return cached_features(teacher, dataset.names, sample, dataset_fingerprint(dataset), vocabulary, cache_root,
+    return _cached_features(teacher, dataset.names, sample, dataset_fingerprint(dataset), vocabulary, cache_root,
                            max_roles, batch_size, progress)
 
 
@@ -91,11 +91,11 @@ def unlabelled_cache(teacher: Teacher, pairs_dir: Path, vocabulary: Vocabulary, 
         entry = index[names[i]]
         return load_image(folder / names[i]), [entry["bb"].get(r) for r in ROLES[:max_roles]]
 
-    return cached_features(teacher, names, sample, files_fingerprint(folder, {n: index[n] for n in names}),
+    return _cached_features(teacher, names, sample, files_fingerprint(folder, {n: index[n] for n in names}),
                            vocabulary, cache_root, max_roles, batch_size, progress)
 
 
-def cached_features(teacher: Teacher, names: list[str], sample: Callable[[int], Sample], fingerprint: str,
+def _cached_features(teacher: Teacher, names: list[str], sample: Callable[[int], Sample], fingerprint: str,
                     vocabulary: Vocabulary, cache_root: Path, max_roles: int, batch_size: int,
                     progress: bool) -> TeacherCache:
     verbs = vocabulary.verbs

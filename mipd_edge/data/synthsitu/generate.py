@@ -11,6 +11,7 @@ import logging
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -118,10 +119,25 @@ def verb_schedule(split: str, count: int, seed: int) -> list[str]:
     return [verbs[i] for i in rng.permutation(count)]
 
 
-def generate(out: PathLike, seed: int = 0, train: int = 4800, dev: int = 480, test: int = 960,
-             image_size: int = 192, workers: Optional[int] = None, unseen_frac: float = 0.2,
-             rare_frac: float = 0.2, rare_images: int = 10, progress: bool = True) -> dict:
+@dataclass(frozen=True)
+class SynthConfig:
+    """A SynthSitu sample (``mipd-edge data synth``)."""
+
+    seed: int = 0  # the generator seed: the same seed gives the same dataset
+    train: int = 4800  # training images, before the unseen verbs are dropped
+    dev: int = 480  # dev images (model selection; every verb)
+    test: int = 960  # test images (every verb)
+    image_size: int = 192  # the long side, pixels
+    workers: Optional[int] = None  # processes (default: one per core)
+    unseen_frac: float = 0.2  # share of the verbs held out of training entirely
+    rare_frac: float = 0.2  # share of the verbs kept with few training images
+    rare_images: int = 10  # training images kept of each rare verb
+
+
+def generate(out: PathLike, cfg: SynthConfig = SynthConfig(), progress: bool = True) -> dict:
     """Write ``out/{images/, space.json, train.json, dev.json, test.json, splits.json}``."""
+    seed, train, dev, test, image_size, workers = cfg.seed, cfg.train, cfg.dev, cfg.test, cfg.image_size, cfg.workers
+    unseen_frac, rare_frac, rare_images = cfg.unseen_frac, cfg.rare_frac, cfg.rare_images
     out = Path(out)
     image_dir = out / "images"
     image_dir.mkdir(parents=True, exist_ok=True)

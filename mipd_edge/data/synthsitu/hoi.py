@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -135,9 +136,20 @@ def _render_chunk(job: tuple) -> list[tuple[str, dict]]:
     return out
 
 
-def generate_hoi(out: PathLike, seed: int = 0, trainval: int = 2400, test: int = 600, image_size: int = 224,
-                 workers: Optional[int] = None, progress: bool = True) -> dict:
+@dataclass(frozen=True)
+class SynthHoiConfig:
+    """A SynthSitu-HOI sample (``mipd-edge data synth --task hoi``), in the HICO-DET layout."""
+
+    seed: int = 0  # the generator seed
+    trainval: int = 2400  # trainval images
+    test: int = 600  # test images
+    image_size: int = 224  # the width, pixels
+    workers: Optional[int] = None  # processes (default: one per core)
+
+
+def generate_hoi(out: PathLike, cfg: SynthHoiConfig = SynthHoiConfig(), progress: bool = True) -> dict:
     """Write ``out/{images/, hoi_space.json, trainval_hico.json, test_hico.json}``."""
+    seed, trainval, test, image_size, workers = cfg.seed, cfg.trainval, cfg.test, cfg.image_size, cfg.workers
     out = Path(out)
     image_dir = out / "images"
     image_dir.mkdir(parents=True, exist_ok=True)

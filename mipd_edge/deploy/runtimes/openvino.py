@@ -23,8 +23,10 @@ class OpenVinoRuntime(Runtime):
     matches_in_graph = True
 
     def __init__(self, bundle, manifest: BundleManifest, device: str = "CPU", precision: Optional[str] = None,
-                 threads: Optional[int] = None, hint: str = "LATENCY", cache_dir: Optional[str] = None,
-                 inference_precision: Optional[str] = None, canvas_input: bool = False):
+                 threads: Optional[int] = None, inference_precision: Optional[str] = None,
+                 canvas_input: bool = False, properties: Optional[Mapping[str, Any]] = None):
+        """``properties``: more OpenVINO compile properties, e.g. ``{"PERFORMANCE_HINT": "THROUGHPUT"}``
+        (latency is the default) or ``{"CACHE_DIR": path}`` (compiled graphs cached across loads)."""
         super().__init__(bundle, manifest, device, precision, threads, canvas_input)
         self.takes_canvas = canvas_input
         ov = require("openvino", self.extra, "The OpenVINO backend")
@@ -34,7 +36,9 @@ class OpenVinoRuntime(Runtime):
         if device != "AUTO" and device.split(".")[0] not in {d.split(".")[0] for d in self.core.available_devices}:
             raise BundleError(f"OpenVINO device {device!r} is not available here "
                               f"(available: {self.core.available_devices})")
-        config: dict[str, Any] = {"PERFORMANCE_HINT": hint.upper()}
+        properties = {"PERFORMANCE_HINT": "LATENCY", **(properties or {})}
+        cache_dir = properties.pop("CACHE_DIR", None)  # a property of the core, not of a compiled graph
+        config: dict[str, Any] = properties
         if threads and device == "CPU":
             config["INFERENCE_NUM_THREADS"] = int(threads)
         if inference_precision:  # "f32" for bit-careful comparisons; CPUs with bf16 default to it

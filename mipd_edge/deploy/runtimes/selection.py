@@ -182,9 +182,9 @@ def _read_cache(path: Path, pairs: list[tuple[str, str]]) -> Optional[dict[str, 
 
 def select_runtime(bundle: Path, manifest: BundleManifest, device: str = "CPU", backend: str = "auto",
                    precision: str = "auto", threads: Optional[int] = None,
-                   options: Optional[Mapping[str, Any]] = None, cache_dir: Optional[Path] = None,
-                   use_cache: bool = True, seconds: float = SECONDS) -> Selection:
-    """Load the runtime for ``backend`` x ``precision``, measuring where either is ``"auto"``."""
+                   options: Optional[Mapping[str, Any]] = None, use_cache: bool = True) -> Selection:
+    """Load the runtime for ``backend`` x ``precision``, measuring where either is ``"auto"``
+    (the choice cached under ``$MIPD_EDGE_CACHE/auto`` unless ``use_cache`` is off)."""
     options = dict(options or {})
     if backend != "auto" and backend not in BACKENDS:
         raise BundleError(f"unknown backend {backend!r}; choose from auto, {', '.join(BACKENDS)}")
@@ -204,7 +204,7 @@ def select_runtime(bundle: Path, manifest: BundleManifest, device: str = "CPU", 
         return Selection(b, p, left_out=left_out, runtime=load_runtime(b, bundle, manifest, device, p, threads,
                                                                        **_accepted(b, options)))
     key = cache_key(bundle, device, threads, pairs, options)
-    path = (cache_dir or default_cache_dir() / "auto") / f"{key}.json"
+    path = default_cache_dir() / "auto" / f"{key}.json"
     cached = _read_cache(path, pairs) if use_cache else None
     if cached is not None:
         b, p = cached["backend"], cached["precision"]
@@ -222,7 +222,7 @@ def select_runtime(bundle: Path, manifest: BundleManifest, device: str = "CPU", 
                 log.warning("auto: %s %s left out: %s", b, p, exc)
         if not runtimes:
             raise BundleError(f"no backend could load {bundle}: " + "; ".join(f"{k}: {v}" for k, v in left_out.items()))
-        times = time_runtimes(runtimes, seconds)
+        times = time_runtimes(runtimes, SECONDS)
     except BaseException:
         for runtime in runtimes.values():
             runtime.close()

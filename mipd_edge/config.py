@@ -1,0 +1,198 @@
+"""Typed configs: one dataclass per job, shared by the Python API, the command line and
+``--config`` files.
+
+A job's flags are made from its config's fields (``add_config_options``): each field with a
+plain type is ``--field-name``, its help the comment beside the field, so the flags, the
+YAML keys and the API's arguments are one set of names. ``read_config`` builds a config from
+the defaults, then a YAML file, then the flags a user gave; an unknown key is refused with
+the nearest known one. Torch-free, so every command line can be built on a device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import re
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, TypeVar, Union
+
+from .errors import MipdEdgeError, reject_unknown_keys
+from .files import PathLike
+from .text import DEFAULT_TEXT_ENCODER
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class RationaleConfig:
+    """How JRG writes and judges rationales (``mipd-edge rationales``)."""
+
+    generator: str = "template"  # template (offline, deterministic) or openai (an OpenAI-compatible endpoint)
+    endpoint: Optional[str] = None  # the endpoint's base URL, e.g. http://127.0.0.1:8000/v1
+    model: Optional[str] = None  # the model name the endpoint serves
+    workers: int = 4  # concurrent requests to the endpoint
+    candidates: int = 6  # negative candidates written per rationale
+    keep: int = 3  # negatives kept of them (the teacher's most plausible, or random ones)
+    text_encoder: str = DEFAULT_TEXT_ENCODER  # what embeds the rationales for the teacher's judgment
+    timeout: float = 60.0  # seconds per request
+    retries: int = 3  # attempts per request
+    backoff: float = 1.0  # seconds before the first retry, doubling
+    judgment: str = "teacher"  # which negatives are kept: teacher (the most plausible, JRG) or random
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What ``mipd-edge export`` writes."""
+
+    formats: tuple[str, ...] = ("onnx", "openvino")  # graph formats: onnx, openvino, tensorrt (comma list)
+    precision: str = "fp32"  # fp32 or fp16 (INT8 bundles come from mipd-edge quantize)
+    dynamic_batch: bool = False  # a batch-free encoder graph (decoders always are)
+    image_size: Optional[int] = None  # another input size than the student was trained at
+    with_text_encoder: bool = False  # ship the text encoder as ONNX: vocabulary edits without torch
+
+    def __post_init__(self) -> None:
+        check_choice("precision", self.precision, ("fp32", "fp16", "int8"))
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """How ``mipd-edge quantize`` makes an INT8 bundle."""
+
+    method: str = "ptq"  # ptq (post-training) or qat (quantization-aware training)
+    calib_size: int = 300  # calibration images from the training split
+    qat_epochs: int = 1  # epochs of quantization-aware training (qat)
+    max_drop: Optional[float] = None  # accuracy control: layers back to float until dev drops at most this
+    formats: tuple[str, ...] = ("onnx", "openvino")  # graph families to quantize: onnx, openvino
+    ort_static: bool = False  # ONNX INT8 with ONNX Runtime's static QDQ quantizer instead of NNCF's
+    dynamic_batch: bool = False  # a batch-free encoder graph
+    from_bundle: Optional[str] = None  # an FP32 bundle of the same weights: its verified graphs are copied
+    evaluate: bool = True  # measure FP32 against INT8 on dev (the accuracy gate auto reads)
+    eval_split: str = "dev"  # the split that measurement runs on
+
+    def __post_init__(self) -> None:
+        check_choice("method", self.method, ("ptq", "qat"))
+
+
+def check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise MipdEdgeError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+# -- building configs ------------------------------------------------------------------------------
+
+def config_from(cls: type[C], obj: Mapping[str, Any], where: str = "config") -> C:
+    """A config from a mapping of some of its fields (the rest at their defaults); nested
+    config sections are mappings too, and an unknown key anywhere is refused."""
+    if not isinstance(obj, Mapping):
+        raise MipdEdgeError(f"{where}: expected a mapping of keys to values, got {type(obj).__name__}")
+    reject_unknown_keys(obj, cls, where)
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in obj.items():
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind) and isinstance(value, Mapping):
+            value = config_from(kind, value, f"{where}'s {key}")
+        elif plain_type(kind) is tuple and isinstance(value, (list, str)):
+            value = tuple(split_list(value) if isinstance(value, str) else value)
+        values[key] = value
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise MipdEdgeError(f"{where}: {exc}") from None
+
+
+def read_config(cls: type[C], path: Optional[PathLike] = None, given: Optional[Mapping[str, Any]] = None,
+                base: Optional[C] = None) -> C:
+    """``base`` (or the defaults), then the YAML file at ``path``, then the ``given`` values
+    that are not None. Nested sections merge field by field."""
+    merged = dataclasses.asdict(base if base is not None else cls())
+    if path is not None:
+        merged = deep_merge(merged, read_yaml(path))
+    merged = deep_merge(merged, {k: v for k, v in (given or {}).items() if v is not None})
+    return config_from(cls, merged, f"{cls.__name__} ({path})" if path else cls.__name__)
+
+
+def read_yaml(path: PathLike) -> dict[str, Any]:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise MipdEdgeError(f"cannot read config {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise MipdEdgeError(f"{path}: a config is a mapping of keys to values")
+    return raw
+
+
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) \
+            else value
+    return out
+
+
+def split_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+# -- the command line, from the fields -------------------------------------------------------------
+
+def plain_type(hint: Any) -> Any:
+    """``Optional[int]`` -> ``int``, ``tuple[str, ...]`` -> ``tuple``; anything else as it is."""
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return plain_type(args[0]) if len(args) == 1 else hint
+    return origin or hint
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """The comment beside each field in the class's source: its help text."""
+    found = {}
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"\s+(\w+): [^#]*#\s*(.+)$", line)
+        if m:
+            found[m.group(1)] = m.group(2).strip()
+    return found
+
+
+def add_config_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
+                       choices: Optional[Mapping[str, tuple]] = None) -> None:
+    """``--field-name`` for each plain field of ``cls`` (default None: "not given", so that a
+    ``--config`` file's value stands unless the flag overrides it); ``choices`` restricts some."""
+    hints, helps = typing.get_type_hints(cls), field_help(cls)
+    for f in dataclasses.fields(cls):
+        kind = plain_type(hints[f.name])
+        if f.name in skip or kind not in (bool, int, float, str, tuple):
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        text = f"{helps.get(f.name, f.name.replace('_', ' '))} (default: {shown})"
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif kind is tuple:
+            parser.add_argument(flag, type=split_list, default=None, help=text)
+        else:
+            parser.add_argument(flag, type=kind, default=None, help=text, choices=(choices or {}).get(f.name))
+
+
+def given_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of ``cls`` a user gave as flags."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+            if getattr(args, f.name, None) is not None}
+
+
+def config_of_args(cls: type[C], args: argparse.Namespace, base: Optional[C] = None) -> C:
+    """A command's config: ``base``/defaults, then ``--config FILE``, then its flags."""
+    return read_config(cls, getattr(args, "config", None), given_options(args, cls), base)
+
+
+def resolved(path: Optional[PathLike]) -> Optional[str]:
+    return None if path is None else str(Path(path).resolve())
