@@ -26,7 +26,7 @@ from pathlib import Path
 from mipd_edge.cli import setup_logging
 from mipd_edge.metrics import format_comparison
 from mipd_edge.pipeline import PRESETS, Pipeline
-from mipd_lab.components import ROWS, format_components, format_seeds, run_components
+from mipd_lab.components import ABLATION, ROWS, format_components, format_seeds, run_components
 
 TARGETS = {"unseen": 15.0, "rare": 5.0, "seen": -2.0}  # mipd minus none, verb top-1
 
@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
 
-    cfg = replace(PRESETS["quick" if args.quick else "ablation"], seed=args.seed, methods=("none", "kd", "mipd"))
+    cfg = replace(PRESETS["quick"] if args.quick else ABLATION, seed=args.seed, methods=("none", "kd", "mipd"))
     if args.student_epochs:
         cfg = replace(cfg, student_epochs=args.student_epochs)
     if args.teacher_epochs:

@@ -40,7 +40,7 @@ def situation_predictions(predictor: SituationPredictor, dataset: Any, indices: 
                               unit="batch", enabled=progress):
         samples = [dataset[i] for i in indices[start:start + batch_size]]
         gold = [s.annotation.verb for s in samples]
-        for s, situation in zip(samples, predictor.predict([s.image for s in samples], "topk", gold)):
+        for s, situation in zip(samples, predictor._situations([s.image for s in samples], "topk", gold)):
             predictions[s.name] = situation.to_json()
     return predictions
 

@@ -1,5 +1,5 @@
-"""HICO-DET mAP exactly as the official evaluation computes it (ywchao/ho-rcnn,
-``evaluation/VOCevaldet_bboxpair.m`` and ``eval_one.m``; its Python ports in QPIC and GEN-VLKT).
+"""HICO-DET mAP exactly as the official evaluation computes it (the HICO-DET authors' MATLAB
+code, GitHub ywchao/ho-rcnn, and its Python ports in QPIC and GEN-VLKT).
 
 A detection is a human box, an object box, the object category, the verb and a score.
 Per HOI class (verb, object category), the detections of all test images are taken in

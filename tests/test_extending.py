@@ -77,7 +77,8 @@ def test_a_backend_is_one_row_of_the_table(echo_backend, tiny_bundle, tiny_world
     monkeypatch.setenv("MIPD_EDGE_CACHE", str(tmp_path / "cache"))
     with Predictor(tiny_bundle, backend="echo") as echo, Predictor(tiny_bundle, backend="onnxruntime",
                                                                    precision="fp32") as ort:
-        assert type(echo.runtime).__name__ == "EchoRuntime" and echo.precision == "fp32"
+        assert type(echo.runtime).__name__ == "EchoRuntime" and (echo.backend, echo.precision) == ("echo", "fp32")
+        assert echo.runtime.extra == "onnx"
         image = sorted((tiny_world / "data" / "images").iterdir())[0]
         assert echo(image).to_json() == ort(image).to_json()
     report = check_bundle(tiny_bundle)

@@ -380,7 +380,7 @@ def test_component_ablation_over_seeds_resumes_and_reports_every_seed(tmp_path, 
     # a new sitting reports what earlier ones finished before it trains anything new
     results.unlink()
     caplog.clear()
-    with caplog.at_level("INFO", logger="mipd_edge.ablation"):
+    with caplog.at_level("INFO", logger="mipd_lab.components"):
         both = run_components(pipe, ["none", "authors"], [0], results)
     order = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ablation: ")]
     assert order == ["ablation: authors, seed 0", "ablation: none, seed 0"]  # none comes first when neither ran

@@ -47,14 +47,14 @@ def test_an_ort_static_layout_that_fails_its_check_is_left_out_and_said(tmp_path
 
     made = []
 
-    def quantize(source, data, out, method, calib, formats, ort_static, **kwargs):
-        if ort_static:
+    def quantize(source, data, out, cfg, run):
+        if cfg.ort_static:
             raise BundleError("onnx-int8: the INT8 encoder disagrees with FP32 (mean glance cosine 0.862 < 0.9)")
         made.append(out.name)
 
     pipe = pipeline.Pipeline(tmp_path, pipeline.PRESETS["quick"], progress=False)
     monkeypatch.setattr(pipe, "stage_params", lambda name: {"stage": name})
-    monkeypatch.setattr(pipeline, "_manifest_summary", lambda manifest: {})
+    monkeypatch.setattr(pipeline, "manifest_summary", lambda manifest: {})
     monkeypatch.setattr("mipd_edge.export.export_bundle", lambda *args, **kwargs: made.append("bundle-fp32"))
     monkeypatch.setattr("mipd_edge.quantize.quantize_bundle", quantize)
     with caplog.at_level(logging.WARNING, logger="mipd_edge.pipeline"):

@@ -3,11 +3,10 @@ code bases ship them (data, not code: checked for consistency in tests/test_hico
 
 Sources
 - 117 verbs, 80 objects, the 600 HOI classes as (verb index, object index) in HICO-DET's
-  official order, the 138 rare classes and the COCO ids of the objects: HOICLIP,
-  ``datasets/static_hico.py`` (github.com/Artanic30/HOICLIP), the same tables as
-  GEN-VLKT's ``hico_text_label`` key order.
-- Zero-shot splits, 0-based indices into the 600 classes: GEN-VLKT,
-  ``datasets/hico_text_label.py`` ``hico_unseen_index`` (github.com/YueLiao/gen-vlkt):
+  official order, the 138 rare classes and the COCO ids of the objects: as HOICLIP
+  (GitHub Artanic30/HOICLIP) ships them, the same tables as GEN-VLKT's class-label order.
+- Zero-shot splits, 0-based indices into the 600 classes: as GEN-VLKT (GitHub
+  YueLiao/gen-vlkt) ships them:
   rare-first and non-rare-first unseen combinations (120 classes each, from VCL, Hou et
   al. 2020), unseen object (100 classes, 12 objects), unseen verb (84 classes, 20 verbs).
 """

@@ -174,13 +174,16 @@ class SituationPredictor(Predictor):
     def __call__(self, image: ImageSource) -> Situation:
         return self.predict([image])[0]
 
-    def predict(self, images: Union[ImageSource, Sequence[ImageSource]], roles_for: str = "top1",
-                gold_verbs: Optional[Sequence[str]] = None) -> list[Situation]:
-        """Situations for a list of images (a single image gives a list of one).
+    def predict(self, images: Union[ImageSource, Sequence[ImageSource]]) -> list[Situation]:
+        """Situations for a list of images (a single image gives a list of one): the top
+        verbs, and the roles of the best one."""
+        return self._situations(images, "top1", None)
 
-        ``roles_for="topk"`` also decodes the roles of every candidate verb, and
-        ``gold_verbs`` adds ``gt_verb_roles``: both are what evaluation needs.
-        """
+    def _situations(self, images: Union[ImageSource, Sequence[ImageSource]], roles_for: str,
+                    gold_verbs: Optional[Sequence[str]]) -> list[Situation]:
+        """``predict``'s work; ``roles_for="topk"`` also decodes the roles of every candidate
+        verb, and ``gold_verbs`` adds ``gt_verb_roles``: what evaluation (``mipd_edge.evaluation``,
+        within the package) scores."""
         images, start, batch, letterboxes, t_pre = self._start(images)
         if not images:
             return []

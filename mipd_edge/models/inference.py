@@ -119,8 +119,8 @@ def decode_hoi(outputs: Sequence[RawOutputs], decoder: InteractionDecoder) -> di
 def interaction_decoder(model: HoiStudent, vocabulary: Vocabulary, space: Optional[HoiSpace] = None,
                         verb_bias: Optional[dict[str, float]] = None) -> InteractionDecoder:
     """The numpy decoding every runtime shares, with the student's learnt scales."""
-    return InteractionDecoder(vocabulary, float(model.verb_scale()), float(model.noun_scale()), space=space,
-                              verb_bias=verb_bias)
+    scales = float(model.verb_scale().detach()), float(model.noun_scale().detach())
+    return InteractionDecoder(vocabulary, *scales, space=space, verb_bias=verb_bias)
 
 
 def predict_hoi(model: HoiStudent, images: Sequence[HoiImage], image_dir: Path, decoder: InteractionDecoder,

@@ -253,7 +253,7 @@ class HoiStudent(Student):
 
 
 class AuthorsStudent(Student):
-    """The authors' student (GitHub caicch/Ov-GSR ``models/ovgsr.py``, ``transformer.py``), for latency.
+    """The authors' student (their code, GitHub caicch/Ov-GSR), for latency.
 
     Their student reads frozen CLIP ViT-L/14-336 image tokens (577 x 1024, the last hidden
     state) through one linear projection to 512; the verb comes from the normalised,

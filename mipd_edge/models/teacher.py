@@ -231,7 +231,7 @@ class OpenClipTeacher(Teacher):
 
 
 class Blip2Teacher(Teacher):
-    """The authors' teacher (GitHub caicch/Ov-GSR ``BLIP_feat.py``): the vision tower of a
+    """The authors' teacher (their code, GitHub caicch/Ov-GSR, extracts BLIP-2 features): the vision tower of a
     transformers BLIP-2 checkpoint from a local directory, its last hidden state as the patch
     tokens and its pooled (post-layernorm [CLS]) output as the global feature. Only the
     tower's tensors are read, never the language model's. BLIP-2's vision tokens are not in a

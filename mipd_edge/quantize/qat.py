@@ -27,8 +27,8 @@ from ..progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-# NNCF compiles a C++ extension on the first fake-quantized forward pass (about 25 s alone on
-# 2 cores, over a minute beside another job) and gives up after its default of 60 s
+# NNCF compiles a C++ extension on the first fake-quantized forward pass, which on a small,
+# busy machine can take longer than NNCF's default limit of 60 s
 EXTENSION_LOAD_TIMEOUT_S = "900"
 
 

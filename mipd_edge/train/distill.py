@@ -1,4 +1,6 @@
-"""``mipd-edge distill``: train the student with ``none``, ``kd`` or ``mipd``, one loop for all.
+"""``mipd-edge distill``: train a student with ``none``, ``kd`` or ``mipd``, one loop for all,
+on a situation dataset (``SituationTraining``, here) or an interaction dataset
+(``train/hoi.py: InteractionTraining``): ``distill`` takes the task from the dataset.
 
 * ``none``: GSR losses only; needs neither a teacher nor rationales.
 * ``kd``: plus plain distillation: the glance embedding and the role features are aligned

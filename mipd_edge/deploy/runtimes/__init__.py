@@ -23,7 +23,9 @@ def load_runtime(name: str, bundle: Path, manifest: BundleManifest, device: str 
     if not backend.installed():
         raise MissingDependencyError(f"the {name} backend needs '{backend.package}', which is not installed: "
                                      f"pip install 'mipd-edge[{backend.extra}]'")
-    return runtime_class(name)(bundle, manifest, device=device, precision=precision, threads=threads, **options)
+    runtime = runtime_class(name)(bundle, manifest, device=device, precision=precision, threads=threads, **options)
+    runtime.name = name  # the table's name, also for a subclass registered under its own
+    return runtime
 
 
 def runtime_class(name: str) -> type[Runtime]:

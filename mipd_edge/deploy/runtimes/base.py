@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, Opt
 import numpy as np
 
 from ...errors import BundleError, InvalidImageError
+from ..backends import backend_info
 from ..bundle import PRECISIONS, BundleManifest, check_input_shapes
 from ..preprocess import Preprocess
 
@@ -49,8 +50,12 @@ class Pool(Generic[T]):
 
 
 class Runtime(ABC):
-    name: str = ""
-    extra: str = ""  # the pip extra that installs this backend
+    name: str = ""  # its row in deploy/backends.py (a backend registered under another name is given that one)
+
+    @property
+    def extra(self) -> str:
+        """The pip extra that installs this backend (``deploy/backends.py``)."""
+        return backend_info(self.name).extra
     takes_canvas: bool = False  # True where the encoder graph itself normalises the uint8 canvas
     matches_in_graph: bool = False  # True where the backend can append the vocabulary matching (match_with)
 

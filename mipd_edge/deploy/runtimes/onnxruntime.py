@@ -21,7 +21,6 @@ PROVIDERS = {"CPU": ["CPUExecutionProvider"],
 
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
-    extra = "onnx"
 
     def __init__(self, bundle, manifest: BundleManifest, device: str = "CPU", precision: Optional[str] = None,
                  threads: Optional[int] = None, canvas_input: bool = False):
@@ -41,8 +40,8 @@ class OnnxRuntime(Runtime):
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             # Each session has its own thread pool, whose threads spin after a run. The decoder
             # is a few per cent of the work: run on the calling thread alone it leaves the cores
-            # to the encoder's pool, instead of two pools spinning against each other (encoder
-            # + decoder 4.9 ms against 9.4 ms on a 2-core CPU, the encoder alone 2.8 ms).
+            # to the encoder's pool, instead of two pools spinning against each other (the
+            # benchmark's raw latency shows the difference).
             if graph == "decoder":
                 options.intra_op_num_threads = 1
             elif threads:

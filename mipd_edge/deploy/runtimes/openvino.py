@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 
 class OpenVinoRuntime(Runtime):
     name = "openvino"
-    extra = "openvino"
     matches_in_graph = True
 
     def __init__(self, bundle, manifest: BundleManifest, device: str = "CPU", precision: Optional[str] = None,
@@ -75,7 +74,7 @@ class OpenVinoRuntime(Runtime):
         single = None
         if model.inputs[0].get_partial_shape()[0].is_dynamic:
             # a single image is the common case: a static batch-1 copy skips the per-call
-            # shape inference of the dynamic graph (about 0.15 ms on a 2-core CPU)
+            # shape inference of the dynamic graph
             one = model.clone()
             one.reshape({self.port_name(i): [1, *list(i.get_partial_shape())[1:]] for i in one.inputs})
             single = self.core.compile_model(one, self.device, self.config)
@@ -156,8 +155,7 @@ class OpenVinoRuntime(Runtime):
         single = compiled.single is not None and next(iter(arrays.values())).shape[0] == 1
         with (compiled.single_requests if single else compiled.requests).take() as request:
             # The inputs are checked and contiguous: tensors over their memory, set by position,
-            # skip the copy and OpenVINO's generic input dispatch (about 0.15 ms per image for
-            # the two graphs on a 2-core CPU).
+            # skip the copy and OpenVINO's generic input dispatch.
             for name, array in arrays.items():
                 request.set_input_tensor(compiled.input_index[name], self._ov.Tensor(array, shared_memory=True))
             return dict(zip(compiled.output_names, request.infer().to_tuple()))

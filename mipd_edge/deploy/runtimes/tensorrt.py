@@ -103,7 +103,6 @@ def build_engines(bundle: Path, manifest: BundleManifest, precision: str) -> dic
 
 class TensorRTRuntime(Runtime):
     name = "tensorrt"
-    extra = "tensorrt"
 
     def __init__(self, bundle, manifest: BundleManifest, device: str = "CUDA", precision: Optional[str] = None,
                  threads: Optional[int] = None, canvas_input: bool = False):

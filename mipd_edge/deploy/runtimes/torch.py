@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 class TorchRuntime(Runtime):
     name = "torch"
-    extra = "train"
 
     def __init__(self, bundle, manifest: BundleManifest, device: str = "CPU", precision: Optional[str] = None,
                  threads: Optional[int] = None, compiled: Optional[bool] = None, canvas_input: bool = False):
