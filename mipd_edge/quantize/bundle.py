@@ -10,8 +10,9 @@ from __future__ import annotations
 import filecmp
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -134,8 +135,7 @@ def write_int8_bundle(model_dir: Path, data_dir: Path, out: Path, cfg: QuantizeC
                 manifest.verification[fmt] = agreement(runtime, reference, fmt)
     write_manifest(out, manifest)
     if cfg.evaluate:
-        manifest.metrics = PRECISION_COMPARISONS[manifest.task.name](out, manifest, data_dir, info, cfg.eval_split,
-                                                                     progress)
+        manifest.metrics = compare_precisions(out, manifest, data_dir, info, cfg.eval_split, progress)
         write_manifest(out, manifest)
     return manifest
 
@@ -166,61 +166,74 @@ def comparison_backend(graphs: Sequence[str]) -> tuple[str, dict[str, Any]]:
     return "onnxruntime", {}
 
 
-def compare_precisions(bundle: Path, manifest: BundleManifest, data_dir: Path, info: dict[str, Any], split: str,
-                       progress: bool) -> dict[str, Any]:
-    """Dev metrics of the FP32 and INT8 graphs through the same Predictor code."""
-    backend, options = comparison_backend(list(manifest.graphs))
+@dataclass(frozen=True)
+class GateRun:
+    """One precision's measurement: the metrics reported, the gated ones (``BundleTask.gated_metrics``'
+    keys among them), and how many images gave them."""
+
+    reported: dict[str, Any]
+    gated: dict[str, Any]
+    images: int
+
+
+def situation_gate(predictor: Predictor, data_dir: Path, info: dict[str, Any], split: str,
+                   progress: bool) -> GateRun:
+    """GSR metrics on the split; gated: top-1 on the training verbs' images against a
+    vocabulary of training verbs only (model selection may see nothing of an unseen verb)."""
     splits = dataset_split(data_dir, required=False)
-    out: dict[str, Any] = {"split": split, "backend": backend}
-    gate: dict[str, Any] = {}
-    for precision in ("fp32", "int8"):
-        with Predictor(bundle, backend=backend, precision=precision, **options) as predictor:
-            out[precision] = evaluate_predictor(predictor, data_dir, split, splits=splits, progress=progress)
-            if splits is not None:  # what the gate may see: training verbs' images and names only
-                for verb in splits["unseen"]:
-                    if verb in predictor.vocabulary.frames:
-                        predictor.vocabulary.remove_verb(verb)
-                gate[precision] = evaluate_predictor(predictor, data_dir, split, progress=progress,
-                                                     verbs=training_verbs(splits))
-            else:
-                gate[precision] = out[precision]
-    # the accuracy gate that decides whether `auto` may run INT8 is model selection: it is
-    # measured on training verbs (seen and rare), against a vocabulary of training verbs
-    delta = {k: gate["int8"]["all"]["top1"][k] - gate["fp32"]["all"]["top1"][k] for k in ("verb", "grnd_value")}
-    out["gate"] = {"verbs": "training (seen and rare) verbs, their images and vocabulary only",
-                   "images": gate["fp32"]["all"]["images"], **{p: gate[p]["all"]["top1"] for p in gate}}
-    out["int8_minus_fp32_top1"] = delta
-    log.info("%s %s: INT8 - FP32 = %+.2f verb top-1, %+.2f grnd-value", split, backend, delta["verb"],
-             delta["grnd_value"])
-    return out
+    reported = evaluate_predictor(predictor, data_dir, split, splits=splits, progress=progress)
+    gate = reported
+    if splits is not None:
+        for verb in splits["unseen"]:
+            if verb in predictor.vocabulary.frames:
+                predictor.vocabulary.remove_verb(verb)
+        gate = evaluate_predictor(predictor, data_dir, split, progress=progress, verbs=training_verbs(splits))
+    return GateRun(reported, gate["all"]["top1"], gate["all"]["images"])
 
 
-def compare_hoi_precisions(bundle: Path, manifest: BundleManifest, data_dir: Path, info: dict[str, Any],
-                           split: str, progress: bool) -> dict[str, Any]:
-    """mAP of the FP32 and INT8 graphs of an HOI bundle on the images its student was selected
-    on (held-out training images, no unseen class), scored against the seen verbs: the gate
-    (``split`` is a situation dataset's; these images are the HOI student's own held-out ones)."""
+def interaction_gate(predictor: Predictor, data_dir: Path, info: dict[str, Any], split: str,
+                     progress: bool) -> GateRun:
+    """mAP on the images the HOI student was selected on (held-out training images, no unseen
+    class), scored against the seen verbs; ``split`` is a situation dataset's notion."""
     from ..data.hico import image_dir
     from ..evaluation import evaluate_hoi_predictor
     from .calibration import hoi_selection
 
+    _, seen, dev = hoi_selection(predictor.manifest, data_dir, info)
+    for verb in [v for v in predictor.vocabulary.verbs if v not in seen]:
+        predictor.vocabulary.remove_verb(verb)
+    metrics = evaluate_hoi_predictor(predictor, dev, image_dir(data_dir, "trainval"), progress=progress)
+    return GateRun({k: metrics[k] for k in ("full", "mean_max_recall", "classes", "ap")}, {"full": metrics["full"]},
+                   len(dev))
+
+
+# per task: how FP32 and INT8 are measured on what model selection may see (the accuracy gate
+# ``auto`` reads), what that is, and the split it is reported as
+PRECISION_GATES: dict[str, tuple[Callable[..., GateRun], str, Optional[str]]] = {
+    "gsr": (situation_gate, "training (seen and rare) verbs, their images and vocabulary only", None),
+    "hoi": (interaction_gate, "seen verbs, held-out training images (no unseen class)",
+            "dev (held-out training images)"),
+}
+
+
+def compare_precisions(bundle: Path, manifest: BundleManifest, data_dir: Path, info: dict[str, Any], split: str,
+                       progress: bool) -> dict[str, Any]:
+    """The FP32 and INT8 graphs measured through the same Predictor code, each task's way, and
+    their difference on the metrics the task's accuracy gate holds (``BundleTask.gated_metrics``)."""
+    measure, verbs, split_label = PRECISION_GATES[manifest.task.name]
     backend, options = comparison_backend(list(manifest.graphs))
-    _, seen, dev = hoi_selection(manifest, data_dir, info)
-    out: dict[str, Any] = {"split": "dev (held-out training images)", "backend": backend}
+    out: dict[str, Any] = {"split": split_label or split, "backend": backend}
+    runs = {}
     for precision in ("fp32", "int8"):
         with Predictor(bundle, backend=backend, precision=precision, **options) as predictor:
-            for verb in [v for v in predictor.vocabulary.verbs if v not in seen]:
-                predictor.vocabulary.remove_verb(verb)
-            metrics = evaluate_hoi_predictor(predictor, dev, image_dir(data_dir, "trainval"), progress=progress)
-            out[precision] = {k: metrics[k] for k in ("full", "mean_max_recall", "classes", "ap")}
-    delta = {"full": out["int8"]["full"] - out["fp32"]["full"]}
-    out["gate"] = {"verbs": "seen verbs, held-out training images (no unseen class)", "images": len(dev)}
-    out["int8_minus_fp32_map"] = delta
-    log.info("held-out %s: INT8 - FP32 = %+.2f mAP", backend, delta["full"])
+            runs[precision] = measure(predictor, data_dir, info, split, progress)
+            out[precision] = runs[precision].reported
+    field, keys = manifest.task.gated_metrics
+    delta = {k: runs["int8"].gated[k] - runs["fp32"].gated[k] for k in keys}
+    out["gate"] = {"verbs": verbs, "images": runs["fp32"].images, **{p: run.gated for p, run in runs.items()}}
+    out[field] = delta
+    log.info("%s %s: INT8 - FP32 = %s", out["split"], backend, ", ".join(f"{v:+.2f} {k}" for k, v in delta.items()))
     return out
 
-
-# per task, FP32 against INT8 on what model selection may see: the accuracy gate ``auto`` reads
-PRECISION_COMPARISONS = {"gsr": compare_precisions, "hoi": compare_hoi_precisions}
 
 __all__ = ["quantize_bundle"]
