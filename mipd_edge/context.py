@@ -22,6 +22,3 @@ class RunContext:
     def cache(self) -> Path:
         """The cache folder: ``cache_dir``, else ``$MIPD_EDGE_CACHE`` or ``~/.cache/mipd-edge``."""
         return Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
-
-
-QUIET = RunContext(progress=False)  # a job run from code that shows nothing
