@@ -7,16 +7,16 @@ import argparse
 from pathlib import Path
 
 from mipd_edge import MipdEdgeError, Predictor
-from mipd_edge.deploy.image import load_image
+from mipd_edge.deploy.image import IMAGE_SUFFIXES, load_image
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("bundle", help="a bundle folder (mipd-edge export / quantize)")
-parser.add_argument("source", type=Path, help="an image, or a folder of .jpg / .png images")
+parser.add_argument("source", type=Path, help=f"an image, or a folder of {' / '.join(sorted(IMAGE_SUFFIXES))} images")
 parser.add_argument("--out", type=Path, default=None, help="a folder for annotated copies")
 args = parser.parse_args()
 
 predictor = Predictor(args.bundle)  # backend="auto": the fastest installed backend
-paths = sorted(p for p in args.source.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")) \
+paths = sorted(p for p in args.source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
     if args.source.is_dir() else [args.source]
 for path in paths:
     try:

@@ -70,6 +70,8 @@ def test_the_examples_as_the_readme_shows_them(tiny_bundle, tiny_world, photos, 
     for script in sorted(examples.glob("*.py")):  # without arguments: usage, exit 2, no traceback
         r = run([sys.executable, str(script)])
         assert r.returncode == 2 and "usage:" in r.stderr and "Traceback" not in r.stderr, (script, r.stderr)
+        r = run([sys.executable, str(script), "--help"])  # each says how to run it
+        assert r.returncode == 0 and r.stdout.startswith("usage:") and f"examples/{script.name}" in r.stdout
     r = run([sys.executable, str(examples / "images.py"), str(tiny_bundle), str(photos), "--out",
              str(tmp_path / "ann")])
     assert r.returncode == 0, r.stderr[-2000:]
@@ -82,6 +84,11 @@ def test_the_examples_as_the_readme_shows_them(tiny_bundle, tiny_world, photos, 
     r = run([sys.executable, str(examples / "camera_stream.py"), str(tiny_bundle), str(video)], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "4 frames, 0 skipped" in r.stdout and (tmp_path / "live.mp4").is_file()
+    r = run([sys.executable, str(examples / "camera_stream.py"), str(tiny_bundle), str(video)], cwd=tmp_path)
+    assert r.returncode == 2 and "--overwrite" in r.stderr and "Traceback" not in r.stderr  # the video is kept
+    r = run([sys.executable, str(examples / "camera_stream.py"), str(tiny_bundle), str(video), "--overwrite"],
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
     photo = sorted(photos.iterdir())[0]
     r = run([sys.executable, str(examples / "custom_vocabulary.py"), str(tiny_bundle), str(photo)])
     assert r.returncode == 0, r.stderr[-2000:]
