@@ -17,7 +17,7 @@ from .config import (
     add_config_options,
     config_of_args,
     given_options,
-    resolved,
+    split_list,
 )
 from .context import RunContext
 from .data.synthsitu.generate import SynthConfig
@@ -163,7 +163,9 @@ def _train_config(args: argparse.Namespace, **forced):
 
     cfg = config_of_args(TrainConfig, args)
     model = {"backbone": getattr(args, "backbone", None),
-             "backbone_weights": resolved(getattr(args, "backbone_weights", None))}
+             "backbone_weights": getattr(args, "backbone_weights", None)}
+    if model["backbone_weights"]:  # the model records where its weights came from, wherever it is run
+        model["backbone_weights"] = str(Path(model["backbone_weights"]).resolve())
     model = {k: v for k, v in model.items() if v is not None}
     return dataclasses.replace(cfg, **({"model": {**cfg.model, **model}} if model else {}), **forced)
 
@@ -368,10 +370,10 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     from .benchmark import BenchmarkSettings, run_benchmark
     from .benchmark_report import format_results
 
-    settings = BenchmarkSettings(backends=_names(args.backends), precisions=_names(args.precisions),
-                                 batches=_batch_sizes(args.batch), device=args.device,
-                                 threads=args.threads, data=args.data, split=args.split, seconds=args.seconds,
-                                 accuracy_images=args.accuracy_images)
+    settings = BenchmarkSettings(backends=tuple(split_list(args.backends)),
+                                 precisions=tuple(split_list(args.precisions)), batches=_batch_sizes(args.batch),
+                                 device=args.device, threads=args.threads, data=args.data, split=args.split,
+                                 seconds=args.seconds, accuracy_images=args.accuracy_images)
     from .files import check_output
 
     out = Path(args.out)
@@ -382,13 +384,9 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     print(f"\nwritten: {folder}/results.json, results.csv, latency_vs_accuracy.png")
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
-
-
 def _batch_sizes(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(b) for b in _names(text))
+        return tuple(int(b) for b in split_list(text))
     except ValueError:
         raise MipdEdgeError(f"--batch takes a comma list of integers, got {text!r}") from None
 

@@ -17,7 +17,6 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Optional, TypeVar, Union
 
 from .errors import MipdEdgeError, reject_unknown_keys
@@ -105,11 +104,10 @@ def config_from(cls: type[C], obj: Mapping[str, Any], where: str = "config") -> 
         raise MipdEdgeError(f"{where}: {exc}") from None
 
 
-def read_config(cls: type[C], path: Optional[PathLike] = None, given: Optional[Mapping[str, Any]] = None,
-                base: Optional[C] = None) -> C:
-    """``base`` (or the defaults), then the YAML file at ``path``, then the ``given`` values
-    that are not None. Nested sections merge field by field."""
-    merged = dataclasses.asdict(base if base is not None else cls())
+def read_config(cls: type[C], path: Optional[PathLike] = None, given: Optional[Mapping[str, Any]] = None) -> C:
+    """The defaults, then the YAML file at ``path``, then the ``given`` values that are not
+    None. Nested sections merge field by field."""
+    merged = dataclasses.asdict(cls())
     if path is not None:
         merged = deep_merge(merged, read_yaml(path))
     merged = deep_merge(merged, {k: v for k, v in (given or {}).items() if v is not None})
@@ -189,10 +187,6 @@ def given_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
             if getattr(args, f.name, None) is not None}
 
 
-def config_of_args(cls: type[C], args: argparse.Namespace, base: Optional[C] = None) -> C:
-    """A command's config: ``base``/defaults, then ``--config FILE``, then its flags."""
-    return read_config(cls, getattr(args, "config", None), given_options(args, cls), base)
-
-
-def resolved(path: Optional[PathLike]) -> Optional[str]:
-    return None if path is None else str(Path(path).resolve())
+def config_of_args(cls: type[C], args: argparse.Namespace) -> C:
+    """A command's config: the defaults, then ``--config FILE``, then its flags."""
+    return read_config(cls, getattr(args, "config", None), given_options(args, cls))

@@ -92,3 +92,8 @@ def test_a_backend_is_one_row_of_the_table(echo_backend, tiny_bundle, tiny_world
     rows = {(r["backend"], r["precision"]): r for r in results["rows"]}
     assert rows[("echo", "fp32")]["status"] == "ok" and rows[("torch", "fp32")]["status"] == "ok"
     assert "echo fp32" in results["auto"][str(tiny_bundle)]["times_ms"]
+    from mipd_edge.deploy.backends import Backend, register_backend
+    from mipd_edge.errors import BundleError
+
+    with pytest.raises(BundleError, match="'module:Class'"):
+        register_backend(Backend("half", "echo_backend.EchoRuntime", "onnxruntime", "onnx", "onnx", {"CPU": ("fp32",)}))

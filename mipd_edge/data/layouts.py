@@ -57,14 +57,13 @@ class SituationLayout(DatasetLayout):
 class InteractionLayout(DatasetLayout):
     def images(self, data_dir, split, zero_shot=None):
         from ..deploy.image import load_image
-        from .hico import find_space, image_dir, read_hoi_annotations, training_images
+        from .hico import image_dir, split_annotations, training_images
 
         data_dir = self.check(data_dir)
         if split == "train":  # HICO-DET's trainval, as the students train on it
             folder, annotated = image_dir(data_dir, "trainval"), training_images(data_dir, zero_shot)[1]
         else:  # HICO-DET has no dev split: its test images
-            folder = image_dir(data_dir, "test")
-            annotated = read_hoi_annotations(data_dir / "test_hico.json", find_space(data_dir))
+            folder, annotated = image_dir(data_dir, "test"), split_annotations(data_dir, "test")
         return [lambda f=folder / a.file_name: load_image(f) for a in annotated]
 
 

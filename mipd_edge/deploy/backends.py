@@ -44,6 +44,9 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
 
 def register_backend(backend: Backend) -> None:
     """Add a backend (or replace the one of its name) for this process."""
+    if not isinstance(backend, Backend) or ":" not in backend.runtime or not backend.devices:
+        raise BundleError(f"a backend is a Backend naming its runtime as 'module:Class' and at least one device, "
+                          f"got {backend!r}")
     BACKENDS[backend.name] = backend
 
 

@@ -207,12 +207,20 @@ def interaction_gate(predictor: Predictor, data_dir: Path, info: dict[str, Any],
                    len(dev))
 
 
-# per task: how FP32 and INT8 are measured on what model selection may see (the accuracy gate
-# ``auto`` reads), what that is, and the split it is reported as
-PRECISION_GATES: dict[str, tuple[Callable[..., GateRun], str, Optional[str]]] = {
-    "gsr": (situation_gate, "training (seen and rare) verbs, their images and vocabulary only", None),
-    "hoi": (interaction_gate, "seen verbs, held-out training images (no unseen class)",
-            "dev (held-out training images)"),
+@dataclass(frozen=True)
+class PrecisionGate:
+    """How a task's FP32 and INT8 graphs are measured on what model selection may see (the
+    accuracy gate ``auto`` reads)."""
+
+    measure: Callable[..., GateRun]
+    verbs: str  # what the gate sees, as recorded
+    split: Optional[str] = None  # the split it is reported as (None: the one asked for)
+
+
+PRECISION_GATES: dict[str, PrecisionGate] = {
+    "gsr": PrecisionGate(situation_gate, "training (seen and rare) verbs, their images and vocabulary only"),
+    "hoi": PrecisionGate(interaction_gate, "seen verbs, held-out training images (no unseen class)",
+                         "dev (held-out training images)"),
 }
 
 
@@ -220,17 +228,17 @@ def compare_precisions(bundle: Path, manifest: BundleManifest, data_dir: Path, i
                        progress: bool) -> dict[str, Any]:
     """The FP32 and INT8 graphs measured through the same Predictor code, each task's way, and
     their difference on the metrics the task's accuracy gate holds (``BundleTask.gated_metrics``)."""
-    measure, verbs, split_label = PRECISION_GATES[manifest.task.name]
+    gate = PRECISION_GATES[manifest.task.name]
     backend, options = comparison_backend(list(manifest.graphs))
-    out: dict[str, Any] = {"split": split_label or split, "backend": backend}
+    out: dict[str, Any] = {"split": gate.split or split, "backend": backend}
     runs = {}
     for precision in ("fp32", "int8"):
         with Predictor(bundle, backend=backend, precision=precision, **options) as predictor:
-            runs[precision] = measure(predictor, data_dir, info, split, progress)
+            runs[precision] = gate.measure(predictor, data_dir, info, split, progress)
             out[precision] = runs[precision].reported
     field, keys = manifest.task.gated_metrics
     delta = {k: runs["int8"].gated[k] - runs["fp32"].gated[k] for k in keys}
-    out["gate"] = {"verbs": verbs, "images": runs["fp32"].images, **{p: run.gated for p, run in runs.items()}}
+    out["gate"] = {"verbs": gate.verbs, "images": runs["fp32"].images, **{p: run.gated for p, run in runs.items()}}
     out[field] = delta
     log.info("%s %s: INT8 - FP32 = %s", out["split"], backend, ", ".join(f"{v:+.2f} {k}" for k, v in delta.items()))
     return out
