@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import dataclasses
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
@@ -394,7 +395,9 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from .quickstart import run
 
-    run(Path(args.workdir), fast=args.fast, seed=args.seed, preset=args.preset)
+    command = ["mipd-edge", "quickstart", "--workdir", args.workdir] + (["--fast"] if args.fast else []) + (
+        ["--preset", args.preset] if args.preset else []) + (["--seed", str(args.seed)] if args.seed else [])
+    run(Path(args.workdir), fast=args.fast, seed=args.seed, preset=args.preset, command=shlex.join(command))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -529,25 +532,25 @@ def build_parser() -> argparse.ArgumentParser:
     config_file(p)
     add_config_options(p, QuantizeConfig)
 
-    def runtime_options(p: argparse.ArgumentParser) -> None:
+    def runtime_options(p: argparse.ArgumentParser, source: str) -> None:
         p.add_argument("--model", required=True, help="a bundle directory")
-        p.add_argument("--source", required=True)
+        p.add_argument("--source", required=True, help=source)
         p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
                        help="auto: the fastest installed backend x precision the bundle holds, measured here")
-        p.add_argument("--device", default="CPU")
+        p.add_argument("--device", default="CPU", help="the runtime's device: CPU, CUDA, or OpenVINO's GPU, NPU, AUTO")
         p.add_argument("--precision", choices=["auto", "fp32", "fp16", "int8"], default="auto",
                        help="auto (with --backend auto): the fastest the bundle holds, measured on first use")
-        p.add_argument("--threads", type=int, default=None)
+        p.add_argument("--threads", type=int, default=None, help="the runtime's CPU threads (default: its own)")
         p.add_argument("--json", default=None, help="write results as JSON lines here")
 
     p = command("predict", cmd_predict, "recognise situations in an image or a folder of images")
-    runtime_options(p)
+    runtime_options(p, "an image or a folder of images")
     p.add_argument("--save", default=None, help="folder for annotated copies")
 
     p = command("stream", cmd_stream, "a camera (0), a video file or an RTSP / HTTP stream, with overlays")
-    runtime_options(p)
+    runtime_options(p, "a camera index (0), a video file, an rtsp:// or http:// URL, an image folder or one image")
     p.add_argument("--save", default=None, help="write the annotated video here (mp4)")
-    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.add_argument("--retries", type=int, default=10,
                    help="a live source down at start or dropped is reopened this many times in a row, with back-off")
     p.add_argument("--show", action="store_true", help="show a window (needs a display and GUI OpenCV)")

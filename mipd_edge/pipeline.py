@@ -50,7 +50,7 @@ class PipelineConfig:
 
 PRESETS = {
     # `mipd-edge quickstart`: the whole SDK (its time is in the documentation's results)
-    "default": PipelineConfig(teacher_epochs=5, student_epochs=8),
+    "default": PipelineConfig(teacher_epochs=5, student_epochs=8, methods=("none", "kd", "mipd")),
     # `mipd-edge quickstart --fast`: a first look, a few times faster; its students learn little
     "fast": PipelineConfig(train=360, dev=96, test=144, teacher_epochs=2, student_epochs=3, calib_size=32,
                            benchmark_batches=(1,), benchmark_seconds=0.5),

@@ -9,19 +9,26 @@ Every stage is resumable (see ``mipd_edge.pipeline``).
 
 from __future__ import annotations
 
+import datetime
 import logging
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Optional
 
 from .files import write_json
+from .machine import device_info, library_versions
 from .metrics import format_comparison
 from .pipeline import PRESETS, Pipeline, stage
 
 log = logging.getLogger(__name__)
 
 
-def run(workdir: Path, fast: bool = False, seed: int = 0, preset: Optional[str] = None) -> dict:
+def run(workdir: Path, fast: bool = False, seed: int = 0, preset: Optional[str] = None,
+        command: str = "mipd-edge quickstart") -> dict:
+    """The whole run; ``command`` is how it was started, recorded in ``quickstart.json`` beside the
+    machine, the library versions, the date and the time it took, so its figures carry their provenance."""
+    started, start_date = time.perf_counter(), datetime.datetime.now(datetime.timezone.utc)
     cfg = replace(PRESETS[preset or ("fast" if fast else "default")], seed=seed)
     pipe = Pipeline(workdir, cfg)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -55,6 +62,10 @@ def run(workdir: Path, fast: bool = False, seed: int = 0, preset: Optional[str] 
     print(f"annotated frames:      {workdir / 'frames'}")
     print(f"demo video:            {demo['path']} ({demo['frames']} frames, {demo['fps']} FPS on {demo['backend']})")
     print(f"report:                {report}")
+    write_json(workdir / "quickstart.json", {
+        "command": command, "date": start_date.isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - started, 1), "machine": device_info(), "versions": library_versions(),
+        "config": asdict(cfg), "data": data, "accuracy": results, "benchmark": benchmark})
     print("\nSynthSitu test, top-1 (prior = frequency prior that ignores the image; teacher trained on all verbs "
           "of another sample)")
     print(format_comparison(results))

@@ -69,6 +69,7 @@ class Noun:
 
     @property
     def label(self) -> str:
+        """The first gloss, a readable name (the id where there is none)."""
         return self.glosses[0] if self.glosses else self.id
 
 
@@ -82,6 +83,7 @@ class RoleValue:
     box: Box = None
 
     def to_json(self) -> dict[str, Any]:
+        """``{"noun", "box", "label", "score"}``; ``box`` is ``[x1, y1, x2, y2]`` in pixels or null."""
         return {"noun": self.noun, "box": None if self.box is None else [float(v) for v in self.box],
                 "label": self.label, "score": float(self.score)}
 
@@ -105,6 +107,7 @@ class VerbCandidate:
     roles: Mapping[str, RoleValue] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """``{"verb", "score", "roles": {role: RoleValue.to_json()}}``."""
         return {"verb": self.verb, "score": float(self.score),
                 "roles": {r: v.to_json() for r, v in self.roles.items()}}
 
@@ -126,14 +129,17 @@ class Situation(Drawable):
 
     @property
     def verb(self) -> str:
+        """The best verb's name."""
         return self.candidates[0].verb
 
     @property
     def score(self) -> float:
+        """The best verb's score (a softmax probability over the vocabulary's verbs)."""
         return self.candidates[0].score
 
     @property
     def roles(self) -> Mapping[str, RoleValue]:
+        """The best verb's roles in frame order: role name -> ``RoleValue``."""
         return self.candidates[0].roles
 
     @property
@@ -142,6 +148,8 @@ class Situation(Drawable):
         return [self]
 
     def to_json(self) -> dict[str, Any]:
+        """SWiG-style prediction JSON: ``{"verbs": [...up to top-k], "gt_verb_roles": {...}}``
+        (what ``mipd-edge eval`` scores and ``--json`` writes)."""
         out: dict[str, Any] = {"verbs": [c.to_json() for c in self.candidates]}
         if self.gt_verb_roles is not None:
             out["gt_verb_roles"] = {r: v.to_json() for r, v in self.gt_verb_roles.items()}
@@ -179,9 +187,11 @@ class Interactions(Drawable, list):
 
     @property
     def situations(self) -> list[Situation]:
+        """The interactions as a plain list, best first."""
         return list(self)
 
     def to_json(self) -> dict[str, Any]:
+        """``{"interactions": [Situation.to_json(), ...]}``."""
         return {"interactions": [s.to_json() for s in self]}
 
     def __str__(self) -> str:

@@ -100,27 +100,33 @@ class Vocabulary:
 
     @property
     def verbs(self) -> list[str]:
+        """Verb names in vocabulary order (the order of the verb scores)."""
         return list(self._frames)
 
     @property
     def frames(self) -> Mapping[str, Frame]:
+        """Verb name -> its ``Frame`` (definition and roles)."""
         return self._frames
 
     @property
     def nouns(self) -> Mapping[str, Noun]:
+        """Noun id -> ``Noun``; the empty id ``""`` is "no entity fills this role"."""
         return self._nouns
 
     @property
     def has_embeddings(self) -> bool:
+        """Whether the text embeddings are present (a bundle's always are)."""
         return self.encoder_id is not None
 
     def frame(self, verb: str) -> Frame:
+        """The verb's frame; an unknown verb is a ``VocabularyError``."""
         try:
             return self._frames[verb]
         except KeyError:
             raise VocabularyError(f"unknown verb {verb!r}") from None
 
     def label(self, noun_id: str) -> str:
+        """A noun's readable label (the id itself for an unknown noun)."""
         noun = self._nouns.get(noun_id)
         return noun.label if noun is not None else noun_id
 
@@ -129,6 +135,7 @@ class Vocabulary:
         return self._matrix("verbs", self._frames, self._verb_emb)
 
     def noun_matrix(self) -> tuple[list[str], np.ndarray]:
+        """Noun ids and their (N, D) embeddings, in vocabulary order."""
         return self._matrix("nouns", self._nouns, self._noun_emb)
 
     def role_matrix(self, verb: str) -> tuple[list[str], np.ndarray]:
@@ -226,6 +233,8 @@ class Vocabulary:
     @locked
     def add_noun(self, noun_id: str, glosses: Union[str, Sequence[str]], definition: str = "",
                  encoder=None, replace: bool = False) -> Noun:
+        """Add (or with ``replace=True`` redefine) a noun; its text is embedded with the
+        vocabulary's text encoder (or ``encoder``), and the next prediction can answer it."""
         if not isinstance(noun_id, str) or not noun_id:
             raise VocabularyError("a noun needs a non-empty id")
         if noun_id in self._nouns and not replace:
@@ -240,6 +249,7 @@ class Vocabulary:
 
     @locked
     def remove_verb(self, name: str) -> None:
+        """Remove a verb and its roles' embeddings; the next prediction never answers it."""
         self.frame(name)
         del self._frames[name]
         self._verb_emb.pop(name, None)
@@ -248,6 +258,7 @@ class Vocabulary:
 
     @locked
     def remove_noun(self, noun_id: str) -> None:
+        """Remove a noun (the empty noun stays: it is how a role says "nothing")."""
         if noun_id not in self._nouns or noun_id == "":
             raise VocabularyError(f"unknown noun {noun_id!r}" if noun_id else "the empty noun cannot be removed")
         del self._nouns[noun_id]

@@ -239,6 +239,24 @@ def test_hoi_bundle_streams_a_folder(hoi_world, hoi_bundle, tmp_path):
     assert len(lines) == 5 and all(isinstance(line["interactions"], list) for line in lines)
 
 
+def test_the_hoi_page_example_runs_as_written(hoi_world, hoi_bundle, tmp_path, cache_dir):
+    """docs/hoi.md's Python example, in a folder holding hoi/bundle and photo.jpg."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "hoi.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", page, re.S)
+    root, _ = hoi_world
+    (tmp_path / "hoi").mkdir()
+    (tmp_path / "hoi" / "bundle").symlink_to(hoi_bundle[0])
+    (tmp_path / "photo.jpg").write_bytes(sorted((root / "data" / "images").iterdir())[0].read_bytes())
+    (tmp_path / "example.py").write_text(code)
+    r = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
 def test_interactions_draw_themselves_and_predict_saves_them(hoi_bundle, hoi_world, tmp_path):
     import subprocess
     import sys

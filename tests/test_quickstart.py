@@ -3,8 +3,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
@@ -46,6 +50,26 @@ def test_quickstart_runs_every_stage_and_resumes(tmp_path, cache_dir):
     for link in ["benchmark/latency_vs_accuracy.png", "demo.mp4"] + [f"frames/{f.name}" for f in frames]:
         assert link in report and (tmp_path / link).is_file()
     assert "| student | openvino | int8 | 1 |" in report and "student, MIPD" in report
+    record = json.loads((tmp_path / "quickstart.json").read_text())  # the run's numbers with their provenance
+    assert record["command"] == f"mipd-edge quickstart --workdir {tmp_path} --preset quick"
+    assert record["machine"]["cpu"] and "torch" in record["versions"] and record["seconds"] > 0
+    assert record["accuracy"] == results and record["benchmark"]["rows"] == bench["rows"]
+    # docs/pictures.py: a frame recognised correctly (unseen verbs first), the demo as a GIF, the plot
+    pictures = [sys.executable, "docs/pictures.py", str(tmp_path), "--out", str(tmp_path / "pictures")]
+    shown = subprocess.run(pictures, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    right = [f for f in json.loads((tmp_path / ".stages" / "frames.json").read_text())["result"]
+             if f["predicted"] == f["gold"]]
+    if right:
+        assert shown.returncode == 0, shown.stderr
+        best = min(right, key=lambda f: ("unseen", "rare", "seen").index(f["split"]))
+        assert f"{best['split']} verb {best['gold']!r}, recognised" in shown.stdout
+        gif = Image.open(tmp_path / "pictures" / "quickstart-demo.gif")
+        assert gif.n_frames > 5 and gif.width == 256
+        again_shown = subprocess.run(pictures, capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert again_shown.returncode == 2 and "--overwrite" in again_shown.stderr
+    else:  # the tiny students may recognise nothing: then no picture claims they did
+        assert shown.returncode == 2 and "recognised correctly" in shown.stderr
+        assert not (tmp_path / "pictures").exists()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0
     reused, ran = again.stderr.count("reusing the finished run"), again.stderr.count(": running")

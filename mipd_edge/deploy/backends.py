@@ -18,6 +18,9 @@ from ..errors import BundleError
 
 @dataclass(frozen=True)
 class Backend:
+    """One row of the backend table: a runtime, what installs it, which graphs it reads, and
+    which precisions it runs on which device kinds (``CPU``, ``CUDA``, ``GPU``, ``NPU``, ``AUTO``)."""
+
     name: str
     runtime: str  # "module:Class" of its Runtime
     package: str  # the import that tells whether it is installed
@@ -26,6 +29,7 @@ class Backend:
     devices: Mapping[str, tuple[str, ...]]  # device kind -> the precisions it runs there
 
     def installed(self) -> bool:
+        """Whether its package can be imported here (checked without importing it)."""
         return importlib.util.find_spec(self.package) is not None
 
 

@@ -147,6 +147,7 @@ class Predictor(ABC):
         return load_text_encoder(self.manifest.text_encoder_spec)
 
     def close(self) -> None:
+        """Release the runtime (sessions, compiled models); ``with Predictor(...)`` calls it."""
         self.runtime.close()
 
     def __enter__(self) -> "Predictor":

@@ -217,6 +217,8 @@ def open_source(spec: Union[int, str, Path], **options: Any):
 
 @dataclass
 class StreamStats:
+    """What a stream did: frames answered and skipped, its time, and what stopped it."""
+
     frames: int = 0
     skipped: int = 0
     seconds: float = 0.0
@@ -225,9 +227,11 @@ class StreamStats:
 
     @property
     def fps(self) -> float:
+        """Frames answered per second of stream time, end to end."""
         return self.frames / self.seconds if self.seconds else 0.0
 
     def to_json(self) -> dict[str, Any]:
+        """Counts, seconds, FPS and the mean milliseconds per frame of each stage."""
         n = max(1, self.frames)
         return {"frames": self.frames, "skipped": self.skipped, "seconds": round(self.seconds, 3),
                 "fps": round(self.fps, 2), "mean_ms": {k: round(v / n, 2) for k, v in self.stage_ms.items()}}

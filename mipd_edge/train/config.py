@@ -152,6 +152,7 @@ class TrainConfig:
         return (trained - self.distill_from) / (self.distill_full - self.distill_from)
 
     def to_json(self) -> dict[str, Any]:
+        """Every field, as the student's ``config.json`` and ``--config`` files hold them."""
         return asdict(self)
 
     @classmethod

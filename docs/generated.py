@@ -1,0 +1,374 @@
+"""The documentation's generated parts: tables read from the code's registries and from the
+committed result files, so that the README and the docs cannot say something the code or a
+measurement does not.
+
+A part sits in a Markdown file between ``<!-- generated: NAME -->`` and ``<!-- /generated -->``.
+``python docs/generated.py`` rewrites every part in place; ``tests/test_docs.py`` fails when a
+part differs from what this module makes of the files as they are committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from mipd_edge.benchmark_report import format_results  # noqa: E402
+from mipd_edge.deploy.backends import BACKENDS  # noqa: E402
+from mipd_edge.tables import render_table  # noqa: E402
+from mipd_lab.components import format_components, format_seeds  # noqa: E402
+
+PART = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
+# the Markdown files that hold generated parts
+FILES = ("README.md", "docs/*.md", "docs/results/*.md")
+QUICKSTART = "quickstart-epyc-avx512.json"
+
+PRECISION_NAMES = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8", "bf16": "BF16"}
+MODEL_NAMES = {"prior": "frequency prior (ignores the image)", "teacher": "teacher (its own sample, all verbs)",
+               "none": "student, no distillation", "kd": "student, plain KD", "mipd": "student, MIPD"}
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((RESULTS / name).read_text(encoding="utf-8"))
+
+
+def machine_line(machine: Mapping[str, Any]) -> str:
+    """A machine in one line: CPU, instruction sets, cores, GPU."""
+    features = " ".join(machine.get("cpu_features", [])) or "instruction sets not recorded"
+    gpu = f"; GPU {machine['gpu'][0]}" if machine.get("gpu") else ""
+    return (f"{machine.get('cpu', '?')} ({features}), "
+            f"{machine.get('usable_cores', machine.get('logical_cores', '?'))} cores{gpu}")
+
+
+def provenance(name: str) -> str:
+    """Where, when, with what and by which command a results file was measured."""
+    data = load(name)
+    meta = data.get("provenance", {})
+    machine = data.get("machine") or data.get("device") or meta.get("machine")
+    versions = {**data.get("versions", {}), **meta.get("versions", {})}
+    lines = [f"- **Measured**: {data.get('date', meta.get('date', 'not recorded'))}",
+             f"- **Machine**: {machine_line(machine) if isinstance(machine, dict) else machine}",
+             "- **Libraries**: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "not recorded"),
+             f"- **Command**: `{data.get('command', meta.get('command'))}`",
+             f"- **Results file**: `benchmarks/results/{name}`"]
+    return "\n".join(lines)
+
+
+def backends() -> str:
+    """Which backend runs which precision on which device, and the extra that installs it."""
+    devices = list(dict.fromkeys(kind for b in BACKENDS.values() for kind in b.devices))
+    table = [["backend", "install"] + devices]
+    for b in BACKENDS.values():
+        table.append([f"`{b.name}`", f"`mipd-edge[{b.extra}]`"]
+                     + [", ".join(PRECISION_NAMES.get(p, p) for p in b.devices.get(kind, ())) or "-"
+                        for kind in devices])
+    return render_table(table, markdown=True, left=2)
+
+
+def quickstart_row(metrics: Mapping[str, Any]) -> list[str]:
+    return [f"{metrics[s]['top1']['verb']:.1f}" for s in ("seen", "rare", "unseen")] + [
+        f"{metrics['unseen']['top5']['verb']:.1f}", f"{metrics['all']['top1']['grnd_value']:.1f}"]
+
+
+def benchmark_row(benchmark: Mapping[str, Any], backend: str, precision: str, batch: int = 1) -> dict[str, Any]:
+    return next(r for r in benchmark["rows"] if (r["backend"], r["precision"], r["batch"], r["model"], r["status"])
+                == (backend, precision, batch, "student", "ok"))
+
+
+def quickstart_accuracy() -> str:
+    """The quickstart's models on SynthSitu test, and its MIPD student's INT8 bundle on OpenVINO."""
+    run = load(QUICKSTART)
+    table = [["model", "seen verb", "rare verb", "unseen verb", "unseen verb@5", "grnd-value"]]
+    for key in ("prior", "teacher", "none", "kd", "mipd"):
+        table.append([MODEL_NAMES[key]] + quickstart_row(run["accuracy"][key]))
+    int8 = benchmark_row(run["benchmark"], "openvino", "int8")
+    table.append(["student, MIPD, INT8 bundle (OpenVINO)"] + quickstart_row(int8["metrics"]))
+    return render_table(table, markdown=True)
+
+
+def quickstart_speed() -> str:
+    """Batch-1 latency of the quickstart's MIPD student per backend and precision, with its accuracy."""
+    bench = load(QUICKSTART)["benchmark"]
+    table = [["backend", "precision", "p50 ms", "Predictor ms", "MB", "verb top-1", "grnd-value", "vs PyTorch"]]
+    for r in bench["rows"]:
+        if r["batch"] != 1 or r["model"] != "student" or r["status"] != "ok":
+            continue
+        m = r["metrics"]["all"]["top1"] if r.get("metrics") else None
+        table.append([r["backend"], r["precision"] + (f" ({r['variant']})" if r.get("variant") else ""),
+                      f"{r['latency_ms']['p50']:.2f}", f"{r['predictor_ms']['p50']:.2f}", f"{r['size_mb']:.1f}",
+                      f"{m['verb']:.1f}" if m else "-", f"{m['grnd_value']:.1f}" if m else "-",
+                      f"{r['speedup_vs_torch_fp32']:.2f}x"])
+    return render_table(table, markdown=True, left=2)
+
+
+def quickstart_headline() -> str:
+    run = load(QUICKSTART)
+    summary, minutes = run["benchmark"]["summary"], run["seconds"] / 60
+    auto = {Path(k).name: v for k, v in summary.get("auto", {}).items()}.get("bundle-int8")
+    lines = [f"The run took **{int(minutes)} min {round(run['seconds'] - 60 * int(minutes))} s** from an empty "
+             f"cache on {machine_line(run['machine'])} ({run['date'][:10]}, `{run['command']}`)."]
+    if "openvino_int8_speedup_vs_torch_fp32" in summary:
+        lines.append(f"OpenVINO INT8 answers **{summary['openvino_int8_speedup_vs_torch_fp32']:.2f}x** faster than "
+                     f"PyTorch eager FP32 at batch 1; the whole `Predictor` call adds "
+                     f"{100 * summary['openvino_int8_predictor_overhead']:.1f}% to raw inference.")
+    if auto:
+        lines.append(f"On this machine `auto` picks **{auto['picked']}** for `bundle-int8`.")
+    return "\n".join(lines)
+
+
+def int8_evidence() -> str:
+    """What INT8 cost and bought in the committed runs: the quickstart's PTQ bundle and its gate,
+    PTQ against QAT on HOI students, accuracy control on test, and each graph's INT8 speed."""
+    bench = load(QUICKSTART)["benchmark"]
+    summary, lines = bench["summary"], []
+    test = [f"{d['verb']:+.1f} verb top-1 and {d['grnd_value']:+.1f} grounded value on {name}"
+            for name, d in (("OpenVINO", summary.get("openvino_int8_minus_fp32_top1")),
+                            ("ONNX Runtime", summary.get("onnxruntime_int8_minus_fp32_top1"))) if d]
+    auto = {Path(k).name: v for k, v in bench.get("auto", {}).items()}.get("bundle-int8", {})
+    gate = auto.get("left_out", {}).get("openvino int8", "")
+    verdict = (f"its dev gate left INT8 out ({gate.removeprefix('INT8 left out: ')}), so `auto` runs "
+               f"{auto.get('backend')} {auto.get('precision')}" if gate.startswith("INT8 left out")
+               else f"it passed its dev gate, and `auto` picks {auto.get('backend')} {auto.get('precision')}")
+    lines.append(f"- **The quickstart's MIPD student, PTQ**: INT8 - FP32 on test is {' and '.join(test)}; {verdict} "
+                 f"on the quickstart's machine.")
+    int8 = load("hoi-ablation-unseen_verb.json")["int8"]
+    worst = {recipe: min(q[f"{rt} int8 - fp32"]["full"] for recipes in int8.values() for r, q in recipes.items()
+                         if r == recipe for rt in ("onnxruntime", "openvino"))
+             for recipe in {r for recipes in int8.values() for r in recipes}}
+    lines.append(f"- **HOI students** ({len(int8)} students, both runtimes, test mAP): the largest INT8 - FP32 loss is "
+                 + ", ".join(f"{v:+.2f} with {k.upper()}" for k, v in sorted(worst.items())) + ".")
+    control = load("hoi-int8-accuracy-control.json")
+    lines.append(f"- **Accuracy control** (`--max-drop 1`) on an HOI student: "
+                 f"{control['gate']['int8_minus_fp32_map']['full']:+.2f} mAP on the held-out images it fitted, "
+                 f"{control['openvino int8 - fp32']['full']:+.2f} on test.")
+    g = load("int8-graphs-epyc-avx2.json")["p50_ms"]
+    lines.append(f"- **Per graph** on an AVX2-only CPU: ONNX Runtime's encoder takes "
+                 f"{g['onnxruntime encoder fp32']:.2f} ms in FP32, {g['onnxruntime encoder int8 (NNCF Q/DQ)']:.2f} ms "
+                 f"as NNCF's Q/DQ and {g['onnxruntime encoder int8 (ONNX Runtime static u8/s8)']:.2f} ms in its own "
+                 f"static layout; the decoder {g['openvino decoder fp32']:.2f} ms FP32 against "
+                 f"{g['openvino decoder int8 (NNCF)']:.2f} ms INT8 on OpenVINO, {g['onnxruntime decoder fp32']:.2f} "
+                 f"against {g['onnxruntime decoder int8 (NNCF Q/DQ)']:.2f} ms on ONNX Runtime.")
+    return "\n".join(lines)
+
+
+def benchmark_table(name: str) -> str:
+    """A benchmark results file as ``mipd-edge benchmark`` prints it."""
+    return format_results(load(name), markdown=True)
+
+
+def ablation_means() -> str:
+    return format_components(load("ablation-components.json"), markdown=True)
+
+
+def method_choice() -> str:
+    """none, kd and mipd beside their teacher (the component ablation), and how kd and mipd
+    compare seed by seed: what "Choosing a distillation method" says, read from the results."""
+    rows = load("ablation-components.json")["rows"]
+
+    def values(row: str, split: str, k: str = "top1", metric: str = "verb") -> dict[str, float]:
+        return {seed: m[split][k][metric] for seed, m in rows[row]["seeds"].items()}
+
+    def cell(v: Mapping[str, float]) -> str:
+        return f"{sum(v.values()) / len(v):.1f} [{min(v.values()):.1f}, {max(v.values()):.1f}]"
+    table = [["method", "seeds", "seen verb", "rare verb", "unseen verb", "unseen verb@5", "grnd-value"]]
+    for row in ("teacher", "none", "kd", "mipd"):
+        table.append([f"`{row}`" if row != "teacher" else "teacher", str(len(rows[row]["seeds"]))]
+                     + [cell(values(row, s)) for s in ("seen", "rare", "unseen")]
+                     + [cell(values(row, "unseen", "top5")), cell(values(row, "all", metric="grnd_value"))])
+    ahead = {split: sum(values("mipd", split)[s] > values("kd", split)[s] for s in rows["kd"]["seeds"])
+             for split in ("rare", "unseen")}
+    n = len(rows["kd"]["seeds"])
+    return (render_table(table, markdown=True) + f"\n\nPaired by training seed, `mipd` is above `kd` on rare verbs at "
+            f"{ahead['rare']} of {n} seeds and on unseen verbs at {ahead['unseen']} of {n}.")
+
+
+def ablation_seeds() -> str:
+    return format_seeds(load("ablation-components.json"), markdown=True)
+
+
+def hoi_seeds() -> str:
+    """Every seed of every HOI row: official mAP (default and known-object) and gold-pair verb top-1."""
+    data = load("hoi-ablation-unseen_verb.json")
+    table = [["HOI student", "seed", "full", "unseen classes", "seen classes", "known-object full / unseen",
+              "verb top-1, seen pairs", "unseen pairs (among unseen verbs)"]]
+    for row, seeds in data["seeds"].items():
+        for seed, m in seeds.items():
+            ko, v = m["known_object"], m["gold_pair_verb_top1"]
+            table.append([row, seed, f"{m['full']:.1f}", f"{m['unseen']:.1f}", f"{m['seen']:.1f}",
+                          f"{ko['full']:.1f} / {ko['unseen']:.1f}", f"{v['seen']:.1f}",
+                          f"{v['unseen']:.1f} ({v['unseen_among_unseen']:.1f})"])
+    return render_table(table, markdown=True, left=2)
+
+
+def hoi_means() -> str:
+    data = load("hoi-ablation-unseen_verb.json")
+    none = data["mean_over_seeds"]["none"]
+    table = [["HOI student", "full", "unseen classes", "seen classes", "unseen - none", "seen - none"]]
+    for row, m in data["mean_over_seeds"].items():
+        delta = ["", ""] if row == "none" else [f"{m[k] - none[k]:+.1f}" for k in ("unseen", "seen")]
+        table.append([row] + [f"{m[k]:.1f} [{m[k + '_range'][0]:.1f}, {m[k + '_range'][1]:.1f}]"
+                              for k in ("full", "unseen", "seen")] + delta)
+    return render_table(table, markdown=True)
+
+
+def hoi_int8() -> str:
+    """INT8 minus FP32 test mAP of the HOI students per recipe and runtime, and the held-out gate."""
+    data = load("hoi-ablation-unseen_verb.json")
+    table = [["student", "recipe", "FP32 full", "ONNX Runtime INT8 - FP32 (full / unseen / seen)",
+              "OpenVINO INT8 - FP32 (full / unseen / seen)", "held-out gate"]]
+    for student, recipes in data["int8"].items():
+        for recipe, q in recipes.items():
+            def delta(runtime: str) -> str:
+                d = q[f"{runtime} int8 - fp32"]
+                return " / ".join(f"{d[k]:+.2f}" for k in ("full", "unseen", "seen"))
+            table.append([f"{student}, seed 0", recipe.upper(), f"{q['openvino fp32']['full']:.2f}",
+                          delta("onnxruntime"), delta("openvino"),
+                          f"{q['gate']['int8_minus_fp32_map']['full']:+.2f}"])
+    return render_table(table, markdown=True, left=2)
+
+
+def hoi_accuracy_control() -> str:
+    """Accuracy control on an HOI student: the held-out drop it fitted against the test drop."""
+    d = load("hoi-int8-accuracy-control.json")
+    table = [["measured on", "FP32 full", "INT8 full", "INT8 - FP32 full", "unseen", "seen"]]
+    g, test = d["gate"], d["openvino int8 - fp32"]
+    table.append([f"held-out training images ({g['gate']['images']}, seen classes)", f"{g['fp32']['full']:.2f}",
+                  f"{g['int8']['full']:.2f}", f"{g['int8_minus_fp32_map']['full']:+.2f}", "-", "-"])
+    table.append(["test", f"{d['openvino fp32']['full']:.2f}", f"{d['openvino int8']['full']:.2f}"]
+                 + [f"{test[k]:+.2f}" for k in ("full", "unseen", "seen")])
+    return render_table(table, markdown=True, left=1)
+
+
+def training_speed() -> str:
+    data = load("training-speed-epyc-avx2.json")
+    table = [["run", "images/s", "training s", "seen verb", "rare verb", "unseen verb", "grnd-value"]]
+    for name, r in data["runs"].items():
+        m = r["test"]
+        table.append([name, f"{r['images_per_second']:.1f}", f"{r['train_seconds']:.0f}"]
+                     + [f"{m[s]['verb']:.1f}" for s in ("seen", "rare", "unseen")]
+                     + [f"{m['all']['grnd_value']:.1f}"])
+    return render_table(table, markdown=True)
+
+
+def int8_graphs() -> str:
+    data = load("int8-graphs-epyc-avx2.json")
+    return render_table([["graph", "p50 ms"]] + [[k, f"{v:.2f}"] for k, v in data["p50_ms"].items()], markdown=True)
+
+
+def torch_cuda() -> str:
+    """The PyTorch CUDA paths of ``benchmarks/torch_cuda.py``: eager FP32 and FP16, compiled FP16 with CUDA graphs."""
+    table = [["path", "batch", "p50 ms", "p99 ms", "images/s", "vs eager FP32"]]
+    for r in load("h100-torch-cuda.json")["rows"]:
+        table.append([r["path"], str(r["batch"]), f"{r['latency_ms']['p50']:.2f}", f"{r['latency_ms']['p99']:.2f}",
+                      f"{r['throughput_fps']:,.0f}", f"{r['speedup_vs_eager_fp32']:.2f}x"])
+    return render_table(table, markdown=True, left=1)
+
+
+def knowledge_probe() -> str:
+    """Zero-shot top-1 of NMPA's targets: scene knowledge naming verbs, instance knowledge naming nouns."""
+    data = load("knowledge-probe.json")
+    table = [["target", "names", "NMPA seeds", "seen", "rare", "unseen"]]
+
+    def cell(scores: Mapping[str, Any], split: str) -> str:
+        by_seed = [s[split] for s in scores.get("seeds", {}).values()]
+        return f"{scores[split]:.1f}" + (f" [{min(by_seed):.1f}, {max(by_seed):.1f}]" if by_seed else "")
+    for kind in ("verbs", "nouns"):
+        for name, scores in data[kind].items():
+            table.append([name, kind, str(len(scores.get("seeds", {})) or "-")]
+                         + [cell(scores, s) for s in ("seen", "rare", "unseen")])
+    return render_table(table, markdown=True)
+
+
+def cli_reference() -> str:
+    """Every command's usage and options, as its own ``--help`` prints them."""
+    import os
+
+    from mipd_edge.cli import build_parser
+
+    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal: the same width wherever this runs
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    out = [f"```text\n{parser.format_help().strip()}\n```"]
+    for name, sub in commands.choices.items():
+        subcommands = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        out.append(f"## `mipd-edge {name}`\n\n```text\n{sub.format_help().strip()}\n```")
+        for action in subcommands:
+            for child_name, child in action.choices.items():
+                out.append(f"### `mipd-edge {name} {child_name}`\n\n```text\n{child.format_help().strip()}\n```")
+    return "\n\n".join(out)
+
+
+PARTS: dict[str, Callable[[], str]] = {
+    "backends": backends,
+    "quickstart-accuracy": quickstart_accuracy,
+    "quickstart-speed": quickstart_speed,
+    "quickstart-headline": quickstart_headline,
+    "int8-evidence": int8_evidence,
+    "quickstart-provenance": lambda: provenance(QUICKSTART),
+    "cli-reference": cli_reference,
+    "ablation-means": ablation_means,
+    "ablation-seeds": ablation_seeds,
+    "method-choice": method_choice,
+    "ablation-provenance": lambda: provenance("ablation-components.json"),
+    "knowledge-probe": knowledge_probe,
+    "knowledge-probe-provenance": lambda: provenance("knowledge-probe.json"),
+    "hoi-seeds": hoi_seeds,
+    "hoi-means": hoi_means,
+    "hoi-int8": hoi_int8,
+    "hoi-provenance": lambda: provenance("hoi-ablation-unseen_verb.json"),
+    "hoi-accuracy-control": hoi_accuracy_control,
+    "hoi-accuracy-control-provenance": lambda: provenance("hoi-int8-accuracy-control.json"),
+    "training-speed": training_speed,
+    "training-speed-provenance": lambda: provenance("training-speed-epyc-avx2.json"),
+    "authors-student": lambda: benchmark_table("authors-student-epyc-avx2.json"),
+    "authors-student-provenance": lambda: provenance("authors-student-epyc-avx2.json"),
+    "clip-student": lambda: benchmark_table("clip-student-epyc-avx2.json"),
+    "clip-student-provenance": lambda: provenance("clip-student-epyc-avx2.json"),
+    "h100": lambda: benchmark_table("h100-benchmark.json"),
+    "h100-provenance": lambda: provenance("h100-benchmark.json"),
+    "h100-torch-cuda": torch_cuda,
+    "h100-torch-cuda-provenance": lambda: provenance("h100-torch-cuda.json"),
+    "ablation-rerun-provenance": lambda: provenance("ablation-rerun-mipd-seed1.json"),
+    "int8-graphs": int8_graphs,
+    "int8-graphs-provenance": lambda: provenance("int8-graphs-epyc-avx2.json"),
+}
+
+
+def markdown_files() -> list[Path]:
+    return sorted({p for pattern in FILES for p in ROOT.glob(pattern)})
+
+
+def render(text: str) -> str:
+    """``text`` with every generated part made again (an unknown part name is an error)."""
+    def fill(m: re.Match) -> str:
+        if m.group(2) not in PARTS:
+            raise KeyError(f"no generated part named {m.group(2)!r}; known: {', '.join(PARTS)}")
+        return f"{m.group(1)}{PARTS[m.group(2)]().strip()}\n{m.group(4)}"
+    return PART.sub(fill, text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="rewrite the generated parts of the README and the docs")
+    parser.add_argument("--check", action="store_true", help="only list the files whose parts are out of date")
+    args = parser.parse_args()
+    stale = []
+    for path in markdown_files():
+        text = path.read_text(encoding="utf-8")
+        new = render(text)
+        if new != text:
+            stale.append(path.relative_to(ROOT))
+            if not args.check:
+                path.write_text(new, encoding="utf-8")
+    print(("out of date: " if args.check else "rewrote: ") + (", ".join(map(str, stale)) or "nothing"))
+    sys.exit(1 if args.check and stale else 0)
+
+
+if __name__ == "__main__":
+    main()
