@@ -243,11 +243,9 @@ def quantized_map(student: Path, data: Path, bundle: Path, test, rare, zero_shot
     manifest = quantize_bundle(student, data, bundle, QuantizeConfig(method=method, calib_size=CALIB_SIZE, **recipe),
                                RunContext(overwrite=True))
     out: dict[str, Any] = {"gate": manifest.metrics, "quantization": manifest.quantization}
-    runtimes = [(b, o) for b, o in (("onnxruntime", {}), ("openvino", {"inference_precision": "f32"}))
-                if graph_format(b, "int8") in manifest.graphs]
-    for backend, options in runtimes:
+    for backend in [b for b in ("onnxruntime", "openvino") if graph_format(b, "int8") in manifest.graphs]:
         for precision in ("fp32", "int8"):
-            with Predictor(bundle, backend=backend, precision=precision, **options) as predictor:
+            with Predictor(bundle, backend=backend, precision=precision) as predictor:
                 m = evaluate_hoi_predictor(predictor, test, image_dir(data, "test"), rare=rare, zero_shot=zero_shot)
             out[f"{backend} {precision}"] = {k: m[k] for k in SUMMARY}
         out[f"{backend} int8 - fp32"] = {k: out[f"{backend} int8"][k] - out[f"{backend} fp32"][k]

@@ -24,9 +24,9 @@ import numpy as np
 
 from .benchmark_report import add_ratios, format_number, write_results
 from .data.split import dataset_split
-from .deploy.backends import BACKENDS, Backend, register_backend, unsupported
+from .deploy.backends import BACKENDS, Backend, register_backend
 from .deploy.bundle import PRECISIONS, BundleManifest, bundle_digest, graph_format, read_manifest
-from .deploy.runtimes.selection import offers
+from .deploy.runtimes.selection import offers, runs_here
 from .errors import MipdEdgeError
 from .files import WEIGHTS_FILE, PathLike
 from .machine import device_info, library_versions
@@ -88,7 +88,7 @@ def find_bundles(bundles: Sequence[Path], manifests: dict[Path, BundleManifest],
     """(bundle, why not, variant) for ``backend`` x ``precision``: the first bundle that can run
     it, and for INT8 one more per other way its graphs were made (NNCF Q/DQ beside ONNX
     Runtime's static Q/DQ); or one entry with no bundle and the reason."""
-    reason = unsupported(backend, precision, device)
+    reason = runs_here(backend, precision, device)
     if reason is not None:
         return [(None, reason, None)]
     found: dict[Optional[str], Path] = {}
@@ -101,7 +101,7 @@ def find_bundles(bundles: Sequence[Path], manifests: dict[Path, BundleManifest],
         return [(bundle, "", variant if several else None) for variant, bundle in found.items()]
     fmt = graph_format(backend, precision)
     what = f"{fmt} graphs" if fmt else WEIGHTS_FILE
-    hints = {"int8": "mipd-edge quantize", "fp16": "mipd-edge export --precision fp16"}
+    hints = {"int8": "mipd-edge quantize", "fp16": "mipd-edge export --precision fp16", "bf16": "mipd-edge export"}
     hint = hints.get(precision, "mipd-edge export")
     return [(None, f"no bundle here has {what} for {precision} ({hint})", None)]
 
@@ -199,8 +199,6 @@ class RowMeasurement:
         from .deploy.predictor import Predictor
         logging.basicConfig(level=logging.WARNING)
         options: dict[str, Any] = {}
-        if backend == "openvino" and precision == "fp32":
-            options["inference_precision"] = "f32"  # otherwise CPUs with bf16 units run "fp32" in bf16
         if backend == "torch":  # fp32 is the eager baseline; fp16 (CUDA) takes the runtime's compiled fast path
             options["compiled"] = None if precision == "fp16" else False
         start = time.perf_counter()
@@ -424,7 +422,7 @@ def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_
         untrained = manifest.provenance.get("method") == "untrained"
         name = manifest.model.get("name", ref.name)
         compared += [(name, ref, b, p, untrained) for b, p in plan
-                     if unsupported(b, p, settings.device) is None and offers(ref, manifest, b, p)]
+                     if runs_here(b, p, settings.device) is None and offers(ref, manifest, b, p)]
     rows: list[dict[str, Any]] = []
     for i, batch in enumerate(settings.batches):  # the rows that ratios compare are timed together
         jobs = [(str(bundle), b, p, batch, i == 0, False) for b, p, bundle, _, _ in found if bundle is not None]

@@ -17,7 +17,7 @@ import numpy as np
 
 from .deploy.bundle import PRECISIONS, read_manifest, verify_files
 from .deploy.predictor import Predictor
-from .deploy.runtimes.selection import candidates
+from .deploy.runtimes.selection import GATED, accuracy_gate, candidates, gated_field, recorded_interval
 from .errors import BundleError, MipdEdgeError
 from .files import PathLike
 from .situation import Interactions, Situation
@@ -48,6 +48,7 @@ def check_bundle(bundle: PathLike, device: str = "CPU") -> dict[str, Any]:
     pairs = [pair for precision in PRECISIONS for pair in candidates(bundle, manifest, device, "auto", precision)[0]]
     if not pairs:
         raise BundleError(f"{bundle}: no installed backend here can run this bundle on {device}")
+    report["gates"] = gate_report(manifest)
     image = probe_image(manifest.image_size)
     failures = []
     for backend, precision in pairs:
@@ -66,6 +67,22 @@ def check_bundle(bundle: PathLike, device: str = "CPU") -> dict[str, Any]:
     if failures:
         raise BundleError(f"{bundle}: " + "; ".join(failures))
     return report
+
+
+def gate_report(manifest) -> dict[str, Any]:
+    """Per gated precision the bundle measured: its dev difference to FP32, the difference's 95%
+    interval where recorded, and the gate's verdict (what ``auto`` will do with it)."""
+    out = {}
+    for precision in GATED:
+        field, keys = gated_field(manifest, precision)
+        delta = (manifest.metrics or {}).get(field)
+        if not isinstance(delta, dict):
+            continue
+        interval = recorded_interval(manifest, precision)
+        out[precision] = {"minus_fp32": {k: delta.get(k) for k in keys},
+                          "ci95": {k: interval.get(k) for k in keys} if isinstance(interval, dict) else None,
+                          "verdict": accuracy_gate(manifest, precision) or "inside the gate: auto may use it"}
+    return out
 
 
 def answer(result: Union[Situation, Interactions]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from .context import RunContext
 from .data.synthsitu.generate import SynthConfig
 from .data.synthsitu.hoi import SynthHoiConfig
 from .deploy.backends import BACKENDS
+from .deploy.bundle import PRECISIONS
 from .errors import MipdEdgeError
 from .methods import METHODS
 from .text import DEFAULT_TEXT_ENCODER
@@ -268,10 +269,13 @@ def cmd_quantize(args: argparse.Namespace) -> None:
         print(f"\n{m['split']} mAP through {m['backend']} (seen classes and verbs: the accuracy gate), FP32 vs "
               f"INT8: {m['fp32']['full']:6.2f}  {m['int8']['full']:6.2f}  ({m['int8_minus_fp32_map']['full']:+.2f})")
         return
-    print(f"\n{m['split']} metrics through {m['backend']} (top-1 on training verbs: the accuracy gate), FP32 vs INT8:")
+    print(f"\n{m['split']} metrics through {m['backend']} (top-1 on training verbs: the accuracy gate), FP32 vs INT8 "
+          f"(the difference's 95% interval, {m['gate']['images']} images):")
+    ci = m["gate"].get("ci95", {}).get("int8", {})
     for key in ("verb", "grnd_value"):
         print(f"  {key:11s} {m['gate']['fp32'][key]:6.2f}  {m['gate']['int8'][key]:6.2f}  "
-              f"({m['int8_minus_fp32_top1'][key]:+.2f})")
+              f"({m['int8_minus_fp32_top1'][key]:+.2f}" + (" [{:+.2f}, {:+.2f}]".format(*ci[key]) if key in ci else "")
+              + ")")
 
 
 def _print_bundle(out: str, manifest: BundleManifest) -> None:
@@ -364,7 +368,16 @@ def cmd_check(args: argparse.Namespace) -> None:
     for run in report["runs"]:
         print(f"  {run['backend']:<12} {run['precision']:<5} loads in {run['load_ms']:.0f} ms, answers {run['answer']} "
               f"(first call, {run['inference_ms']:.1f} ms)")
+    for precision, gate in report["gates"].items():
+        print(f"  {precision} - FP32 on dev: {_gate_numbers(gate)}; {gate['verdict']}")
     print("ok")
+
+
+def _gate_numbers(gate: dict) -> str:
+    """``verb -0.42 [-1.10, +0.31], grnd_value ...``: a recorded difference and its 95% interval."""
+    ci = gate.get("ci95") or {}
+    return ", ".join(f"{k} {v:+.2f}" + (" [{:+.2f}, {:+.2f}]".format(*ci[k]) if ci.get(k) else "")
+                     for k, v in gate["minus_fp32"].items() if isinstance(v, (int, float)))
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
@@ -538,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
                        help="auto: the fastest installed backend x precision the bundle holds, measured here")
         p.add_argument("--device", default="CPU", help="the runtime's device: CPU, CUDA, or OpenVINO's GPU, NPU, AUTO")
-        p.add_argument("--precision", choices=["auto", "fp32", "fp16", "int8"], default="auto",
+        p.add_argument("--precision", choices=["auto", *PRECISIONS], default="auto",
                        help="auto (with --backend auto): the fastest the bundle holds, measured on first use")
         p.add_argument("--threads", type=int, default=None, help="the runtime's CPU threads (default: its own)")
         p.add_argument("--json", default=None, help="write results as JSON lines here")
@@ -565,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="a SWiG-format dataset: accuracy columns and real images to time")
     p.add_argument("--split", default="test")
     p.add_argument("--backends", default=",".join(BACKENDS), help="comma list (default: every backend)")
-    p.add_argument("--precisions", default="fp32,fp16,int8")
+    p.add_argument("--precisions", default=",".join(PRECISIONS))
     p.add_argument("--batch", default="1,8", help="comma list of batch sizes")
     p.add_argument("--device", default="CPU", help="CPU, CUDA (torch, onnxruntime, tensorrt) or an OpenVINO device")
     p.add_argument("--threads", type=int, default=None)

@@ -18,15 +18,28 @@ def evaluate_predictor(predictor: SituationPredictor, data_dir: PathLike, split:
                        verbs: Optional[Sequence[str]] = None) -> dict:
     """GSR metrics of a predictor on a dataset split, or its first ``limit`` images (top-5
     roles and gt-verb roles decoded); ``verbs`` keeps only the images of those verbs."""
+    return score_predictor(predictor, data_dir, split, batch_size, splits, progress, limit, verbs)[0]
+
+
+def score_predictor(predictor: SituationPredictor, data_dir: PathLike, split: str = "test", batch_size: int = 16,
+                    splits: Optional[Any] = None, progress: bool = False, limit: Optional[int] = None,
+                    verbs: Optional[Sequence[str]] = None) -> tuple[dict, dict[str, tuple[str, dict]]]:
+    """``evaluate_predictor``'s metrics, and every image's top-1 scores with its gold verb
+    (name -> (verb, scores)): what a paired comparison of two precisions resamples."""
     from .data.swig import SituDataset
-    from .metrics import evaluate
+    from .metrics import evaluate, score_images
+    from .situation import Situation
 
     dataset = SituDataset(data_dir, split)
     keep = None if verbs is None else set(verbs)
     indices = [i for i, name in enumerate(dataset.names) if keep is None or dataset.annotations[name].verb in keep]
     indices = indices[:limit] if limit is not None else indices
     predictions = situation_predictions(predictor, dataset, indices, batch_size, progress)
-    return evaluate({n: dataset.annotations[n] for n in predictions}, dataset.space, predictions, splits)
+    annotations = {n: dataset.annotations[n] for n in predictions}
+    parsed = {n: Situation.from_json(p, f"prediction for '{n}'") for n, p in predictions.items()}
+    metrics = evaluate(annotations, dataset.space, parsed, splits)
+    scores = score_images(annotations, dataset.space, parsed)
+    return metrics, {n: (annotations[n].verb, s["top1"]) for n, s in scores.items()}
 
 
 def situation_predictions(predictor: SituationPredictor, dataset: Any, indices: Sequence[int], batch_size: int = 16,

@@ -54,7 +54,7 @@ class ExportFormat:
 # the formats ``export`` writes, in the order it writes them (GRAPH_FORMATS says where their graphs live)
 EXPORT_FORMATS: dict[str, ExportFormat] = {
     "onnx": ExportFormat(None, ("onnxruntime", {}), False, "ONNX graphs (FP32): ONNX Runtime, and TensorRT's source"),
-    "openvino": ExportFormat(openvino_ir, ("openvino", {"inference_precision": "f32"}), True,
+    "openvino": ExportFormat(openvino_ir, ("openvino", {}), True,
                              "OpenVINO IR (FP32, or FP16 weights in an fp16 bundle)"),
     "tensorrt": ExportFormat(tensorrt_engines, None, True, "TensorRT engines, built on the device's GPU"),
 }

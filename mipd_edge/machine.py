@@ -48,6 +48,12 @@ def cpu_features() -> list[str]:
     return [f for f in SPEED_FLAGS if f in flags]
 
 
+def bf16_capable() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512_BF16 or AMX-BF16): where OpenVINO's
+    ``bf16`` precision is a real speed-up rather than an emulation or a silent FP32."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_features()))
+
+
 def device_info() -> dict[str, Any]:
     """The machine, as far as it can be read without root: CPU and its instruction sets, GPU,
     Jetson release and power mode."""

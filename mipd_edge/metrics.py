@@ -17,6 +17,8 @@ import logging
 from collections import defaultdict
 from typing import Any, Mapping, Optional, Sequence
 
+import numpy as np
+
 from .data.split import SPLITS, load_split
 from .data.swig import Annotation, SituSpace
 from .errors import DatasetError
@@ -94,17 +96,47 @@ def evaluate(annotations: Mapping[str, Annotation], space: SituSpace,
     with_gt = all(p.gt_verb_roles is not None for p in parsed.values()) and bool(parsed)
 
     per_verb: dict[str, list[dict]] = defaultdict(list)
-    for name, ann in annotations.items():
-        frame = space.frames.get(ann.verb)
-        if frame is None:
-            raise DatasetError(f"annotation '{name}': verb '{ann.verb}' is not in the space")
-        per_verb[ann.verb].append(image_scores(ann, parsed.get(name), frame.roles))
+    for name, scores in score_images(annotations, space, parsed).items():
+        per_verb[annotations[name].verb].append(scores)
 
     sections = {"all": sorted(per_verb)}
     if splits is not None:
         splits = load_split(splits)
         sections.update({s: sorted(v for v in splits[s] if v in per_verb) for s in SPLITS})
     return {name: _average(per_verb, verbs, with_gt) for name, verbs in sections.items()}
+
+
+def score_images(annotations: Mapping[str, Annotation], space: SituSpace,
+                 predictions: Mapping[str, Situation]) -> dict[str, dict[str, dict[str, float]]]:
+    """Every annotated image's scores (``image_scores``), keyed by image name."""
+    out = {}
+    for name, ann in annotations.items():
+        frame = space.frames.get(ann.verb)
+        if frame is None:
+            raise DatasetError(f"annotation '{name}': verb '{ann.verb}' is not in the space")
+        out[name] = image_scores(ann, predictions.get(name), frame.roles)
+    return out
+
+
+def paired_interval(before: Mapping[str, Mapping[str, float]], after: Mapping[str, Mapping[str, float]],
+                    verb_of: Mapping[str, str], keys: Sequence[str], resamples: int = 2000,
+                    seed: int = 0) -> dict[str, list[float]]:
+    """The 95% bootstrap interval of ``after - before`` (percent points) for each of ``keys``,
+    averaged per verb then over verbs as the metrics are. Both are scores of the same images
+    (name -> key -> 0..1), so the difference is paired, and images are resampled within their
+    verb: the interval is that of the metric's own average, not of a pooled one."""
+    rng = np.random.default_rng(seed)
+    by_verb: dict[str, list[str]] = defaultdict(list)
+    for name in before:
+        by_verb[verb_of[name]].append(name)
+    total = np.zeros((resamples, len(keys)))
+    for names in by_verb.values():
+        diff = np.array([[after[n][k] - before[n][k] for k in keys] for n in names])
+        picks = rng.integers(0, len(names), size=(resamples, len(names)))
+        total += diff[picks].mean(axis=1)
+    means = 100.0 * total / max(len(by_verb), 1)
+    low, high = np.percentile(means, [2.5, 97.5], axis=0)
+    return {k: [round(float(lo), 3), round(float(hi), 3)] for k, lo, hi in zip(keys, low, high)}
 
 
 def _average(per_verb: Mapping[str, list[dict]], verbs: Sequence[str], with_gt: bool) -> dict:

@@ -54,6 +54,15 @@ def copy_bundle(src, dst, **manifest_changes):
     return dst
 
 
+def bf16_pair(bundle) -> set[tuple[str, str]]:
+    """OpenVINO bf16, where this CPU computes bf16 and the bundle's recorded bf16 accuracy is within its gate."""
+    from mipd_edge.deploy.bundle import read_manifest
+    from mipd_edge.machine import bf16_capable
+
+    inside = selection.accuracy_gate(read_manifest(bundle), "bf16") is None
+    return {("openvino", "bf16")} if bf16_capable() and inside else set()
+
+
 @pytest.mark.slow
 def test_a_slow_backend_is_not_picked(tiny_bundle, auto_cache, monkeypatch):
     use_runtime(monkeypatch, "openvino", SlowOpenVino)
@@ -62,24 +71,34 @@ def test_a_slow_backend_is_not_picked(tiny_bundle, auto_cache, monkeypatch):
         assert s.measured and not s.cached and p.backend != "openvino"
         slow = min(t for k, t in s.times_ms.items() if k.startswith("openvino"))
         assert s.times_ms[f"{p.backend} {p.precision}"] == min(s.times_ms.values()) < slow - 30  # two graphs x 20 ms
-        assert {"openvino fp32", "openvino int8", "onnxruntime fp32", "onnxruntime int8", "torch fp32"} == set(
-            s.times_ms
-        )
+        assert {"openvino fp32", "openvino int8", "onnxruntime fp32", "onnxruntime int8", "torch fp32"} | {
+            f"{b} {p}" for b, p in bf16_pair(tiny_bundle)} == set(s.times_ms)
         assert p(np.full((96, 120, 3), 90, np.uint8)).verb in p.vocabulary.frames
 
 
 def test_int8_outside_the_accuracy_gate_is_not_picked_even_when_faster(tiny_bundle, auto_cache, monkeypatch, tmp_path):
     use_runtime(monkeypatch, "onnxruntime", SlowFloatOnnx)
     manifest = json.loads((tiny_bundle / "bundle.json").read_text())
-    inside = copy_bundle(tiny_bundle, tmp_path / "inside",
-                         metrics={**manifest["metrics"], "int8_minus_fp32_top1": {"verb": -0.5, "grnd_value": 0.2}})
+    point = {**manifest["metrics"]["gate"], "ci95": {}}  # no interval recorded: the gate reads the difference
+    inside = copy_bundle(tiny_bundle, tmp_path / "inside", metrics={
+        **manifest["metrics"], "gate": point, "int8_minus_fp32_top1": {"verb": -0.5, "grnd_value": 0.2}})
     with Predictor(inside, backend="onnxruntime") as p:
         assert (p.backend, p.precision) == ("onnxruntime", "int8")  # the faster one, within 1 point
-    outside = copy_bundle(tiny_bundle, tmp_path / "outside",
-                          metrics={**manifest["metrics"], "int8_minus_fp32_top1": {"verb": -3.0, "grnd_value": 0.2}})
+    outside = copy_bundle(tiny_bundle, tmp_path / "outside", metrics={
+        **manifest["metrics"], "gate": point, "int8_minus_fp32_top1": {"verb": -3.0, "grnd_value": 0.2}})
     with Predictor(outside, backend="onnxruntime") as p:
         assert (p.backend, p.precision) == ("onnxruntime", "fp32")
         assert "loses 3.00 points of verb" in p.selection.left_out["onnxruntime int8"]
+    # with an interval recorded the gate decides on it: out only when even its better end loses too much
+    for name, (low, high), used in (("noisy", (-4.0, -0.5), True), ("sure", (-4.0, -2.0), False)):
+        ci = {"int8": {"verb": [low, high], "grnd_value": [-0.5, 0.9]}}
+        delta = {"verb": -2.2, "grnd_value": 0.2}
+        bundle = copy_bundle(tiny_bundle, tmp_path / name, metrics={
+            **manifest["metrics"], "gate": {**point, "ci95": ci}, "int8_minus_fp32_top1": delta})
+        with Predictor(bundle, backend="onnxruntime") as p:
+            assert (p.precision == "int8") == used, p.selection.left_out
+            assert used or "better end of its 95% interval loses 2.00 points of verb" in p.selection.left_out[
+                "onnxruntime int8"]
     # the bundle's own gate (accuracy control's --max-drop) replaces the default one
     assert manifest["quantization"]["accuracy_gate"] == 1.0
     loose = copy_bundle(outside, tmp_path / "loose", quantization={**manifest["quantization"], "accuracy_gate": 5.0})
@@ -125,7 +144,7 @@ def test_candidates_and_explicit_choices(tiny_bundle, tiny_student, tiny_world, 
 
     pairs, left_out = selection.candidates(tiny_bundle, read_manifest(tiny_bundle), "CPU")
     assert set(pairs) == {("openvino", "fp32"), ("openvino", "int8"), ("onnxruntime", "fp32"),
-                          ("onnxruntime", "int8"), ("torch", "fp32")}
+                          ("onnxruntime", "int8"), ("torch", "fp32")} | bf16_pair(tiny_bundle)
     assert "tensorrt" not in " ".join(b for b, _ in pairs) and "torch int8" in left_out
     with Predictor(tiny_bundle, backend="openvino", precision="fp32") as p:
         assert not p.selection.measured and p.selection.describe().startswith("openvino fp32")

@@ -82,7 +82,7 @@ def test_a_timm_student_trains_exports_quantizes_and_runs_on_every_backend(tiny_
 
     test = SituDataset(data, "test")
     images = [test[i].image for i in range(0, len(test), 8)]
-    options = {"torch": {}, "onnxruntime": {}, "openvino": {"inference_precision": "f32"}}
+    options = {"torch": {}, "onnxruntime": {}, "openvino": {}}
     runs = {(b, p): opts for b, opts in options.items() for p in ("fp32", "int8") if (b, p) != ("torch", "int8")}
     results = {}
     for (backend, precision), options in runs.items():
@@ -141,7 +141,7 @@ def test_a_clip_student_embeds_its_vocabulary_with_the_clip_text_tower_shipped_a
     test = SituDataset(data, "test")
     images = [test[i].image for i in range(0, len(test), 8)]
     results = {}
-    for backend, options in (("torch", {}), ("onnxruntime", {}), ("openvino", {"inference_precision": "f32"})):
+    for backend, options in (("torch", {}), ("onnxruntime", {}), ("openvino", {})):
         with Predictor(bundle, backend=backend, precision="fp32", **options) as p:
             results[backend] = p.predict(images)
     for backend in ("onnxruntime", "openvino"):

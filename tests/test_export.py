@@ -38,7 +38,7 @@ def test_runtimes_agree_and_batches_work(tiny_bundle):
     size = m.image_size
     x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
     with load_runtime("onnxruntime", tiny_bundle, m, precision="fp32") as ort, \
-            load_runtime("openvino", tiny_bundle, m, precision="fp32", inference_precision="f32") as ov:
+            load_runtime("openvino", tiny_bundle, m, precision="fp32") as ov:
         a, b = ort.encode(x), ov.encode(x)
         assert np.allclose(a[0], b[0], atol=1e-4) and np.allclose(a[1], b[1], atol=1e-4)
         with pytest.raises(Exception):

@@ -203,7 +203,7 @@ def test_hoi_bundle_through_the_predictor(hoi_world, hoi_bundle, tiny_bundle):
     test = read_hoi_annotations(root / "data" / "test_hico.json", space)
     images = [root / "data" / "images" / i.file_name for i in test[:4]]
     found = {}
-    for backend, options in (("torch", {}), ("onnxruntime", {}), ("openvino", {"inference_precision": "f32"})):
+    for backend, options in (("torch", {}), ("onnxruntime", {}), ("openvino", {})):
         with Predictor(bundle, backend=backend, **options) as p:
             found[backend] = p.detect(images, classes_only=True)
             assert type(p) is InteractionPredictor

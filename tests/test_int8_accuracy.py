@@ -12,6 +12,7 @@ from mipd_edge.context import RunContext
 from mipd_edge.data.split import dataset_split, training_verbs
 from mipd_edge.data.swig import SituDataset
 from mipd_edge.export import export_bundle
+from mipd_edge.machine import bf16_capable
 from mipd_edge.quantize import quantize_bundle
 
 MAX_DROP = 0.0  # points of dev grounded value (training verbs): any loss is too much
@@ -67,15 +68,14 @@ def test_accuracy_control_keeps_int8_within_max_drop_and_repairs_a_lossy_quantiz
         seen_by_control.extend(name for name, *_ in validation.get_data())
         return real_control(model, calibration, validation, validate, **kwargs)
 
-    real_evaluate, gate_calls = predictor_module.evaluate_predictor, []
+    real_score, gate_calls = predictor_module.score_predictor, []
 
-    def watched_evaluate(predictor, data_dir, split_name, *args, verbs=None, **kwargs):
-        if verbs is not None:  # the gate's evaluation
-            gate_calls.append((set(verbs), set(predictor.vocabulary.verbs)))
-        return real_evaluate(predictor, data_dir, split_name, *args, verbs=verbs, **kwargs)
+    def watched_score(predictor, data_dir, split_name, *args, verbs=None, **kwargs):
+        gate_calls.append((set(verbs), set(predictor.vocabulary.verbs)))  # the gate's evaluation
+        return real_score(predictor, data_dir, split_name, *args, verbs=verbs, **kwargs)
 
     monkeypatch.setattr(nncf, "quantize_with_accuracy_control", watched_control)
-    monkeypatch.setattr("mipd_edge.quantize.bundle.evaluate_predictor", watched_evaluate)
+    monkeypatch.setattr("mipd_edge.quantize.bundle.score_predictor", watched_score)
     fp32 = tmp_path / "fp32"  # exported once, its graphs copied into both INT8 bundles
     export_bundle(trained_student, fp32, ExportConfig(formats=("openvino",)), data=data)
     plain = quantize_bundle(trained_student, data, tmp_path / "plain",
@@ -99,6 +99,12 @@ def test_accuracy_control_keeps_int8_within_max_drop_and_repairs_a_lossy_quantiz
     dev = SituDataset(data, "dev")
     allowed = [n for n in dev.names if dev.annotations[n].verb not in unseen]
     assert seen_by_control and sorted(seen_by_control) == sorted(allowed)  # every training-verb image, no other
-    assert len(gate_calls) == 4 and all(verbs == set(training_verbs(split)) and not vocab & unseen
+    measured = 3 if bf16_capable() else 2  # FP32, INT8, and bf16 where the CPU computes it
+    assert len(gate_calls) == 2 * measured and all(verbs == set(training_verbs(split)) and not vocab & unseen
                                         for verbs, vocab in gate_calls)
     assert controlled.metrics["gate"]["images"] == len(allowed) < len(dev.names)
+    for bundle in (plain, controlled):  # every gated difference carries its 95% interval, around it
+        for precision in ("int8", "bf16")[:measured - 1]:
+            delta = bundle.metrics[f"{precision}_minus_fp32_top1"]
+            for key, (low, high) in bundle.metrics["gate"]["ci95"][precision].items():
+                assert low <= delta[key] + 1e-3 and delta[key] - 1e-3 <= high  # recorded to 3 decimals

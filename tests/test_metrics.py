@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from helpers import TINY_ANNOTATIONS, TINY_SPACE, write_json
@@ -146,3 +147,30 @@ def test_eval_cli(tmp_path):
                         str(space), "--predictions", str(tmp_path / "broken.json")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "broken.json" in r.stderr and "not valid JSON" in r.stderr
+
+
+def test_the_paired_interval_brackets_the_difference_and_narrows_with_images():
+    from mipd_edge.metrics import paired_interval
+
+    rng = np.random.default_rng(1)
+
+    def scores(n: int):
+        verbs = {f"i{i}": f"v{i % 4}" for i in range(n)}
+        before = {name: {"verb": float(rng.random() < 0.7)} for name in verbs}
+        after = {name: dict(s) for name, s in before.items()}
+        for name in list(after)[: n // 10]:  # a tenth of the images lose their verb
+            after[name]["verb"] = 0.0
+        return before, after, verbs
+
+    small, large = scores(80), scores(2000)
+    for before, after, verbs in (small, large):
+        low, high = paired_interval(before, after, verbs, ["verb"])["verb"]
+        per_verb = {}
+        for name, verb in verbs.items():
+            per_verb.setdefault(verb, []).append(after[name]["verb"] - before[name]["verb"])
+        mean = 100 * np.mean([np.mean(d) for d in per_verb.values()])
+        assert low <= mean <= high
+    (lo_s, hi_s), (lo_l, hi_l) = (paired_interval(*s, ["verb"])["verb"] for s in (small, large))
+    assert hi_l - lo_l < hi_s - lo_s  # more images, a tighter interval
+    same = paired_interval(small[0], small[0], small[2], ["verb"])["verb"]
+    assert same == [0.0, 0.0]  # identical answers: no difference at all

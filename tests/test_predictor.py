@@ -27,8 +27,8 @@ def test_backends_agree_on_real_images(tiny_bundle, test_images):
     and vocabulary matching (the Predictor's default) and with numpy's, gives torch's
     situations: the deployment call and the evaluation call (top-5 roles, gold-verb roles)."""
     runs = {"torch": ("torch", {}), "onnxruntime": ("onnxruntime", {}),
-            "openvino": ("openvino", {"inference_precision": "f32"}),
-            "openvino-numpy-normalised": ("openvino", {"inference_precision": "f32", "canvas_input": False})}
+            "openvino": ("openvino", {}),
+            "openvino-numpy-normalised": ("openvino", {"canvas_input": False})}
     results, evaluated = {}, {}
     for name, (backend, options) in runs.items():
         with Predictor(tiny_bundle, backend=backend, precision="fp32", **options) as p:

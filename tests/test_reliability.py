@@ -4,6 +4,7 @@ a traceback, a hang, a lost file or a different answer given as if nothing happe
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -171,6 +172,9 @@ def test_check_command(tiny_bundle, bundle):
     assert r.returncode == 0, r.stderr[-2000:]
     ran = [line.split()[:2] for line in r.stdout.splitlines()[1:-1]]
     assert ["onnxruntime", "int8"] in ran and ["openvino", "fp32"] in ran and r.stdout.strip().endswith("ok")
+    gate = next(line for line in r.stdout.splitlines() if line.strip().startswith("int8 - FP32 on dev:"))
+    assert re.search(r"verb [+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]", gate)  # with its 95% interval
+    assert gate.endswith(("auto may use it", "(gate: 1)"))
     path = bundle / "openvino" / "encoder.xml"
     path.write_text(path.read_text().replace("<layers>", "<layers> "))
     r = subprocess.run(CLI + ["check", str(bundle)], capture_output=True, text=True, timeout=300)

@@ -39,7 +39,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("onnxruntime", "mipd_edge.deploy.runtimes.onnxruntime:OnnxRuntime", "onnxruntime", "onnx", "onnx",
             {"CPU": ("fp32", "int8"), "CUDA": ("fp32", "int8")}),
     Backend("openvino", "mipd_edge.deploy.runtimes.openvino:OpenVinoRuntime", "openvino", "openvino", "openvino",
-            {kind: ("fp32", "fp16", "int8") for kind in ("CPU", "GPU", "NPU", "AUTO")}),
+            {"CPU": ("fp32", "fp16", "bf16", "int8"),
+             **{kind: ("fp32", "fp16", "int8") for kind in ("GPU", "NPU", "AUTO")}}),
     # TensorRT builds its engines from the ONNX graphs, on the device
     Backend("tensorrt", "mipd_edge.deploy.runtimes.tensorrt:TensorRTRuntime", "tensorrt", "tensorrt", "onnx",
             {"CUDA": ("fp32", "fp16", "int8")}),

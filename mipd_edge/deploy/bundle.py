@@ -23,7 +23,8 @@ FORMAT = "mipd-edge-bundle"
 VERSION = 2  # 2: every file's SHA-256 recorded in "files"
 
 GRAPHS = ("encoder", "decoder")
-PRECISIONS = ("fp32", "fp16", "int8")
+# run-time precisions; bf16 is OpenVINO's arithmetic on the FP32 graphs, on CPUs that have it
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 MAX_MANIFEST_BYTES = 16 << 20
 MAX_MANIFEST_DEPTH = 32
 UNRECORDED = ("tensorrt",)  # engines are built on the device and keyed by the ONNX graph they came from
@@ -49,8 +50,9 @@ GRAPH_FORMATS: dict[str, GraphFormat] = {
 
 def format_of(family: str, precision: str) -> str:
     """The format that holds a family's graphs in a precision. FP16 runs from the FP32 graphs
-    (converted by the runtime, or compressed at export) where no format holds FP16 ones."""
-    for wanted in ((precision, "fp32") if precision == "fp16" else (precision,)):
+    (converted by the runtime, or compressed at export) where no format holds FP16 ones; bf16
+    always runs from the FP32 graphs (the runtime computes them in bf16)."""
+    for wanted in ((precision, "fp32") if precision in ("fp16", "bf16") else (precision,)):
         for name, fmt in GRAPH_FORMATS.items():
             if fmt.family == family and fmt.precision == wanted:
                 return name

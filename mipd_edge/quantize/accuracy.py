@@ -33,7 +33,7 @@ def quantize_openvino_with_accuracy_control(bundle: Path, manifest: BundleManife
     images were held out)."""
     ov = require("openvino", "openvino", "OpenVINO INT8")
     nncf = require("nncf", "train", "NNCF quantization")
-    fp32 = load_runtime("openvino", bundle, manifest, precision="fp32", inference_precision="f32")
+    fp32 = load_runtime("openvino", bundle, manifest, precision="fp32")
     try:
         build = VALIDATIONS[manifest.task.name]
         items, validate, what = build(bundle, manifest, Path(data_dir), fp32, info)

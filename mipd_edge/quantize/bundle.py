@@ -23,12 +23,14 @@ from ..deploy.bundle import BundleManifest, format_of, graph_files, graph_format
 from ..deploy.predictor import Predictor
 from ..deploy.preprocess import Preprocess
 from ..deploy.runtimes import installed, load_runtime
-from ..deploy.runtimes.selection import DEFAULT_MAX_DROP
+from ..deploy.runtimes.selection import DEFAULT_MAX_DROP, gated_field
 from ..errors import BundleError, MipdEdgeError
-from ..evaluation import evaluate_predictor
+from ..evaluation import evaluate_predictor, score_predictor
 from ..export import reference_outputs, verification_images, write_bundle
 from ..export_formats import onnx_to_openvino
 from ..files import WEIGHTS_FILE, PathLike, atomic_output, check_output
+from ..machine import bf16_capable
+from ..metrics import paired_interval
 from ..models.store import load_student, read_model_info
 from ..vocabulary import Vocabulary
 from .calibration import calibration_images
@@ -160,9 +162,10 @@ def agreement(runtime, reference: dict, what: str) -> dict[str, Any]:
 
 
 def comparison_backend(graphs: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """The backend FP32 and INT8 are compared on (OpenVINO in FP32 arithmetic where it can)."""
+    """The backend the precisions are compared on: OpenVINO where the bundle has its INT8 graphs
+    (each precision name sets its arithmetic there: ``runtimes/openvino.py``)."""
     if installed("openvino") and "openvino-int8" in graphs:
-        return "openvino", {"inference_precision": "f32"}
+        return "openvino", {}
     return "onnxruntime", {}
 
 
@@ -174,6 +177,7 @@ class GateRun:
     reported: dict[str, Any]
     gated: dict[str, Any]
     images: int
+    per_image: Optional[dict[str, tuple[str, dict[str, float]]]] = None  # name -> (verb, top-1 scores)
 
 
 def situation_gate(predictor: Predictor, data_dir: Path, info: dict[str, Any], split: str,
@@ -182,13 +186,13 @@ def situation_gate(predictor: Predictor, data_dir: Path, info: dict[str, Any], s
     vocabulary of training verbs only (model selection may see nothing of an unseen verb)."""
     splits = dataset_split(data_dir, required=False)
     reported = evaluate_predictor(predictor, data_dir, split, splits=splits, progress=progress)
-    gate = reported
     if splits is not None:
         for verb in splits["unseen"]:
             if verb in predictor.vocabulary.frames:
                 predictor.vocabulary.remove_verb(verb)
-        gate = evaluate_predictor(predictor, data_dir, split, progress=progress, verbs=training_verbs(splits))
-    return GateRun(reported, gate["all"]["top1"], gate["all"]["images"])
+    gate, per_image = score_predictor(predictor, data_dir, split, progress=progress,
+                                      verbs=training_verbs(splits) if splits is not None else None)
+    return GateRun(reported, gate["all"]["top1"], gate["all"]["images"], per_image)
 
 
 def interaction_gate(predictor: Predictor, data_dir: Path, info: dict[str, Any], split: str,
@@ -227,20 +231,31 @@ PRECISION_GATES: dict[str, PrecisionGate] = {
 def compare_precisions(bundle: Path, manifest: BundleManifest, data_dir: Path, info: dict[str, Any], split: str,
                        progress: bool) -> dict[str, Any]:
     """The FP32 and INT8 graphs measured through the same Predictor code, each task's way, and
-    their difference on the metrics the task's accuracy gate holds (``BundleTask.gated_metrics``)."""
+    their difference on the metrics the task's accuracy gate holds (``BundleTask.gated_metrics``).
+    On a CPU with bf16 units, the FP32 graphs computed in bf16 on OpenVINO are measured too, so
+    that ``auto`` may use bf16 within the same gate."""
     gate = PRECISION_GATES[manifest.task.name]
     backend, options = comparison_backend(list(manifest.graphs))
     out: dict[str, Any] = {"split": gate.split or split, "backend": backend}
+    precisions = ("fp32", "int8") + (("bf16",) if backend == "openvino" and bf16_capable() else ())
     runs = {}
-    for precision in ("fp32", "int8"):
+    for precision in precisions:
         with Predictor(bundle, backend=backend, precision=precision, **options) as predictor:
             runs[precision] = gate.measure(predictor, data_dir, info, split, progress)
             out[precision] = runs[precision].reported
-    field, keys = manifest.task.gated_metrics
-    delta = {k: runs["int8"].gated[k] - runs["fp32"].gated[k] for k in keys}
     out["gate"] = {"verbs": gate.verbs, "images": runs["fp32"].images, **{p: run.gated for p, run in runs.items()}}
-    out[field] = delta
-    log.info("%s %s: INT8 - FP32 = %s", out["split"], backend, ", ".join(f"{v:+.2f} {k}" for k, v in delta.items()))
+    for precision in precisions[1:]:
+        field, keys = gated_field(manifest, precision)
+        out[field] = delta = {k: runs[precision].gated[k] - runs["fp32"].gated[k] for k in keys}
+        interval = {}
+        if runs["fp32"].per_image is not None:  # every image scored: the difference's 95% interval
+            fp32, other = runs["fp32"].per_image, runs[precision].per_image
+            interval = paired_interval({n: s for n, (_, s) in fp32.items()}, {n: s for n, (_, s) in other.items()},
+                                       {n: v for n, (v, _) in fp32.items()}, keys)
+            out["gate"].setdefault("ci95", {})[precision] = interval
+        log.info("%s %s: %s - FP32 = %s", out["split"], backend, precision.upper(),
+                 ", ".join(f"{v:+.2f} {k}" + (" [{:+.2f}, {:+.2f}]".format(*interval[k]) if interval else "")
+                           for k, v in delta.items()))
     return out
 
 

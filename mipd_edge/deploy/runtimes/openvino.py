@@ -11,10 +11,16 @@ from typing import Any, Callable, Mapping, Optional
 import numpy as np
 
 from ...errors import BundleError, require
+from ...machine import bf16_capable
 from ..bundle import BundleManifest, graph_format, graph_path
 from .base import Pool, Runtime
 
 log = logging.getLogger(__name__)
+
+# the arithmetic each precision name means. Unasked, OpenVINO computes FP32 graphs in bf16 on
+# CPUs that have bf16 units, so "fp32" would silently be bf16 there; INT8 graphs keep their
+# unquantized layers in FP32 for the same reason. fp16 keeps the device's own choice.
+INFERENCE_PRECISION = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}
 
 
 class OpenVinoRuntime(Runtime):
@@ -40,7 +46,11 @@ class OpenVinoRuntime(Runtime):
         config: dict[str, Any] = properties
         if threads and device == "CPU":
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        if inference_precision:  # "f32" for bit-careful comparisons; CPUs with bf16 default to it
+        inference_precision = inference_precision or INFERENCE_PRECISION.get(self.precision)
+        if self.precision == "bf16" and (device != "CPU" or not bf16_capable()):
+            raise BundleError("bf16 runs on OpenVINO's CPU device, on CPUs with AVX512_BF16 or AMX-BF16; "
+                              "this one has neither (use fp32 or int8)")
+        if inference_precision:
             config["INFERENCE_PRECISION_HINT"] = inference_precision
         if cache_dir:
             self.core.set_property({"CACHE_DIR": str(cache_dir)})

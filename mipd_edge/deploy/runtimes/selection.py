@@ -27,7 +27,7 @@ import numpy as np
 
 from ...errors import BundleError, MipdEdgeError
 from ...files import atomic_write_bytes, default_cache_dir
-from ...machine import cpu_features, cpu_name, library_versions
+from ...machine import bf16_capable, cpu_features, cpu_name, library_versions
 from ..backends import BACKENDS, backends_for, installed, unsupported
 from ..bundle import PRECISIONS, BundleManifest, bundle_digest, graph_format
 from . import load_runtime, runtime_class
@@ -50,20 +50,63 @@ def offers(bundle: Path, manifest: BundleManifest, backend: str, precision: str)
         return (Path(bundle) / manifest.weights).is_file()
     # an fp16 bundle's float graphs are fp16 (OpenVINO IR); an fp32 or int8 bundle's are fp32
     floats = "fp16" if manifest.precision == "fp16" else "fp32"
-    return fmt in manifest.graphs and (precision == "int8" or backend == "tensorrt" or floats == precision)
+    wanted = "fp32" if precision == "bf16" else precision  # bf16 computes the FP32 graphs
+    return fmt in manifest.graphs and (precision == "int8" or backend == "tensorrt" or floats == wanted)
 
 
-def accuracy_gate(manifest: BundleManifest) -> Optional[str]:
-    """Why the bundle's INT8 graphs are outside its accuracy gate, or None if they are inside.
+def runs_here(backend: str, precision: str, device: str) -> Optional[str]:
+    """Why ``backend`` cannot run ``precision`` on ``device`` on this machine, or None: the backend
+    table's rule, then this CPU's (bf16 only where it is native, never emulated)."""
+    reason = unsupported(backend, precision, device)
+    if reason is None and precision == "bf16" and not bf16_capable():
+        reason = "bf16 needs a CPU with AVX512_BF16 or AMX-BF16 (this one has neither)"
+    return reason
+
+
+def recorded_interval(manifest: BundleManifest, precision: str) -> Optional[Mapping[str, Any]]:
+    """The 95% interval of ``precision`` - FP32 that quantization recorded, if any (unchecked)."""
+    recorded = (manifest.metrics or {}).get("gate")
+    intervals = recorded.get("ci95") if isinstance(recorded, Mapping) else None
+    return intervals.get(precision) if isinstance(intervals, Mapping) else None
+
+
+def _pair(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)
+            and all(np.isfinite(value)) and value[0] <= value[1])
+
+
+GATED = ("int8", "bf16")  # the precisions auto uses only within the bundle's accuracy gate
+
+
+def gated_field(manifest: BundleManifest, precision: str) -> tuple[str, tuple[str, ...]]:
+    """Where ``bundle.json``'s metrics record ``precision`` - FP32, and the keys the gate reads."""
+    field_name, keys = manifest.task.gated_metrics  # situations: dev verb top-1 and grounded value; HOI: mAP
+    return field_name.replace("int8", precision, 1), keys
+
+
+def accuracy_gate(manifest: BundleManifest, precision: str = "int8") -> Optional[str]:
+    """Why running ``precision`` (INT8 graphs, or the FP32 graphs in bf16) is outside the
+    bundle's accuracy gate, or None if it is inside.
 
     The gate is what quantization recorded (accuracy control's ``--max-drop``, else DESIGN's
-    1 point), checked against the FP32 and INT8 dev metrics it recorded beside it."""
+    1 point), checked against the dev metrics it recorded for FP32 and that precision. Where it
+    recorded the difference's 95% bootstrap interval, the gate decides on the interval: the
+    precision is left out only when even the interval's better end loses more than the gate,
+    so a small dev set's noise alone never rejects it (and the interval says how sure it is)."""
     gate = (manifest.quantization or {}).get("accuracy_gate")
     gate = DEFAULT_MAX_DROP if not isinstance(gate, (int, float)) else float(gate)
-    field_name, keys = manifest.task.gated_metrics  # situations: dev verb top-1 and grounded value; HOI: mAP
+    field_name, keys = gated_field(manifest, precision)
     delta = (manifest.metrics or {}).get(field_name)
     if not isinstance(delta, Mapping) or not all(isinstance(delta.get(k), (int, float)) for k in keys):
-        return "its accuracy against FP32 is not recorded in bundle.json"
+        return (f"its {precision} accuracy against FP32 is not recorded in bundle.json"
+                + (" (mipd-edge quantize records it on a CPU with bf16)" if precision == "bf16" else ""))
+    interval = recorded_interval(manifest, precision)
+    if isinstance(interval, Mapping) and all(_pair(interval.get(k)) for k in keys):
+        lost = {k: -float(interval[k][1]) for k in keys if -float(interval[k][1]) > gate}
+        if lost:
+            return "even the better end of its 95% interval loses " + ", ".join(
+                f"{v:.2f} points of {k}" for k, v in lost.items()) + f" against FP32 (gate: {gate:g})"
+        return None
     lost = {k: -float(delta[k]) for k in keys if -float(delta[k]) > gate}
     if lost:
         return "it loses " + ", ".join(f"{v:.2f} points of {k}" for k, v in lost.items()) + \
@@ -78,15 +121,15 @@ def candidates(bundle: Path, manifest: BundleManifest, device: str, backend: str
     pair was left out."""
     backends = backends_for(device) if backend == "auto" else (backend,)
     precisions = PRECISIONS if precision == "auto" else (precision,)
-    gate = accuracy_gate(manifest)
+    gates = {p: accuracy_gate(manifest, p) for p in GATED}
     chosen, left_out = [], {}
     for b in backends:
         for p in precisions:
-            reason = unsupported(b, p, device)
+            reason = runs_here(b, p, device)
             if reason is None and not offers(bundle, manifest, b, p):
                 reason = "the bundle does not hold it"
-            if reason is None and p == "int8" and precision == "auto" and gate is not None:
-                reason = f"INT8 left out: {gate}"
+            if reason is None and p in GATED and precision == "auto" and gates[p] is not None:
+                reason = f"{p.upper()} left out: {gates[p]}"
             if reason is None:
                 chosen.append((b, p))
             else:
@@ -191,6 +234,9 @@ def select_runtime(bundle: Path, manifest: BundleManifest, device: str = "CPU", 
     if precision != "auto" and precision not in PRECISIONS:
         raise BundleError(f"precision must be auto, {', '.join(PRECISIONS)}; got {precision!r}")
     if backend != "auto" and precision != "auto":
+        reason = runs_here(backend, precision, device) if installed(backend) else None
+        if reason is not None:
+            raise BundleError(f"{backend} cannot run {precision} on {device} here: {reason}")
         return Selection(backend, precision, runtime=load_runtime(backend, bundle, manifest, device, precision,
                                                                   threads, **options))
     pairs, left_out = candidates(bundle, manifest, device, backend, precision)
