@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("mipd_edge")
 # third-party loggers that talk on import (optional CUDA kernels, torch.compile notes)
 QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "sentence_transformers", "httpx",
-                 "torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript", "nncf")
+                 "torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript", "nncf",
+                 "torch.utils.cpp_extension")  # "No CUDA runtime is found": said on every CPU-only import
 
 
 def _output(args: argparse.Namespace, what: str, option: str = "out") -> Optional[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -64,8 +65,10 @@ def export_onnx(model: nn.Module, graph: str, path: Path, inputs: tuple[torch.Te
         if dynamic:
             batch = torch.export.Dim("batch", min=1, max=4096)
             dims = {name: {0: batch} for name in graph_inputs}
-        torch.onnx.export(model, inputs, str(path), dynamo=True, dynamic_shapes=dims, external_data=False,
-                          verbose=False, **names)
+        with warnings.catch_warnings():  # the exporter notes that all inputs share one batch axis: as meant
+            warnings.filterwarnings("ignore", message=r"# The axis name: .* will not be used")
+            torch.onnx.export(model, inputs, str(path), dynamo=True, dynamic_shapes=dims, external_data=False,
+                              verbose=False, **names)
 
 
 def export_graphs(model: Student, out: Path, dynamic_batch: bool) -> dict[str, str]:

@@ -60,8 +60,29 @@ def quantize_onnx_ort(onnx_path: Path, out_path: Path, images: np.ndarray) -> No
     prepared = out_path.with_suffix(".pre.onnx")
     # ORT's symbolic shape inference cannot follow the dynamo graph's Expand ops; ONNX's own inference can
     quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+    # per-channel quantization asks for axis 1 of the 1-d LayerNorm weights too, and ONNX Runtime
+    # warns on the root logger before it quantizes them per tensor: its business, not the user's
+    quieted = MessageFilter("is out-of-range for weight")
+    logging.getLogger().addFilter(quieted)
     try:
         quantize_static(str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     finally:
+        logging.getLogger().removeFilter(quieted)
         prepared.unlink(missing_ok=True)
+    if quieted.dropped:
+        log.debug("ONNX Runtime quantized %d 1-d weights per tensor", quieted.dropped)
+
+
+class MessageFilter(logging.Filter):
+    """Drops (and counts) the log records whose message holds ``text``."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text, self.dropped = text, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.text in record.getMessage():
+            self.dropped += 1
+            return False
+        return True
