@@ -101,7 +101,7 @@ def find_bundles(bundles: Sequence[Path], manifests: dict[Path, BundleManifest],
         return [(bundle, "", variant if several else None) for variant, bundle in found.items()]
     fmt = graph_format(backend, precision)
     what = f"{fmt} graphs" if fmt else WEIGHTS_FILE
-    hints = {"int8": "mipd-edge quantize", "fp16": "mipd-edge export --precision fp16", "bf16": "mipd-edge export"}
+    hints = {"int8": "mipd-edge quantize", "fp16": "mipd-edge export --precision fp16"}
     hint = hints.get(precision, "mipd-edge export")
     return [(None, f"no bundle here has {what} for {precision} ({hint})", None)]
 

@@ -275,8 +275,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     ci = m["gate"].get("ci95", {}).get("int8", {})
     for key in ("verb", "grnd_value"):
         print(f"  {key:11s} {m['gate']['fp32'][key]:6.2f}  {m['gate']['int8'][key]:6.2f}  "
-              f"({m['int8_minus_fp32_top1'][key]:+.2f}" + (" [{:+.2f}, {:+.2f}]".format(*ci[key]) if key in ci else "")
-              + ")")
+              f"({m['int8_minus_fp32_top1'][key]:+.2f}{_interval(ci.get(key))})")
 
 
 def _print_bundle(out: str, manifest: BundleManifest) -> None:
@@ -377,8 +376,13 @@ def cmd_check(args: argparse.Namespace) -> None:
 def _gate_numbers(gate: dict) -> str:
     """``verb -0.42 [-1.10, +0.31], grnd_value ...``: a recorded difference and its 95% interval."""
     ci = gate.get("ci95") or {}
-    return ", ".join(f"{k} {v:+.2f}" + (" [{:+.2f}, {:+.2f}]".format(*ci[k]) if ci.get(k) else "")
+    return ", ".join(f"{k} {v:+.2f}{_interval(ci.get(k))}"
                      for k, v in gate["minus_fp32"].items() if isinstance(v, (int, float)))
+
+
+def _interval(pair: Optional[Sequence[float]]) -> str:
+    """`` [-1.10, +0.31]``, or nothing where no interval was recorded."""
+    return " [{:+.2f}, {:+.2f}]".format(*pair) if pair else ""
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:

@@ -27,8 +27,7 @@ def score_predictor(predictor: SituationPredictor, data_dir: PathLike, split: st
     """``evaluate_predictor``'s metrics, and every image's top-1 scores with its gold verb
     (name -> (verb, scores)): what a paired comparison of two precisions resamples."""
     from .data.swig import SituDataset
-    from .metrics import evaluate, score_images
-    from .situation import Situation
+    from .metrics import evaluate_images
 
     dataset = SituDataset(data_dir, split)
     keep = None if verbs is None else set(verbs)
@@ -36,9 +35,7 @@ def score_predictor(predictor: SituationPredictor, data_dir: PathLike, split: st
     indices = indices[:limit] if limit is not None else indices
     predictions = situation_predictions(predictor, dataset, indices, batch_size, progress)
     annotations = {n: dataset.annotations[n] for n in predictions}
-    parsed = {n: Situation.from_json(p, f"prediction for '{n}'") for n, p in predictions.items()}
-    metrics = evaluate(annotations, dataset.space, parsed, splits)
-    scores = score_images(annotations, dataset.space, parsed)
+    metrics, scores = evaluate_images(annotations, dataset.space, predictions, splits)
     return metrics, {n: (annotations[n].verb, s["top1"]) for n, s in scores.items()}
 
 

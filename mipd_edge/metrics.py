@@ -87,6 +87,13 @@ def image_scores(
 def evaluate(annotations: Mapping[str, Annotation], space: SituSpace,
              predictions: Mapping[str, Any], splits: Optional[Mapping] = None) -> dict:
     """Metrics (percent, 0-100) for ``all`` and, with ``splits``, for seen / rare / unseen."""
+    return evaluate_images(annotations, space, predictions, splits)[0]
+
+
+def evaluate_images(annotations: Mapping[str, Annotation], space: SituSpace, predictions: Mapping[str, Any],
+                    splits: Optional[Mapping] = None) -> tuple[dict, dict[str, dict[str, dict[str, float]]]]:
+    """``evaluate``'s metrics, and every annotated image's scores (``image_scores``) that they
+    average, keyed by image name: what a paired comparison of two models resamples."""
     parsed = {name: p if isinstance(p, Situation) else Situation.from_json(p, f"prediction for '{name}'")
               for name, p in predictions.items()}
     extra = set(parsed) - set(annotations)
@@ -95,27 +102,20 @@ def evaluate(annotations: Mapping[str, Annotation], space: SituSpace,
                     len(extra), sorted(extra)[:3])
     with_gt = all(p.gt_verb_roles is not None for p in parsed.values()) and bool(parsed)
 
+    scores: dict[str, dict[str, dict[str, float]]] = {}
     per_verb: dict[str, list[dict]] = defaultdict(list)
-    for name, scores in score_images(annotations, space, parsed).items():
-        per_verb[annotations[name].verb].append(scores)
+    for name, ann in annotations.items():
+        frame = space.frames.get(ann.verb)
+        if frame is None:
+            raise DatasetError(f"annotation '{name}': verb '{ann.verb}' is not in the space")
+        scores[name] = image_scores(ann, parsed.get(name), frame.roles)
+        per_verb[ann.verb].append(scores[name])
 
     sections = {"all": sorted(per_verb)}
     if splits is not None:
         splits = load_split(splits)
         sections.update({s: sorted(v for v in splits[s] if v in per_verb) for s in SPLITS})
-    return {name: _average(per_verb, verbs, with_gt) for name, verbs in sections.items()}
-
-
-def score_images(annotations: Mapping[str, Annotation], space: SituSpace,
-                 predictions: Mapping[str, Situation]) -> dict[str, dict[str, dict[str, float]]]:
-    """Every annotated image's scores (``image_scores``), keyed by image name."""
-    out = {}
-    for name, ann in annotations.items():
-        frame = space.frames.get(ann.verb)
-        if frame is None:
-            raise DatasetError(f"annotation '{name}': verb '{ann.verb}' is not in the space")
-        out[name] = image_scores(ann, predictions.get(name), frame.roles)
-    return out
+    return {name: _average(per_verb, verbs, with_gt) for name, verbs in sections.items()}, scores
 
 
 def paired_interval(before: Mapping[str, Mapping[str, float]], after: Mapping[str, Mapping[str, float]],

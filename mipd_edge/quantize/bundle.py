@@ -185,13 +185,14 @@ def situation_gate(predictor: Predictor, data_dir: Path, info: dict[str, Any], s
     """GSR metrics on the split; gated: top-1 on the training verbs' images against a
     vocabulary of training verbs only (model selection may see nothing of an unseen verb)."""
     splits = dataset_split(data_dir, required=False)
+    if splits is None:  # no open-vocabulary split: every verb is a training verb, one pass serves both
+        reported, per_image = score_predictor(predictor, data_dir, split, progress=progress)
+        return GateRun(reported, reported["all"]["top1"], reported["all"]["images"], per_image)
     reported = evaluate_predictor(predictor, data_dir, split, splits=splits, progress=progress)
-    if splits is not None:
-        for verb in splits["unseen"]:
-            if verb in predictor.vocabulary.frames:
-                predictor.vocabulary.remove_verb(verb)
-    gate, per_image = score_predictor(predictor, data_dir, split, progress=progress,
-                                      verbs=training_verbs(splits) if splits is not None else None)
+    for verb in splits["unseen"]:
+        if verb in predictor.vocabulary.frames:
+            predictor.vocabulary.remove_verb(verb)
+    gate, per_image = score_predictor(predictor, data_dir, split, progress=progress, verbs=training_verbs(splits))
     return GateRun(reported, gate["all"]["top1"], gate["all"]["images"], per_image)
 
 
