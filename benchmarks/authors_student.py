@@ -42,8 +42,6 @@ def main() -> None:
     workdir = Path(args.workdir)
     bundles = [workdir / name for name in ("bundle-fp32", "bundle-int8")]
     missing = [b for b in bundles if not (b / "bundle.json").is_file()]
-    if (workdir / "bundle-int8-ort" / "bundle.json").is_file():  # left out where its INT8 check failed
-        bundles.append(workdir / "bundle-int8-ort")
     if missing:
         raise SystemExit(
             f"authors_student: {missing[0]} not found: run `mipd-edge quickstart --workdir {workdir}` first"

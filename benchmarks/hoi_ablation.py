@@ -35,7 +35,9 @@ training from checkpoints. Writes ``DIR/<zero-shot>/hoi_ablation.json`` and, wit
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ from mipd_edge.cli import setup_logging
 from mipd_edge.data.hico import find_space, image_dir, rare_classes, read_hoi_annotations
 from mipd_edge.data.hoi_pairs import CROP_MARGIN
 from mipd_edge.hoi_metrics import evaluate_hoi
+from mipd_edge.machine import device_info, library_versions
 from mipd_edge.pipeline import TEACHER_SEED_OFFSET, stage, training_mode
 
 # row -> (method, MIPD variant)
@@ -54,6 +57,7 @@ SUMMARY = ("full", "unseen", "seen", "rare", "non_rare")
 CALIB_SIZE = 300  # INT8 calibration images: training images without unseen classes
 # INT8 recipe -> quantize_bundle's arguments besides the calibration size
 INT8_RECIPES: dict[str, dict[str, Any]] = {
+    "auto": {"method": "auto"},
     "ptq": {"method": "ptq"},
     "qat": {"method": "qat", "qat_epochs": 3},
     "accuracy-control": {"method": "ptq", "max_drop": 1.0, "formats": ["openvino"]},
@@ -132,6 +136,9 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {row: {} for row in rows}
     students: dict[str, Path] = {}
     int8: dict[str, Any] = {}
+    provenance = {"command": "python benchmarks/hoi_ablation.py " + " ".join(sys.argv[1:]),
+                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  "machine": device_info(), "versions": library_versions()}
     setup = {**data_params, "epochs": args.epochs, "input_size": args.input_size, "seeds": seeds,
              "zero_shot": args.zero_shot, "teacher": str(teacher),
              "teacher_saw": {"data": {**teacher_params, "generator": "SynthSitu-HOI"},
@@ -144,7 +151,8 @@ def main() -> None:
         """The results so far (rewritten after every scored student, so an interrupted run leaves them)."""
         done = {row: runs for row, runs in results.items() if runs}
         means = {row: mean_metrics(runs.values()) for row, runs in done.items()}
-        report = {"setup": setup, "seeds": done, "mean_over_seeds": means, "goal": goal(means)}
+        report = {"provenance": provenance, "setup": setup, "seeds": done, "mean_over_seeds": means,
+                  "goal": goal(means)}
         if int8:
             report["int8"] = int8
         for path in [out / "hoi_ablation.json"] + ([Path(args.results)] if args.results else []):
@@ -243,7 +251,8 @@ def quantized_map(student: Path, data: Path, bundle: Path, test, rare, zero_shot
     manifest = quantize_bundle(student, data, bundle, QuantizeConfig(method=method, calib_size=CALIB_SIZE, **recipe),
                                RunContext(overwrite=True))
     out: dict[str, Any] = {"gate": manifest.metrics, "quantization": manifest.quantization}
-    for backend in [b for b in ("onnxruntime", "openvino") if graph_format(b, "int8") in manifest.graphs]:
+    held = [b for b in ("onnxruntime", "openvino") if graph_format(b, "int8", manifest.graphs) in manifest.graphs]
+    for backend in held:
         for precision in ("fp32", "int8"):
             with Predictor(bundle, backend=backend, precision=precision) as predictor:
                 m = evaluate_hoi_predictor(predictor, test, image_dir(data, "test"), rare=rare, zero_shot=zero_shot)

@@ -16,20 +16,23 @@ Writes ``training_speed.json`` and prints the tables. A rerun reuses finished ru
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from mipd_edge.cli import setup_logging
-from mipd_edge.machine import device_info, library_versions
+from mipd_edge.machine import bf16_capable, device_info, library_versions
 from mipd_edge.pipeline import PRESETS, Pipeline, stage
 from mipd_edge.tables import render_table
 from mipd_edge.train.config import TrainConfig
 
+PARTS = ("runs", "profile", "autocast")
 SETTINGS = {"before": {"channels_last": False, "fused_optimizer": False},
             "after": {"channels_last": True, "fused_optimizer": True}}
 
@@ -75,12 +78,9 @@ def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def profile_steps(pipe: Pipeline, kind: str, steps: int = 4) -> dict:
-    """Where a training step's time goes (torch profiler, self time by operator family) and
-    how much arithmetic it does (FLOP counter), with the current settings."""
-    from torch.profiler import ProfilerActivity, profile
-    from torch.utils.flop_counter import FlopCounterMode
-
+def training_step(pipe: Pipeline, kind: str, bf16: bool = False) -> Callable[[], None]:
+    """One training step of the teacher or the student with the current settings (channels-last,
+    fused AdamW) on random batches of the pipeline's data, in bf16 autocast if asked."""
     from mipd_edge.data.split import dataset_split, training_verbs
     from mipd_edge.data.swig import SituDataset
     from mipd_edge.deploy.preprocess import Preprocess
@@ -114,12 +114,22 @@ def profile_steps(pipe: Pipeline, kind: str, steps: int = 4) -> dict:
         idx = rng.permutation(len(data))[:cfg.batch_size]
         batch = data.batch(idx, rng.random(len(idx)) < 0.5)
         batch.images = batch.images.contiguous(memory_format=torch.channels_last)
-        loss = sum(step(batch).values())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = sum(step(batch).values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(step.parameters(), cfg.grad_clip)
         optimizer.step()
+    return one
 
+
+def profile_steps(pipe: Pipeline, kind: str, steps: int = 4) -> dict:
+    """Where a training step's time goes (torch profiler, self time by operator family) and
+    how much arithmetic it does (FLOP counter), with the current settings."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    one = training_step(pipe, kind)
     for _ in range(2):
         one()
     with FlopCounterMode(display=False) as counter:
@@ -147,7 +157,31 @@ def profile_steps(pipe: Pipeline, kind: str, steps: int = 4) -> dict:
     shares = {k: v / total for k, v in totals.items()}
     shares["everything else"] = 1 - sum(shares.values())
     return {"step_seconds": seconds, "gflop_per_step": flops / 1e9, "achieved_gflops": flops / 1e9 / seconds,
-            "time_shares": shares, "batch": cfg.batch_size}
+            "time_shares": shares, "batch": TrainConfig().batch_size}
+
+
+def autocast_speed(pipe: Pipeline, steps: int = 5, rounds: int = 3) -> Optional[dict]:
+    """Training images/s of the teacher's and the student's step in FP32 and in bf16 autocast
+    (``TrainConfig.cpu_autocast``), interleaved round by round in this process, on a CPU with
+    bf16 units; None elsewhere (autocast stays off there)."""
+    if not bf16_capable():
+        return None
+    out = {}
+    batch = TrainConfig().batch_size
+    for kind in ("teacher", "student"):
+        steps_of = {"fp32": training_step(pipe, kind), "bf16": training_step(pipe, kind, bf16=True)}
+        seconds: dict[str, list[float]] = {name: [] for name in steps_of}
+        for one in steps_of.values():
+            one()  # warm-up: oneDNN builds its kernels
+        for _ in range(rounds):
+            for name, one in steps_of.items():
+                started = time.perf_counter()
+                for _ in range(steps):
+                    one()
+                seconds[name].append((time.perf_counter() - started) / steps)
+        speed = {name: batch / float(np.median(s)) for name, s in seconds.items()}
+        out[kind] = {"images_per_second": speed, "bf16_speedup": speed["bf16"] / speed["fp32"]}
+    return out
 
 
 def main() -> None:
@@ -157,19 +191,28 @@ def main() -> None:
     parser.add_argument("--student-epochs", type=int, default=PRESETS["default"].student_epochs)
     parser.add_argument("--preset", choices=["default", "quick"], default="default",
                         help="the data and network sizes ('quick': the tiny ones the tests use)")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help="what to measure: runs (whole trainings before / after), profile, autocast (bf16)")
     args = parser.parse_args()
     setup_logging()
+    parts = set(args.parts.split(","))
+    if not parts <= set(PARTS):
+        raise SystemExit(f"training_speed: --parts takes {', '.join(PARTS)}")
 
     out = Path(args.out)
     pipe = Pipeline(out, PRESETS[args.preset])
     pipe.make_data()
     runs: dict[str, dict] = {}
-    for kind, epochs in (("teacher", args.teacher_epochs), ("student", args.student_epochs)):
-        for name, overrides in SETTINGS.items():  # before and after, one after the other
-            runs[f"{kind} {name}"] = run_setting(pipe, name, kind, epochs, {**overrides, "model": pipe.cfg.model})
+    if "runs" in parts:
+        for kind, epochs in (("teacher", args.teacher_epochs), ("student", args.student_epochs)):
+            for name, overrides in SETTINGS.items():  # before and after, one after the other
+                runs[f"{kind} {name}"] = run_setting(pipe, name, kind, epochs, {**overrides, "model": pipe.cfg.model})
     peak = matmul_gflops()
-    profiles = {kind: profile_steps(pipe, kind) for kind in ("teacher", "student")}
+    profiles = {kind: profile_steps(pipe, kind) for kind in ("teacher", "student")} if "profile" in parts else {}
+    autocast = autocast_speed(pipe) if "autocast" in parts else None
     results = {
+        "command": "python benchmarks/training_speed.py" + ("" if parts == set(PARTS) else f" --parts {args.parts}"),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": device_info(),
         "versions": library_versions(),
         "matmul_gflops": peak,
@@ -178,11 +221,18 @@ def main() -> None:
         "runs": runs,
         "speedup": {
             kind: runs[f"{kind} after"]["images_per_second"] / runs[f"{kind} before"]["images_per_second"]
-            for kind in ("teacher", "student")
+            for kind in ("teacher", "student") if runs
         },
         "profile": profiles,
+        "autocast": autocast,
     }
     (out / "training_speed.json").write_text(json.dumps(results, indent=1))
+    if autocast:
+        print("training images/s, FP32 -> bf16 autocast (steps interleaved): " + ", ".join(
+            f"{k} {v['images_per_second']['fp32']:.1f} -> {v['images_per_second']['bf16']:.1f} "
+            f"({v['bf16_speedup']:.2f}x)" for k, v in autocast.items()))
+    elif "autocast" in parts:
+        print("bf16 autocast not measured: this CPU has neither AVX512_BF16 nor AMX-BF16 (training stays FP32)")
 
     table = [["run", "images/s", "train s", "dev s/epoch", "stage s", "seen", "rare", "unseen", "grnd", "best dev"]]
     for key, r in runs.items():

@@ -29,6 +29,12 @@ PART = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)",
 # the Markdown files that hold generated parts
 FILES = ("README.md", "docs/*.md", "docs/results/*.md")
 QUICKSTART = "quickstart-epyc-avx512.json"
+INT8_RECIPE = "int8-recipe-epyc-avx512.json"
+CALIBRATION = "calibration-size-epyc-avx512.json"
+BF16_TRAINING = "bf16-training-epyc-avx512.json"
+TRAINING_BF16_SPEED = "training-speed-bf16-epyc-avx512.json"
+SERVE_LOAD = "serve-load-epyc-avx512.json"
+HOI_RECIPE = "hoi-int8-recipe-epyc-avx512.json"
 
 PRECISION_NAMES = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8", "bf16": "BF16"}
 MODEL_NAMES = {"prior": "frequency prior (ignores the image)", "teacher": "teacher (its own sample, all verbs)",
@@ -123,9 +129,16 @@ def quickstart_headline() -> str:
     return "\n".join(lines)
 
 
+def quickstart_recipe() -> str:
+    """How the quickstart's INT8 graphs were made, from its bundle's record (older runs: PTQ)."""
+    recipe = load(QUICKSTART).get("int8_recipe")
+    return f"the default recipe chose {recipe['method'].upper()}" if recipe else "PTQ"
+
+
 def int8_evidence() -> str:
-    """What INT8 cost and bought in the committed runs: the quickstart's PTQ bundle and its gate,
-    PTQ against QAT on HOI students, accuracy control on test, and each graph's INT8 speed."""
+    """What INT8 cost and bought in the committed runs: the quickstart's bundle and its gate, the
+    default recipe over data draws, calibration size, PTQ against QAT on HOI students, accuracy
+    control on test, and each graph's INT8 speed."""
     bench = load(QUICKSTART)["benchmark"]
     summary, lines = bench["summary"], []
     test = [f"{d['verb']:+.1f} verb top-1 and {d['grnd_value']:+.1f} grounded value on {name}"
@@ -136,8 +149,36 @@ def int8_evidence() -> str:
     verdict = (f"its dev gate left INT8 out ({gate.removeprefix('INT8 left out: ')}), so `auto` runs "
                f"{auto.get('backend')} {auto.get('precision')}" if gate.startswith("INT8 left out")
                else f"it passed its dev gate, and `auto` picks {auto.get('backend')} {auto.get('precision')}")
-    lines.append(f"- **The quickstart's MIPD student, PTQ**: INT8 - FP32 on test is {' and '.join(test)}; {verdict} "
-                 f"on the quickstart's machine.")
+    lines.append(f"- **The quickstart's MIPD student** ({quickstart_recipe()}): INT8 - FP32 on test is "
+                 f"{' and '.join(test)}; {verdict} on the quickstart's machine.")
+    data = load(INT8_RECIPE)
+    runs = data["seeds"].values()
+    worst = min(r["test"][f"{b} int8 - fp32"][k] for r in runs for b in ("openvino", "onnxruntime")
+                for k in ("verb", "grnd_value"))
+    chosen = [r["recipe"]["method"] for r in runs]
+    lines.append(f"- **The default recipe over {len(chosen)} data draws**: PTQ at {chosen.count('ptq')}, QAT at "
+                 f"{chosen.count('qat')} (where PTQ lost more than the gate on dev); INT8 - FP32 on test is "
+                 f"{worst:+.2f} points at worst (verb top-1 or grounded value, either runtime), and the dev gate's "
+                 f"verdict agreed with test at {data['summary']['gate_agrees_with_test']} of {len(chosen)}.")
+    curve = {int(n): v["worst_loss"] for n, v in load(CALIBRATION)["summary"].items()}
+    sizes = sorted(curve)
+    enough = next(n for n in sizes if all(curve[m] <= 1.0 for m in sizes if m >= n))
+    lines.append(f"- **Calibration images**: from {enough} on, INT8 loses at most "
+                 f"{max(curve[m] for m in sizes if m >= enough):.2f} points on test over the draws; with {sizes[0]}, "
+                 f"up to {curve[sizes[0]]:.2f}.")
+    hoi = load(HOI_RECIPE)["int8"]["mipd"]["auto"]
+    recipe, gate = hoi["quantization"]["recipe"], hoi["gate"]
+    tried = ", ".join(f"{m.upper()} {-max(v.values()):+.2f}" for m, v in recipe["tried"].items() if "failed" not in v)
+    test = {b: hoi[f"{b} int8 - fp32"]["full"] for b in ("openvino", "onnxruntime")}
+    low, high = gate["gate"]["ci95"]["int8"]["full"]
+    passes = -high <= hoi["quantization"]["accuracy_gate"]  # the gate decides on the interval's better end
+    agrees = passes == (-test[gate["backend"]] <= hoi["quantization"]["accuracy_gate"])
+    lines.append(f"- **The default recipe on an HOI student** (MIPD, unseen-verb split): dev mAP on "
+                 f"{gate['gate']['images']} held-out images, INT8 - FP32: {tried}; it kept "
+                 f"{recipe['method'].upper()}, whose interval [{low:+.2f}, {high:+.2f}] "
+                 f"{'passes' if passes else 'fails'} the gate. On test: "
+                 f"{test['openvino']:+.2f} mAP on OpenVINO, {test['onnxruntime']:+.2f} on ONNX Runtime; the gate's "
+                 f"verdict {'agreed' if agrees else 'disagreed'} with test.")
     int8 = load("hoi-ablation-unseen_verb.json")["int8"]
     worst = {recipe: min(q[f"{rt} int8 - fp32"]["full"] for recipes in int8.values() for r, q in recipes.items()
                          if r == recipe for rt in ("onnxruntime", "openvino"))
@@ -156,6 +197,86 @@ def int8_evidence() -> str:
                  f"{g['openvino decoder int8 (NNCF)']:.2f} ms INT8 on OpenVINO, {g['onnxruntime decoder fp32']:.2f} "
                  f"against {g['onnxruntime decoder int8 (NNCF Q/DQ)']:.2f} ms on ONNX Runtime.")
     return "\n".join(lines)
+
+
+def int8_recipe() -> str:
+    """The default INT8 recipe per data draw: what it chose and why, the dev gate, and test."""
+    data = load(INT8_RECIPE)
+    table = [["seed", "recipe", "dev INT8 - FP32 (verb / grnd) [95% interval of verb]", "gate",
+              "test OpenVINO", "test ONNX Runtime", "gate agrees with test"]]
+    for seed, r in data["seeds"].items():
+        dev, ci = r["gate"]["int8_minus_fp32"], (r["gate"]["ci95"] or {}).get("verb")
+        recipe = r["recipe"]["method"].upper()
+        ptq = r["recipe"].get("tried", {}).get("ptq", {})
+        if recipe == "QAT":
+            recipe += " (PTQ failed its check)" if "failed" in ptq else f" (PTQ lost {max(ptq.values()):.2f})"
+        table.append([seed, recipe, f"{dev['verb']:+.2f} / {dev['grnd_value']:+.2f}"
+                      + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""), "passes" if r["gate"]["passes"] else "fails"]
+                     + ["{verb:+.2f} / {grnd_value:+.2f}".format(**r["test"][f"{b} int8 - fp32"])
+                        for b in ("openvino", "onnxruntime")]
+                     + ["yes" if r["gate_agrees_with_test"] else "no"])
+    worst = max(-r["test"][f"{b} int8 - fp32"][k] for r in data["seeds"].values()
+                for b in ("openvino", "onnxruntime") for k in ("verb", "grnd_value"))
+    s = data["summary"]
+    return (render_table(table, markdown=True, left=2) + f"\n\nOver {s['seeds']} data draws, INT8 loses at most "
+            f"{worst:.2f} points on test (verb top-1 or grounded value, either runtime); the dev gate's verdict "
+            f"agreed with test at {s['gate_agrees_with_test']} of {s['seeds']}.")
+
+
+def calibration_size() -> str:
+    """INT8 - FP32 on test against the number of calibration images, per data draw."""
+    data = load(CALIBRATION)
+    seeds = list(data["seeds"])
+    table = [["calibration images", *(f"seed {s}: verb / grnd" for s in seeds), "worst loss"]]
+    for size in data["sizes"]:
+        deltas = [data["seeds"][s]["sizes"][str(size)]["int8_minus_fp32"] for s in seeds]
+        table.append([str(size), *(f"{d['verb']:+.2f} / {d['grnd_value']:+.2f}" for d in deltas),
+                      f"{data['summary'][str(size)]['worst_loss']:.2f}"])
+    return render_table(table, markdown=True)
+
+
+def bf16_training() -> str:
+    """FP32 and bf16-autocast MIPD students per data draw, and whether bf16 stays in FP32's seed spread."""
+    data = load(BF16_TRAINING)
+    labels = list(data["verdict"])
+    table = [["seed", "training", *labels]]
+    for seed, r in data["seeds"].items():
+        for name in ("fp32", "bf16"):
+            table.append([seed, name, *(f"{r[name][k]:.1f}" for k in labels)])
+    verdict = data["verdict"]
+    table.append(["mean", "fp32", *(f"{verdict[k]['fp32_mean']:.1f} [{verdict[k]['fp32_range'][0]:.1f}, "
+                                    f"{verdict[k]['fp32_range'][1]:.1f}]" for k in labels)])
+    where = {k: "" if v["within_seed_spread"] else " (above)" if v["not_below"] else " (below)"
+             for k, v in verdict.items()}
+    table.append(["mean", "bf16", *(f"{verdict[k]['bf16_mean']:.1f}{where[k]}" for k in labels)])
+    speed = load(TRAINING_BF16_SPEED)["autocast"]
+    return (render_table(table, markdown=True, left=2) + "\n\nTraining images/s, FP32 against bf16 autocast "
+            "(steps interleaved in one process): " + ", ".join(
+                f"{k} {v['images_per_second']['fp32']:.1f} against {v['images_per_second']['bf16']:.1f} "
+                f"({v['bf16_speedup']:.2f}x)" for k, v in speed.items()) + ".")
+
+
+def bf16_speed() -> str:
+    """Training images/s with and without bf16 autocast, from the training-speed benchmark."""
+    data = load(TRAINING_BF16_SPEED)
+    table = [["training step", "FP32 images/s", "bf16 images/s", "bf16 / FP32"]]
+    for kind, v in data["autocast"].items():
+        table.append([kind, f"{v['images_per_second']['fp32']:.1f}", f"{v['images_per_second']['bf16']:.1f}",
+                      f"{v['bf16_speedup']:.2f}x"])
+    return render_table(table, markdown=True) + f"\n\nMeasured on {machine_line(data['device'])}."
+
+
+def serve_load() -> str:
+    """`mipd-edge serve` under concurrent clients, batched and not, beside the in-process Predictor."""
+    data = load(SERVE_LOAD)
+    table = [["mode", "clients", "requests/s", "p50 ms", "p99 ms"]]
+    for mode, points in data["modes"].items():
+        for clients, r in points.items():
+            table.append([mode, clients, f"{r['throughput_rps']:.1f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}"])
+    s = data["summary"]
+    return (render_table(table, markdown=True, left=1) + f"\n\nThe HTTP layer at one client: "
+            f"{s['http_cost_p50_ms_at_1_client']:+.2f} ms at p50 over the in-process call; batching at 16 clients: "
+            f"{s['batching_gain_at_16_clients']:.2f}x the throughput of `--max-batch 1`.")
 
 
 def benchmark_table(name: str) -> str:
@@ -337,6 +458,20 @@ PARTS: dict[str, Callable[[], str]] = {
     "h100-torch-cuda-provenance": lambda: provenance("h100-torch-cuda.json"),
     "ablation-rerun-provenance": lambda: provenance("ablation-rerun-mipd-seed1.json"),
     "int8-graphs": int8_graphs,
+    "xeon-amx-run1": lambda: benchmark_table("xeon-amx-benchmark-run1.json"),
+    "xeon-amx-run1-provenance": lambda: provenance("xeon-amx-benchmark-run1.json"),
+    "xeon-amx-run2": lambda: benchmark_table("xeon-amx-benchmark-run2.json"),
+    "xeon-amx-run2-provenance": lambda: provenance("xeon-amx-benchmark-run2.json"),
+    "int8-recipe": int8_recipe,
+    "int8-recipe-provenance": lambda: provenance(INT8_RECIPE),
+    "calibration-size": calibration_size,
+    "calibration-size-provenance": lambda: provenance(CALIBRATION),
+    "bf16-training": bf16_training,
+    "bf16-speed": bf16_speed,
+    "serve-load": serve_load,
+    "serve-load-provenance": lambda: provenance(SERVE_LOAD),
+    "bf16-training-provenance": lambda: provenance(BF16_TRAINING),
+    "training-bf16-speed-provenance": lambda: provenance(TRAINING_BF16_SPEED),
     "int8-graphs-provenance": lambda: provenance("int8-graphs-epyc-avx2.json"),
 }
 

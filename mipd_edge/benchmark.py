@@ -11,6 +11,7 @@ another run are never mixed in. Nothing here imports torch unless a torch row ru
 
 from __future__ import annotations
 
+import datetime
 import logging
 import multiprocessing
 import resource
@@ -77,10 +78,9 @@ class Row:
 # -- what a bundle offers ---------------------------------------------------------------------------
 
 def int8_engine(manifest: BundleManifest, backend: str) -> Optional[str]:
-    """What made a bundle's INT8 graphs for a backend (NNCF, or ONNX Runtime's static quantizer)."""
-    quantization = manifest.quantization or {}
-    fmt = graph_format(backend, "int8")
-    return quantization.get("onnx_engine") if fmt and fmt.startswith("onnx") else quantization.get("method")
+    """What made the INT8 graphs a backend runs from a bundle (NNCF, or ONNX Runtime's static quantizer)."""
+    engines = (manifest.quantization or {}).get("engines") or {}
+    return engines.get(graph_format(backend, "int8", manifest.graphs))
 
 
 def find_bundles(bundles: Sequence[Path], manifests: dict[Path, BundleManifest], backend: str, precision: str,
@@ -107,7 +107,7 @@ def find_bundles(bundles: Sequence[Path], manifests: dict[Path, BundleManifest],
 
 
 def size_on_disk_mb(bundle: Path, manifest: BundleManifest, backend: str, precision: str) -> float:
-    fmt = graph_format(backend, precision)
+    fmt = graph_format(backend, precision, manifest.graphs)
     if fmt is None:
         files = [bundle / manifest.weights]
     else:
@@ -441,7 +441,8 @@ def run_benchmark(bundles: Sequence[PathLike], settings: BenchmarkSettings, out_
     models = ["student"] + list(dict.fromkeys(name for name, *_ in compared))
     rows.sort(key=lambda r: (models.index(r["model"]), list(BACKENDS).index(r["backend"]),
                              PRECISIONS.index(r["precision"]), r.get("variant") or "", r["batch"]))
-    results = {"device": device_info(), "versions": library_versions(),
+    results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "device": device_info(), "versions": library_versions(),
                "bundle": {"paths": [str(p) for p in paths], "sha256": {str(p): bundle_digest(p) for p in paths},
                           "graphs": {str(p): sorted(manifests[p].graphs) for p in paths},
                           "model": manifests[paths[0]].model.get("name"),

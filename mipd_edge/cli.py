@@ -15,6 +15,7 @@ from .config import (
     ExportConfig,
     QuantizeConfig,
     RationaleConfig,
+    ServeConfig,
     add_config_options,
     config_of_args,
     given_options,
@@ -263,12 +264,15 @@ def cmd_quantize(args: argparse.Namespace) -> None:
 
     manifest = quantize_bundle(args.model, args.data, args.out, config_of_args(QuantizeConfig, args), _run(args))
     _print_bundle(args.out, manifest)
+    recipe = manifest.quantization["recipe"]
+    print(f"INT8 by {recipe['method'].upper()}: {recipe['why']}")
     m = manifest.metrics
     if m is None:
         return
     if "int8_minus_fp32_map" in m:
         print(f"\n{m['split']} mAP through {m['backend']} (seen classes and verbs: the accuracy gate), FP32 vs "
-              f"INT8: {m['fp32']['full']:6.2f}  {m['int8']['full']:6.2f}  ({m['int8_minus_fp32_map']['full']:+.2f})")
+              f"INT8: {m['fp32']['full']:6.2f}  {m['int8']['full']:6.2f}  ({m['int8_minus_fp32_map']['full']:+.2f}"
+              f"{_interval(m['gate'].get('ci95', {}).get('int8', {}).get('full'))})")
         return
     print(f"\n{m['split']} metrics through {m['backend']} (top-1 on training verbs: the accuracy gate), FP32 vs INT8 "
           f"(the difference's 95% interval, {m['gate']['images']} images):")
@@ -357,6 +361,17 @@ def cmd_stream(args: argparse.Namespace) -> None:
     stopped = f" (stopped by {stats.stopped_by})" if stats.stopped_by else ""
     print(f"{s['frames']} frames in {s['seconds']:.1f} s ({s['fps']:.1f} FPS){stopped}, {s['skipped']} skipped; "
           f"mean ms per frame: {s['mean_ms']}" + (f"; video: {args.save}" if args.save else ""))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .serve.server import read_admin_token, serve
+
+    cfg = config_of_args(ServeConfig, args)
+    token = read_admin_token(cfg.admin_token)  # a bad token source fails before the model loads
+    predictor = _predictor(args)
+    print(f"serving {args.model} on http://{cfg.host}:{cfg.port} (API and its schema: /docs; metrics: /metrics; "
+          f"vocabulary edits {'with the admin token' if token else 'off'}); Ctrl-C or SIGTERM stops it", flush=True)
+    serve(predictor, cfg, token)
 
 
 def cmd_check(args: argparse.Namespace) -> None:
@@ -550,15 +565,18 @@ def build_parser() -> argparse.ArgumentParser:
     config_file(p)
     add_config_options(p, QuantizeConfig)
 
-    def runtime_options(p: argparse.ArgumentParser, source: str) -> None:
-        p.add_argument("--model", required=True, help="a bundle directory")
-        p.add_argument("--source", required=True, help=source)
+    def runtime_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
                        help="auto: the fastest installed backend x precision the bundle holds, measured here")
         p.add_argument("--device", default="CPU", help="the runtime's device: CPU, CUDA, or OpenVINO's GPU, NPU, AUTO")
         p.add_argument("--precision", choices=["auto", *PRECISIONS], default="auto",
                        help="auto (with --backend auto): the fastest the bundle holds, measured on first use")
         p.add_argument("--threads", type=int, default=None, help="the runtime's CPU threads (default: its own)")
+
+    def runtime_options(p: argparse.ArgumentParser, source: str) -> None:
+        p.add_argument("--model", required=True, help="a bundle directory")
+        p.add_argument("--source", required=True, help=source)
+        runtime_flags(p)
         p.add_argument("--json", default=None, help="write results as JSON lines here")
 
     p = command("predict", cmd_predict, "recognise situations in an image or a folder of images")
@@ -572,6 +590,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=10,
                    help="a live source down at start or dropped is reopened this many times in a row, with back-off")
     p.add_argument("--show", action="store_true", help="show a window (needs a display and GUI OpenCV)")
+
+    p = command("serve", cmd_serve, "serve a bundle over HTTP: dynamic batching, Prometheus metrics, OpenAPI at /docs")
+    p.add_argument("model", help="a bundle directory")
+    runtime_flags(p)
+    add_config_options(p, ServeConfig)
 
     p = command("check", cmd_check, "verify a bundle as a device does before it answers (manifest, paths, file "
                 "hashes), then run one inference on every installed backend x precision it holds")

@@ -61,19 +61,33 @@ class ExportConfig:
 class QuantizeConfig:
     """How ``mipd-edge quantize`` makes an INT8 bundle."""
 
-    method: str = "ptq"  # ptq (post-training) or qat (quantization-aware training)
-    calib_size: int = 300  # calibration images from the training split
-    qat_epochs: int = 1  # epochs of quantization-aware training (qat)
+    method: str = "auto"  # auto (PTQ, and QAT where PTQ loses more than the gate on dev), ptq or qat
+    calib_size: int = 300  # calibration images
+    calib_dir: Optional[str] = None  # calibration (and QAT) images from this folder (any images, no labels)
+    qat_epochs: int = 3  # epochs of quantization-aware training (qat, and auto where it falls back to it)
     max_drop: Optional[float] = None  # accuracy control: layers back to float until dev drops at most this
     formats: tuple[str, ...] = ("onnx", "openvino")  # graph families to quantize: onnx, openvino
-    ort_static: bool = False  # ONNX INT8 with ONNX Runtime's static QDQ quantizer instead of NNCF's
     dynamic_batch: bool = False  # a batch-free encoder graph
     from_bundle: Optional[str] = None  # an FP32 bundle of the same weights: its verified graphs are copied
     evaluate: bool = True  # measure FP32 against INT8 on dev (the accuracy gate auto reads)
     eval_split: str = "dev"  # the split that measurement runs on
 
     def __post_init__(self) -> None:
-        check_choice("method", self.method, ("ptq", "qat"))
+        check_choice("method", self.method, ("auto", "ptq", "qat"))
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How ``mipd-edge serve`` listens and batches."""
+
+    host: str = "127.0.0.1"  # the address to listen on (0.0.0.0: every interface)
+    port: int = 8000  # the port to listen on
+    max_batch: int = 8  # images run as one batch at most
+    max_delay_ms: float = 5.0  # how long a batch waits for more images while more are arriving
+    max_queue: int = 64  # images waiting or running at once; beyond, 503 with Retry-After
+    workers: int = 1  # batches run at once (more where the backend runs parallel inferences)
+    max_body_mb: float = 16.0  # the largest request body taken (413 above)
+    admin_token: Optional[str] = None  # where the vocabulary-edit token is read: env:VARIABLE or file:PATH
 
 
 def check_choice(name: str, value: Any, choices: tuple) -> None:

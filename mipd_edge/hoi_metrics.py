@@ -168,4 +168,49 @@ def evaluate_hoi(annotations: Sequence[HoiImage], predictions: Mapping[str, Any]
     return result
 
 
-__all__ = ["AP_KINDS", "MODES", "average_precision", "evaluate_hoi", "iou_matrix"]
+def image_matches(annotations: Sequence[HoiImage], predictions: Mapping[str, Any], space: HoiSpace,
+                  mode: str = "def") -> list[dict[int, tuple[np.ndarray, np.ndarray, int]]]:
+    """Each image's part of the mAP, as ``evaluate_hoi`` matches it: class -> (detection scores,
+    true-positive flags, ground-truth pairs). Matching never looks past an image, so a resample
+    of images is scored from these parts alone (``map_of_images``)."""
+    out = []
+    for image in annotations:
+        found: dict[int, list] = defaultdict(list)
+        counts: dict[int, int] = defaultdict(int)
+        dets = parse_detections(predictions.get(image.file_name, []), space, f"predictions[{image.file_name!r}]")
+        match_image(image, dets, space, found, counts, mode)
+        out.append({c: (np.array([d for d, _ in found[c]], np.float64), np.array([h for _, h in found[c]], np.float64),
+                        counts.get(c, 0)) for c in set(found) | set(counts)})
+    return out
+
+
+def map_of_images(parts: Sequence[Mapping[int, tuple[np.ndarray, np.ndarray, int]]], picks: Iterable[int],
+                  ap: str = "11point") -> float:
+    """Full mAP (percent) of the images ``picks`` (indices into ``parts``, repeats allowed)."""
+    scores: dict[int, list] = defaultdict(list)
+    hits: dict[int, list] = defaultdict(list)
+    positives: dict[int, int] = defaultdict(int)
+    for i in picks:
+        for cls, (s, h, n) in parts[i].items():
+            scores[cls].append(s)
+            hits[cls].append(h)
+            positives[cls] += n
+    aps = [average_precision(np.concatenate(hits[c]), np.concatenate(scores[c]), n, ap)
+           if sum(len(h) for h in hits[c]) else 0.0 for c, n in positives.items() if n]
+    return 100.0 * float(np.mean(aps)) if aps else 0.0
+
+
+def paired_map_interval(before: Sequence[Mapping], after: Sequence[Mapping], resamples: int = 1000,
+                        seed: int = 0) -> list[float]:
+    """The 95% bootstrap interval of ``after - before`` full mAP (points): the same images
+    (``image_matches`` of each) resampled for both, so the difference is paired."""
+    rng = np.random.default_rng(seed)
+    n = len(before)
+    diffs = [map_of_images(after, picks) - map_of_images(before, picks)
+             for picks in rng.integers(0, n, size=(resamples, n))]
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return [round(float(low), 3), round(float(high), 3)]
+
+
+__all__ = ["AP_KINDS", "MODES", "average_precision", "evaluate_hoi", "image_matches", "iou_matrix", "map_of_images",
+           "paired_map_interval"]

@@ -43,6 +43,7 @@ class PipelineConfig:
     model: dict = field(default_factory=dict)  # architecture overrides, for teacher and students alike
     extra: dict = field(default_factory=dict)  # more TrainConfig overrides for the students
     calib_size: int = 300
+    cpu_autocast: str = "auto"  # training arithmetic on CPUs, teacher and students (TrainConfig.cpu_autocast)
     benchmark_batches: tuple[int, ...] = (1, 8)
     benchmark_seconds: float = 2.0
     benchmark_settle_s: Optional[float] = None  # the pause before each timing slice; None: the benchmark's own
@@ -155,7 +156,7 @@ class Pipeline:
         from .train.config import TrainConfig
 
         base = TrainConfig(method=method, epochs=epochs, image_size=self.cfg.input_size, seed=self.cfg.seed,
-                           student=self.cfg.student, model=self.cfg.model)
+                           student=self.cfg.student, model=self.cfg.model, cpu_autocast=self.cfg.cpu_autocast)
         return replace(base, **self.cfg.extra) if student else base
 
     def teacher_data_params(self) -> dict:
@@ -243,38 +244,24 @@ class Pipeline:
             return metrics
         return stage(self.workdir, f"eval-{name}", {"model": self.stage_params(name)}, run)
 
-    def make_bundles(self, method: str = "mipd") -> tuple[Path, Path, Optional[Path]]:
-        """The student as an FP32 bundle, an INT8 (PTQ, NNCF) bundle and, for ONNX Runtime, an
-        INT8 bundle in its own static Q/DQ layout (u8 activations, s8 weights), so the
-        benchmark times both ONNX INT8 layouts side by side. That last layout is a comparison,
-        not the product: where its INT8 encoder fails the agreement check against FP32 (it
-        quantizes every layer, NNCF's keeps the sensitive ones in float), the run goes on
-        without it, saying so (None)."""
-        from .errors import BundleError
+    def make_bundles(self, method: str = "mipd") -> tuple[Path, Path]:
+        """The student as an FP32 bundle and as an INT8 one by the default recipe (``mipd-edge
+        quantize``: NNCF PTQ, QAT where PTQ loses more than the gate; ONNX Runtime's own INT8
+        layout beside NNCF's Q/DQ graph)."""
         from .export import export_bundle
         from .quantize import quantize_bundle
 
         source = self.workdir / f"student-{method}"
-        fp32, int8, int8_ort = (self.workdir / name for name in ("bundle-fp32", "bundle-int8", "bundle-int8-ort"))
+        fp32, int8 = self.workdir / "bundle-fp32", self.workdir / "bundle-int8"
         params = {"student": self.stage_params(f"student-{method}")}
         stage(self.workdir, "bundle-fp32", params,
               lambda: manifest_summary(export_bundle(source, fp32, run=RunContext(overwrite=True), data=self.data)))
-
-        def quantized(out: Path, formats: tuple[str, ...], ort_static: bool) -> Path:
-            stage(self.workdir, out.name, {**params, "calib": self.cfg.calib_size, "formats": list(formats)},
-                  lambda: manifest_summary(quantize_bundle(source, self.data, out,
-                                                           QuantizeConfig(method="ptq", calib_size=self.cfg.calib_size,
-                                                                          formats=formats, ort_static=ort_static,
-                                                                          from_bundle=fp32),
-                                                           run=RunContext(progress=self.progress, overwrite=True))))
-            return out
-
-        quantized(int8, ("onnx", "openvino"), False)
-        try:
-            return fp32, int8, quantized(int8_ort, ("onnx",), True)
-        except BundleError as exc:
-            log.warning("ONNX Runtime's static INT8 layout is left out: %s", exc)
-            return fp32, int8, None
+        cfg = QuantizeConfig(calib_size=self.cfg.calib_size, from_bundle=str(fp32))
+        stage(self.workdir, "bundle-int8", {**params, "calib": cfg.calib_size, "formats": list(cfg.formats),
+                                            "recipe": cfg.method},
+              lambda: manifest_summary(quantize_bundle(source, self.data, int8, cfg,
+                                                       run=RunContext(progress=self.progress, overwrite=True))))
+        return fp32, int8
 
     def make_demo(self, bundle: Path) -> dict:
         """A SynthSitu video streamed through a bundle with overlays: ``demo.mp4``, and its stream statistics."""
@@ -357,7 +344,8 @@ class Pipeline:
 
 
 def manifest_summary(manifest: BundleManifest) -> dict:
-    return {"graphs": sorted(manifest.graphs), "verification": manifest.verification, "metrics": manifest.metrics}
+    return {"graphs": sorted(manifest.graphs), "verification": manifest.verification, "metrics": manifest.metrics,
+            "recipe": (manifest.quantization or {}).get("recipe")}
 
 
 def training_summary(result: dict) -> dict:

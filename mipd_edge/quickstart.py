@@ -36,13 +36,14 @@ def run(workdir: Path, fast: bool = False, seed: int = 0, preset: Optional[str] 
     results = {"prior": stage(workdir, "eval-prior", pipe.data_params(), lambda: evaluate_prior(pipe))}
     results.update(pipe.compare_methods())
     write_json(workdir / "results.json", results)
-    fp32, int8, int8_ort = pipe.make_bundles("mipd")
-    benchmark = pipe.run_benchmark([b for b in (fp32, int8, int8_ort) if b is not None])
+    fp32, int8 = pipe.make_bundles("mipd")
+    benchmark = pipe.run_benchmark([fp32, int8])
     frames = pipe.make_frames(int8)
     demo = pipe.make_demo(int8)
 
     from .benchmark_report import format_results
     from .data.split import dataset_split
+    from .deploy.bundle import read_manifest
     from .report import write_report
 
     splits = dataset_split(pipe.data)
@@ -56,16 +57,15 @@ def run(workdir: Path, fast: bool = False, seed: int = 0, preset: Optional[str] 
     print(f"rationales:            {pipe.rationales}")
     for method in cfg.methods:
         print(f"student ({method}):{' ' * (14 - len(method))}{workdir / f'student-{method}'}")
-    print(f"bundles:               {fp32} (FP32), {int8} (FP32 + INT8), " + (
-        f"{int8_ort} (ONNX Runtime's INT8 layout)" if int8_ort else
-        "no ONNX Runtime static INT8 layout (its INT8 encoder failed the check against FP32: see the log)"))
+    recipe = read_manifest(int8).quantization["recipe"]
+    print(f"bundles:               {fp32} (FP32), {int8} (FP32 + INT8 by {recipe['method'].upper()}: {recipe['why']})")
     print(f"annotated frames:      {workdir / 'frames'}")
     print(f"demo video:            {demo['path']} ({demo['frames']} frames, {demo['fps']} FPS on {demo['backend']})")
     print(f"report:                {report}")
     write_json(workdir / "quickstart.json", {
         "command": command, "date": start_date.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - started, 1), "machine": device_info(), "versions": library_versions(),
-        "config": asdict(cfg), "data": data, "accuracy": results, "benchmark": benchmark})
+        "config": asdict(cfg), "data": data, "accuracy": results, "int8_recipe": recipe, "benchmark": benchmark})
     print("\nSynthSitu test, top-1 (prior = frequency prior that ignores the image; teacher trained on all verbs "
           "of another sample)")
     print(format_comparison(results))

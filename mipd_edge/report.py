@@ -81,6 +81,14 @@ def write_report(workdir: Path, config: Mapping[str, Any], data: Mapping[str, An
         f"[demo.mp4](demo.mp4): {demo.get('frames')} frames of SynthSitu scenes streamed through the INT8 bundle "
         f"({demo.get('backend')}) at {demo.get('fps')} FPS end to end, with overlays "
         "(per-frame results in `demo.jsonl`).", "",
+        "## Next: run it elsewhere", "",
+        "```bash",
+        f"mipd-edge predict --model {workdir / 'bundle-int8'} --source photo.jpg",
+        f"mipd-edge stream --model {workdir / 'bundle-int8'} --source 0 --save live.mp4",
+        f"mipd-edge serve {workdir / 'bundle-int8'} --port 8000   # HTTP: POST an image to /v1/predict",
+        "```", "",
+        "The INT8 bundle is self-contained: copy the folder to a device with `pip install \"mipd-edge[openvino]\"` "
+        "(or `[onnx]`, `[serve,openvino]` for the HTTP API) and run the same commands there.", "",
     ]
     path = workdir / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -130,7 +130,8 @@ def tiny_fp32_bundle(tiny_world, tiny_student, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_world, tiny_student, tiny_fp32_bundle, tmp_path_factory):
-    """The tiny student as an INT8 bundle (PTQ): FP32 and INT8 graphs for ONNX Runtime and OpenVINO."""
+    """The tiny student as an INT8 bundle (PTQ): FP32 and INT8 graphs for ONNX Runtime (NNCF's Q/DQ and its
+    own layout) and OpenVINO."""
     from mipd_edge.quantize import quantize_bundle
 
     out = tmp_path_factory.mktemp("bundle")
@@ -138,20 +139,6 @@ def tiny_bundle(tiny_world, tiny_student, tiny_fp32_bundle, tmp_path_factory):
                     QuantizeConfig(method="ptq", calib_size=16, from_bundle=tiny_fp32_bundle),
                     run=RunContext(progress=False))
     return out
-
-
-@pytest.fixture(scope="session")
-def ort_static_bundle(tiny_world, tiny_student, tiny_fp32_bundle, tmp_path_factory):
-    """The tiny student as an FP32 bundle, and as an INT8 bundle in ONNX Runtime's own
-    static layout made from it (its FP32 graphs copied, not exported again)."""
-    from mipd_edge.quantize import quantize_bundle
-
-    out = tmp_path_factory.mktemp("ort-static") / "ort"
-    quantize_bundle(tiny_student, tiny_world / "data", out,
-                    QuantizeConfig(method="ptq", calib_size=16, formats=("onnx",), ort_static=True,
-                                   from_bundle=tiny_fp32_bundle),
-                    run=RunContext(progress=False))
-    return tiny_fp32_bundle, out
 
 
 @pytest.fixture(scope="session")

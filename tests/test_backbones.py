@@ -73,7 +73,7 @@ def test_a_timm_student_trains_exports_quantizes_and_runs_on_every_backend(tiny_
     m = quantize_bundle(student, data, bundle, QuantizeConfig(method="ptq", calib_size=16),
                         run=RunContext(progress=False))
     assert list(m.preprocess["mean"]) == [0.5] * 3
-    assert set(m.graphs) == {"onnx", "openvino", "onnx-int8", "openvino-int8"}
+    assert set(m.graphs) == {"onnx", "openvino", "onnx-int8", "onnxruntime-int8", "openvino-int8"}
     assert max(m.verification["onnx"]["max_abs_diff"].values()) <= m.verification["onnx"]["tolerance"]
     qat = quantize_bundle(student, data, tmp_path / "qat",
                           QuantizeConfig(method="qat", calib_size=16, qat_epochs=1, formats=("onnx",)),

@@ -19,6 +19,7 @@ from mipd_edge.deploy.predictor import Predictor
 from mipd_edge.errors import BundleError, MipdEdgeError
 from mipd_edge.evaluation import evaluate_predictor
 
+NNCF, ORT = "nncf PTQ, Q/DQ", "onnxruntime static Q/DQ (u8 activations, 7-bit s8 weights)"
 ROW_KEYS = {"backend", "precision", "batch", "status", "load_s", "latency_ms", "throughput_fps", "predictor_ms",
             "size_mb", "peak_mem_mb", "speedup_vs_torch_fp32", "metrics"}
 
@@ -44,20 +45,32 @@ def authors_bundle(tiny_student, data, tmp_path):
     return tmp_path / "authors"
 
 
+def nncf_layout_only(bundle, out):
+    """A copy of an INT8 bundle without ONNX Runtime's own layout (as where it failed its check):
+    ONNX Runtime runs NNCF's Q/DQ graph from it."""
+    shutil.copytree(bundle, out)
+    manifest = read_manifest(out)
+    (out / manifest.graphs.pop("onnxruntime-int8")["encoder"]).unlink()
+    manifest.verification.pop("onnxruntime-int8")
+    write_manifest(out, manifest)
+    return out
+
+
 @pytest.mark.slow
-def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_student, tiny_world, ort_static_bundle, tmp_path):
+def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_student, tiny_world, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_bundle, broken)
-    (broken / "encoder.int8.onnx").write_bytes(b"not a graph")
-    with pytest.raises(BundleError, match="encoder.int8.onnx has changed since export"):
+    (broken / "encoder.int8.ort.onnx").write_bytes(b"not a graph")
+    with pytest.raises(BundleError, match="encoder.int8.ort.onnx has changed since export"):
         run_benchmark([broken], BenchmarkSettings(backends=("onnxruntime",)), tmp_path / "refused")
     write_manifest(broken, read_manifest(broken, verify=False))  # recorded as it is: a graph no backend loads
-    ort_static, authors = ort_static_bundle[1], authors_bundle(tiny_student, tiny_world / "data", tmp_path)
+    nncf_only = nncf_layout_only(tiny_bundle, tmp_path / "nncf-only")
+    authors = authors_bundle(tiny_student, tiny_world / "data", tmp_path)
     settings = BenchmarkSettings(backends=("onnxruntime", "openvino", "tensorrt"), precisions=("fp32", "int8"),
                                  batches=(1, 2), data=str(tiny_world / "data"), seconds=0.2, warmup=2,
                                  min_iterations=5, settle_s=0.02, rounds=3)
-    results = run_benchmark([tiny_bundle, ort_static], settings, tmp_path / "out", [authors])
-    assert set(results) >= {"device", "versions", "bundle", "rows", "auto"}
+    results = run_benchmark([tiny_bundle, nncf_only], settings, tmp_path / "out", [authors])
+    assert set(results) >= {"date", "device", "versions", "bundle", "rows", "auto"}
     assert results["device"]["logical_cores"] >= 1 and "onnxruntime" in results["versions"]
     assert "avx2" in results["device"]["cpu_features"] or platform.machine() != "x86_64"
     assert len(results["bundle"]["sha256"][str(tiny_bundle)]) == 64
@@ -67,13 +80,13 @@ def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_student, tiny
     assert set(rows) == {(b, p, n) for b in ("torch", "onnxruntime", "openvino", "tensorrt")
                          for p in ("fp32", "int8") if (b, p) != ("torch", "int8") and (b, p) != ("onnxruntime", "int8")
                          for n in (1, 2)}
-    # both ONNX INT8 layouts get their own rows
+    # both ONNX INT8 layouts get their own rows, named by what made them
     variants = {
         (r["variant"], r["batch"]): r for r in students if (r["backend"], r["precision"]) == ("onnxruntime", "int8")
     }
-    assert set(variants) == {(v, n) for v in ("nncf QDQ", "onnxruntime static QDQ (u8/s8)") for n in (1, 2)}
-    assert variants[("onnxruntime static QDQ (u8/s8)", 1)]["bundle"] == str(ort_static)
-    rows.update({("onnxruntime", "int8", n): variants[("nncf QDQ", n)] for n in (1, 2)})
+    assert set(variants) == {(v, n) for v in (NNCF, ORT) for n in (1, 2)}
+    assert variants[(NNCF, 1)]["bundle"] == str(nncf_only) and variants[(ORT, 1)]["bundle"] == str(tiny_bundle)
+    rows.update({("onnxruntime", "int8", n): variants[(ORT, n)] for n in (1, 2)})
     for key, row in rows.items():
         assert ROW_KEYS <= set(row)
         if key[0] == "tensorrt":
@@ -89,7 +102,7 @@ def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_student, tiny
             assert row["metrics"]["all"]["images"] == 48  # the whole test split
         torch_p50 = rows[("torch", "fp32", key[2])]["latency_ms"]["p50"]
         assert row["speedup_vs_torch_fp32"] == pytest.approx(torch_p50 / lat["p50"])
-    assert variants[("onnxruntime static QDQ (u8/s8)", 1)]["metrics"]["all"]["images"] == 48
+    assert variants[(NNCF, 1)]["metrics"]["all"]["images"] == 48
     # a row's accuracy is what the same Predictor gives outside the benchmark
     with Predictor(tiny_bundle, backend="onnxruntime", precision="fp32") as predictor:
         direct = evaluate_predictor(predictor, tiny_world / "data", "test",
@@ -109,7 +122,7 @@ def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_student, tiny
     versus = results["summary"]["versus"]["authors"]
     assert versus["their_p50_ms"] > 0 and versus["speedup"] > 0 and versus["their_verb_top1"] is None
     # what auto picks for each bundle, beside this run's fastest row among the same candidates
-    for bundle in (tiny_bundle, ort_static):
+    for bundle in (tiny_bundle, nncf_only):
         auto = results["summary"]["auto"][str(bundle)]
         assert auto["picked"] in results["auto"][str(bundle)]["times_ms"] and auto["fastest_row"]
 
@@ -122,13 +135,13 @@ def test_benchmark_writes_rows_json_csv_and_plot(tiny_bundle, tiny_student, tiny
     assert plot is not None and plot.shape[1] > 800
     text = format_results(results)
     assert "openvino" in text and "tensorrt" in text and "speedup" in text
-    assert "authors" in text and "onnxruntime static QDQ" in text and "auto picks" in text
+    assert "authors" in text and "onnxruntime static Q/DQ" in text and "auto picks" in text
 
     # a graph that cannot load (intact as exported) costs its own row, not the run
     results = run_benchmark([broken], BenchmarkSettings(backends=("onnxruntime",), precisions=("int8",), batches=(1,),
                                                         seconds=0.1, warmup=1, min_iterations=2, settle_s=0.02))
     row = next(r for r in results["rows"] if r["backend"] == "onnxruntime")
-    assert row["status"].startswith("failed: BundleError") and "encoder.int8.onnx" in row["status"]
+    assert row["status"].startswith("failed: BundleError") and "encoder.int8.ort.onnx" in row["status"]
     assert next(r for r in results["rows"] if r["backend"] == "torch")["status"] == "ok"
 
 

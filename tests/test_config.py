@@ -48,10 +48,10 @@ def test_flags_win_over_the_file_and_the_file_over_the_defaults(tmp_path):
     config = tmp_path / "q.yaml"
     config.write_text("calib_size: 8\nformats: [openvino]\nmax_drop: 0.5\n")
     args = build_parser().parse_args(["quantize", "--model", "m", "--data", "d", "--out", "o", "--config", str(config),
-                                      "--calib-size", "12", "--ort-static"])
+                                      "--calib-size", "12", "--calib-dir", "footage"])
     cfg = config_of_args(QuantizeConfig, args)
-    assert (cfg.calib_size, cfg.formats, cfg.max_drop, cfg.ort_static, cfg.method) == (12, ("openvino",), 0.5, True,
-                                                                                        "ptq")
+    assert (cfg.calib_size, cfg.formats, cfg.max_drop, cfg.calib_dir, cfg.method) == (12, ("openvino",), 0.5,
+                                                                                       "footage", "auto")
     args = build_parser().parse_args(["export", "--model", "m", "--out", "o", "--formats", "onnx,tensorrt",
                                       "--no-dynamic-batch"])
     assert config_of_args(ExportConfig, args) == ExportConfig(formats=("onnx", "tensorrt"))
@@ -77,7 +77,7 @@ def test_an_unknown_key_is_refused_naming_the_nearest(command, text, nearest, tm
 
 
 def test_a_bad_value_is_one_clear_error(tmp_path):
-    with pytest.raises(MipdEdgeError, match="method must be one of ptq, qat"):
+    with pytest.raises(MipdEdgeError, match="method must be one of auto, ptq, qat"):
         QuantizeConfig(method="gptq")
     config = tmp_path / "c.yaml"
     config.write_text("- not a mapping\n")

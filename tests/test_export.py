@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from mipd_edge.config import ExportConfig, QuantizeConfig
-from mipd_edge.context import RunContext
 from mipd_edge.deploy.bundle import GRAPH_FORMATS, GraphFormat, graph_files, graph_format, read_manifest
 from mipd_edge.deploy.runtimes import load_runtime
 from mipd_edge.errors import BundleError, MipdEdgeError
@@ -18,17 +17,17 @@ from mipd_edge.quantize import quantize_bundle
 def test_int8_bundle_is_complete_and_verified(tiny_bundle):
     m = read_manifest(tiny_bundle)
     assert m.precision == "int8"
-    assert set(m.graphs) == {"onnx", "openvino", "onnx-int8", "openvino-int8"}
+    assert set(m.graphs) == {"onnx", "openvino", "onnx-int8", "onnxruntime-int8", "openvino-int8"}
     assert m.inputs["decoder"] == ["memory", "role_emb", "verb_emb", "role_mask"]
     for fmt in ("onnx", "openvino"):
         check = m.verification[fmt]
         assert check["images"] == 8 and max(check["max_abs_diff"].values()) <= check["tolerance"] == 1e-3
-    for fmt in ("onnx-int8", "openvino-int8"):
+    for fmt in ("onnx-int8", "onnxruntime-int8", "openvino-int8"):
         assert m.verification[fmt]["glance_cosine_mean"] >= 0.9
     metrics = m.metrics
     assert set(metrics["fp32"]) == {"all", "seen", "rare", "unseen"} and "int8" in metrics
     assert m.quantization["method"] == "ptq" and m.quantization["calibration_images"] == 16
-    for name in ("vocabulary.npz", "weights.safetensors", "encoder.onnx", "encoder.int8.onnx",
+    for name in ("vocabulary.npz", "weights.safetensors", "encoder.onnx", "encoder.int8.onnx", "encoder.int8.ort.onnx",
                  "openvino/encoder.int8.xml", "openvino/decoder.bin"):
         assert (tiny_bundle / name).is_file()
 
@@ -94,35 +93,39 @@ def test_export_refuses_what_is_not_a_student(tiny_world, tmp_path):
         export_bundle(tiny_world / "teacher", tmp_path / "x", ExportConfig(precision="int8"))
 
 
-@pytest.mark.slow
-def test_qat_and_ort_static_int8(tiny_student, tiny_world, tiny_bundle, ort_static_bundle, tmp_path):
+def test_an_int8_bundle_holds_onnx_runtimes_own_layout(tiny_student, tiny_world, tiny_fp32_bundle, tiny_bundle,
+                                                      tmp_path):
+    """NNCF's Q/DQ graph for TensorRT, ONNX Runtime's static layout for ONNX Runtime (u8
+    activations, 7-bit s8 weights), each checked against FP32; the FP32 graphs copied, not
+    exported again."""
     import onnx
 
-    m = quantize_bundle(tiny_student, tiny_world / "data", tmp_path / "qat",
-                        QuantizeConfig(method="qat", calib_size=16, qat_epochs=1, formats=("onnx",)),
-                        run=RunContext(progress=False))
-    assert m.quantization["qat"]["steps"] > 0
-    ops = {n.op_type for n in onnx.load(str(tmp_path / "qat" / "encoder.int8.onnx")).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "FakeQuantize" not in ops
-    assert m.verification["onnx-int8"]["glance_cosine_mean"] >= 0.9
+    from mipd_edge.deploy.runtimes import load_runtime
 
-    fp32, ort = ort_static_bundle
+    m = read_manifest(tiny_bundle)
+    assert {"onnx-int8", "onnxruntime-int8", "openvino-int8"} <= set(m.verification)
+    assert graph_format("onnxruntime", "int8", m.graphs) == "onnxruntime-int8"
+    assert graph_format("tensorrt", "int8", m.graphs) == "onnx-int8"
+    with load_runtime("onnxruntime", tiny_bundle, m, precision="int8") as runtime:
+        assert runtime.sessions["encoder"]._model_path.endswith("encoder.int8.ort.onnx")
+    graph = onnx.load(str(tiny_bundle / "encoder.int8.ort.onnx")).graph
+    initializers = {i.name: i for i in graph.initializer}
+    first_q = next(n for n in graph.node if n.op_type == "QuantizeLinear")
+    assert initializers[first_q.input[2]].data_type == onnx.TensorProto.UINT8  # u8 activations
+    weights = [onnx.numpy_helper.to_array(initializers[n.input[0]]) for n in graph.node
+               if n.op_type == "DequantizeLinear" and n.input[0] in initializers
+               and initializers[n.input[0]].data_type == onnx.TensorProto.INT8]
+    assert weights and max(int(abs(w.astype(int)).max()) for w in weights) <= 64  # 7-bit: no VPMADDUBSW overflow
+    assert (tiny_bundle / "encoder.onnx").read_bytes() == (tiny_fp32_bundle / "encoder.onnx").read_bytes()
+    assert m.verification["onnx"] == read_manifest(tiny_fp32_bundle).verification["onnx"]
     for source, formats, dynamic, reason in (
-        (fp32, ("onnx", "tensorrt"), False, "lacks"),
-        (fp32, ("onnx",), True, "batch mode"),
+        (tiny_fp32_bundle, ("onnx", "tensorrt"), False, "lacks"),
+        (tiny_fp32_bundle, ("onnx",), True, "batch mode"),
         (tiny_bundle, ("onnx",), False, "FP32"),
     ):
         with pytest.raises(MipdEdgeError, match=reason):
             quantize_bundle(tiny_student, tiny_world / "data", tmp_path / "no",
                             QuantizeConfig(formats=formats, dynamic_batch=dynamic, from_bundle=source))
-    m = read_manifest(ort)  # the FP32 graphs copied, not re-exported
-    assert (ort / "encoder.onnx").read_bytes() == (fp32 / "encoder.onnx").read_bytes()
-    assert m.verification["onnx"] == read_manifest(fp32).verification["onnx"]
-    graph = onnx.load(str(ort / "encoder.int8.onnx")).graph
-    zero_points = {i.name: i for i in graph.initializer}
-    first_q = next(n for n in graph.node if n.op_type == "QuantizeLinear")
-    assert zero_points[first_q.input[2]].data_type == onnx.TensorProto.UINT8  # u8 activations
-    assert m.quantization["onnx_engine"].startswith("onnxruntime")
 
 
 @pytest.mark.slow
@@ -149,6 +152,8 @@ def test_a_graph_format_is_one_row_of_the_table(monkeypatch):
     """Which graphs a backend runs a precision from comes from GRAPH_FORMATS alone: a row for
     FP16 ONNX graphs is all it takes for ONNX Runtime and TensorRT to read them."""
     assert [graph_format("onnxruntime", p) for p in ("fp32", "fp16", "int8")] == ["onnx", "onnx", "onnx-int8"]
+    # a backend's own layout where the bundle holds it
+    assert graph_format("onnxruntime", "int8", ["onnx-int8", "onnxruntime-int8"]) == "onnxruntime-int8"
     assert graph_format("torch", "fp32") is None
     monkeypatch.setitem(GRAPH_FORMATS, "onnx-fp16", GraphFormat("onnx", "fp16", {"encoder": "encoder.fp16.onnx",
                                                                                 "decoder": "decoder.fp16.onnx"}))

@@ -7,7 +7,14 @@ from mipd_edge.cli import main
 from mipd_edge.data import hico_det_lists as lists
 from mipd_edge.data.hico import HoiSpace, drop_unseen, hico_det_space, rare_classes, read_hoi_annotations, seen_verbs
 from mipd_edge.errors import DatasetError
-from mipd_edge.hoi_metrics import average_precision, evaluate_hoi, iou_matrix
+from mipd_edge.hoi_metrics import (
+    average_precision,
+    evaluate_hoi,
+    image_matches,
+    iou_matrix,
+    map_of_images,
+    paired_map_interval,
+)
 
 
 def test_published_tables_are_consistent():
@@ -170,6 +177,29 @@ def test_matching_is_the_official_one(tmp_path, space):
     assert evaluate_hoi(images, predictions, space, mode="ko")["per_class"]["hold ball"] == 100.0
     with pytest.raises(DatasetError, match="known object"):
         evaluate_hoi(images, predictions, space, mode="known")
+
+
+def test_the_map_of_a_resample_of_images(tmp_path, space):
+    """Matching never looks past an image: mAP from each image's part equals the full evaluation,
+    and the gate's paired bootstrap interval of a difference brackets it (and is 0 for no change)."""
+    rng = np.random.default_rng(0)
+    person, ball, cup = [0, 0, 9, 19], [10, 0, 19, 9], [30, 0, 39, 9]
+    gts, before, after = [], {}, {}
+    for i in range(40):
+        pairs = [(0, 1, 1), (0, 2, 1), (0, 1, 2)][: 1 + i % 3]
+        gts.append(entry(f"{i}.jpg", [(person, 1), (ball, 2), (cup, 3)], pairs))
+        dets = [{"human_box": person, "object_box": obj, "object": o, "verb": v, "score": float(rng.random())}
+                for obj, o, v in ((ball, 2, 1), (cup, 3, 1), (ball, 2, 2))]
+        shift = [{**d, "human_box": [6, 0, 15, 19]} if rng.random() < 0.3 else d for d in dets]  # IoU < 0.5: misses
+        before[f"{i}.jpg"], after[f"{i}.jpg"] = dets, shift
+    images = read_hoi_annotations(write(tmp_path, gts), space)
+    parts = {name: image_matches(images, p, space) for name, p in (("before", before), ("after", after))}
+    for name, p in (("before", before), ("after", after)):
+        assert map_of_images(parts[name], range(len(images))) == pytest.approx(evaluate_hoi(images, p, space)["full"])
+    assert paired_map_interval(parts["before"], parts["before"], resamples=200) == [0.0, 0.0]
+    low, high = paired_map_interval(parts["before"], parts["after"], resamples=300)
+    delta = evaluate_hoi(images, after, space)["full"] - evaluate_hoi(images, before, space)["full"]
+    assert low < delta < high < 0  # the shifted boxes lose, and the interval says so
 
 
 def test_eval_hoi_cli(tmp_path, space, capsys):

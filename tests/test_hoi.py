@@ -317,10 +317,19 @@ def test_hoi_int8_bundle_with_accuracy_control(hoi_world, tmp_path, monkeypatch)
         with Predictor(tmp_path / "int8", backend=backend, precision="int8") as p:
             assert p.precision == "int8" and len(p.detect(images)) == 3
 
-    def gated(delta):
-        return accuracy_gate(dataclasses.replace(m, metrics={**metrics, "int8_minus_fp32_map": {"full": delta}}))
+    low, high = metrics["gate"]["ci95"]["int8"]["full"]  # the paired bootstrap of full mAP over the images
+    assert low <= high
+
+    def gated(delta, interval=None):
+        gate = {k: v for k, v in metrics["gate"].items() if k != "ci95"}
+        if interval:
+            gate["ci95"] = {"int8": {"full": interval}}
+        return accuracy_gate(dataclasses.replace(m, metrics={**metrics, "gate": gate,
+                                                             "int8_minus_fp32_map": {"full": delta}}))
 
     assert gated(-0.5) is None and gated(-3.0) == "it loses 3.00 points of full against FP32 (gate: 1)"
+    assert gated(-3.0, [-4.0, -0.5]) is None  # the interval's better end is within the gate: noise alone
+    assert gated(-3.0, [-4.0, -2.0]).startswith("even the better end of its 95% interval loses 2.00 points")
 
     # the benchmark's HOI rows: latency and test mAP (all / unseen classes) per backend and precision
     from mipd_edge.benchmark import BenchmarkSettings, run_benchmark

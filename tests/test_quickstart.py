@@ -52,6 +52,7 @@ def test_quickstart_runs_every_stage_and_resumes(tmp_path, cache_dir):
     for link in ["benchmark/latency_vs_accuracy.png", "demo.mp4"] + [f"frames/{f.name}" for f in frames]:
         assert link in report and (tmp_path / link).is_file()
     assert "| student | openvino | int8 | 1 |" in report and "student, MIPD" in report
+    assert f"mipd-edge serve {tmp_path / 'bundle-int8'} --port 8000" in report  # how to serve its bundle
     record = json.loads((tmp_path / "quickstart.json").read_text())  # the run's numbers with their provenance
     assert record["command"] == f"mipd-edge quickstart --workdir {tmp_path} --preset quick"
     assert record["machine"]["cpu"] and "torch" in record["versions"] and record["seconds"] > 0

@@ -163,8 +163,9 @@ def test_two_ranks_of_batch_8_train_as_one_process_of_batch_16(tiny_world, tmp_p
     # a narrow ViT student without dropout: layer norm only, so nothing depends on which rank
     # an image is on (batch norm takes its statistics per rank; each rank draws its own dropout)
     config = tmp_path / "tiny.yaml"
+    # FP32: bf16 rounds each rank's half-batch differently, which is not what this compares
     config.write_text(json.dumps({"model": {"width": 0.03, "d_model": 32, "heads": 2, "dec_layers": 1, "ffn": 64,
-                                            "dropout": 0.0}, "eval_batch_size": 32}))
+                                            "dropout": 0.0}, "eval_batch_size": 32, "cpu_autocast": "off"}))
 
     def distill_cmd(out, batch, seed=3):
         return ["-m", "mipd_edge.cli", "distill", "--data", str(tiny_world / "data"), "--out", str(out),
@@ -253,3 +254,24 @@ def test_checkpoints_keep_the_cuda_random_state_and_loss_scale(tmp_path):
     restore_random_state(state, fresh, device)
     assert fresh.get_scale() == scaler.get_scale() == 8192.0
     assert torch.equal(torch.rand(4, device=device), expected)
+
+
+def test_cpu_autocast_trains_in_bf16_only_where_the_cpu_has_it(tiny_world, tmp_path, cache_dir, monkeypatch):
+    """bf16 where asked and native; auto falls back to FP32 on a CPU without bf16 units (read
+    from its flags, never assumed), and an explicit bf16 there is one clear error."""
+    from mipd_edge.machine import bf16_capable
+    from mipd_edge.train import loop
+
+    cpu = torch.device("cpu")
+    run = distill(tiny_world / "data", tmp_path / "auto", tiny_config(method="none", epochs=1, cpu_autocast="auto"),
+                  TrainingInputs(), quiet(cache_dir))
+    assert run["history"][0]["autocast"] == ("bfloat16" if bf16_capable() else "off")
+    assert np.isfinite(run["history"][0]["loss"]) and run["best_selection_score"] > -np.inf
+    assert loop.training_autocast(tiny_config(cpu_autocast="off"), cpu) is None
+    monkeypatch.setattr(loop, "bf16_capable", lambda: False)
+    assert loop.training_autocast(tiny_config(cpu_autocast="auto"), cpu) is None
+    with pytest.raises(MipdEdgeError, match="cpu_autocast bf16 needs a CPU with AVX512_BF16 or AMX-BF16"):
+        loop.training_autocast(tiny_config(cpu_autocast="bf16"), cpu)
+    assert loop.training_autocast(tiny_config(cpu_autocast="bf16"), torch.device("cuda")) == torch.float16
+    with pytest.raises(MipdEdgeError, match="cpu_autocast must be one of off, bf16, auto"):
+        tiny_config(cpu_autocast="fp8")

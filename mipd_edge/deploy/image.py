@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import cv2
@@ -27,6 +28,13 @@ MAX_FILE_BYTES = int(os.environ.get("MIPD_EDGE_MAX_IMAGE_BYTES", 256 << 20))
 MAX_PIXELS = int(os.environ.get("MIPD_EDGE_MAX_PIXELS", 120_000_000))
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}  # what folders are read for
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def image_files(folder: Union[str, os.PathLike], recursive: bool = False) -> list[Path]:
+    """The image files of a folder (and its subfolders, if ``recursive``), sorted, by suffix."""
+    folder = Path(folder)
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def load_image(source: ImageSource) -> np.ndarray:

@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import InvalidImageError, MipdEdgeError, StreamError
 from ..files import atomic_output, check_output, regular_file
 from ..situation import Interactions, Situation
-from .image import IMAGE_SUFFIXES, load_image
+from .image import IMAGE_SUFFIXES, image_files, load_image
 
 log = logging.getLogger(__name__)
 
@@ -180,9 +180,7 @@ class ImageSource:
         path = Path(path)
         if not path.exists():
             raise MipdEdgeError(f"no such image or folder: {path}")
-        self.paths = (
-            sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
-        )
+        self.paths = image_files(path) if path.is_dir() else [path]
         if not self.paths:
             raise MipdEdgeError(f"no images in {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
         self.fps = 0.0

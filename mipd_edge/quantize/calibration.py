@@ -1,32 +1,66 @@
-"""Calibration and validation images, pre-processed exactly as the runtimes will see them."""
+"""Calibration and validation images, pre-processed exactly as the runtimes will see them:
+from a dataset's training split, or from any folder of images (a user's own footage)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ..data.layouts import dataset_layout
 from ..deploy.bundle import BundleManifest
+from ..deploy.image import IMAGE_SUFFIXES, image_files, load_image
 from ..deploy.preprocess import Preprocess
-from ..errors import MipdEdgeError
+from ..errors import InvalidImageError, MipdEdgeError
 from ..progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+# below this many images, INT8 ranges are estimated from too few (docs/deployment.md, "Calibration images")
+RECOMMENDED_CALIBRATION_IMAGES = 300
 
 
 def calibration_images(data_dir: Path, task: str, preprocess: Preprocess, count: int = 300, seed: int = 0,
-                       progress: bool = True, zero_shot: Optional[str] = None) -> np.ndarray:
-    """``count`` training images, (N, 3, S, S), of the task's dataset in its open-vocabulary
-    view: no unseen verb of a situation dataset, no image whose every pair is of an unseen
-    class (``zero_shot``) of an interaction dataset."""
-    images = dataset_layout(task).images(data_dir, "train", zero_shot)
-    if len(images) == 0 or count < 1:
-        raise MipdEdgeError(f"no calibration images: {data_dir} has an empty training split or --calib-size < 1")
-    picks = np.random.default_rng(seed).permutation(len(images))[:count]
-    out = np.empty((len(picks), 3, preprocess.size, preprocess.size), np.float32)
-    for j, i in enumerate(progress_bar(picks, desc="calibration images", unit="img", enabled=progress)):
-        out[j] = preprocess(images[int(i)]())[0]
-    return out
+                       progress: bool = True, zero_shot: Optional[str] = None,
+                       folder: Optional[Path] = None) -> np.ndarray:
+    """``count`` images, (N, 3, S, S): from ``folder`` (any images, no annotations, searched
+    recursively) where given, else the training images of the task's dataset in its
+    open-vocabulary view: no unseen verb of a situation dataset, no image whose every pair is
+    of an unseen class (``zero_shot``) of an interaction dataset."""
+    if folder is not None:
+        loaders = folder_loaders(Path(folder))
+    else:
+        loaders = dataset_layout(task).images(data_dir, "train", zero_shot)
+        if len(loaders) == 0:
+            raise MipdEdgeError(f"no calibration images: {data_dir} has an empty training split")
+    if count < 1:
+        raise MipdEdgeError(f"--calib-size must be at least 1, got {count}")
+    picks = np.random.default_rng(seed).permutation(len(loaders))[:count]
+    out = []
+    for i in progress_bar(picks, desc="calibration images", unit="img", enabled=progress):
+        try:
+            out.append(preprocess(loaders[int(i)]())[0])
+        except InvalidImageError as exc:  # a user's folder may hold a broken file: skip it, say so
+            log.warning("calibration skips %s", exc)
+    if not out:
+        raise MipdEdgeError(f"no readable calibration image in {folder}")
+    return np.stack(out).astype(np.float32, copy=False)
+
+
+def folder_loaders(folder: Path) -> Sequence[Callable[[], np.ndarray]]:
+    """A loader per image file under ``folder`` (bounded like every image the SDK reads), with a
+    warning where there are fewer than calibration needs."""
+    if not folder.is_dir():
+        raise MipdEdgeError(f"--calib-dir {folder}: not a folder")
+    files = image_files(folder, recursive=True)
+    if not files:
+        raise MipdEdgeError(f"--calib-dir {folder}: no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    if len(files) < RECOMMENDED_CALIBRATION_IMAGES:
+        log.warning("--calib-dir %s holds %d images; INT8 calibration wants at least %d of the scenes the model will "
+                    "see (fewer can cost accuracy)", folder, len(files), RECOMMENDED_CALIBRATION_IMAGES)
+    return [lambda f=f: load_image(f) for f in files]
 
 
 def hoi_selection(manifest: BundleManifest, data_dir: Path, info: Mapping[str, Any]) -> tuple[Any, set[str], list]:

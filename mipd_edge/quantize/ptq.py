@@ -46,6 +46,13 @@ def quantize_onnx_nncf(onnx_path: Path, out_path: Path, images: np.ndarray) -> N
 
 
 def quantize_onnx_ort(onnx_path: Path, out_path: Path, images: np.ndarray) -> None:
+    """ONNX Runtime's static Q/DQ layout with 7-bit weights (``reduce_range``). On CPUs without
+    VNNI, ONNX Runtime multiplies u8 activations by s8 weights with VPMADDUBSW, whose 16-bit
+    pair sums can saturate with full-range weights (255 x 127 x 2 > 32767; ONNX Runtime's
+    quantization guide names reduce_range as the remedy): full-range weights gave a mean glance
+    cosine of 0.86 against FP32 on an AVX2-only EPYC and passed on VNNI CPUs, as that predicts.
+    With 7-bit weights the sums cannot saturate; on a VNNI CPU they cost no measurable time
+    (1.20 against 1.17 ms) or agreement (cosine 0.9998 either way)."""
     require("onnxruntime", "onnx", "ONNX Runtime quantization")
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -66,6 +73,7 @@ def quantize_onnx_ort(onnx_path: Path, out_path: Path, images: np.ndarray) -> No
     logging.getLogger().addFilter(quieted)
     try:
         quantize_static(str(prepared), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        reduce_range=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     finally:
         logging.getLogger().removeFilter(quieted)

@@ -103,6 +103,9 @@ class MipdConfig:
         return "random" if self.negatives == "random" else "teacher"
 
 
+CPU_AUTOCAST = ("off", "bf16", "auto")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How a student (or the SynthSitu teacher) trains: ``mipd-edge distill`` / ``train-teacher``
@@ -136,9 +139,12 @@ class TrainConfig:
     # (benchmarks/training_speed.py measures what they gain)
     channels_last: bool = True  # NHWC convolutions (speed only)
     fused_optimizer: bool = True  # one fused AdamW kernel (speed only)
+    cpu_autocast: str = "auto"  # CPU training arithmetic: auto (bf16 where the CPU has bf16 units), bf16 or off (FP32)
 
     def __post_init__(self) -> None:
         method_info(self.method)
+        if self.cpu_autocast not in CPU_AUTOCAST:
+            raise MipdEdgeError(f"cpu_autocast must be one of {', '.join(CPU_AUTOCAST)}, got {self.cpu_autocast!r}")
         if not 0.0 <= self.distill_from <= self.distill_full <= 1.0:
             raise MipdEdgeError(f"distill_from and distill_full are fractions of training, 0 <= from <= full <= 1, "
                                 f"got {self.distill_from} and {self.distill_full}")

@@ -275,7 +275,8 @@ class HoiMIPD(HoiObjective):
         scene = self.scene[crop].to(dev)
         scene_term, soft_term = self.verb_terms(model, pair_feats, scene, self.logits[crop].to(dev), verb_emb)
         feats = self.pair_proj(pair_feats).reshape(len(slots), len(ROLES), -1)
-        image_scene = torch.zeros_like(out["glance"]).index_add_(0, owner, scene)  # a sum: its direction counts
+        # a sum (its direction counts), in the knowledge's own precision whatever autocast made the glance
+        image_scene = scene.new_zeros(out["glance"].shape).index_add_(0, owner, scene)
         has = image_scene.norm(dim=-1) > 0
         if c.mipd.distance == "l1":  # a distance of values: the unit direction of the image's pairs' knowledge
             image_scene = F.normalize(image_scene, dim=-1)

@@ -19,7 +19,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from ..context import RunContext
 from ..deploy.postprocess import role_inputs
 from ..errors import MipdEdgeError, OutputExistsError
 from ..files import WEIGHTS_FILE, atomic_write_bytes
+from ..machine import bf16_capable
 from ..models.store import load_state, save_model
 from ..models.student import Student
 from ..progress import progress_bar
@@ -181,6 +182,22 @@ def restore_random_state(state: dict[str, Any], scaler: torch.amp.GradScaler, de
         torch.cuda.set_rng_state(state["cuda_rng"], device)
 
 
+def training_autocast(cfg: TrainConfig, device: torch.device) -> Optional[torch.dtype]:
+    """The arithmetic autocast trains in (None: FP32): FP16 with loss scaling on CUDA; on a CPU,
+    bf16 where ``cfg.cpu_autocast`` asks for it and the CPU has bf16 units (AVX512_BF16 or
+    AMX-BF16, read from the CPU's flags: emulated bf16 would be slower than FP32)."""
+    if device.type == "cuda":
+        return torch.float16
+    if cfg.cpu_autocast == "off" or device.type != "cpu":
+        return None
+    if not bf16_capable():
+        if cfg.cpu_autocast == "bf16":
+            raise MipdEdgeError("cpu_autocast bf16 needs a CPU with AVX512_BF16 or AMX-BF16 (this one has neither); "
+                                "use off or auto")
+        return None
+    return torch.bfloat16
+
+
 def train(job: "TrainingRun", cfg: TrainConfig, out: Path, env: Distributed, run: RunContext) -> dict[str, Any]:
     """Train, keeping ``out/weights.safetensors`` + ``config.json`` at the best dev score.
 
@@ -208,6 +225,7 @@ def train(job: "TrainingRun", cfg: TrainConfig, out: Path, env: Distributed, run
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
     amp = env.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    autocast = training_autocast(cfg, env.device)
 
     last = out / "checkpoints" / "last.safetensors"
     prepare_output(out, resume, overwrite, remove=env.main)
@@ -240,7 +258,7 @@ def train(job: "TrainingRun", cfg: TrainConfig, out: Path, env: Distributed, run
             step_module.trained = (epoch + i / steps_per_epoch) / cfg.epochs  # for the distillation weight
             if cfg.channels_last:
                 batch.images = batch.images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(env.device.type, dtype=torch.float16, enabled=amp):
+            with torch.autocast(env.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
                 losses = runner(batch)
                 loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
@@ -272,6 +290,7 @@ def train(job: "TrainingRun", cfg: TrainConfig, out: Path, env: Distributed, run
                 "train_seconds": round(trained - started, 3),
                 "eval_seconds": round(time.perf_counter() - trained, 3),
                 "images_per_second": round(len(order) * env.world / (trained - started), 2),
+                "autocast": str(autocast).replace("torch.", "") if autocast else "off",
             }
             history.append({"epoch": epoch + 1, "loss": sum(train_losses.values()), "losses": train_losses,
                             "selection_score": score, "best": improved, "dev": metrics, **speed})

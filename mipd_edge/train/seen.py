@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..deploy.bundle import file_digest
-from ..deploy.image import IMAGE_SUFFIXES
+from ..deploy.image import image_files
 from ..errors import MipdEdgeError
 from ..files import PathLike, read_json, write_json
 
@@ -23,8 +23,7 @@ SEEN_FILE = "seen.json"
 
 def image_digests(data_dir: PathLike) -> set[str]:
     """SHA-256 of every image file under a dataset folder."""
-    return {file_digest(p) for p in sorted(Path(data_dir).rglob("*"))
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
+    return {file_digest(p) for p in image_files(data_dir, recursive=True)}
 
 
 def record_seen(teacher_dir: PathLike, data_dir: PathLike, sources: Sequence[PathLike] = ()) -> None:

@@ -33,7 +33,7 @@ class OnnxRuntime(Runtime):
         providers = [p for p in PROVIDERS[device] if p in available]
         if PROVIDERS[device][0] not in available:
             raise BundleError(f"onnxruntime here has no {PROVIDERS[device][0]} (available: {sorted(available)})")
-        fmt = graph_format("onnxruntime", self.precision)
+        fmt = graph_format("onnxruntime", self.precision, manifest.graphs)
         self.sessions = {}
         for graph in ("encoder", "decoder"):
             options = ort.SessionOptions()

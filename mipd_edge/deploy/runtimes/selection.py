@@ -45,7 +45,7 @@ WARMUP = 3  # untimed iterations per candidate, and per round
 
 def offers(bundle: Path, manifest: BundleManifest, backend: str, precision: str) -> bool:
     """Whether the bundle holds what ``backend`` needs to run ``precision``."""
-    fmt = graph_format(backend, precision)
+    fmt = graph_format(backend, precision, manifest.graphs)
     if fmt is None:
         return (Path(bundle) / manifest.weights).is_file()
     # an fp16 bundle's float graphs are fp16 (OpenVINO IR); an fp32 or int8 bundle's are fp32
