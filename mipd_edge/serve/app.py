@@ -205,6 +205,7 @@ def create_app(predictor, cfg: ServeConfig = ServeConfig(), admin_token: Optiona
     async def answers(request: Request, images: list[tuple[bytes, str]]) -> list[Any]:
         """Each image's answer through the batching queue; cancelled where the client goes away."""
         queue = queue_holder["queue"]
+        queue.arrived(len(images))  # before they are queued: a batch never waits for images already in it
         futures = []
         try:
             for image in images:
@@ -213,8 +214,6 @@ def create_app(predictor, cfg: ServeConfig = ServeConfig(), admin_token: Optiona
             for future in futures:
                 future.cancel()
             raise
-        finally:
-            queue.arrived(len(images))
         waiting = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
         while True:
             done, _ = await asyncio.wait({waiting}, timeout=0.25)
