@@ -217,14 +217,17 @@ class RowMeasurement:
         self.images = benchmark_images(settings, predictor.task, batch)
         self.x, _ = predictor.prepare(self.images)
         self.decoder_inputs = predictor.runtime.example_inputs(batch)["decoder"]
+        self.graphs = predictor.graphs()
         self.raw_ms: list[float] = []
         self.whole_ms: list[float] = []
         self.warm(1 if latency_only else settings.warmup)
 
     def raw(self) -> None:
-        """The bundle's two graphs as the backend runs them, on a prepared batch."""
-        memory = self.predictor.encode(self.x)["memory"]
-        self.predictor.runtime.run("decoder", {**self.decoder_inputs, "memory": memory})
+        """The two graphs the Predictor runs (with the vocabulary matching where the backend
+        compiles it into them), as the backend runs them, on a prepared batch."""
+        encoder, decoder = self.graphs
+        memory = self.predictor.encode(self.x, encoder)["memory"]
+        self.predictor.runtime.run(decoder, {**self.decoder_inputs, "memory": memory})
 
     def whole(self) -> None:
         self.predictor.predict(self.images)

@@ -220,3 +220,19 @@ def test_every_output_is_rebuilt_from_results_json_alone(tmp_path):
     write_json(tmp_path / "other.json", {"rows": "not a list"})
     with pytest.raises(MipdEdgeError, match="not a benchmark results file"):
         rebuild(tmp_path / "other.json")
+
+
+def test_raw_inference_times_the_graphs_the_predictor_runs(tiny_bundle):
+    """OpenVINO runs graphs with the vocabulary matching compiled in: the raw row times those,
+    not the bundle's plain graphs (other compiled models, whose weights compete for the caches)."""
+    from mipd_edge.benchmark import RowMeasurement
+
+    settings = BenchmarkSettings(seconds=0.05, warmup=1, min_iterations=2, settle_s=0.0)
+    for backend, matched in (("openvino", True), ("onnxruntime", False)):
+        row = RowMeasurement(str(tiny_bundle), backend, "fp32", 1, settings, with_accuracy=False)
+        encoder, decoder = row.graphs
+        assert (encoder.startswith("matched_encoder"), decoder.startswith("matched_decoder")) == (matched, matched)
+        assert row.predictor.graphs() == row.graphs  # the vocabulary unchanged: the same compiled graphs
+        row.time(0.05, 2)
+        assert len(row.raw_ms) >= 2 and len(row.whole_ms) >= 2
+        row.predictor.close()

@@ -128,6 +128,10 @@ class Predictor(ABC):
         outs = [self.runtime.run(graph, {"images": batch[i:i + 1]}) for i in range(len(batch))]
         return {name: np.concatenate([o[name] for o in outs]) for name in outs[0]}
 
+    def graphs(self) -> tuple[str, str]:
+        """The names of the encoder and decoder graphs a call runs now (the benchmark times these)."""
+        return "encoder", "decoder"
+
     def _text_encoder(self):
         """The bundle's own ONNX text encoder, else sentence-transformers, else a clear error."""
         shipped = self.manifest.text_encoder_onnx
@@ -180,6 +184,15 @@ class SituationPredictor(Predictor):
         verbs, and the roles of the best one."""
         return self._situations(images, "top1", None)
 
+    def graphs(self, decoder=None) -> tuple[str, str]:
+        """The encoder and decoder graphs a call runs now: where the backend matches the
+        vocabulary inside its graphs, those compiled for the current vocabulary (``decoder``:
+        a pinned one, else the live vocabulary's)."""
+        decoder = decoder or self.decoder.pinned()
+        if isinstance(decoder, GraphMatchedDecoder):  # compiles only after a vocabulary edit
+            return self.runtime.match_with(decoder.tables, decoder.top_k)
+        return "encoder", "decoder"
+
     def _situations(self, images: Union[ImageSource, Sequence[ImageSource]], roles_for: str,
                     gold_verbs: Optional[Sequence[str]]) -> list[Situation]:
         """``predict``'s work; ``roles_for="topk"`` also decodes the roles of every candidate
@@ -189,10 +202,7 @@ class SituationPredictor(Predictor):
         if not images:
             return []
         decoder = self.decoder.pinned()  # one vocabulary version for the whole call
-        if isinstance(decoder, GraphMatchedDecoder):  # compiles only after a vocabulary edit
-            encoder_graph, decoder_graph = self.runtime.match_with(decoder.tables, decoder.top_k)
-        else:
-            encoder_graph, decoder_graph = "encoder", "decoder"
+        encoder_graph, decoder_graph = self.graphs(decoder)
         encoded = self.encode(batch, encoder_graph)
         t_enc = time.perf_counter()
         decode_time = [0.0]
