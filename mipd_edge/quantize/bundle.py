@@ -130,7 +130,7 @@ def auto_recipe(out: Path, manifest: BundleManifest, job: Int8Job) -> BundleMani
         tried["ptq"] = ptq_loss = int8_loss(manifest)
     except BundleError as exc:  # its graphs disagree with FP32: QAT is all that is left
         tried["ptq"] = ptq_loss = {"failed": str(exc)}
-    worst_ptq = max(v for k, v in ptq_loss.items() if k != "failed") if "failed" not in ptq_loss else None
+    worst_ptq = None if "failed" in ptq_loss else max(ptq_loss.values())
     if worst_ptq is not None and worst_ptq <= gate:
         return record_recipe(out, manifest, "ptq", f"PTQ: INT8 - FP32 on dev is {-worst_ptq:+.2f} points at worst, "
                              f"within the {gate:g}-point gate", tried)
