@@ -1,9 +1,10 @@
 """`mipd-edge serve` under load on loopback: throughput and latency at several numbers of
 concurrent clients, with dynamic batching against ``--max-batch 1``, beside the in-process
-Predictor.
+Predictor, and (``--ray-replicas N``) the same server on Ray Serve with N replicas.
 
     python benchmarks/serve_load.py --model runs/quickstart/bundle-int8 [--backend openvino]
-        [--precision int8] [--clients 1,4,16,64] [--requests 300] [--seconds 15] [--out runs/serve-load]
+        [--precision int8] [--clients 1,4,16,64] [--requests 300] [--seconds 15] [--ray-replicas 2]
+        [--out runs/serve-load]
 
 The server runs as its own process (``mipd-edge serve``, as a user would start it); the clients
 are keep-alive HTTP/1.1 connections driven by one asyncio loop in this process, each posting
@@ -108,10 +109,15 @@ def in_process_load(predictor: Predictor, body: bytes, clients: int, requests: i
     return summary(latencies, time.perf_counter() - started)
 
 
-def start_server(args: argparse.Namespace, port: int, max_batch: int) -> subprocess.Popen:
+def start_server(args: argparse.Namespace, port: int, max_batch: int, ray_replicas: int = 0) -> subprocess.Popen:
+    """``mipd-edge serve`` as a user starts it; on Ray Serve with ``ray_replicas`` replicas of one
+    CPU and one runtime thread each, where that is above 0."""
     command = [sys.executable, "-m", "mipd_edge.cli", "serve", args.model, "--port", str(port), "--backend",
                args.backend, "--precision", args.precision, "--max-batch", str(max_batch),
                "--max-queue", str(4 * max(args.clients)), "--workers", str(args.workers)]
+    if ray_replicas:
+        command += ["--ray", "--min-replicas", str(ray_replicas), "--max-replicas", str(ray_replicas),
+                    "--threads", "1"]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -136,15 +142,15 @@ def plot(results: dict[str, Any], clients: list[int], path: Path) -> None:
     def xy(i: int, value: float) -> tuple[int, int]:
         return int(pad + i / max(len(clients) - 1, 1) * (w - 2 * pad)), int(h - pad - value / top * (h - 2 * pad))
 
-    colours = [(200, 80, 20), (30, 140, 30), (20, 60, 200)]
+    colours = [(200, 80, 20), (30, 140, 30), (20, 60, 200), (150, 40, 150)]
     for k, mode in enumerate(modes):
+        colour = colours[k % len(colours)]
         points = [xy(i, results["modes"][mode][str(c)]["throughput_rps"]) for i, c in enumerate(clients)]
         for a, b in zip(points, points[1:]):
-            cv2.line(canvas, a, b, colours[k % 3], 2, cv2.LINE_AA)
+            cv2.line(canvas, a, b, colour, 2, cv2.LINE_AA)
         for p in points:
-            cv2.circle(canvas, p, 4, colours[k % 3], -1, cv2.LINE_AA)
-        cv2.putText(canvas, mode, (w - pad - 230, pad + 20 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colours[k % 3], 1,
-                    cv2.LINE_AA)
+            cv2.circle(canvas, p, 4, colour, -1, cv2.LINE_AA)
+        cv2.putText(canvas, mode, (w - pad - 280, pad + 20 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
     for i, c in enumerate(clients):
         x, _ = xy(i, 0)
         cv2.putText(canvas, str(c), (x - 8, h - pad + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
@@ -166,6 +172,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="answers per point at most")
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds per point at most")
     parser.add_argument("--workers", type=int, default=1, help="the server's --workers")
+    parser.add_argument("--ray-replicas", type=int, default=0, help="also on Ray Serve with this many replicas")
     parser.add_argument("--image", default=None, help="the JPEG to send (default: a SynthSitu-sized test pattern)")
     parser.add_argument("--out", default="runs/serve-load")
     args = parser.parse_args()
@@ -185,9 +192,12 @@ def main() -> None:
         in_process_load(predictor, body, 1, 30, 5)  # warm-up
         modes["in-process Predictor"] = {str(c): in_process_load(predictor, body, c, args.requests, args.seconds)
                                          for c in args.clients}
-    for name, max_batch in (("HTTP, batched (--max-batch 8)", 8), ("HTTP, --max-batch 1", 1)):
+    servers = [("HTTP, batched (--max-batch 8)", 8, 0), ("HTTP, --max-batch 1", 1, 0)]
+    if args.ray_replicas:
+        servers.append((f"Ray Serve, {args.ray_replicas} replicas (--max-batch 8)", 8, args.ray_replicas))
+    for name, max_batch, ray_replicas in servers:
         port = free_port()
-        server = start_server(args, port, max_batch)
+        server = start_server(args, port, max_batch, ray_replicas)
         try:
             http_load(port, body, 1, 30, 5)  # warm-up
             modes[name] = {str(c): http_load(port, body, c, args.requests, args.seconds) for c in args.clients}
@@ -201,12 +211,17 @@ def main() -> None:
                               "versions": library_versions()},
                "setup": {"bundle": args.model, "backend": args.backend, "precision": args.precision,
                          "image_bytes": len(body), "requests_per_point": args.requests,
-                         "seconds_per_point": args.seconds, "server_workers": args.workers},
+                         "seconds_per_point": args.seconds, "server_workers": args.workers,
+                         "ray_replicas": args.ray_replicas},
                "clients": args.clients, "modes": modes,
                "summary": {"http_cost_p50_ms_at_1_client": batched["1"]["p50_ms"] - local["1"]["p50_ms"],
                            "batching_gain_at_16_clients": (batched["16"]["throughput_rps"]
                                                            / single["16"]["throughput_rps"])
                            if "16" in batched else None}}
+    on_ray = modes.get(servers[-1][0]) if args.ray_replicas else None
+    if on_ray and "16" in on_ray and "16" in batched:
+        results["summary"]["ray_serve_over_one_process_at_16_clients"] = (on_ray["16"]["throughput_rps"]
+                                                                           / batched["16"]["throughput_rps"])
     write_json(out / "serve_load.json", results)
     plot(results, args.clients, out / "serve_load.png")
     rows = [["mode", "clients", "requests", "req/s", "p50 ms", "p99 ms"]]
@@ -219,6 +234,8 @@ def main() -> None:
     print(f"HTTP cost at 1 client (p50, batched server - in-process): {s['http_cost_p50_ms_at_1_client']:.2f} ms")
     if s["batching_gain_at_16_clients"]:
         print(f"batched / --max-batch 1 throughput at 16 clients: {s['batching_gain_at_16_clients']:.2f}x")
+    if "ray_serve_over_one_process_at_16_clients" in s:
+        print(f"Ray Serve / one process throughput at 16 clients: {s['ray_serve_over_one_process_at_16_clients']:.2f}x")
     print(f"\n{out / 'serve_load.json'}, {out / 'serve_load.png'}")
 
 

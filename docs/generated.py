@@ -276,7 +276,10 @@ def serve_load() -> str:
     s = data["summary"]
     return (render_table(table, markdown=True, left=1) + f"\n\nThe HTTP layer at one client: "
             f"{s['http_cost_p50_ms_at_1_client']:+.2f} ms at p50 over the in-process call; batching at 16 clients: "
-            f"{s['batching_gain_at_16_clients']:.2f}x the throughput of `--max-batch 1`.")
+            f"{s['batching_gain_at_16_clients']:.2f}x the throughput of `--max-batch 1`" + (
+                f"; Ray Serve with {data['setup']['ray_replicas']} replicas at 16 clients: "
+                f"{s['ray_serve_over_one_process_at_16_clients']:.2f}x the throughput of one process."
+                if "ray_serve_over_one_process_at_16_clients" in s else "."))
 
 
 def benchmark_table(name: str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from .config import (
+    ClusterConfig,
     ExportConfig,
     QuantizeConfig,
     RationaleConfig,
@@ -301,15 +302,16 @@ def _predictor(args: argparse.Namespace):
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    import json
-
     from .deploy.draw import write_image
     from .deploy.stream import ImageSource
     from .files import atomic_output, clean_temporaries
 
     source = ImageSource(args.source)  # a missing source or an empty folder is an error here
+    cluster = config_of_args(ClusterConfig, args)
     save = Path(args.save) if args.save else None
     if save:
+        if cluster.ray:
+            raise MipdEdgeError("--save draws the copies in this process; it does not go with --ray")
         if save.exists() and not save.is_dir():
             raise MipdEdgeError(f"--save {save} is a file; it takes a folder for the annotated copies")
         _output(args, "folder for annotated copies", "save")
@@ -319,30 +321,53 @@ def cmd_predict(args: argparse.Namespace) -> None:
             raise MipdEdgeError(f"--save {save} is the folder of the source images: the annotated copies would "
                                 "replace the originals; choose another folder")
     _output(args, "JSON lines file", "json")
-    predictor = _predictor(args)
+    answers = _folder_answers(args, cluster, source.paths, keep=bool(save))
     with contextlib.ExitStack() as files:
         lines = open(files.enter_context(atomic_output(args.json)), "w", encoding="utf-8") if args.json else None
         if lines:
             files.callback(lines.close)
         count = skipped = 0
-        for frame in source:
-            try:
-                situation = predictor(frame.image)
-            except MipdEdgeError as exc:
-                print(f"{frame.source}: skipped ({exc})", file=sys.stderr)
+        for answer in answers:
+            if answer.error:
+                print(f"{answer.source}: skipped ({answer.error})", file=sys.stderr)
                 skipped += 1
                 continue
             count += 1
-            print(f"{frame.source}: {situation}  [{predictor.timings['total_ms']:.1f} ms]")
+            print(f"{answer.source}: {answer.text}  [{answer.ms:.1f} ms]")
             if save:
-                write_image(save / Path(frame.source).name, situation.plot(frame.image), overwrite=True, clean=False)
+                write_image(save / Path(answer.source).name, answer.answer.plot(answer.image), overwrite=True,
+                            clean=False)
             if lines:
-                lines.write(json.dumps({"image": frame.source, **situation.to_json()}) + "\n")
-        skipped += len(source.paths) - count - skipped  # unreadable files the source skipped
+                lines.write(answer.line + "\n")
         if count == 0:
             raise MipdEdgeError(f"no image of {args.source} could be recognised ({skipped} skipped)")
     print(f"{count} images" + (f", {skipped} skipped" if skipped else "") +
           (f", annotated copies in {save}" if save else ""))
+
+
+def _folder_answers(args: argparse.Namespace, cluster: ClusterConfig, paths: Sequence[Path], keep: bool):
+    """The files' answers, in their order: from this process, or from Ray Data's workers (``--ray``)."""
+    if not cluster.ray:
+        from .deploy.folder import answer_files
+
+        return answer_files(_predictor(args), paths, keep)
+    from .serve.cluster import predict_on_ray, quiet_ray
+
+    quiet_ray()
+    spec = _predictor_spec(args)
+    print(f"running on Ray: {cluster.ray_workers} workers, each with its own Predictor "
+          f"({spec.backend} backend, {spec.precision} precision)")
+    return predict_on_ray(spec, paths, cluster)
+
+
+def _predictor_spec(args: argparse.Namespace):
+    """What Ray's replicas and workers build their Predictors from; the bundle is checked here
+    first, so that a bad one fails before Ray starts."""
+    from .deploy.bundle import read_manifest
+    from .serve.cluster import PredictorSpec
+
+    read_manifest(args.model)
+    return PredictorSpec(str(args.model), args.backend, args.device, args.precision, args.threads)
 
 
 def cmd_stream(args: argparse.Namespace) -> None:
@@ -367,11 +392,29 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from .serve.server import read_admin_token, serve
 
     cfg = config_of_args(ServeConfig, args)
+    cluster = config_of_args(ClusterConfig, args)
+    if cluster.ray:
+        _serve_on_ray(args, cfg, cluster)
+        return
     token = read_admin_token(cfg.admin_token)  # a bad token source fails before the model loads
     predictor = _predictor(args)
     print(f"serving {args.model} on http://{cfg.host}:{cfg.port} (API and its schema: /docs; metrics: /metrics; "
           f"vocabulary edits {'with the admin token' if token else 'off'}); Ctrl-C or SIGTERM stops it", flush=True)
     serve(predictor, cfg, token)
+
+
+def _serve_on_ray(args: argparse.Namespace, cfg: ServeConfig, cluster: ClusterConfig) -> None:
+    from .serve.cluster import quiet_ray, serve_on_ray
+
+    quiet_ray()
+    if cfg.admin_token:
+        raise MipdEdgeError("--admin-token does not go with --ray: each replica holds its own vocabulary, and an "
+                            "edit would reach one of them (serve one process to edit the vocabulary live)")
+    spec = _predictor_spec(args)
+    print(f"serving {args.model} on Ray Serve at http://{cfg.host}:{cfg.port}, {cluster.min_replicas} to "
+          f"{cluster.max_replicas} replicas (API and its schema: /docs; vocabulary edits off); Ctrl-C or SIGTERM "
+          "stops it", flush=True)
+    serve_on_ray(spec, cfg, cluster)
 
 
 def cmd_check(args: argparse.Namespace) -> None:
@@ -582,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("predict", cmd_predict, "recognise situations in an image or a folder of images")
     runtime_options(p, "an image or a folder of images")
     p.add_argument("--save", default=None, help="folder for annotated copies")
+    add_config_options(p, ClusterConfig, skip=("min_replicas", "max_replicas"))
 
     p = command("stream", cmd_stream, "a camera (0), a video file or an RTSP / HTTP stream, with overlays")
     runtime_options(p, "a camera index (0), a video file, an rtsp:// or http:// URL, an image folder or one image")
@@ -595,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a bundle directory")
     runtime_flags(p)
     add_config_options(p, ServeConfig)
+    add_config_options(p, ClusterConfig, skip=("ray_workers",))
 
     p = command("check", cmd_check, "verify a bundle as a device does before it answers (manifest, paths, file "
                 "hashes), then run one inference on every installed backend x precision it holds")

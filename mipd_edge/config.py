@@ -90,6 +90,25 @@ class ServeConfig:
     admin_token: Optional[str] = None  # where the vocabulary-edit token is read: env:VARIABLE or file:PATH
 
 
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where and how wide ``mipd-edge serve --ray`` and ``mipd-edge predict --ray`` run."""
+
+    ray: bool = False  # run on Ray: serve with Ray Serve replicas, predict a folder with Ray Data workers
+    ray_address: Optional[str] = None  # auto: this machine's cluster, ray://HEAD:10001 another (default: start one)
+    min_replicas: int = 1  # serve: replicas kept running
+    max_replicas: int = 1  # serve: replicas the autoscaler may add under load
+    ray_workers: int = 2  # predict: workers, each holding its own Predictor
+    cpus_per_worker: float = 1.0  # CPUs Ray reserves for each replica or worker
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            raise MipdEdgeError(f"replicas: 1 <= --min-replicas <= --max-replicas, got {self.min_replicas} and "
+                                f"{self.max_replicas}")
+        if self.ray_workers < 1 or self.cpus_per_worker <= 0:
+            raise MipdEdgeError("--ray-workers must be at least 1 and --cpus-per-worker above 0")
+
+
 def check_choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
         raise MipdEdgeError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")

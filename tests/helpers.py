@@ -215,3 +215,38 @@ def quiet(cache_dir):
     from mipd_edge.context import RunContext
 
     return RunContext(progress=False, cache_dir=cache_dir)
+
+
+def rounded(answer):
+    """An answer with its floats to 4 decimals: a batch of two and a batch of one differ in the 7th."""
+    if isinstance(answer, float):
+        return round(answer, 4)
+    if isinstance(answer, dict):
+        return {k: rounded(v) for k, v in answer.items()}
+    if isinstance(answer, list):
+        return [rounded(v) for v in answer]
+    return answer
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_ready(proc: subprocess.Popen, url: str, seconds: float) -> None:
+    """Until the server process ``proc`` answers ``/ready`` with 200 (it failing or the time
+    running out fails the test)."""
+    import requests
+
+    deadline = time.time() + seconds
+    while True:
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+        try:
+            if requests.get(f"{url}/ready", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:  # not listening yet, or (Ray's proxy) not routing yet
+            pass
+        time.sleep(0.2)

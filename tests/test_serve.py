@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 import requests
 
+from helpers import free_port, rounded, wait_until_ready
 from mipd_edge import Predictor
 from mipd_edge.config import ServeConfig
 from mipd_edge.errors import MipdEdgeError
@@ -23,23 +23,6 @@ from mipd_edge.serve import BatchQueue, BatchSettings, QueueFull, read_admin_tok
 
 pytest.importorskip("fastapi")
 TOKEN = "a-long-enough-admin-token-0123456789"
-
-
-def rounded(answer):
-    """An answer with its floats to 4 decimals: a batch of two and a batch of one differ in the 7th."""
-    if isinstance(answer, float):
-        return round(answer, 4)
-    if isinstance(answer, dict):
-        return {k: rounded(v) for k, v in answer.items()}
-    if isinstance(answer, list):
-        return [rounded(v) for v in answer]
-    return answer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Running:
@@ -260,14 +243,7 @@ def test_the_cli_serves_and_drains_on_sigterm(tiny_bundle, jpeg, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while True:
-            assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "timeout"
-            try:
-                if requests.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.2)
+        wait_until_ready(proc, url, 120)
         files = [(f"f{i}", (f"{i}.jpg", data)) for i in range(32)]  # a request that takes a while
         with ThreadPoolExecutor(1) as pool:
             in_flight = pool.submit(requests.post, f"{url}/v1/predict", files=files, timeout=60)

@@ -266,7 +266,8 @@ def create_app(predictor, cfg: ServeConfig = ServeConfig(), admin_token: Optiona
 
     def authorize(request: Request) -> None:
         if admin_token is None:
-            raise NotAllowed("vocabulary edits are off: start the server with --admin-token")
+            raise NotAllowed("vocabulary edits are off on this server (a single mipd-edge serve process started "
+                             "with --admin-token takes them)")
         sent = request.headers.get("authorization", "")
         if not hmac.compare_digest(sent.encode(), f"Bearer {admin_token}".encode()):
             raise NotAllowed("vocabulary edits need the admin token (Authorization: Bearer TOKEN)")
