@@ -46,6 +46,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_pattern() -> bytes:
+    """A SynthSitu-sized JPEG (192 x 148) of blurred noise: what the clients send by default."""
+    rng = np.random.default_rng(0)
+    picture = cv2.GaussianBlur(rng.integers(0, 255, (148, 192, 3), np.uint8), (9, 9), 0)
+    return cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
 def summary(latencies: list[float], seconds: float) -> dict[str, float]:
     ms = np.asarray(latencies) * 1e3
     return {"requests": len(ms), "throughput_rps": len(ms) / seconds, "p50_ms": float(np.percentile(ms, 50)),
@@ -109,14 +116,14 @@ def in_process_load(predictor: Predictor, body: bytes, clients: int, requests: i
     return summary(latencies, time.perf_counter() - started)
 
 
-def start_server(args: argparse.Namespace, port: int, max_batch: int, ray_replicas: int = 0) -> subprocess.Popen:
-    """``mipd-edge serve`` as a user starts it; on Ray Serve with ``ray_replicas`` replicas of one
-    CPU and one runtime thread each, where that is above 0."""
+def start_server(args: Any, port: int, max_batch: int, ray_replicas: tuple[int, int] = (0, 0)) -> subprocess.Popen:
+    """``mipd-edge serve`` as a user starts it; on Ray Serve with ``ray_replicas`` (least, most)
+    replicas of one CPU and one runtime thread each, where those are above 0."""
     command = [sys.executable, "-m", "mipd_edge.cli", "serve", args.model, "--port", str(port), "--backend",
                args.backend, "--precision", args.precision, "--max-batch", str(max_batch),
                "--max-queue", str(4 * max(args.clients)), "--workers", str(args.workers)]
-    if ray_replicas:
-        command += ["--ray", "--min-replicas", str(ray_replicas), "--max-replicas", str(ray_replicas),
+    if ray_replicas[0]:
+        command += ["--ray", "--min-replicas", str(ray_replicas[0]), "--max-replicas", str(ray_replicas[1]),
                     "--threads", "1"]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -180,12 +187,7 @@ def main() -> None:
     setup_logging()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.image:
-        body = Path(args.image).read_bytes()
-    else:
-        rng = np.random.default_rng(0)
-        picture = cv2.GaussianBlur(rng.integers(0, 255, (148, 192, 3), np.uint8), (9, 9), 0)
-        body = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    body = Path(args.image).read_bytes() if args.image else test_pattern()
     date = datetime.datetime.now(datetime.timezone.utc)
     modes: dict[str, dict[str, Any]] = {}
     with Predictor(args.model, backend=args.backend, precision=args.precision) as predictor:
@@ -197,7 +199,7 @@ def main() -> None:
         servers.append((f"Ray Serve, {args.ray_replicas} replicas (--max-batch 8)", 8, args.ray_replicas))
     for name, max_batch, ray_replicas in servers:
         port = free_port()
-        server = start_server(args, port, max_batch, ray_replicas)
+        server = start_server(args, port, max_batch, (ray_replicas, ray_replicas))
         try:
             http_load(port, body, 1, 30, 5)  # warm-up
             modes[name] = {str(c): http_load(port, body, c, args.requests, args.seconds) for c in args.clients}

@@ -34,6 +34,7 @@ CALIBRATION = "calibration-size-epyc-avx512.json"
 BF16_TRAINING = "bf16-training-epyc-avx512.json"
 TRAINING_BF16_SPEED = "training-speed-bf16-epyc-avx512.json"
 SERVE_LOAD = "serve-load-epyc-avx512.json"
+RAY_AUTOSCALE = "ray-autoscale-epyc-avx512.json"
 HOI_RECIPE = "hoi-int8-recipe-epyc-avx512.json"
 
 PRECISION_NAMES = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8", "bf16": "BF16"}
@@ -282,6 +283,20 @@ def serve_load() -> str:
                 if "ray_serve_over_one_process_at_16_clients" in s else "."))
 
 
+def ray_autoscale() -> str:
+    """Ray Serve's autoscaler adding a replica under load: requests/s and replicas per window."""
+    data = load(RAY_AUTOSCALE)
+    s = data["setup"]
+    table = [["after s", "requests/s", "p50 ms", "replicas"]] + [
+        [f"{w['t_s']:.0f}", f"{w['throughput_rps']:.1f}", f"{w['p50_ms']:.1f}", str(w["replicas"])]
+        for w in data["windows"]]
+    scaled = data["scaled_up_after_s"]
+    return (render_table(table, markdown=True) + f"\n\n{s['clients']} clients against `--min-replicas "
+            f"{s['min_replicas']} --max-replicas {s['max_replicas']}`: "
+            + (f"the second replica was running after {scaled:.0f} s of load." if scaled is not None
+               else "no replica was added while the load ran."))
+
+
 def benchmark_table(name: str) -> str:
     """A benchmark results file as ``mipd-edge benchmark`` prints it."""
     return format_results(load(name), markdown=True)
@@ -473,6 +488,8 @@ PARTS: dict[str, Callable[[], str]] = {
     "bf16-speed": bf16_speed,
     "serve-load": serve_load,
     "serve-load-provenance": lambda: provenance(SERVE_LOAD),
+    "ray-autoscale": ray_autoscale,
+    "ray-autoscale-provenance": lambda: provenance(RAY_AUTOSCALE),
     "bf16-training-provenance": lambda: provenance(BF16_TRAINING),
     "training-bf16-speed-provenance": lambda: provenance(TRAINING_BF16_SPEED),
     "int8-graphs-provenance": lambda: provenance("int8-graphs-epyc-avx2.json"),

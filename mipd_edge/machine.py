@@ -83,7 +83,7 @@ def _command(argv: list[str]) -> Optional[str]:
 
 
 LIBRARIES = ("mipd-edge", "numpy", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu", "openvino", "torch",
-             "tensorrt", "nncf")
+             "tensorrt", "nncf", "ray")
 
 
 def library_versions() -> dict[str, str]:
