@@ -35,6 +35,7 @@ BF16_TRAINING = "bf16-training-epyc-avx512.json"
 TRAINING_BF16_SPEED = "training-speed-bf16-epyc-avx512.json"
 SERVE_LOAD = "serve-load-epyc-avx512.json"
 RAY_AUTOSCALE = "ray-autoscale-epyc-avx512.json"
+STREAM_SMOOTHING = "stream-smoothing-epyc-avx512.json"
 HOI_RECIPE = "hoi-int8-recipe-epyc-avx512.json"
 
 PRECISION_NAMES = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8", "bf16": "BF16"}
@@ -297,6 +298,23 @@ def ray_autoscale() -> str:
                else "no replica was added while the load ran."))
 
 
+def stream_smoothing() -> str:
+    """Verb changes and top-1 on SynthSitu clips, each frame's answer against the smoothers, every seed."""
+    data = load(STREAM_SMOOTHING)
+    table = [["method", "seed", "changes / 100 frames", "top-1 %", "max extra delay (frames)"]]
+    for method, mean in data["summary"].items():
+        for seed, runs in data["per_seed"].items():
+            r = runs[method]
+            table.append([method, seed, f"{r['changes_per_100']:.1f}", f"{r['top1']:.1f}",
+                          str(max(r["extra_delays"], default="-"))])
+        table.append([method, "mean", f"{mean['changes_per_100']:.1f}", f"{mean['top1']:.1f}",
+                      str(mean["max_extra_delay"])])
+    s = data["setup"]
+    return (render_table(table, markdown=True, left=2) + f"\n\n{len(s['seeds'])} data draws, each a clip of "
+            f"{s['segments']} segments of {s['frames_per_segment']} frames ({s['frames_per_segment'] / s['fps']:.0f} s "
+            f"at {s['fps']} fps).")
+
+
 def benchmark_table(name: str) -> str:
     """A benchmark results file as ``mipd-edge benchmark`` prints it."""
     return format_results(load(name), markdown=True)
@@ -489,6 +507,8 @@ PARTS: dict[str, Callable[[], str]] = {
     "serve-load": serve_load,
     "serve-load-provenance": lambda: provenance(SERVE_LOAD),
     "ray-autoscale": ray_autoscale,
+    "stream-smoothing": stream_smoothing,
+    "stream-smoothing-provenance": lambda: provenance(STREAM_SMOOTHING),
     "ray-autoscale-provenance": lambda: provenance(RAY_AUTOSCALE),
     "bf16-training-provenance": lambda: provenance(BF16_TRAINING),
     "training-bf16-speed-provenance": lambda: provenance(TRAINING_BF16_SPEED),

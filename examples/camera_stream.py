@@ -11,7 +11,7 @@ playable file (an existing live.mp4 is replaced only with --overwrite).
 import argparse
 
 from mipd_edge import MipdEdgeError, Predictor
-from mipd_edge.deploy.stream import StreamWriter, open_source, run_stream
+from mipd_edge.deploy.streams import StreamWriter, open_source, run_stream
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("bundle", help="a bundle folder (mipd-edge export / quantize)")

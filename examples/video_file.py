@@ -9,7 +9,7 @@ existing OUT is never replaced.
 import argparse
 
 from mipd_edge import MipdEdgeError, Predictor
-from mipd_edge.deploy.stream import StreamWriter, open_source, run_stream
+from mipd_edge.deploy.streams import StreamWriter, open_source, run_stream
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("bundle", help="a bundle folder (mipd-edge export / quantize)")

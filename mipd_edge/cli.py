@@ -17,6 +17,7 @@ from .config import (
     QuantizeConfig,
     RationaleConfig,
     ServeConfig,
+    SmoothingConfig,
     add_config_options,
     config_of_args,
     given_options,
@@ -27,7 +28,7 @@ from .data.synthsitu.generate import SynthConfig
 from .data.synthsitu.hoi import SynthHoiConfig
 from .deploy.backends import BACKENDS
 from .deploy.bundle import PRECISIONS
-from .errors import MipdEdgeError
+from .errors import MipdEdgeError, StreamError
 from .methods import METHODS
 from .text import DEFAULT_TEXT_ENCODER
 
@@ -303,7 +304,7 @@ def _predictor(args: argparse.Namespace):
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from .deploy.draw import write_image
-    from .deploy.stream import ImageSource
+    from .deploy.streams import ImageSource
     from .files import atomic_output, clean_temporaries
 
     source = ImageSource(args.source)  # a missing source or an empty folder is an error here
@@ -371,21 +372,64 @@ def _predictor_spec(args: argparse.Namespace):
 
 
 def cmd_stream(args: argparse.Namespace) -> None:
-    from .deploy.stream import StreamWriter, open_source, run_stream
+    from .deploy.streams import StreamSet, open_source
+    from .deploy.streams.sources import named_sources, read_sources_file
 
-    writer = StreamWriter(args.save, args.json, args.show, overwrite=args.overwrite)  # refuses before any work
+    specs = list(args.source or []) + (read_sources_file(args.sources) if args.sources else [])
+    if not specs:
+        raise MipdEdgeError("give a source: --source SPEC (as often as there are sources) or --sources FILE")
+    sources = named_sources(specs)
+    writers = _stream_writers(args, list(sources))  # refuses occupied outputs before any work
+    opened: dict = {}
     try:
         predictor = _predictor(args)
-        source = open_source(args.source, max_retries=args.retries)
+        for name, spec in sources.items():
+            opened[name] = open_source(spec, max_retries=args.retries)
     except BaseException:
-        writer.close(keep=False)
+        for name, writer in writers.items():
+            writer.close(keep=False)
+        for source in opened.values():
+            source.close()
         raise
-    writer.fps = source.fps or writer.fps
-    stats = run_stream(predictor, source, writer, args.max_frames)
+    streams = StreamSet(predictor, args.max_frames, smoothing=config_of_args(SmoothingConfig, args))
+    for name, source in opened.items():
+        writers[name].fps = source.fps or writers[name].fps
+        streams.add(name, source, writers[name])
+    stats = streams.run()
     s = stats.to_json()
     stopped = f" (stopped by {stats.stopped_by})" if stats.stopped_by else ""
     print(f"{s['frames']} frames in {s['seconds']:.1f} s ({s['fps']:.1f} FPS){stopped}, {s['skipped']} skipped; "
           f"mean ms per frame: {s['mean_ms']}" + (f"; video: {args.save}" if args.save else ""))
+    if len(sources) > 1:
+        for name, source in s["sources"].items():
+            print(f"  {name}: {source['status']}, {source['frames']} frames, {source['skipped']} skipped, "
+                  f"{source['reconnects']} reconnections, {source['mean_latency_ms']} ms from frame to answer")
+    if stats.failed:
+        raise StreamError("; ".join(f"{name}: {why}" for name, why in stats.failed.items()))
+
+
+def _stream_writers(args: argparse.Namespace, names: list[str]) -> dict:
+    """Each source's outputs: with one source, ``--save`` / ``--json`` are the files; with several
+    they are folders, holding ``NAME.mp4`` / ``NAME.jsonl`` per source."""
+    from .deploy.streams import StreamWriter
+
+    def path(option: Optional[str], name: str, suffix: str) -> Optional[Path]:
+        if option is None or len(names) == 1:
+            return Path(option) if option else None
+        if Path(option).is_file():
+            raise MipdEdgeError(f"{option} is a file; with several sources it names a folder (one file per source)")
+        return Path(option) / f"{name}{suffix}"
+
+    writers: dict = {}
+    try:
+        for name in names:
+            writers[name] = StreamWriter(path(args.save, name, ".mp4"), path(args.json, name, ".jsonl"), args.show,
+                                         overwrite=args.overwrite, title=name)
+    except BaseException:
+        for writer in writers.values():
+            writer.close(keep=False)
+        raise
+    return writers
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -627,10 +671,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", default=None, help="folder for annotated copies")
     add_config_options(p, ClusterConfig, skip=("min_replicas", "max_replicas"))
 
-    p = command("stream", cmd_stream, "a camera (0), a video file or an RTSP / HTTP stream, with overlays")
-    runtime_options(p, "a camera index (0), a video file, an rtsp:// or http:// URL, an image folder or one image")
-    p.add_argument("--save", default=None, help="write the annotated video here (mp4)")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p = command("stream", cmd_stream, "cameras (0), video files or RTSP / HTTP streams, one or many, with overlays")
+    p.add_argument("--model", required=True, help="a bundle directory")
+    p.add_argument("--source", action="append", default=None,
+                   help="a camera index (0), a video file, an rtsp:// or http:// URL, an image folder or one image; "
+                        "NAME=SPEC names it; give it once per source")
+    p.add_argument("--sources", default=None, help="a file listing sources, one per line (NAME=SPEC or SPEC)")
+    runtime_flags(p)
+    p.add_argument("--json", default=None,
+                   help="write results as JSON lines here (with several sources: a folder, NAME.jsonl per source)")
+    p.add_argument("--save", default=None,
+                   help="write the annotated video here (mp4, H.264; with several sources: a folder, NAME.mp4 each)")
+    p.add_argument("--max-frames", type=int, default=None, help="stop each source after this many frames")
+    add_config_options(p, SmoothingConfig, choices={"smooth": ("ema", "vote", "off")})
+    p.add_argument("--no-smooth", dest="smooth", action="store_const", const="off",
+                   help="each frame's answer as the model gave it (--smooth off)")
     p.add_argument("--retries", type=int, default=10,
                    help="a live source down at start or dropped is reopened this many times in a row, with back-off")
     p.add_argument("--show", action="store_true", help="show a window (needs a display and GUI OpenCV)")

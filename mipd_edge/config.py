@@ -91,6 +91,20 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class SmoothingConfig:
+    """How a stream steadies each source's verb over its frames (``deploy/streams/smoothing.py``)."""
+
+    smooth: str = "vote"  # vote (the most frequent best verb over a window), ema (a moving average of scores) or off
+    smooth_alpha: float = 0.3  # ema: the newest frame's weight (1: no smoothing)
+    smooth_window: int = 5  # vote: the frames that vote
+
+    def __post_init__(self) -> None:
+        check_choice("--smooth", self.smooth, ("ema", "vote", "off"))
+        if not 0 < self.smooth_alpha <= 1 or self.smooth_window < 1:
+            raise MipdEdgeError("smoothing needs 0 < --smooth-alpha <= 1 and --smooth-window of at least 1")
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """Where and how wide ``mipd-edge serve --ray`` and ``mipd-edge predict --ray`` run."""
 

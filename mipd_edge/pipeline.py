@@ -267,7 +267,7 @@ class Pipeline:
         """A SynthSitu video streamed through a bundle with overlays: ``demo.mp4``, and its stream statistics."""
         from .data.synthsitu.video import write_demo_video
         from .deploy.predictor import Predictor
-        from .deploy.stream import StreamWriter, open_source, run_stream
+        from .deploy.streams import StreamWriter, open_source, run_stream
 
         out = self.workdir / "demo.mp4"
 

@@ -250,3 +250,55 @@ def wait_until_ready(proc: subprocess.Popen, url: str, seconds: float) -> None:
         except requests.RequestException:  # not listening yet, or (Ray's proxy) not routing yet
             pass
         time.sleep(0.2)
+
+
+class MjpegCamera:
+    """A network camera on loopback: MJPEG over HTTP (multipart/x-mixed-replace), the frames
+    ``images`` in a loop at ``fps``. A test changes what it does while it runs: ``mode`` is
+    ``serve``, ``stall`` (frames stop, the connection stays open) or ``down`` (connections are
+    closed and new ones refused with 503)."""
+
+    def __init__(self, images, fps: float = 20.0):
+        from http.server import ThreadingHTTPServer
+
+        import cv2
+
+        self.jpegs = [cv2.imencode(".jpg", image)[1].tobytes() for image in images]
+        self.fps, self.mode, self.sent, self.connections = fps, "serve", 0, 0
+        camera = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if camera.mode == "down":
+                    self.send_error(503)
+                    return
+                camera.connections += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    while not camera.closed and camera.mode != "down":
+                        if camera.mode == "serve":
+                            jpeg = camera.jpegs[camera.sent % len(camera.jpegs)]
+                            self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                             + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                            self.wfile.flush()
+                            camera.sent += 1
+                        time.sleep(1 / camera.fps)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.closed = False
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/camera.mjpg"
+
+    def close(self) -> None:
+        self.closed = True
+        self.server.shutdown()
+        self.server.server_close()

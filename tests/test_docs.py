@@ -33,7 +33,7 @@ RUNS = {"predict", "stream", "check", "predict-dataset", "eval", "benchmark", "s
 RUN_PAGES = {"README.md", "docs/predictor.md", "docs/streams.md", "docs/serving.md", "docs/datasets.md",
              "docs/deployment.md",
              "docs/reliability.md", "docs/installation.md", "docs/contributing.md"}
-LIVE = re.compile(r"--source (\d+|rtsp://\S+|http://\S+)")
+LIVE = re.compile(r"--source (\d+|rtsp://\S+|http://\S+)|--sources ")  # cameras, or a file listing them
 
 
 def blocks(page: str, language: str) -> list[str]:

@@ -228,7 +228,7 @@ def test_hoi_bundle_through_the_predictor(hoi_world, hoi_bundle, tiny_bundle):
 
 
 def test_hoi_bundle_streams_a_folder(hoi_world, hoi_bundle, tmp_path):
-    from mipd_edge.deploy.stream import ImageSource, StreamWriter, run_stream
+    from mipd_edge.deploy.streams import ImageSource, StreamWriter, run_stream
 
     root, _ = hoi_world
     with Predictor(hoi_bundle[0], backend="onnxruntime") as p:
