@@ -36,6 +36,7 @@ TRAINING_BF16_SPEED = "training-speed-bf16-epyc-avx512.json"
 SERVE_LOAD = "serve-load-epyc-avx512.json"
 RAY_AUTOSCALE = "ray-autoscale-epyc-avx512.json"
 STREAM_SMOOTHING = "stream-smoothing-epyc-avx512.json"
+MULTI_STREAM = "multi-stream-epyc-avx512.json"
 HOI_RECIPE = "hoi-int8-recipe-epyc-avx512.json"
 
 PRECISION_NAMES = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8", "bf16": "BF16"}
@@ -315,6 +316,19 @@ def stream_smoothing() -> str:
             f"at {s['fps']} fps).")
 
 
+def multi_stream() -> str:
+    """Several video files as one StreamSet against a process each, and the memory of a long run."""
+    data = load(MULTI_STREAM)
+    table = [["sources", "one StreamSet: frames/s", "frame to answer ms", "a process per source: frames/s"]]
+    for c in data["counts"]:
+        one, each = data["set"][str(c)], data["processes"][str(c)]
+        table.append([str(c), f"{one['fps']:.1f}", f"{one['mean_latency_ms']:.1f}", f"{each['fps']:.1f}"])
+    rss = [s["rss_mb"] for s in data["rss"]]
+    return (render_table(table, markdown=True) + f"\n\n4 sources x {data['setup']['rss_frames']:,} frames: "
+            f"resident memory {min(rss):.0f} to {max(rss):.0f} MB, sampled every 1,000 frames "
+            f"({100 * data['rss_growth']:.1f}% growth after the first 1,000).")
+
+
 def benchmark_table(name: str) -> str:
     """A benchmark results file as ``mipd-edge benchmark`` prints it."""
     return format_results(load(name), markdown=True)
@@ -508,6 +522,8 @@ PARTS: dict[str, Callable[[], str]] = {
     "serve-load-provenance": lambda: provenance(SERVE_LOAD),
     "ray-autoscale": ray_autoscale,
     "stream-smoothing": stream_smoothing,
+    "multi-stream": multi_stream,
+    "multi-stream-provenance": lambda: provenance(MULTI_STREAM),
     "stream-smoothing-provenance": lambda: provenance(STREAM_SMOOTHING),
     "ray-autoscale-provenance": lambda: provenance(RAY_AUTOSCALE),
     "bf16-training-provenance": lambda: provenance(BF16_TRAINING),
