@@ -108,7 +108,6 @@ class VideoSource(Source):
         self.reconnects = 0
         self.error: Optional[str] = None
         self.status = LIVE
-        self.on_frame: Optional[Callable[[], None]] = None
         self.first = None
         self.capture = None
         try:
