@@ -23,7 +23,7 @@ import argparse
 import datetime
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -118,19 +118,36 @@ def timeline(truth: list[str], runs: dict[str, list[str]], path: Path) -> None:
     cv2.imwrite(str(path), canvas)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def clip_run(description: str, workdir: str, segments: int, frames: int, out: str,
+             more: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+             ) -> tuple[argparse.Namespace, Path, datetime.datetime, list[int]]:
+    """The command line of a benchmark on clips (this one, ``hoi_tracks.py``; ``more`` adds its
+    own arguments), parsed: the arguments, the results file (its folder made), the start time
+    and the seeds."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--workdir", default="runs/int8-recipe")
-    parser.add_argument("--segments", type=int, default=12)
-    parser.add_argument("--frames", type=int, default=45, help="frames per segment (3 s at 15 fps)")
-    parser.add_argument("--out", default="runs/stream-smoothing/stream_smoothing.json")
+    parser.add_argument("--workdir", default=workdir)
+    parser.add_argument("--segments", type=int, default=segments)
+    parser.add_argument("--frames", type=int, default=frames,
+                        help=f"frames per segment ({frames // FPS} s at {FPS} fps)")
+    parser.add_argument("--out", default=out)
+    more(parser)
     args = parser.parse_args()
     setup_logging()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    date = datetime.datetime.now(datetime.timezone.utc)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return args, path, datetime.datetime.now(datetime.timezone.utc), [int(s) for s in args.seeds.split(",")]
+
+
+def provenance(script: str, date: datetime.datetime) -> dict[str, Any]:
+    """How a benchmark's results were made: its command line, start, machine and libraries."""
+    return {"command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
+            "date": date.isoformat(timespec="seconds"), "machine": device_info(), "versions": library_versions()}
+
+
+def main() -> None:
+    args, out, date, seeds = clip_run(__doc__, "runs/int8-recipe", 12, 45,
+                                      "runs/stream-smoothing/stream_smoothing.json")
     per_seed: dict[str, dict[str, Any]] = {}
     for seed in seeds:
         work = Path(args.workdir) / f"seed{seed}"
@@ -158,9 +175,7 @@ def main() -> None:
                          "mean_delay": float(np.mean(delays)) if delays else None,
                          "max_delay": max(delays) if delays else None,
                          "max_extra_delay": max((d for r in rows for d in r["extra_delays"]), default=None)}
-    results = {"provenance": {"command": "python benchmarks/stream_smoothing.py " + " ".join(sys.argv[1:]),
-                              "date": date.isoformat(timespec="seconds"), "machine": device_info(),
-                              "versions": library_versions()},
+    results = {"provenance": provenance("stream_smoothing.py", date),
                "setup": {"segments": args.segments, "frames_per_segment": args.frames, "fps": FPS, "seeds": seeds,
                          "methods": {k: vars(v) for k, v in METHODS.items()}},
                "per_seed": per_seed, "summary": summary}

@@ -83,7 +83,7 @@ def _command(argv: list[str]) -> Optional[str]:
 
 
 LIBRARIES = ("mipd-edge", "numpy", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu", "openvino", "torch",
-             "tensorrt", "nncf", "ray")
+             "tensorrt", "nncf", "ray", "trackers")
 
 
 def library_versions() -> dict[str, str]:

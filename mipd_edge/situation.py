@@ -75,17 +75,21 @@ class Noun:
 
 @dataclass(frozen=True)
 class RoleValue:
-    """One filled role: the noun id, its readable label and, if grounded, a box in pixels."""
+    """One filled role: the noun id, its readable label and, if grounded, a box in pixels; in an
+    HOI stream, the id of the person's or object's track across frames."""
 
     noun: str
     label: str = ""
     score: float = 1.0
     box: Box = None
+    track: Optional[int] = None
 
     def to_json(self) -> dict[str, Any]:
-        """``{"noun", "box", "label", "score"}``; ``box`` is ``[x1, y1, x2, y2]`` in pixels or null."""
-        return {"noun": self.noun, "box": None if self.box is None else [float(v) for v in self.box],
-                "label": self.label, "score": float(self.score)}
+        """``{"noun", "box", "label", "score"}`` (and ``"track"`` where tracked); ``box`` is
+        ``[x1, y1, x2, y2]`` in pixels or null."""
+        out = {"noun": self.noun, "box": None if self.box is None else [float(v) for v in self.box],
+               "label": self.label, "score": float(self.score)}
+        return out if self.track is None else {**out, "track": self.track}
 
     @classmethod
     def from_json(cls, obj: Any, where: str = "role") -> "RoleValue":
@@ -95,7 +99,7 @@ class RoleValue:
         if not isinstance(noun, str):
             raise DatasetError(f"{where}: 'noun' must be a string, got {noun!r}")
         return cls(noun=noun, label=str(obj.get("label", "")), score=float(obj.get("score", 1.0)),
-                   box=parse_box(obj.get("box"), where))
+                   box=parse_box(obj.get("box"), where), track=_track(obj, where))
 
 
 @dataclass(frozen=True)
@@ -118,10 +122,12 @@ class Situation(Drawable):
 
     ``verb``, ``score`` and ``roles`` are those of the best candidate. ``gt_verb_roles``
     holds roles predicted for a verb given from outside (the gold verb during evaluation).
+    ``track``: in an HOI stream, the interaction's id across frames (its person and object pair).
     """
 
     candidates: tuple[VerbCandidate, ...]
     gt_verb_roles: Optional[Mapping[str, RoleValue]] = None
+    track: Optional[int] = None
 
     def __post_init__(self) -> None:
         if not self.candidates:
@@ -153,6 +159,8 @@ class Situation(Drawable):
         out: dict[str, Any] = {"verbs": [c.to_json() for c in self.candidates]}
         if self.gt_verb_roles is not None:
             out["gt_verb_roles"] = {r: v.to_json() for r, v in self.gt_verb_roles.items()}
+        if self.track is not None:
+            out["track"] = self.track
         return out
 
     @classmethod
@@ -167,7 +175,8 @@ class Situation(Drawable):
             candidates.append(VerbCandidate(entry["verb"], _number(entry.get("score", 0.0), at),
                                             _roles(entry.get("roles", {}), at)))
         gt = obj.get("gt_verb_roles")
-        return cls(tuple(candidates), None if gt is None else _roles(gt, f"{where}: gt_verb_roles"))
+        return cls(tuple(candidates), None if gt is None else _roles(gt, f"{where}: gt_verb_roles"),
+                   _track(obj, where))
 
     def __str__(self) -> str:
         roles = ", ".join(f"{r}={v.label or v.noun or '-'}" for r, v in self.roles.items())
@@ -213,6 +222,13 @@ def parse_box(value: Any, where: str = "box") -> Box:
     if all(v == -1 for v in box):
         return None
     return box
+
+
+def _track(obj: Mapping[str, Any], where: str) -> Optional[int]:
+    track = obj.get("track")
+    if track is not None and (not isinstance(track, int) or isinstance(track, bool)):
+        raise DatasetError(f"{where}: 'track' must be an integer, got {track!r}")
+    return track
 
 
 def _number(value: Any, where: str) -> float:

@@ -68,13 +68,15 @@ def draw_situation(image: np.ndarray, situation: Situation, fps: Optional[float]
 
 def draw_interactions(image: np.ndarray, situations: Sequence[Situation], fps: Optional[float] = None,
                       timings: Optional[Mapping[str, float]] = None, zoom: float = 1.0) -> np.ndarray:
-    """Each interaction in its colour: the person labelled with the verb and score, the object with its name."""
+    """Each interaction in its colour: the person labelled with the verb and score, the object with its name;
+    a tracked interaction keeps its colour from frame to frame and shows its id."""
     out, scale, thickness = _canvas(image, zoom)
     for i, s in enumerate(situations):
-        color = PALETTE[i % len(PALETTE)]
+        color = PALETTE[(i if s.track is None else s.track) % len(PALETTE)]
+        tag = "" if s.track is None else f"#{s.track} "
         for role, value in s.roles.items():
             if value.box is not None:
-                text = f"{s.verb} {s.score:.2f}" if role == "agent" else (value.label or value.noun)
+                text = f"{tag}{s.verb} {s.score:.2f}" if role == "agent" else (value.label or value.noun)
                 _box(out, value.box, text, color, zoom, scale, thickness)
     _label(out, f"{len(situations)} interaction{'s' * (len(situations) != 1)}", (4, int(22 * scale) + 4),
            (255, 255, 255), scale)

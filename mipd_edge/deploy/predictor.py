@@ -225,9 +225,12 @@ class SituationPredictor(Predictor):
 
 class InteractionPredictor(Predictor):
     """Human-object interaction detection: per image, its interactions (``Interactions``);
-    ``detect`` gives the scored detections in the ``eval-hoi`` format."""
+    ``detect`` gives the scored detections in the ``eval-hoi`` format. ``threshold`` is the
+    score an interaction needs to be answered, wherever no call names one (a stream's, a
+    server's); set it on the instance."""
 
     serves = "hoi"
+    threshold = 0.3
 
     def _build_decoder(self, top_k: int) -> None:
         from ..data.hico import HoiSpace
@@ -241,11 +244,12 @@ class InteractionPredictor(Predictor):
         return self.predict([image])[0]
 
     def predict(self, images: Union[ImageSource, Sequence[ImageSource]],
-                threshold: float = 0.3) -> list[Interactions]:
-        """Per image, its interactions scoring at least ``threshold``, best first."""
+                threshold: Optional[float] = None) -> list[Interactions]:
+        """Per image, its interactions scoring at least ``threshold`` (the instance's by default), best first."""
         from .interactions import as_situations
 
-        return [as_situations(d, threshold) for d in self.detect(images)]
+        limit = self.threshold if threshold is None else threshold
+        return [as_situations(d, limit) for d in self.detect(images)]
 
     def detect(self, images: Union[ImageSource, Sequence[ImageSource]], classes_only: bool = False) -> list[list[dict]]:
         """Per image, its scored (human, verb, object) detections, best first, in the

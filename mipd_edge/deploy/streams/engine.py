@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Union
 
 from ...config import SmoothingConfig
-from ...errors import MipdEdgeError, StreamError
+from ...errors import MipdEdgeError, MissingDependencyError, StreamError
 from ...situation import Interactions, Situation
 from .smoothing import VerbSmoother
 from .sources import ENDED, GAVE_UP, Frame, IterableSource, SourceEnded
+from .tracks import InteractionTracks
 from .writers import StreamWriter
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,10 @@ class _Stream:
     def __init__(self, name: str, source, writer: Optional[StreamWriter], stats: SourceStats, queue_size: int,
                  draw_ms: list[float], smoothing: SmoothingConfig):
         self.name, self.source, self.writer, self.stats = name, source, writer, stats
+        self.smoothing = smoothing
         self.smoother = VerbSmoother(smoothing)
+        self.tracks: Optional[InteractionTracks] = None
+        self.untracked = False
         self.results: queue.Queue = queue.Queue(maxsize=queue_size)
         self.errors: list[BaseException] = []
         self.recent: list[float] = []
@@ -122,9 +126,19 @@ class _Stream:
                 continue
 
     def steady(self, answer: Answer) -> Answer:
-        """The answer with this source's verb smoothed over its frames (situations; an HOI
-        answer as it is)."""
-        return self.smoother(answer) if isinstance(answer, Situation) else answer
+        """The answer with this source's verb smoothed over its frames; an HOI answer's people and
+        objects tracked, each interaction's verb smoothed over its own frames (``tracks.py``)."""
+        if isinstance(answer, Situation):
+            return self.smoother(answer)
+        if not isinstance(answer, Interactions):  # another predictor's answer: as it is
+            return answer
+        if self.tracks is None and not self.untracked:
+            try:
+                self.tracks = InteractionTracks(self.smoothing)
+            except MissingDependencyError as exc:
+                self.untracked = True
+                log.warning("source %s: interactions are not tracked: %s", self.name, exc)
+        return answer if self.tracks is None else self.tracks(answer)
 
     def fps(self, now: float) -> float:
         self.recent = (self.recent + [now])[-30:]
