@@ -28,7 +28,8 @@ from mipd_lab.components import format_components, format_seeds  # noqa: E402
 PART = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
 # the Markdown files that hold generated parts
 FILES = ("README.md", "docs/*.md", "docs/results/*.md")
-QUICKSTART = "quickstart-epyc-avx512.json"
+QUICKSTART = "quickstart-xeon-amx.json"
+QUICKSTART_EPYC = "quickstart-epyc-avx512.json"  # the same run on the other CPU kind with AVX-512
 INT8_RECIPE = "int8-recipe-epyc-avx512.json"
 CALIBRATION = "calibration-size-epyc-avx512.json"
 BF16_TRAINING = "bf16-training-epyc-avx512.json"
@@ -37,6 +38,7 @@ SERVE_LOAD = "serve-load-epyc-avx512.json"
 RAY_AUTOSCALE = "ray-autoscale-epyc-avx512.json"
 STREAM_SMOOTHING = "stream-smoothing-epyc-avx512.json"
 MULTI_STREAM = "multi-stream-epyc-avx512.json"
+HOI_TRACKS = "hoi-tracks-xeon-amx.json"
 HOI_RECIPE = "hoi-int8-recipe-epyc-avx512.json"
 
 PRECISION_NAMES = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8", "bf16": "BF16"}
@@ -102,9 +104,9 @@ def quickstart_accuracy() -> str:
     return render_table(table, markdown=True)
 
 
-def quickstart_speed() -> str:
+def quickstart_speed(name: str = QUICKSTART) -> str:
     """Batch-1 latency of the quickstart's MIPD student per backend and precision, with its accuracy."""
-    bench = load(QUICKSTART)["benchmark"]
+    bench = load(name)["benchmark"]
     table = [["backend", "precision", "p50 ms", "Predictor ms", "MB", "verb top-1", "grnd-value", "vs PyTorch"]]
     for r in bench["rows"]:
         if r["batch"] != 1 or r["model"] != "student" or r["status"] != "ok":
@@ -117,8 +119,8 @@ def quickstart_speed() -> str:
     return render_table(table, markdown=True, left=2)
 
 
-def quickstart_headline() -> str:
-    run = load(QUICKSTART)
+def quickstart_headline(name: str = QUICKSTART) -> str:
+    run = load(name)
     summary, minutes = run["benchmark"]["summary"], run["seconds"] / 60
     auto = {Path(k).name: v for k, v in summary.get("auto", {}).items()}.get("bundle-int8")
     lines = [f"The run took **{int(minutes)} min {round(run['seconds'] - 60 * int(minutes))} s** from an empty "
@@ -316,6 +318,22 @@ def stream_smoothing() -> str:
             f"at {s['fps']} fps).")
 
 
+def hoi_tracks() -> str:
+    """Interactions followed across SynthSitu-HOI clips: their ids and verbs, per smoothing method, every seed."""
+    data = load(HOI_TRACKS)
+    table = [["method", "seed", "verb changes / 100 track frames", "verb right %", "ids per gold pair",
+              "gold pairs followed %", "their frames followed %"]]
+    for method, mean in data["summary"].items():
+        for seed, row in [*((s, runs[method]) for s, runs in data["per_seed"].items()), ("mean", mean)]:
+            table.append([method, seed, f"{row['changes_per_100']:.1f}", f"{row['verb_right']:.1f}",
+                          "-" if row["ids_per_pair"] is None else f"{row['ids_per_pair']:.2f}",
+                          f"{row['pairs_followed']:.0f}", f"{row['frames_followed']:.0f}"])
+    s = data["setup"]
+    return (render_table(table, markdown=True, left=2) + f"\n\n{len(s['seeds'])} data draws, each a clip of "
+            f"{s['segments']} scenes of {s['frames_per_segment']} frames ({s['frames_per_segment'] / s['fps']:.0f} s "
+            f"at {s['fps']} fps); the student: {s['student']}.")
+
+
 def multi_stream() -> str:
     """Several video files as one StreamSet against a process each, and the memory of a long run."""
     data = load(MULTI_STREAM)
@@ -508,10 +526,9 @@ PARTS: dict[str, Callable[[], str]] = {
     "h100-torch-cuda-provenance": lambda: provenance("h100-torch-cuda.json"),
     "ablation-rerun-provenance": lambda: provenance("ablation-rerun-mipd-seed1.json"),
     "int8-graphs": int8_graphs,
-    "xeon-amx-run1": lambda: benchmark_table("xeon-amx-benchmark-run1.json"),
-    "xeon-amx-run1-provenance": lambda: provenance("xeon-amx-benchmark-run1.json"),
-    "xeon-amx-run2": lambda: benchmark_table("xeon-amx-benchmark-run2.json"),
-    "xeon-amx-run2-provenance": lambda: provenance("xeon-amx-benchmark-run2.json"),
+    "epyc-avx512-quickstart-headline": lambda: quickstart_headline(QUICKSTART_EPYC),
+    "epyc-avx512-quickstart-speed": lambda: quickstart_speed(QUICKSTART_EPYC),
+    "epyc-avx512-quickstart-provenance": lambda: provenance(QUICKSTART_EPYC),
     "int8-recipe": int8_recipe,
     "int8-recipe-provenance": lambda: provenance(INT8_RECIPE),
     "calibration-size": calibration_size,
@@ -524,6 +541,8 @@ PARTS: dict[str, Callable[[], str]] = {
     "stream-smoothing": stream_smoothing,
     "multi-stream": multi_stream,
     "multi-stream-provenance": lambda: provenance(MULTI_STREAM),
+    "hoi-tracks": hoi_tracks,
+    "hoi-tracks-provenance": lambda: provenance(HOI_TRACKS),
     "stream-smoothing-provenance": lambda: provenance(STREAM_SMOOTHING),
     "ray-autoscale-provenance": lambda: provenance(RAY_AUTOSCALE),
     "bf16-training-provenance": lambda: provenance(BF16_TRAINING),

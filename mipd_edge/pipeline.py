@@ -307,16 +307,19 @@ class Pipeline:
 
     def run_benchmark(self, bundles: list[Path], references: Sequence[Path] = ()) -> dict:
         """``mipd-edge benchmark`` on the bundles, with accuracy on the test split, and latency-only
-        rows of the comparison bundles: ``benchmark/``."""
+        rows of the comparison bundles: ``benchmark/``. bf16 is a row where the CPU computes in it."""
         from .benchmark import BenchmarkSettings, run_benchmark
+        from .machine import bf16_capable
 
-        settings = BenchmarkSettings(precisions=("fp32", "int8"), batches=self.cfg.benchmark_batches,
+        precisions = ("fp32", "bf16", "int8") if bf16_capable() else ("fp32", "int8")
+        settings = BenchmarkSettings(precisions=precisions, batches=self.cfg.benchmark_batches,
                                      data=str(self.data), seconds=self.cfg.benchmark_seconds)
         if self.cfg.benchmark_settle_s is not None:
             settings = replace(settings, settle_s=self.cfg.benchmark_settle_s)
         params = {"bundles": [self.stage_params(b.name) for b in bundles],
                   "references": [self.stage_params(r.name) for r in references],
-                  "settings": {"batches": list(settings.batches), "seconds": settings.seconds}}
+                  "settings": {"batches": list(settings.batches), "seconds": settings.seconds,
+                               "precisions": list(precisions)}}
         stage(self.workdir, "benchmark", params,
               lambda: run_benchmark(bundles, settings, self.workdir / "benchmark", references)["summary"])
         return read_json(self.workdir / "benchmark" / "results.json")

@@ -223,12 +223,13 @@ def test_every_output_is_rebuilt_from_results_json_alone(tmp_path):
 
 
 def test_raw_inference_times_the_graphs_the_predictor_runs(tiny_bundle):
-    """OpenVINO runs graphs with the vocabulary matching compiled in: the raw row times those,
-    not the bundle's plain graphs (other compiled models, whose weights compete for the caches)."""
+    """OpenVINO and ONNX Runtime run graphs with the vocabulary matching built in: the raw row
+    times those, not the bundle's plain graphs (other compiled models, whose weights compete for
+    the caches); torch matches in numpy and times its plain graphs."""
     from mipd_edge.benchmark import RowMeasurement
 
     settings = BenchmarkSettings(seconds=0.05, warmup=1, min_iterations=2, settle_s=0.0)
-    for backend, matched in (("openvino", True), ("onnxruntime", False)):
+    for backend, matched in (("openvino", True), ("onnxruntime", True), ("torch", False)):
         row = RowMeasurement(str(tiny_bundle), backend, "fp32", 1, settings, with_accuracy=False)
         encoder, decoder = row.graphs
         assert (encoder.startswith("matched_encoder"), decoder.startswith("matched_decoder")) == (matched, matched)

@@ -107,7 +107,7 @@ def test_an_int8_bundle_holds_onnx_runtimes_own_layout(tiny_student, tiny_world,
     assert graph_format("onnxruntime", "int8", m.graphs) == "onnxruntime-int8"
     assert graph_format("tensorrt", "int8", m.graphs) == "onnx-int8"
     with load_runtime("onnxruntime", tiny_bundle, m, precision="int8") as runtime:
-        assert runtime.sessions["encoder"]._model_path.endswith("encoder.int8.ort.onnx")
+        assert runtime.sessions["encoder"].path.name == "encoder.int8.ort.onnx"
     graph = onnx.load(str(tiny_bundle / "encoder.int8.ort.onnx")).graph
     initializers = {i.name: i for i in graph.initializer}
     first_q = next(n for n in graph.node if n.op_type == "QuantizeLinear")

@@ -55,13 +55,16 @@ def test_the_default_recipe_keeps_ptq_within_the_gate_else_the_smaller_loss(
     assert recipe["tried"]["ptq"]["verb"] == losses["ptq"] and f"{losses['ptq']:.2f}" in recipe["why"]
     assert encoder_digest(out) == made[kept]  # the graphs of the recipe it names
     assert read_manifest(out).quantization["recipe"] == recipe
-    assert ("onnxruntime-int8" in m.graphs) == (kept == "ptq")  # QAT's Q/DQ graph is ONNX Runtime's too
+    # either recipe gives ONNX Runtime its own layout, checked against FP32 like the others
+    assert m.verification["onnxruntime-int8"]["glance_cosine_mean"] >= 0.9
+    assert ("QAT weights" in m.quantization["engines"]["onnxruntime-int8"]) == (kept == "qat")
     if kept == "qat":  # fake quantizers stripped to standard Q/DQ every runtime reads
         import onnx
 
         assert m.quantization["qat"]["steps"] > 0 and m.verification["onnx-int8"]["glance_cosine_mean"] >= 0.9
         ops = {n.op_type for n in onnx.load(str(out / "encoder.int8.onnx")).graph.node}
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "FakeQuantize" not in ops
+        assert not list(out.glob("*.grid.onnx"))  # the folded graph it was made from is not left behind
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no QAT copy left behind
 
 
@@ -125,3 +128,42 @@ def test_quantize_calibrates_on_the_users_footage_from_the_cli(tiny_student, tin
     q = read_manifest(out).quantization
     assert q["calibration_images"] == 10 and q["calibration_source"] == str(tmp_path / "footage")
     assert "INT8 by PTQ" in r.stdout
+
+
+def test_a_qat_graph_folds_to_float_with_its_weights_on_their_grid(tmp_path):
+    """Weights become their quantized-then-dequantized values (per channel, with zero points);
+    activations keep only their quantizers' range, so the float graph computes with the QAT
+    weights and clips exactly, leaving the rounding of activations to ONNX Runtime's calibration."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mipd_edge.quantize.grid import grid_float_graph
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(4, 3)).astype(np.float32)
+    w_scale = (np.abs(w).max(0) / 127).astype(np.float32)
+    w_zero = np.array([0, 3, -2], np.int8)
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(w_scale, "w_scale"),
+             numpy_helper.from_array(w_zero, "w_zero"), numpy_helper.from_array(np.float32(0.05), "x_scale"),
+             numpy_helper.from_array(np.uint8(128), "x_zero")]
+    nodes = [helper.make_node("Constant", [], ["x_zero_c"], value=numpy_helper.from_array(np.uint8(128))),
+             helper.make_node("Identity", ["x_zero_c"], ["x_zero_i"]),
+             helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero_i"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero_i"], ["xd"]),
+             helper.make_node("QuantizeLinear", ["w", "w_scale", "w_zero"], ["wq"], axis=1),
+             helper.make_node("DequantizeLinear", ["wq", "w_scale", "w_zero"], ["wd"], axis=1),
+             helper.make_node("MatMul", ["xd", "wd"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "qdq.onnx")
+    grid_float_graph(tmp_path / "qdq.onnx", tmp_path / "float.onnx")
+    folded = onnx.load(str(tmp_path / "float.onnx"))
+    assert {n.op_type for n in folded.graph.node} == {"Clip", "MatMul"}
+    x = rng.normal(size=(2, 4)).astype(np.float32)
+    x[0, 0], x[1, 2] = 10.0, -9.0  # beyond what the input's quantizer passes: [-6.4, 6.35]
+    q = np.clip(np.rint(w / w_scale) + w_zero, -128, 127)
+    expected = np.clip(x, -128 * 0.05, 127 * 0.05) @ ((q - w_zero) * w_scale)
+    got = ort.InferenceSession(str(tmp_path / "float.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got, x @ w, atol=1e-4)  # the weights did move onto their grid

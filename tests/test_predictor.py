@@ -22,21 +22,30 @@ def test_images(tiny_world):
     return [data[i].image for i in range(0, len(data), 6)]
 
 
-def test_backends_agree_on_real_images(tiny_bundle, test_images):
-    """Every backend, and OpenVINO both with its in-graph normalisation of the uint8 canvas
-    and vocabulary matching (the Predictor's default) and with numpy's, gives torch's
+def test_backends_agree_on_real_images(tiny_bundle, test_images, monkeypatch):
+    """Every backend, OpenVINO both with its in-graph normalisation of the uint8 canvas and
+    vocabulary matching (the Predictor's default) and with numpy's, and ONNX Runtime both with
+    its in-graph matching and without the onnx package (the graphs as exported), gives torch's
     situations: the deployment call and the evaluation call (top-5 roles, gold-verb roles)."""
+    from mipd_edge.deploy.runtimes import onnxruntime as ort_runtime
+
     runs = {"torch": ("torch", {}), "onnxruntime": ("onnxruntime", {}),
-            "openvino": ("openvino", {}),
+            "onnxruntime-as-exported": ("onnxruntime", {}), "openvino": ("openvino", {}),
             "openvino-numpy-normalised": ("openvino", {"canvas_input": False})}
     results, evaluated = {}, {}
+    find_spec = ort_runtime.importlib.util.find_spec
     for name, (backend, options) in runs.items():
+        if name == "onnxruntime-as-exported":  # an edge device with ONNX Runtime alone
+            monkeypatch.setattr(ort_runtime.importlib.util, "find_spec",
+                                lambda n, *a: None if n == "onnx" else find_spec(n, *a))
         with Predictor(tiny_bundle, backend=backend, precision="fp32", **options) as p:
             results[name] = p.predict(test_images)
             gold = p.vocabulary.verbs[:len(test_images)]
             evaluated[name] = p._situations(test_images, "topk", gold)  # what evaluation scores
             assert p.backend == backend and p.runtime.takes_canvas == (name == "openvino")
-            assert (type(p.decoder).__name__ == "GraphMatchedDecoder") == (backend == "openvino")
+            assert (type(p.decoder).__name__ == "GraphMatchedDecoder") == (
+                backend in ("openvino", "onnxruntime") and name != "onnxruntime-as-exported")
+        monkeypatch.undo()
     for name in runs:
         assert_same_situations(results["torch"] + evaluated["torch"], results[name] + evaluated[name])
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from mipd_edge.machine import bf16_capable
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,6 +47,7 @@ def test_quickstart_runs_every_stage_and_resumes(tmp_path, cache_dir):
     ran = {(row["model"], row["backend"], row["precision"]) for row in bench["rows"] if row["status"] == "ok"}
     assert {("student", b, p) for b in ("onnxruntime", "openvino") for p in ("fp32", "int8")} <= ran
     assert ("student", "torch", "fp32") in ran
+    assert (("student", "openvino", "bf16") in ran) == bf16_capable()  # a row where the CPU computes in bf16
     assert (tmp_path / "benchmark" / "latency_vs_accuracy.png").stat().st_size > 10_000
     frames = sorted((tmp_path / "frames").glob("*.png"))
     assert len(frames) >= 3 and cv2.imread(str(frames[0])).shape[0] >= 3 * 96 * 0.5

@@ -256,7 +256,12 @@ def post_training(out: Path, manifest: BundleManifest, job: Int8Job, report: dic
 
 def quantization_aware(out: Path, manifest: BundleManifest, job: Int8Job, report: dict[str, Any]) -> dict[str, str]:
     """NNCF QAT of the encoder against its own FP32 outputs, exported as one Q/DQ ONNX graph
-    (converted for OpenVINO); ONNX Runtime runs that graph too. Returns format -> what made it."""
+    (converted for OpenVINO; TensorRT reads it as it is), and ONNX Runtime's own layout of the
+    QAT weights: its static quantizer over the QAT graph with the quantizers folded out
+    (``grid.py``), since ONNX Runtime runs NNCF's layout slower than FP32. Returns format -> what
+    made it."""
+    from .grid import grid_float_graph
+    from .ptq import quantize_onnx_ort
     from .qat import QatConfig, quantize_aware_training
 
     cfg = job.cfg
@@ -273,6 +278,13 @@ def quantization_aware(out: Path, manifest: BundleManifest, job: Int8Job, report
         engines["openvino-int8"] = "nncf QAT, Q/DQ converted"
     if "onnx" in cfg.formats:
         engines["onnx-int8"] = "nncf QAT, Q/DQ"
+        grid = onnx_int8.with_suffix(".grid.onnx")
+        try:
+            grid_float_graph(onnx_int8, grid)
+            quantize_onnx_ort(grid, out / graph_files("onnxruntime-int8")["encoder"], job.calibration)
+        finally:
+            grid.unlink(missing_ok=True)
+        engines["onnxruntime-int8"] = "onnxruntime static Q/DQ of the QAT weights (u8 activations, 7-bit s8 weights)"
     else:
         onnx_int8.unlink()
     return engines

@@ -7,7 +7,9 @@ torch-free; a runtime only moves tensors through an engine.
 
 from __future__ import annotations
 
+import itertools
 import threading
+import weakref
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,16 +76,50 @@ class Runtime(ABC):
         self.task = manifest.task
         self.output_names_of = self.task.outputs
         self.inputs = dict(self.task.inputs)  # a backend may add graphs of its own
+        # graphs ending in the vocabulary matching (match_with), per VocabularyTables, alive while it is
+        self.matched: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.matched_graphs: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self.match_lock = threading.Lock()
+        self.serials = itertools.count()
 
     def encoder_input(self, canvases: np.ndarray) -> np.ndarray:
         """Letterboxed BGR uint8 canvases (N, H, W, 3) -> what this runtime's encoder takes."""
         return canvases if self.takes_canvas else self.preprocess.normalize(canvases)
 
     def match_with(self, tables: "VocabularyTables", top_k: int) -> tuple[str, str]:
-        """The names of an encoder and a decoder graph that end in the vocabulary matching
-        against ``tables`` (see ``GraphMatchedDecoder``), for backends with ``matches_in_graph``.
-        They stay valid while ``tables`` is alive, so a call in flight keeps its graphs when
-        another thread edits the vocabulary."""
+        """The names of an encoder graph giving (memory, verb_ids, verb_probs: the top-k verbs) and
+        a decoder graph giving (noun_ids, noun_probs: the best noun per role; boxes, exists): the
+        bundle's graphs followed by the vocabulary matching against ``tables`` (see
+        ``GraphMatchedDecoder``), for backends with ``matches_in_graph``.
+
+        Right after an inference every numpy call in Python costs five to ten times its warm
+        time (the inference has flushed the caches); inside the graph the same matching costs a
+        fraction of that. A vocabulary edit makes new tables, and the next call builds graphs
+        for them (a fraction of a second); the bundle's graphs stay as they are, and graphs of
+        older tables live on while a call still uses them, so a call in flight keeps its graphs
+        when another thread edits the vocabulary."""
+        if not self.matches_in_graph:
+            raise NotImplementedError(f"{self.name} matches the vocabulary in numpy")
+        names = self.matched.get(tables)
+        if names is not None:
+            return names[0]
+        with self.match_lock:
+            if tables in self.matched:
+                return self.matched[tables][0]
+            heads = {"encoder": ("glance", tables.verb_logits, min(top_k, len(tables.verbs)), "verb"),
+                     "decoder": ("nouns", tables.noun_logits, 1, "noun")}
+            serial = next(self.serials)
+            graphs = {f"matched_{graph}#{serial}": self.matched_graph(graph, *head) for graph, head in heads.items()}
+            self.matched_graphs.update(graphs)
+            names = tuple(graphs)
+            self.matched[tables] = (names, list(graphs.values()))
+            return names
+
+    def matched_graph(self, graph: str, output: str, table: np.ndarray, k: int, name: str) -> Any:
+        """``graph`` with its ``output`` embeddings scored against ``table`` (D, V: scaled text
+        embeddings), softmax over the vocabulary, and the top ``k`` as ``{name}_ids`` and
+        ``{name}_probs`` in place of the embeddings (what ``SituationDecoder`` computes in
+        numpy), ready to run: what ``run`` finds in ``matched_graphs``."""
         raise NotImplementedError(f"{self.name} matches the vocabulary in numpy")
 
     @abstractmethod

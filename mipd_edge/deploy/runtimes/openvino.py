@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
-import threading
-import weakref
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
@@ -72,11 +69,6 @@ class OpenVinoRuntime(Runtime):
             except RuntimeError as exc:
                 raise BundleError(f"{path}: OpenVINO cannot load this graph ({exc})") from exc
             self.models[graph] = model
-        # graphs ending in the vocabulary matching, per VocabularyTables, alive while it is
-        self.matched: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self.matched_graphs: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-        self.match_lock = threading.Lock()
-        self.serials = itertools.count()
         self.queues: dict[str, Any] = {}
 
     def compile(self, model) -> "CompiledGraph":
@@ -98,36 +90,11 @@ class OpenVinoRuntime(Runtime):
         names = port.get_names()
         return next((n for n in self.known_names if n in names), port.get_any_name())
 
-    def match_with(self, tables, top_k: int) -> tuple[str, str]:
-        """Compile an encoder graph giving (memory, verb_ids, verb_probs: the top-k verbs) and a
-        decoder graph giving (noun_ids, noun_probs: the best noun per role; boxes, exists): the
-        bundle's graphs followed by the vocabulary matching, with ``tables`` as constants.
-
-        Right after an inference every numpy call in Python costs five to ten times its warm
-        time (the inference has flushed the caches); inside the compiled graph the same
-        matching costs about 0.04 ms instead of 0.15 ms. A vocabulary edit makes new tables,
-        and the next call compiles for them (a fraction of a second); the bundle's graphs stay
-        as they are, and graphs of older tables live on while a call still uses them."""
-        names = self.matched.get(tables)
-        if names is not None:
-            return names[0]
-        with self.match_lock:
-            if tables in self.matched:
-                return self.matched[tables][0]
-            heads = {"encoder": ("glance", tables.verb_logits, min(top_k, len(tables.verbs)), "verb"),
-                     "decoder": ("nouns", tables.noun_logits, 1, "noun")}
-            serial = next(self.serials)
-            graphs = {f"matched_{graph}#{serial}": self.compile(self.with_matching(
-                self.models[graph], output, table, k, name)) for graph, (output, table, k, name) in heads.items()}
-            self.matched_graphs.update(graphs)
-            names = tuple(graphs)
-            self.matched[tables] = (names, list(graphs.values()))
-            return names
+    def matched_graph(self, graph: str, output: str, table: np.ndarray, k: int, name: str) -> "CompiledGraph":
+        return self.compile(self.with_matching(self.models[graph], output, table, k, name))
 
     def with_matching(self, model, output: str, table: np.ndarray, k: int, name: str):
-        """``model`` with its ``output`` embeddings scored against ``table`` (D, V: scaled text
-        embeddings), softmax over the vocabulary, and the top ``k`` as ``{name}_ids`` and
-        ``{name}_probs`` in place of the embeddings: what ``SituationDecoder`` computes in numpy."""
+        """A copy of ``model`` ending in the matching ``matched_graph`` describes."""
         import openvino.opset13 as ops
 
         model = model.clone()
