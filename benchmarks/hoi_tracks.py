@@ -36,9 +36,10 @@ from mipd_edge.data.hico import find_space, image_dir, read_hoi_annotations
 from mipd_edge.data.hoi_vocabulary import category_of
 from mipd_edge.deploy.image import load_image
 from mipd_edge.deploy.streams import open_source
-from mipd_edge.deploy.streams.tracks import InteractionTracks, box_iou
+from mipd_edge.deploy.streams.tracks import InteractionTracks
 from mipd_edge.deploy.streams.writers import VideoEncoder
 from mipd_edge.files import write_json
+from mipd_edge.metrics import box_iou
 from mipd_edge.pipeline import stage, training_mode
 from mipd_edge.tables import render_table
 
@@ -114,8 +115,7 @@ def gold_pair(situation, gold: list[dict]) -> dict | None:
     for g in gold:
         if category_of(thing.noun) != g["category"] or human.box is None or thing.box is None:
             continue
-        iou = min(box_iou(np.array([human.box]), np.array([g["human"]]))[0, 0],
-                  box_iou(np.array([thing.box]), np.array([g["object"]]))[0, 0])
+        iou = min(box_iou(human.box, g["human"]), box_iou(thing.box, g["object"]))
         if iou >= best_iou:
             best, best_iou = g, iou
     return best

@@ -268,6 +268,17 @@ def test_hoi_stream_tracks_each_interaction(hoi_world, hoi_bundle, tmp_path):
             assert {"track"} <= set(i["verbs"][0]["roles"]["agent"]) and "track" in i["verbs"][0]["roles"]["item"]
 
 
+def test_an_interaction_threshold_is_a_score(hoi_bundle):
+    with Predictor(hoi_bundle[0], backend="onnxruntime") as p:
+        for bad in ("0.5", 1.5, -0.1, True, None):
+            with pytest.raises(MipdEdgeError, match="threshold is a number from 0 to 1"):
+                p.threshold = bad
+        with pytest.raises(MipdEdgeError, match="threshold is a number from 0 to 1"):
+            p.predict([np.zeros((32, 32, 3), np.uint8)], threshold=2)
+        p.threshold = 1
+        assert p.threshold == 1.0 and p.predict([np.zeros((32, 32, 3), np.uint8)]) == [[]]
+
+
 def test_the_hoi_page_example_runs_as_written(hoi_world, hoi_bundle, tmp_path, cache_dir):
     """docs/hoi.md's Python example, in a folder holding hoi/bundle and photo.jpg."""
     import re

@@ -33,7 +33,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import BundleError, VocabularyError
+from ..errors import BundleError, MipdEdgeError, VocabularyError
 from ..files import PathLike
 from ..situation import Interactions, Situation
 from ..text import LazyTextEncoder, OnnxTextEncoder, load_text_encoder
@@ -230,7 +230,17 @@ class InteractionPredictor(Predictor):
     server's); set it on the instance."""
 
     serves = "hoi"
-    threshold = 0.3
+    _threshold = 0.3
+
+    @property
+    def threshold(self) -> float:
+        """The score an interaction needs wherever a call names none (streams, the server);
+        0.3 until set, and set only to a number from 0 to 1."""
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self._threshold = score_threshold(value)
 
     def _build_decoder(self, top_k: int) -> None:
         from ..data.hico import HoiSpace
@@ -248,7 +258,7 @@ class InteractionPredictor(Predictor):
         """Per image, its interactions scoring at least ``threshold`` (the instance's by default), best first."""
         from .interactions import as_situations
 
-        limit = self.threshold if threshold is None else threshold
+        limit = self.threshold if threshold is None else score_threshold(threshold)
         return [as_situations(d, limit) for d in self.detect(images)]
 
     def detect(self, images: Union[ImageSource, Sequence[ImageSource]], classes_only: bool = False) -> list[list[dict]]:
@@ -270,4 +280,12 @@ class InteractionPredictor(Predictor):
 PREDICTORS: dict[str, type[Predictor]] = {cls.serves: cls for cls in (SituationPredictor, InteractionPredictor)}
 
 
+def score_threshold(value: Any) -> float:
+    """``value`` as a score threshold: a number from 0 to 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise MipdEdgeError(f"an interaction threshold is a number from 0 to 1, got {value!r}")
+    return float(value)
+
+
 __all__ = ["InteractionPredictor", "Predictor", "SituationPredictor"]
+

@@ -53,9 +53,11 @@ class OnnxRuntime(Runtime):
         super().__init__(bundle, manifest, device, precision, threads, canvas_input)
         ort = require("onnxruntime", self.extra, "The ONNX Runtime backend")
         self._ort = ort
-        editable = importlib.util.find_spec("onnx") is not None
-        self.matches_in_graph = editable
-        self.models: dict[str, Any] = {}  # the bundle's graphs as ONNX models, where they are edited here
+        self.matches_in_graph = importlib.util.find_spec("onnx") is not None
+        # the bundle's graphs as read once at load (later matching must not read files that could
+        # have changed since the bundle was verified), parsed as ONNX models when first matched
+        self.graph_bytes: dict[str, bytes] = {}
+        self.models: dict[str, Any] = {}
         device = device.upper()
         if device not in PROVIDERS:
             raise BundleError(f"onnxruntime device must be one of {sorted(PROVIDERS)}, got {device!r}")
@@ -69,27 +71,17 @@ class OnnxRuntime(Runtime):
         for graph in ("encoder", "decoder"):
             path = graph_path(bundle, manifest, fmt, graph)
             try:
-                if editable:
-                    import onnx
-
-                    model = self.models[graph] = onnx.load(str(path))
-                    self.check_shapes(graph, input_shapes(model))
-                    source = model.SerializeToString()
-                else:
-                    source = str(path)
-                self.sessions[graph] = self.session(graph, path, source)
-            except BundleError:
-                raise
-            except Exception as exc:  # ORT and onnx raise their own exception types for broken files
+                self.graph_bytes[graph] = path.read_bytes()
+                self.sessions[graph] = self.session(graph, path, self.graph_bytes[graph])
+            except Exception as exc:  # ORT raises its own exception types for broken files
                 raise BundleError(f"{path}: ONNX Runtime cannot load this graph ({exc})") from exc
-            if not editable:
-                self.check_shapes(graph, {i.name: [d if isinstance(d, int) else None for d in i.shape]
-                                          for i in self.sessions[graph].session.get_inputs()})
+            self.check_shapes(graph, {i.name: [d if isinstance(d, int) else None for d in i.shape]
+                                      for i in self.sessions[graph].session.get_inputs()})
         self.pending, self.idle = 0, threading.Condition()
         self.errors: list[str] = []
 
     def session(self, graph: str, path: Path, source: Any) -> Session:
-        """An inference session of ``source`` (``path``, or the serialized model read from it) for ``graph``."""
+        """An inference session for ``graph`` of ``source``: the serialized model read from ``path`` (or edited)."""
         options = self._ort.SessionOptions()
         options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Each session has its own thread pool, whose threads spin after a run. The decoder
@@ -105,8 +97,13 @@ class OnnxRuntime(Runtime):
                        [o.name for o in session.get_outputs()])
 
     def matched_graph(self, graph: str, output: str, table: np.ndarray, k: int, name: str) -> Session:
-        return self.session(graph, self.sessions[graph].path,
-                            with_matching(self.models[graph], output, table, k, name).SerializeToString())
+        """Called under ``match_lock``: the bundle's graph is parsed once, for every vocabulary version."""
+        import onnx
+
+        if graph not in self.models:
+            self.models[graph] = onnx.load_from_string(self.graph_bytes[graph])
+        edited = with_matching(self.models[graph], output, table, k, name)
+        return self.session(graph, self.sessions[graph].path, edited.SerializeToString())
 
     def find(self, graph: str) -> Session:
         found = self.sessions.get(graph) or self.matched_graphs.get(graph)
@@ -150,13 +147,6 @@ class OnnxRuntime(Runtime):
         if self.errors:
             error, self.errors = self.errors[0], []
             raise BundleError(f"ONNX Runtime asynchronous run failed: {error}")
-
-
-def input_shapes(model) -> dict[str, list[Optional[int]]]:
-    """An ONNX model's input shapes, None for free dimensions (initializers listed as inputs left out)."""
-    constant = {i.name for i in model.graph.initializer}
-    return {i.name: [d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim]
-            for i in model.graph.input if i.name not in constant}
 
 
 def with_matching(model, output: str, table: np.ndarray, k: int, name: str):

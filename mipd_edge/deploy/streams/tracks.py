@@ -19,7 +19,6 @@ category's tracks have their own counts; interactions theirs).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 from typing import Optional
 
@@ -29,8 +28,6 @@ from ...config import SmoothingConfig
 from ...errors import require
 from ...situation import Interactions, RoleValue
 from .smoothing import VerbSmoother
-
-log = logging.getLogger(__name__)
 
 SAME_BOX_IOU = 0.7  # boxes of one category overlapping this much are one thing
 LOST_FRAMES = 30  # frames a track (and its interaction's vote) outlives its last sighting
@@ -60,6 +57,7 @@ class InteractionTracks:
 
     def __init__(self, smoothing: SmoothingConfig = SmoothingConfig()):
         self.trackers_module = require("trackers", "tracks", "Tracking people and objects in an HOI stream")
+        self.supervision = require("supervision", "tracks", "Tracking people and objects in an HOI stream")
         self.smoothing = smoothing
         self.trackers: dict[str, object] = {}  # category noun -> its ByteTrack
         self.pairs: dict[tuple, int] = {}  # (person track, object noun, object track) -> interaction id
@@ -94,7 +92,6 @@ class InteractionTracks:
 
     def _track(self, answer: Interactions, role: str) -> list[Optional[int]]:
         """Each interaction's ``role`` box's track id (None where it has no box or no track yet)."""
-        sv = require("supervision", "tracks", "Tracking people and objects in an HOI stream")
         found: list[Optional[int]] = [None] * len(answer)
         by_category: dict[str, list[int]] = {}
         for i, situation in enumerate(answer):
@@ -106,7 +103,7 @@ class InteractionTracks:
             boxes = np.array([answer[i].roles[role].box for i in members], np.float32).reshape(-1, 4)
             group = merge_boxes(boxes)
             heads = np.unique(group)
-            detections = sv.Detections(xyxy=boxes[heads], data={"head": heads})
+            detections = self.supervision.Detections(xyxy=boxes[heads], data={"head": heads})
             tracked = self._tracker(category).update(detections)
             track_of = {int(h): int(t) for h, t in zip(tracked.data.get("head", ()), tracked.tracker_id) if t >= 0}
             for member, g in zip(members, group):
