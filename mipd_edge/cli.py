@@ -24,7 +24,7 @@ from .config import (
     split_list,
 )
 from .context import RunContext
-from .data.synthsitu.generate import SynthConfig
+from .data.synthsitu.generate import FootageConfig, SynthConfig
 from .data.synthsitu.hoi import SynthHoiConfig
 from .deploy.backends import BACKENDS
 from .deploy.bundle import PRECISIONS
@@ -67,6 +67,14 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
     m = generate(args.out, config_for_task(args, SynthConfig, SynthHoiConfig))
     print(f"SynthSitu written to {args.out}: {m['train']} train / {m['dev']} dev / {m['test']} test images, "
           f"{m['verbs']} verbs, {m['nouns']} nouns, {m['seconds']:.1f} s")
+
+
+def cmd_data_footage(args: argparse.Namespace) -> None:
+    from .data.synthsitu.generate import generate_footage
+
+    _output(args, "footage folder")
+    m = generate_footage(args.out, config_of_args(FootageConfig, args))
+    print(f"SynthSitu footage written to {args.out}: {m['images']} unlabeled images, {m['seconds']:.1f} s")
 
 
 def config_for_task(args: argparse.Namespace, cls: type, other: type):
@@ -214,7 +222,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
     from .train.distill import distill
     from .train.task import TrainingInputs
 
-    inputs = TrainingInputs(args.teacher, args.rationales, args.pairs, args.zero_shot)
+    inputs = TrainingInputs(args.teacher, args.rationales, args.pairs, args.zero_shot, unlabeled=args.unlabeled)
     result = distill(args.data, args.out, _train_config(args), inputs, _run(args))
     print(f"student written to {args.out} (best dev selection score {result['best_selection_score']:.2f})")
 
@@ -541,6 +549,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(p, SynthConfig)
     add_config_options(p, SynthHoiConfig, skip=tuple(f.name for f in dataclasses.fields(SynthConfig)))
 
+    p = command("footage", cmd_data_footage, "generate unlabeled SynthSitu images (every verb, no annotation): a "
+                "stand-in for a deployment's own footage, for distill --unlabeled", data_sub)
+    p.add_argument("--out", required=True)
+    add_config_options(p, FootageConfig)
+
     p = command("split", cmd_data_split, "build an open-vocabulary (seen / rare / unseen) verb split", data_sub)
     p.add_argument("--space", required=True)
     p.add_argument("--train", default=None, help="training annotations (SWiG train.json)")
@@ -619,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rationales", default=None, help="mipd: the rationales (mipd-edge rationales)")
     p.add_argument("--pairs", default=None, help="mipd on interactions: the pair situations (mipd-edge hoi-pairs)")
     p.add_argument("--zero-shot", default=None, help="interactions: drop this split's unseen classes from training")
+    p.add_argument("--unlabeled", default=None, metavar="DIR",
+                   help="situations: a folder of unlabeled images (the deployment's own footage) on which the student "
+                        "also learns from the teacher; needs --teacher")
 
     p = command("predict-dataset", cmd_predict_dataset, "predict a dataset split with a trained student or a bundle, "
                 "in the format `mipd-edge eval` scores")

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 # the teacher's own SynthSitu sample has the students' generator seed plus this: same world,
 # other images (a foundation model never saw the benchmark's)
 TEACHER_SEED_OFFSET = 1000
+# and unlabeled footage of the same world this (a generator stream of its own besides)
+FOOTAGE_SEED_OFFSET = 2000
 
 
 @dataclass(frozen=True)
@@ -197,11 +199,26 @@ class Pipeline:
                                        run=RunContext(progress=self.progress))
         return stage(self.workdir, name, params, run)
 
+    def footage_params(self, images: int) -> dict:
+        c = self.cfg
+        return {"seed": c.seed + FOOTAGE_SEED_OFFSET, "images": images, "image_size": c.image_size}
+
+    def make_footage(self, images: int) -> Path:
+        """``images`` unlabeled images of the same world (``footage-N``); a pool is the first
+        ``images`` of any larger one."""
+        from .data.synthsitu.generate import FootageConfig, generate_footage
+
+        out = self.workdir / f"footage-{images}"
+        params = self.footage_params(images)
+        stage(self.workdir, out.name, params, lambda: generate_footage(out, FootageConfig(**params), self.progress))
+        return out
+
     def make_student(self, method: str, seed: Optional[int] = None, overrides: Optional[dict[str, Any]] = None,
-                     name: Optional[str] = None) -> Path:
+                     name: Optional[str] = None, unlabeled: int = 0) -> Path:
         """A student of ``method`` in ``student-METHOD`` (``name`` if given), at another training
         ``seed`` if given, with ``overrides`` of its training config (which may name another
-        method); the same data and teacher either way."""
+        method); the same data and teacher either way. ``unlabeled``: it also learns from the
+        teacher on that many unlabeled images (``make_footage``)."""
         from .methods import method_info
         from .train.distill import distill
         from .train.task import TrainingInputs
@@ -213,15 +230,18 @@ class Pipeline:
         out = self.workdir / name
         rationales_stage, rationales = self.rationales_file(cfg.mipd.judgment)
         needs = method_info(cfg.method)
+        teacher = needs.teacher or unlabeled > 0
         if needs.rationales:
             self.make_rationales(cfg.mipd.judgment)
+        footage = self.make_footage(unlabeled) if unlabeled else None
         params = {"data": self.data_params(), "train": cfg.to_json(),
-                  "teacher": self.stage_params("teacher") if needs.teacher else None,
-                  "rationales": self.stage_params(rationales_stage) if needs.rationales else None}
+                  "teacher": self.stage_params("teacher") if teacher else None,
+                  "rationales": self.stage_params(rationales_stage) if needs.rationales else None,
+                  **({"unlabeled": self.footage_params(unlabeled)} if unlabeled else {})}
+        inputs = TrainingInputs(self.teacher if teacher else None, rationales if needs.rationales else None,
+                                unlabeled=footage)
         stage(self.workdir, name, params, lambda: training_summary(
-            distill(self.data, out, cfg, TrainingInputs(self.teacher if needs.teacher else None,
-                                                        rationales if needs.rationales else None),
-                    training_mode(self.workdir, name, params, out, self.progress))))
+            distill(self.data, out, cfg, inputs, training_mode(self.workdir, name, params, out, self.progress))))
         return out
 
     def evaluated(self, name: str) -> bool:

@@ -140,6 +140,16 @@ def test_unseen_verbs_cannot_influence_student_training(tiny_world, tmp_path, ca
     assert a["history"][0]["selection_score"] == b["history"][0]["selection_score"]
 
 
+def test_a_student_is_the_same_whether_its_caches_were_filled_before(tiny_world, tmp_path):
+    """Filling the teacher and NMPA caches draws random numbers (NMPA trains prompts) that reading
+    them does not: the student trained on cold caches and the one trained on warm caches are one."""
+    cfg = tiny_config(method="mipd", epochs=1)
+    inputs = TrainingInputs(teacher=tiny_world / "teacher", rationales=tiny_world / "rationales.jsonl")
+    cold = distill(tiny_world / "data", tmp_path / "cold", cfg, inputs, quiet(tmp_path / "cache"))
+    warm = distill(tiny_world / "data", tmp_path / "warm", cfg, inputs, quiet(tmp_path / "cache"))
+    assert cold["weights_sha256"] == warm["weights_sha256"]
+
+
 def test_missing_inputs_give_clear_errors(tiny_world, tmp_path, cache_dir):
     with pytest.raises(MipdEdgeError, match="needs --teacher"):
         distill(tiny_world / "data", tmp_path / "x", tiny_config(method="kd"), run=quiet(cache_dir))

@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 import cv2
 import numpy as np
 
-from ..errors import InvalidImageError
+from ..errors import InvalidImageError, MipdEdgeError
 from ..files import regular_file
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
@@ -35,6 +35,18 @@ def image_files(folder: Union[str, os.PathLike], recursive: bool = False) -> lis
     folder = Path(folder)
     found = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def image_folder(folder: Union[str, os.PathLike], option: str) -> list[Path]:
+    """The image files under a user's folder (searched recursively), or an error that names the
+    command-line ``option`` it was given as."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MipdEdgeError(f"{option} {folder}: not a folder")
+    files = image_files(folder, recursive=True)
+    if not files:
+        raise MipdEdgeError(f"{option} {folder}: no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
 
 
 def load_image(source: ImageSource) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..data.layouts import dataset_layout
 from ..deploy.bundle import BundleManifest
-from ..deploy.image import IMAGE_SUFFIXES, image_files, load_image
+from ..deploy.image import image_folder, load_image
 from ..deploy.preprocess import Preprocess
 from ..errors import InvalidImageError, MipdEdgeError
 from ..progress import progress_bar
@@ -52,11 +52,7 @@ def calibration_images(data_dir: Path, task: str, preprocess: Preprocess, count:
 def folder_loaders(folder: Path) -> Sequence[Callable[[], np.ndarray]]:
     """A loader per image file under ``folder`` (bounded like every image the SDK reads), with a
     warning where there are fewer than calibration needs."""
-    if not folder.is_dir():
-        raise MipdEdgeError(f"--calib-dir {folder}: not a folder")
-    files = image_files(folder, recursive=True)
-    if not files:
-        raise MipdEdgeError(f"--calib-dir {folder}: no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    files = image_folder(folder, "--calib-dir")
     if len(files) < RECOMMENDED_CALIBRATION_IMAGES:
         log.warning("--calib-dir %s holds %d images; INT8 calibration wants at least %d of the scenes the model will "
                     "see (fewer can cost accuracy)", folder, len(files), RECOMMENDED_CALIBRATION_IMAGES)

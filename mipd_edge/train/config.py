@@ -134,6 +134,8 @@ class TrainConfig:
     # weight at ``distill_full`` (0 and 0: from the first step)
     distill_from: float = 0.0  # distillation starts at this fraction of training
     distill_full: float = 0.0  # and has full weight from this fraction on
+    unlabeled_batch: int = 32  # distill --unlabeled: unlabeled images per step, beside the labeled batch
+    unlabeled_weight: float = 1.0  # distill --unlabeled: the weight of the terms on unlabeled images
     eval_batch_size: int = 64  # images per batch of the dev evaluation
     # speed only (the same model and losses): NHWC convolutions and a fused AdamW
     # (benchmarks/training_speed.py measures what they gain)
@@ -145,6 +147,9 @@ class TrainConfig:
         method_info(self.method)
         if self.cpu_autocast not in CPU_AUTOCAST:
             raise MipdEdgeError(f"cpu_autocast must be one of {', '.join(CPU_AUTOCAST)}, got {self.cpu_autocast!r}")
+        if self.unlabeled_batch < 1 or self.unlabeled_weight < 0:
+            raise MipdEdgeError(f"unlabeled_batch must be at least 1 and unlabeled_weight at least 0, got "
+                                f"{self.unlabeled_batch} and {self.unlabeled_weight}")
         if not 0.0 <= self.distill_from <= self.distill_full <= 1.0:
             raise MipdEdgeError(f"distill_from and distill_full are fractions of training, 0 <= from <= full <= 1, "
                                 f"got {self.distill_from} and {self.distill_full}")

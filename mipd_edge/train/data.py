@@ -42,6 +42,15 @@ def batch_rows(table: np.ndarray, index: torch.Tensor, device: torch.device) -> 
 
 
 @dataclass
+class UnlabeledBatch:
+    """Unlabeled images beside a labeled batch (``distill --unlabeled``, ``train/unlabeled.py``)."""
+
+    images: torch.Tensor  # (B, 3, S, S) float, normalised
+    cells: torch.Tensor  # (B, C, 4) cx, cy, w, h in [0, 1] of the input: the regions distilled
+    index: torch.Tensor  # (B,) position in the unlabeled pool (its teacher cache is keyed by it)
+
+
+@dataclass
 class Batch:
     images: torch.Tensor  # (B, 3, S, S) float, normalised
     verbs: torch.Tensor  # (B,) index into the training vocabulary's verbs
@@ -50,6 +59,7 @@ class Batch:
     has_box: torch.Tensor  # (B, R) bool
     role_mask: torch.Tensor  # (B, R) float, 1 for the verb's roles
     index: torch.Tensor  # (B,) position in the set (teacher caches are keyed by it)
+    unlabeled: Optional[UnlabeledBatch] = None
 
 
 class GSRTrainSet:

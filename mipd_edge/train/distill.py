@@ -198,6 +198,39 @@ def mipd_objective(inputs: ObjectiveInputs) -> tuple[Objective, dict[str, Any]]:
                        features=features, instance_head=options.instance_head), provenance
 
 
+def with_unlabeled(inputs: ObjectiveInputs, built: tuple[Objective, dict[str, Any]], data: GSRTrainSet,
+                   folder: Path) -> tuple[Objective, Any, dict[str, Any]]:
+    """The method's objective (and its provenance) and its training set, each given an
+    unlabeled part: the images of ``folder`` and the teacher's label-free targets on them
+    (``train/unlabeled.py``). The glance reaches the teacher's feature through the method's own
+    projection head where it has one (kd; mipd with the teacher's features), and the scene
+    knowledge through mipd's."""
+    if inputs.teacher is None:
+        raise MipdEdgeError("--unlabeled needs --teacher: on unlabeled images the student learns from what the "
+                            "teacher sees in them")
+    from ..models.teacher import load_teacher
+    from .nmpa import Knowledge
+    from .unlabeled import BorrowedHeads, UnlabeledDistill, UnlabeledPool, WithUnlabeled, pool_targets
+
+    objective, provenance = built
+    pool = UnlabeledPool(folder, inputs.model.preprocess, inputs.run.progress)
+    teacher = load_teacher(inputs.teacher, text_encoder=inputs.encoder)
+    heads, soft, scene_of = BorrowedHeads(), False, None
+    if isinstance(objective, FeatureKD):
+        heads, soft = BorrowedHeads(glance=objective.glance_proj), objective.soft
+    elif isinstance(objective, MIPDDistill):
+        soft = objective.logits is not None
+        heads = BorrowedHeads(glance=None if objective.features is None else objective.features.glance_proj,
+                              scene=objective.scene_proj)
+        if objective.scene is not None:
+            scene_of = Knowledge.at(inputs.run.cache / "knowledge" / provenance["knowledge"]).scene_of
+    targets, key = main_first(inputs.env, lambda: pool_targets(teacher, pool, inputs.vocab, inputs.run, soft,
+                                                               scene_of))
+    return (UnlabeledDistill(objective, targets, inputs.model, inputs.vocab, inputs.cfg, heads),
+            WithUnlabeled(data, pool, inputs.cfg.unlabeled_batch, inputs.cfg.seed),
+            {**provenance, "unlabeled": {"dir": str(folder), "images": len(pool), "teacher_cache": key}})
+
+
 def build_objective(inputs: ObjectiveInputs) -> tuple[Objective, dict[str, Any]]:
     """The objective of the method's row for situations, and what it was built from (recorded
     in config.json)."""
@@ -236,10 +269,15 @@ class SituationTraining(TrainTask):
         return SituationView(data_dir, split, train_set, vocab, dev, Vocabulary.from_space(train_set.space, encoder))
 
     def prepare(self, view, model, cfg, encoder, inputs, run, env):
-        objective, provenance = build_objective(ObjectiveInputs(
-            cfg, model, view.train_set, view.vocab, encoder, None if inputs.teacher is None else Path(inputs.teacher),
-            None if inputs.rationales is None else Path(inputs.rationales), run, env))
+        needs = ObjectiveInputs(cfg, model, view.train_set, view.vocab, encoder,
+                                None if inputs.teacher is None else Path(inputs.teacher),
+                                None if inputs.rationales is None else Path(inputs.rationales), run, env)
+        objective, provenance = build_objective(needs)
         data = GSRTrainSet(view.train_set, view.vocab, model.preprocess, model.cfg.max_roles, progress=run.progress)
+        unlabeled = ""
+        if inputs.unlabeled is not None:
+            objective, data, provenance = with_unlabeled(needs, (objective, provenance), data, Path(inputs.unlabeled))
+            unlabeled = f" and {provenance['unlabeled']['images']} unlabeled images"
         manifest = view.data_dir / "synthsitu.json"
         info = {"kind": "student", "method": cfg.method, "model": model.cfg.to_json(),
                 "preprocess": model.preprocess.to_json(), "text_encoder": encoder.id,
@@ -251,7 +289,7 @@ class SituationTraining(TrainTask):
                                  cfg.eval_batch_size)
         describe = (f"distilling {model.cfg.name} ({model.cfg.backbone}, "
                     f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters) with method {cfg.method} "
-                    f"on {len(data)} images of {len(view.vocab.verbs)} training verbs")
+                    f"on {len(data)} images of {len(view.vocab.verbs)} training verbs{unlabeled}")
         return TrainingRun(model, TrainStep(model, objective, view.vocab, cfg), data, evaluate, view.vocab, info,
                            describe)
 
@@ -266,6 +304,9 @@ def distill(data_dir: PathLike, out: PathLike, cfg: TrainConfig, inputs: Trainin
     data_dir, out = Path(data_dir), Path(out)
     task = TRAIN_TASKS[dataset_task(data_dir)]
     method_info(cfg.method, task.name)
+    if inputs.unlabeled is not None and task.name != "gsr":
+        raise MipdEdgeError("--unlabeled trains situation students; an interaction student learns from the "
+                            "unlabelled pairs of its images instead ('mipd: {pairs: all}')")
     prepare_output(out, run.resume, run.overwrite)
     cfg = matched_text_encoder(cfg)
     encoder = load_text_encoder(cfg.text_encoder, cache_dir=run.cache / "text")

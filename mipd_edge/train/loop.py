@@ -111,8 +111,12 @@ def weighted(terms: dict[str, torch.Tensor], weight: float) -> dict[str, torch.T
 
 
 def to_device(batch, device: torch.device):
-    """A batch dataclass with every tensor moved to ``device``."""
-    return type(batch)(**{k: v.to(device, non_blocking=True) for k, v in vars(batch).items()})
+    """A batch dataclass with every tensor, and every batch inside it, moved to ``device``."""
+    def move(value):
+        if value is None or torch.is_tensor(value):
+            return value if value is None else value.to(device, non_blocking=True)
+        return to_device(value, device)
+    return type(batch)(**{k: move(v) for k, v in vars(batch).items()})
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -123,10 +127,13 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 
 
 def main_first(env: Distributed, fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` on rank 0 first (it fills shared caches), then on the other ranks."""
+    """Run ``fn`` on rank 0 first (it fills shared caches), then on the other ranks. It runs on a
+    fork of torch's random state: filling a cache (NMPA trains prompts) draws random numbers
+    that reading it does not, and a student must not depend on which of the two happened."""
     if env.world > 1 and not env.main:
         dist.barrier()
-    result = fn()
+    with torch.random.fork_rng():
+        result = fn()
     if env.world > 1 and env.main:
         dist.barrier()
     return result

@@ -75,6 +75,12 @@ class Knowledge:
     instance: np.ndarray  # (N, R, text_dim)
     folder: Path  # where the run is cached, with its trained scene prompt
 
+    @classmethod
+    def at(cls, folder: Path) -> "Knowledge":
+        """The knowledge an NMPA run cached in ``folder`` (named by its key)."""
+        return cls(folder.name, np.load(folder / "scene.npy", mmap_mode="r"),
+                   np.load(folder / "instance.npy", mmap_mode="r"), folder)
+
     def scene_of(self, global_feats: np.ndarray) -> np.ndarray:
         """Scene knowledge of other teacher features (images without rationales) through the
         trained scene prompt: what NMPA learnt maps any image the teacher sees."""
@@ -282,8 +288,7 @@ def aligned_knowledge(cache: TeacherCache, rationales: PathLike, dataset: SituDa
     else:
         log.info("NMPA knowledge: reusing %s", folder)
     read_json(folder / "meta.json")
-    return Knowledge(key, np.load(folder / "scene.npy", mmap_mode="r"), np.load(folder / "instance.npy", mmap_mode="r"),
-                     folder)
+    return Knowledge.at(folder)
 
 
 def alignment_report(scene: np.ndarray, instance: np.ndarray, data: AlignmentData) -> dict[str, float]:

@@ -34,6 +34,7 @@ class TrainingInputs:
     pairs: Optional[PathLike] = None  # mipd on interactions: the pair situations (mipd-edge hoi-pairs)
     zero_shot: Optional[str] = None  # interactions: the split whose unseen classes training drops
     hold_out_verbs: tuple[int, ...] = ()  # interactions: verb ids also kept out, as if unseen (calibration)
+    unlabeled: Optional[PathLike] = None  # situations: a folder of unlabeled images the teacher also teaches on
 
 
 @dataclass

@@ -5,6 +5,11 @@ each role's box (the whole image for a role without one), and its logits over th
 *training* verbs (the seen-verb distribution the soft-label term distils). The cache key
 hashes the teacher's weights id, the training annotations and image files (names, sizes,
 modification times), the pre-processing and the verb list, so any change recomputes it.
+The same features of a folder of unlabeled images are pooled in fixed cells instead of
+role boxes (``folder_cache``).
+
+A computation that stops (a kill, a full disk) resumes where it left off: the arrays are
+written in place and ``progress.json`` says how many images are done.
 """
 
 from __future__ import annotations
@@ -95,6 +100,21 @@ def unlabelled_cache(teacher: Teacher, pairs_dir: Path, vocabulary: Vocabulary, 
                            vocabulary, cache_root, max_roles, batch_size, progress)
 
 
+def folder_cache(teacher: Teacher, folder: Path, files: Sequence[Path], vocabulary: Vocabulary, cache_root: Path,
+                 cells: Callable[[int, int], np.ndarray], batch_size: int = 32, progress: bool = True) -> TeacherCache:
+    """The teacher's features of a folder of unlabeled images, its patches pooled in the
+    regions ``cells(width, height)`` gives each image (pixel [x1, y1, x2, y2] boxes)."""
+    names = [f.relative_to(folder).as_posix() for f in files]
+    n_cells = len(cells(2, 2))
+
+    def sample(i: int) -> Sample:
+        image = load_image(files[i])
+        return image, list(cells(image.shape[1], image.shape[0]))
+
+    return _cached_features(teacher, names, sample, files_fingerprint(folder, dict.fromkeys(names, n_cells)),
+                           vocabulary, cache_root, n_cells, batch_size, progress)
+
+
 def _cached_features(teacher: Teacher, names: list[str], sample: Callable[[int], Sample], fingerprint: str,
                     vocabulary: Vocabulary, cache_root: Path, max_roles: int, batch_size: int,
                     progress: bool) -> TeacherCache:
@@ -112,20 +132,35 @@ def _cached_features(teacher: Teacher, names: list[str], sample: Callable[[int],
     return TeacherCache(key, meta["names"], load("global"), load("regions"), logits, meta["verbs"], meta["logit_scale"])
 
 
+FLUSH_EVERY = 16  # batches between two progress records of a computation
+
+
 @torch.no_grad()
 def _compute(teacher: Teacher, names: list[str], sample: Callable[[int], Sample], vocabulary: Vocabulary,
              folder: Path, key: str, max_roles: int, batch_size: int, progress: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     n, d = len(names), teacher.dim
-    out_global = np.lib.format.open_memmap(folder / "global.npy", "w+", np.float16, (n, d))
-    out_regions = np.lib.format.open_memmap(folder / "regions.npy", "w+", np.float16, (n, max_roles, d))
+    record = folder / "progress.json"
+    done = read_json(record)["done"] if record.is_file() else 0
+
+    def array(name: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+        path = folder / f"{name}.npy"
+        if done:
+            return np.load(path, mmap_mode="r+")
+        return np.lib.format.open_memmap(path, "w+", dtype, shape)
+
+    out_global = array("global", np.float16, (n, d))
+    out_regions = array("regions", np.float16, (n, max_roles, d))
     out_logits = None
     if teacher.image_text:  # the teacher's verb distribution, where its image and text features can be compared
         verb_feats = teacher.encode_text([verb_text(vocabulary.frame(v)) for v in vocabulary.verbs]).float()
-        out_logits = np.lib.format.open_memmap(folder / "verb_logits.npy", "w+", np.float32,
-                                               (n, len(vocabulary.verbs)))
+        out_logits = array("verb_logits", np.float32, (n, len(vocabulary.verbs)))
+    arrays = [a for a in (out_global, out_regions, out_logits) if a is not None]
+    if done:
+        log.info("teacher features: resuming after %d of %d images in %s", done, n, folder)
     prep = teacher.preprocess
-    for start in progress_bar(range(0, n, batch_size), desc="teacher features", unit="batch", enabled=progress):
+    starts = range(done, n, batch_size)
+    for k, start in enumerate(progress_bar(starts, desc="teacher features", unit="batch", enabled=progress)):
         samples = [sample(i) for i in range(start, min(n, start + batch_size))]
         images, boxes, has_box = (
             [],
@@ -145,9 +180,13 @@ def _compute(teacher: Teacher, names: list[str], sample: Callable[[int], Sample]
         out_regions[start:end] = regions.numpy()
         if out_logits is not None:
             out_logits[start:end] = (teacher.logit_scale * global_feats.float().cpu() @ verb_feats.T).numpy()
-    for arr in (out_global, out_regions, out_logits):
-        if arr is not None:
-            arr.flush()
+        if (k + 1) % FLUSH_EVERY == 0 and end < n:
+            for arr in arrays:
+                arr.flush()
+            write_json(record, {"key": key, "done": end})
+    for arr in arrays:
+        arr.flush()
     write_json(folder / "meta.json", {"key": key, "teacher": teacher.id, "names": names, "verbs": vocabulary.verbs,
                                       "logit_scale": teacher.logit_scale, "image_text": teacher.image_text})
+    record.unlink(missing_ok=True)
     log.info("teacher features for %d images -> %s", n, folder)

@@ -28,7 +28,8 @@ from .render import render
 log = logging.getLogger(__name__)
 
 VERSION = 1
-SPLIT_CODES = {"train": 0, "dev": 1, "test": 2}
+SPLIT_CODES = {"train": 0, "dev": 1, "test": 2, "footage": 3}  # one generator stream each
+FOOTAGE_MANIFEST = "synthsitu-footage.json"
 HYPERNYM_RATE = 0.2  # how often one annotator names the hypernym (person for man)
 EMPTY_PLACE_RATE = 0.04  # how often one annotator leaves the place empty
 
@@ -132,6 +133,34 @@ class SynthConfig:
     unseen_frac: float = 0.2  # share of the verbs held out of training entirely
     rare_frac: float = 0.2  # share of the verbs kept with few training images
     rare_images: int = 10  # training images kept of each rare verb
+
+
+@dataclass(frozen=True)
+class FootageConfig:
+    """Unlabeled SynthSitu images (``mipd-edge data footage``)."""
+
+    seed: int = 2000  # the generator seed (images also differ from any dataset's of the same seed)
+    images: int = 2000  # how many, every verb about equally often
+    image_size: int = 192  # the long side, pixels
+    workers: Optional[int] = None  # processes (default: one per core)
+
+
+def generate_footage(out: PathLike, cfg: FootageConfig = FootageConfig(), progress: bool = True) -> dict:
+    """Write ``out/frame_NNNNNN.jpg``: the same world as a SynthSitu dataset, every verb (unseen
+    ones too), but no annotation and file names that say nothing, as a deployment's own
+    footage would come. The images are drawn from a generator stream of their own
+    (``SPLIT_CODES["footage"]``), so they are none of a dataset's, whatever its seed."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    items = [(i, f"frame_{i:06d}.jpg", verb) for i, verb in enumerate(verb_schedule("train", cfg.images, cfg.seed))]
+    jobs = [(cfg.seed, "footage", str(out), cfg.image_size, items[i:i + 64]) for i in range(0, len(items), 64)]
+    render_jobs(_render_chunk, jobs, len(items), cfg.workers, "SynthSitu footage", progress)  # annotations dropped
+    manifest = {"generator": "synthsitu-footage", "version": VERSION, "seed": cfg.seed, "images": cfg.images,
+                "image_size": cfg.image_size, "seconds": round(time.perf_counter() - start, 2)}
+    write_json(out / FOOTAGE_MANIFEST, manifest)
+    log.info("SynthSitu footage: %d unlabeled images in %.1f s -> %s", cfg.images, manifest["seconds"], out)
+    return manifest
 
 
 def generate(out: PathLike, cfg: SynthConfig = SynthConfig(), progress: bool = True) -> dict:

@@ -1,0 +1,162 @@
+"""Distillation on unlabeled footage (``mipd-edge distill --unlabeled``) on SynthSitu, over data draws.
+
+    python benchmarks/unlabeled.py [--draws 0 1 2] [--pool 2000] [--pool-sizes 500 8000]
+                                   [--workdir runs/unlabeled] [--results FILE]
+
+Per data draw N (``WORKDIR/drawN``: SynthSitu generator seed N, so the world's images, the
+verb split, the teacher's own sample (seed N + 1000), its rationales and the footage (seed
+N + 2000, a generator stream of its own) are all drawn anew): the teacher, then students none,
+kd and mipd under the strict open-vocabulary protocol and each with ``--pool`` unlabeled
+images beside (rows ``<method>+unlabeled``), then ``mipd+unlabeled`` at each of
+``--pool-sizes``. Every student trains at training seed 0 for 24 epochs, as in the component
+ablation. Each run is a pipeline stage: a rerun reuses what finished and resumes an
+interrupted student from its last checkpoint; the results file (and its plot) is rewritten
+after every run, so a partial run is readable.
+
+Results: the component ablation's shape, ``rows`` -> row -> ``seeds`` -> draw -> the metrics of
+``mipd-edge eval`` per split (here a "seed" is a data draw), with ``teacher`` per draw;
+``pool_sizes`` -> method -> pool size -> draw -> the same metrics; ``goals`` as means over the
+draws; each run's machine and per-epoch training history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from stream_smoothing import provenance
+
+from mipd_edge.cli import setup_logging
+from mipd_edge.files import read_json, write_json
+from mipd_edge.pipeline import FOOTAGE_SEED_OFFSET, Pipeline, student_name
+from mipd_lab.components import (
+    ABLATION,
+    format_components,
+    format_seeds,
+    plot_components,
+    summarise,
+    this_machine,
+    training_history,
+)
+
+log = logging.getLogger(__name__)
+
+METHODS = ("mipd", "kd", "none")  # in the order they train
+CURVE_METHOD = "mipd"  # the method measured at every pool size
+
+
+def row_name(method: str, pool: int) -> str:
+    return method if pool == 0 else f"{method}+unlabeled"
+
+
+def model_name(method: str, pool: int) -> str:
+    return student_name(method) if pool == 0 else f"student-{method}-unlabeled{pool}"
+
+
+def runs(methods: Sequence[str], pool: int, pool_sizes: Sequence[int]) -> list[tuple[str, int]]:
+    """(method, pool size) in the order they train on each draw: each method strict and with the
+    main pool side by side (so a partial run already compares them), then the pool-size curve."""
+    return [(m, n) for m in methods for n in (0, pool)] + [(CURVE_METHOD, n) for n in pool_sizes if n != pool]
+
+
+def unseen_top1(metrics: dict) -> float:
+    return metrics["unseen"]["top1"]["verb"]
+
+
+def goals(rows: dict, pool: int) -> dict:
+    """The issue's goals as means over the draws: unlabeled images lift a method's unseen top-1
+    by at least 10 points, a student keeps at least 60% of its teacher's unseen top-1, and seen
+    top-1 falls by at most a point."""
+    def mean(row: str, split: str) -> float:
+        return float(np.mean([m[split]["top1"]["verb"] for m in rows[row]["seeds"].values()]))
+
+    out: dict[str, Any] = {}
+    for method in METHODS:
+        strict, more = rows.get(method, {"seeds": {}}), rows.get(row_name(method, pool), {"seeds": {}})
+        draws = sorted(set(strict["seeds"]) & set(more["seeds"]))
+        if not draws:
+            continue
+        gain = float(np.mean([unseen_top1(more["seeds"][d]) - unseen_top1(strict["seeds"][d]) for d in draws]))
+        seen = float(np.mean([more["seeds"][d]["seen"]["top1"]["verb"] - strict["seeds"][d]["seen"]["top1"]["verb"]
+                              for d in draws]))
+        out[row_name(method, pool)] = {"draws": draws, "unseen_gain": gain, "seen_change": seen,
+                                       "met": gain >= 10 and seen >= -1}
+    if "teacher" in rows and rows["teacher"]["seeds"]:
+        teacher = mean("teacher", "unseen")
+        kept = {row: mean(row, "unseen") / teacher for row in rows if row != "teacher" and rows[row]["seeds"]}
+        out["share_of_teacher_unseen"] = {"teacher_unseen_top1": teacher, "rows": kept,
+                                          "met": any(v >= 0.6 for v in kept.values())}
+    return out
+
+
+def run_draw(pipe: Pipeline, plan: Sequence[tuple[str, int]], record: Callable[..., None]) -> None:
+    """One data draw: its data, teacher and every student of ``plan``, each recorded as it finishes."""
+    pipe.make_data()
+    teacher = pipe.make_teacher()
+    record("teacher", 0, teacher, pipe.evaluate_model(teacher, "teacher"))
+    for method, pool in plan:
+        name = model_name(method, pool)
+        log.info("unlabeled: draw %d, %s with %d unlabeled images", pipe.cfg.seed, method, pool)
+        model = pipe.make_student(method, seed=0, name=name, unlabeled=pool)
+        record(method, pool, model, pipe.evaluate_model(model, name))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--draws", nargs="+", type=int, default=[0, 1, 2], help="SynthSitu generator seeds")
+    parser.add_argument("--pool", type=int, default=2000, help="unlabeled images of the <method>+unlabeled rows")
+    parser.add_argument("--pool-sizes", nargs="+", type=int, default=[500, 8000],
+                        help=f"more pool sizes, for {CURVE_METHOD}+unlabeled")
+    parser.add_argument("--workdir", default="runs/unlabeled")
+    parser.add_argument("--results", default="benchmarks/results/unlabeled-footage.json")
+    args = parser.parse_args()
+    setup_logging()
+    results = Path(args.results)
+    old = read_json(results) if results.is_file() else {}
+    out: dict[str, Any] = {
+        "provenance": provenance("unlabeled.py", datetime.datetime.now(datetime.timezone.utc)),
+        "setup": {"draws": args.draws, "seed_meaning": "SynthSitu generator seed (a data draw); students at "
+                                                       "training seed 0",
+                  "pool": args.pool, "pool_sizes": sorted({0, args.pool, *args.pool_sizes}),
+                  "footage_seed": f"draw + {FOOTAGE_SEED_OFFSET}", "student_epochs": ABLATION.student_epochs,
+                  "teacher_epochs": ABLATION.teacher_epochs, "data": {k: v for k, v in vars(ABLATION).items()
+                                                                      if k in ("train", "dev", "test", "image_size")}},
+        "rows": old.get("rows", {}), "pool_sizes": old.get("pool_sizes", {}),
+        "machines": old.get("machines", {}), "training": old.get("training", {}),
+    }
+
+    def record(method: str, pool: int, model: Path, metrics: dict, draw: int) -> None:
+        row = "teacher" if method == "teacher" else row_name(method, pool)
+        if method == "teacher" or pool in (0, args.pool):
+            out["rows"].setdefault(row, {"seeds": {}})["seeds"][str(draw)] = metrics
+        if method == CURVE_METHOD or method == "teacher":
+            sizes = out["pool_sizes"].setdefault(CURVE_METHOD, {})
+            if method != "teacher":
+                sizes.setdefault(str(pool), {})[str(draw)] = metrics
+        key = f"{row}@{pool}" if pool not in (0, args.pool) else row
+        out["machines"].setdefault(key, {}).setdefault(str(draw), this_machine())
+        if method != "teacher":
+            out["training"].setdefault(key, {})[str(draw)] = training_history(model)
+        out["summary"] = summarise(out["rows"])
+        out["goals"] = goals(out["rows"], args.pool)
+        write_json(results, out)
+        plot_components(out, results.with_suffix(".png"))
+
+    plan = runs(METHODS, args.pool, args.pool_sizes)
+    for draw in args.draws:
+        pipe = Pipeline(Path(args.workdir) / f"draw{draw}", replace(ABLATION, seed=draw))
+        run_draw(pipe, plan, lambda *a, d=draw: record(*a, draw=d))
+    print("\nUnlabeled footage on SynthSitu test (mean [min, max] over data draws)")
+    print(format_components(out))
+    print("\nEvery draw")
+    print(format_seeds(out))
+    print(f"written: {results}")
+
+
+if __name__ == "__main__":
+    main()
