@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -138,6 +139,7 @@ FLUSH_EVERY = 16  # batches between two progress records of a computation
 @torch.no_grad()
 def _compute(teacher: Teacher, names: list[str], sample: Callable[[int], Sample], vocabulary: Vocabulary,
              folder: Path, key: str, max_roles: int, batch_size: int, progress: bool) -> None:
+    started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     n, d = len(names), teacher.dim
     record = folder / "progress.json"
@@ -186,7 +188,9 @@ def _compute(teacher: Teacher, names: list[str], sample: Callable[[int], Sample]
             write_json(record, {"key": key, "done": end})
     for arr in arrays:
         arr.flush()
+    seconds = time.perf_counter() - started
     write_json(folder / "meta.json", {"key": key, "teacher": teacher.id, "names": names, "verbs": vocabulary.verbs,
-                                      "logit_scale": teacher.logit_scale, "image_text": teacher.image_text})
+                                      "logit_scale": teacher.logit_scale, "image_text": teacher.image_text,
+                                      "computed": {"images": n - done, "seconds": round(seconds, 2)}})
     record.unlink(missing_ok=True)
-    log.info("teacher features for %d images -> %s", n, folder)
+    log.info("teacher features for %d images in %.1f s -> %s", n - done, seconds, folder)
