@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from stream_smoothing import provenance
 
 from mipd_edge.cli import setup_logging
+from mipd_edge.context import RunContext
 from mipd_edge.files import read_json, write_json
 from mipd_edge.pipeline import FOOTAGE_SEED_OFFSET, Pipeline, student_name
 from mipd_lab.components import (
@@ -94,16 +96,67 @@ def goals(rows: dict, pool: int) -> dict:
     return out
 
 
-def run_draw(pipe: Pipeline, plan: Sequence[tuple[str, int]], record: Callable[..., None]) -> None:
+def cost(model: Path, cache: Path) -> dict[str, float]:
+    """What a student's unlabeled images cost: the teacher's features per 1,000 (from the pool's
+    cache) and the labeled images/s of its training epochs."""
+    info = read_json(model / "config.json")
+    meta = read_json(cache / "teacher" / info["unlabeled"]["teacher_cache"] / "meta.json")
+    computed = meta["computed"]
+    return {"teacher_seconds_per_1000": 1000 * computed["seconds"] / computed["images"],
+            "unlabeled_images_per_second": images_per_second(model)}
+
+
+def images_per_second(model: Path) -> float:
+    """The labeled images/s of a student's training epochs, on average."""
+    epochs = [json.loads(line) for line in (model / "metrics.jsonl").read_text().splitlines()]
+    return float(np.mean([epoch["images_per_second"] for epoch in epochs]))
+
+
+class Results:
+    """The results file, rewritten (with its plot) after every run; runs finished before are
+    recorded again from their stages, so the file always matches the work folder."""
+
+    def __init__(self, path: Path, setup: dict, pool: int):
+        self.path, self.pool = path, pool
+        old = read_json(path) if path.is_file() else {}
+        started = datetime.datetime.now(datetime.timezone.utc)
+        self.out: dict[str, Any] = {"provenance": provenance("unlabeled.py", started), "setup": setup, "rows": {},
+                                    "pool_sizes": {CURVE_METHOD: {}}, "cost": {},
+                                    "machines": old.get("machines", {}), "training": {}}
+
+    def add(self, draw: int, method: str, pool: int, model: Path, metrics: dict) -> None:
+        out, d = self.out, str(draw)
+        key = "teacher" if method == "teacher" else row_name(method, pool) if pool in (0, self.pool) \
+            else f"{method}+unlabeled-{pool}"
+        if key in ("teacher", row_name(method, pool)):
+            out["rows"].setdefault(key, {"seeds": {}})["seeds"][d] = metrics
+        if method == CURVE_METHOD:
+            out["pool_sizes"][CURVE_METHOD].setdefault(str(pool), {})[d] = metrics
+            draw_cost = out["cost"].setdefault(d, {})
+            if pool == 0:
+                draw_cost["strict_images_per_second"] = images_per_second(model)
+            elif pool == self.pool:
+                draw_cost.update(cost(model, RunContext().cache))
+        out["machines"].setdefault(key, {}).setdefault(d, this_machine())
+        if method != "teacher":
+            out["training"].setdefault(key, {})[d] = training_history(model)
+        out["summary"] = summarise(out["rows"])
+        out["goals"] = goals(out["rows"], self.pool)
+        write_json(self.path, out)
+        plot_components(out, self.path.with_suffix(".png"))
+
+
+def run_draw(pipe: Pipeline, plan: Sequence[tuple[str, int]], results: Results) -> None:
     """One data draw: its data, teacher and every student of ``plan``, each recorded as it finishes."""
+    draw = pipe.cfg.seed
     pipe.make_data()
     teacher = pipe.make_teacher()
-    record("teacher", 0, teacher, pipe.evaluate_model(teacher, "teacher"))
+    results.add(draw, "teacher", 0, teacher, pipe.evaluate_model(teacher, "teacher"))
     for method, pool in plan:
         name = model_name(method, pool)
-        log.info("unlabeled: draw %d, %s with %d unlabeled images", pipe.cfg.seed, method, pool)
+        log.info("unlabeled: draw %d, %s with %d unlabeled images", draw, method, pool)
         model = pipe.make_student(method, seed=0, name=name, unlabeled=pool)
-        record(method, pool, model, pipe.evaluate_model(model, name))
+        results.add(draw, method, pool, model, pipe.evaluate_model(model, name))
 
 
 def main() -> None:
@@ -116,46 +169,21 @@ def main() -> None:
     parser.add_argument("--results", default="benchmarks/results/unlabeled-footage.json")
     args = parser.parse_args()
     setup_logging()
-    results = Path(args.results)
-    old = read_json(results) if results.is_file() else {}
-    out: dict[str, Any] = {
-        "provenance": provenance("unlabeled.py", datetime.datetime.now(datetime.timezone.utc)),
-        "setup": {"draws": args.draws, "seed_meaning": "SynthSitu generator seed (a data draw); students at "
-                                                       "training seed 0",
-                  "pool": args.pool, "pool_sizes": sorted({0, args.pool, *args.pool_sizes}),
-                  "footage_seed": f"draw + {FOOTAGE_SEED_OFFSET}", "student_epochs": ABLATION.student_epochs,
-                  "teacher_epochs": ABLATION.teacher_epochs, "data": {k: v for k, v in vars(ABLATION).items()
-                                                                      if k in ("train", "dev", "test", "image_size")}},
-        "rows": old.get("rows", {}), "pool_sizes": old.get("pool_sizes", {}),
-        "machines": old.get("machines", {}), "training": old.get("training", {}),
-    }
-
-    def record(method: str, pool: int, model: Path, metrics: dict, draw: int) -> None:
-        row = "teacher" if method == "teacher" else row_name(method, pool)
-        if method == "teacher" or pool in (0, args.pool):
-            out["rows"].setdefault(row, {"seeds": {}})["seeds"][str(draw)] = metrics
-        if method == CURVE_METHOD or method == "teacher":
-            sizes = out["pool_sizes"].setdefault(CURVE_METHOD, {})
-            if method != "teacher":
-                sizes.setdefault(str(pool), {})[str(draw)] = metrics
-        key = f"{row}@{pool}" if pool not in (0, args.pool) else row
-        out["machines"].setdefault(key, {}).setdefault(str(draw), this_machine())
-        if method != "teacher":
-            out["training"].setdefault(key, {})[str(draw)] = training_history(model)
-        out["summary"] = summarise(out["rows"])
-        out["goals"] = goals(out["rows"], args.pool)
-        write_json(results, out)
-        plot_components(out, results.with_suffix(".png"))
-
+    setup = {"draws": args.draws, "seed_meaning": "SynthSitu generator seed (a data draw); students at training seed 0",
+             "pool": args.pool, "pool_sizes": sorted({0, args.pool, *args.pool_sizes}),
+             "footage_seed": f"draw + {FOOTAGE_SEED_OFFSET}", "student_epochs": ABLATION.student_epochs,
+             "teacher_epochs": ABLATION.teacher_epochs, "input_size": ABLATION.input_size,
+             "data": {k: getattr(ABLATION, k) for k in ("train", "dev", "test", "image_size")}}
+    results = Results(Path(args.results), setup, args.pool)
     plan = runs(METHODS, args.pool, args.pool_sizes)
     for draw in args.draws:
-        pipe = Pipeline(Path(args.workdir) / f"draw{draw}", replace(ABLATION, seed=draw))
-        run_draw(pipe, plan, lambda *a, d=draw: record(*a, draw=d))
+        run_draw(Pipeline(Path(args.workdir) / f"draw{draw}", replace(ABLATION, seed=draw)), plan, results)
     print("\nUnlabeled footage on SynthSitu test (mean [min, max] over data draws)")
-    print(format_components(out))
+    print(format_components(results.out))
     print("\nEvery draw")
-    print(format_seeds(out))
-    print(f"written: {results}")
+    print(format_seeds(results.out))
+    print(json.dumps(results.out["goals"], indent=1))
+    print(f"written: {args.results}")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ RAY_AUTOSCALE = "ray-autoscale-epyc-avx512.json"
 STREAM_SMOOTHING = "stream-smoothing-epyc-avx512.json"
 MULTI_STREAM = "multi-stream-epyc-avx512.json"
 HOI_TRACKS = "hoi-tracks-xeon-amx.json"
+FOOTAGE = "unlabeled-footage.json"
 HOI_RECIPE = "hoi-int8-recipe-epyc-avx512.json"
 
 PRECISION_NAMES = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8", "bf16": "BF16"}
@@ -334,6 +335,56 @@ def hoi_tracks() -> str:
             f"at {s['fps']} fps); the student: {s['student']}.")
 
 
+def footage_rows() -> str:
+    """Each method under the strict protocol and with unlabeled footage beside, every data draw, and
+    its unseen-verb top-1 as a share of its draw's teacher's."""
+    data = load(FOOTAGE)
+    rows, pool = data["rows"], data["setup"]["pool"]
+    teacher = {d: m["unseen"]["top1"]["verb"] for d, m in rows.get("teacher", {"seeds": {}})["seeds"].items()}
+    table = [["student", "draw", "seen verb", "rare verb", "unseen verb", "unseen, share of teacher's",
+              "grnd-value", "gold-verb grnd-value"]]
+    for name, row in rows.items():
+        method, _, more = name.partition("+")
+        label = "teacher" if name == "teacher" else f"`{method}`" + (f" + {pool:,} unlabeled" if more else "")
+        for draw, m in sorted(row["seeds"].items()):
+            share = m["unseen"]["top1"]["verb"] / teacher[draw] if draw in teacher else None
+            table.append([label, draw] + [f"{m[s]['top1']['verb']:.1f}" for s in ("seen", "rare", "unseen")]
+                         + ["-" if share is None else f"{100 * share:.0f}%", f"{m['all']['top1']['grnd_value']:.1f}",
+                            f"{m['all']['gt_verb']['grnd_value']:.1f}"])
+    return render_table(table, markdown=True, left=2)
+
+
+def footage_pool() -> str:
+    """MIPD's unseen-verb top-1 against the number of unlabeled images, per data draw."""
+    data = load(FOOTAGE)
+    curve = data["pool_sizes"]
+    method = next(iter(curve))
+    draws = sorted({d for sizes in curve[method].values() for d in sizes})
+    table = [["unlabeled images"] + [f"draw {d}" for d in draws] + ["mean"]]
+    for size in sorted(curve[method], key=int):
+        values = [curve[method][size].get(d, {}).get("unseen", {}).get("top1", {}).get("verb") for d in draws]
+        done = [v for v in values if v is not None]
+        table.append([f"{int(size):,}"] + ["-" if v is None else f"{v:.1f}" for v in values]
+                     + [f"{sum(done) / len(done):.1f}" if done else "-"])
+    return render_table(table, markdown=True) + f"\n\n`{method}` students, unseen verb top-1 on SynthSitu test (%)."
+
+
+def footage_cost() -> str:
+    """What unlabeled images cost: the teacher's features per 1,000 images, and training images/s."""
+    data = load(FOOTAGE)
+    cost = data["cost"]
+    table = [["", "per draw", "mean"]]
+    per_1000 = [c["teacher_seconds_per_1000"] for c in cost.values()]
+    table.append(["teacher features, s per 1,000 images (once, cached)", " / ".join(f"{v:.1f}" for v in per_1000),
+                  f"{sum(per_1000) / len(per_1000):.1f}"])
+    for key, label in (("strict_images_per_second", "training, labeled images/s, strict"),
+                       ("unlabeled_images_per_second", "training, labeled images/s, with footage")):
+        v = [c[key] for c in cost.values() if key in c]
+        table.append([label, " / ".join(f"{x:.0f}" for x in v), f"{sum(v) / len(v):.0f}" if v else "-"])
+    machine = machine_line(data["provenance"]["machine"])
+    return render_table(table, markdown=True, left=1) + f"\n\nMeasured on {machine}."
+
+
 def multi_stream() -> str:
     """Several video files as one StreamSet against a process each, and the memory of a long run."""
     data = load(MULTI_STREAM)
@@ -543,6 +594,10 @@ PARTS: dict[str, Callable[[], str]] = {
     "multi-stream-provenance": lambda: provenance(MULTI_STREAM),
     "hoi-tracks": hoi_tracks,
     "hoi-tracks-provenance": lambda: provenance(HOI_TRACKS),
+    "footage-rows": footage_rows,
+    "footage-pool": footage_pool,
+    "footage-cost": footage_cost,
+    "footage-provenance": lambda: provenance(FOOTAGE),
     "stream-smoothing-provenance": lambda: provenance(STREAM_SMOOTHING),
     "ray-autoscale-provenance": lambda: provenance(RAY_AUTOSCALE),
     "bf16-training-provenance": lambda: provenance(BF16_TRAINING),

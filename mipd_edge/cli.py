@@ -592,14 +592,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", default=None, help="a YAML file of the same fields as the flags (flags win)")
 
     def training_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-        from .train.config import TrainConfig
+        from .train.config import CPU_AUTOCAST, UNLABELED_GLANCE, TrainConfig
 
         p.add_argument("--data", required=True, help="a SWiG-format dataset with splits.json, or an HOI dataset")
         p.add_argument("--out", required=True)
         config_file(p)
         p.add_argument("--resume", action="store_true", help="continue from out/checkpoints/last.safetensors")
         p.add_argument("--cache-dir", default=None, help="default: $MIPD_EDGE_CACHE or ~/.cache/mipd-edge")
-        add_config_options(p, TrainConfig, skip=skip, choices={"method": METHODS})
+        add_config_options(p, TrainConfig, skip=skip, choices={"method": METHODS, "cpu_autocast": CPU_AUTOCAST,
+                                                               "unlabeled_glance": UNLABELED_GLANCE})
         p.add_argument("--backbone", default=None,
                        help="the student's backbone: resnet18, resnet34, resnet50, mobilenetv3 or timm:NAME (any timm "
                             "model with stride-16 and stride-32 feature maps)")

@@ -104,6 +104,7 @@ class MipdConfig:
 
 
 CPU_AUTOCAST = ("off", "bf16", "auto")
+UNLABELED_GLANCE = ("auto", "head")
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,9 @@ class TrainConfig:
     distill_full: float = 0.0  # and has full weight from this fraction on
     unlabeled_batch: int = 32  # distill --unlabeled: unlabeled images per step, beside the labeled batch
     unlabeled_weight: float = 1.0  # distill --unlabeled: the weight of the terms on unlabeled images
+    # distill --unlabeled: the glance meets the teacher's feature directly where the teacher's space is
+    # the student's text space (auto), or through a projection head always (head)
+    unlabeled_glance: str = "auto"
     eval_batch_size: int = 64  # images per batch of the dev evaluation
     # speed only (the same model and losses): NHWC convolutions and a fused AdamW
     # (benchmarks/training_speed.py measures what they gain)
@@ -147,6 +151,9 @@ class TrainConfig:
         method_info(self.method)
         if self.cpu_autocast not in CPU_AUTOCAST:
             raise MipdEdgeError(f"cpu_autocast must be one of {', '.join(CPU_AUTOCAST)}, got {self.cpu_autocast!r}")
+        if self.unlabeled_glance not in UNLABELED_GLANCE:
+            raise MipdEdgeError(f"unlabeled_glance must be one of {', '.join(UNLABELED_GLANCE)}, "
+                                f"got {self.unlabeled_glance!r}")
         if self.unlabeled_batch < 1 or self.unlabeled_weight < 0:
             raise MipdEdgeError(f"unlabeled_batch must be at least 1 and unlabeled_weight at least 0, got "
                                 f"{self.unlabeled_batch} and {self.unlabeled_weight}")

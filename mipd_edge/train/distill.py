@@ -210,25 +210,29 @@ def with_unlabeled(inputs: ObjectiveInputs, built: tuple[Objective, dict[str, An
                             "teacher sees in them")
     from ..models.teacher import load_teacher
     from .nmpa import Knowledge
-    from .unlabeled import BorrowedHeads, UnlabeledDistill, UnlabeledPool, WithUnlabeled, pool_targets
+    from .unlabeled import GlanceHeads, UnlabeledDistill, UnlabeledPool, WithUnlabeled, pool_targets
 
     objective, provenance = built
     pool = UnlabeledPool(folder, inputs.model.preprocess, inputs.run.progress)
     teacher = load_teacher(inputs.teacher, text_encoder=inputs.encoder)
-    heads, soft, scene_of = BorrowedHeads(), False, None
+    heads, soft, scene_of = GlanceHeads(), False, None
     if isinstance(objective, FeatureKD):
-        heads, soft = BorrowedHeads(glance=objective.glance_proj), objective.soft
+        heads, soft = GlanceHeads(glance=objective.glance_proj), objective.soft
     elif isinstance(objective, MIPDDistill):
         soft = objective.logits is not None
-        heads = BorrowedHeads(glance=None if objective.features is None else objective.features.glance_proj,
-                              scene=objective.scene_proj)
+        heads = GlanceHeads(glance=None if objective.features is None else objective.features.glance_proj,
+                            scene=objective.scene_proj)
         if objective.scene is not None:
             scene_of = Knowledge.at(inputs.run.cache / "knowledge" / provenance["knowledge"]).scene_of
+    shared = teacher.image_text and teacher.text_encoder().id == inputs.encoder.id
+    if shared and inputs.cfg.unlabeled_glance == "auto":
+        heads.glance = nn.Identity()
     targets, key = main_first(inputs.env, lambda: pool_targets(teacher, pool, inputs.vocab, inputs.run, soft,
                                                                scene_of))
     return (UnlabeledDistill(objective, targets, inputs.model, inputs.vocab, inputs.cfg, heads),
             WithUnlabeled(data, pool, inputs.cfg.unlabeled_batch, inputs.cfg.seed),
-            {**provenance, "unlabeled": {"dir": str(folder), "images": len(pool), "teacher_cache": key}})
+            {**provenance, "unlabeled": {"dir": str(folder), "images": len(pool), "teacher_cache": key,
+                                         "glance": "direct" if isinstance(heads.glance, nn.Identity) else "head"}})
 
 
 def build_objective(inputs: ObjectiveInputs) -> tuple[Objective, dict[str, Any]]:

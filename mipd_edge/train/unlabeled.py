@@ -5,8 +5,10 @@ teacher sees.
 An unlabeled image has no verb, no roles and no boxes, so the student learns there only what
 needs none of them:
 
-* the teacher's global feature, in the glance (through ``kd``'s projection head where the
-  method has one, so that labeled and unlabeled images teach one map);
+* the teacher's global feature, in the glance: directly where the teacher's image-text space
+  is the student's text space (then the glance learns to score every verb, unseen ones too, as
+  the teacher does), else through ``kd``'s projection head where the method has one, so that
+  labeled and unlabeled images teach one map (``TrainConfig.unlabeled_glance``);
 * its patch features pooled in the cells of a fixed ``GRID`` x ``GRID`` grid (regions that need
   no box), in the student's encoder tokens pooled in the same cells;
 * its distribution over the *training* verbs, where the method distils soft labels;
@@ -120,10 +122,13 @@ class UnlabeledTargets:
 
 
 @dataclass
-class BorrowedHeads:
-    """Projections of the method's own objective that the unlabeled terms share (one map for
-    labeled and unlabeled images): the glance's into the teacher's feature space, and into the
-    scene knowledge's. ``None``: the unlabeled terms have a head of their own."""
+class GlanceHeads:
+    """How the glance reaches the teacher's targets on unlabeled images: ``glance``, the
+    teacher's global feature (``nn.Identity()`` where the teacher's space is the student's text
+    space, the method's own projection head where it has one, so that one map serves labeled and
+    unlabeled images, ``None`` for a head of its own); ``scene``, the scene knowledge (mipd's
+    head; ``None``: directly). Neither is registered here: a borrowed head belongs to the method's
+    objective."""
 
     glance: Optional[nn.Module] = None
     scene: Optional[nn.Module] = None
@@ -134,11 +139,11 @@ class UnlabeledDistill(Objective):
     unlabeled one (each ``unl_*``, weighted by ``cfg.unlabeled_weight``)."""
 
     def __init__(self, inner: Objective, targets: UnlabeledTargets, model: Student, vocabulary: Vocabulary,
-                 cfg: TrainConfig, borrowed: BorrowedHeads = BorrowedHeads()):
+                 cfg: TrainConfig, heads: GlanceHeads = GlanceHeads()):
         super().__init__()
-        self.inner, self.targets, self.cfg, self.borrowed = inner, targets, cfg, borrowed
+        self.inner, self.targets, self.cfg, self.heads = inner, targets, cfg, heads
         teacher_dim = targets.global_feats.shape[1]
-        self.glance_proj = nn.Linear(model.cfg.text_dim, teacher_dim) if borrowed.glance is None else None
+        self.glance_proj = nn.Linear(model.cfg.text_dim, teacher_dim) if heads.glance is None else None
         self.cell_proj = nn.Linear(model.cfg.d_model, teacher_dim)
         verbs = role_inputs(vocabulary, vocabulary.verbs, model.cfg.max_roles)[1]
         self.register_buffer("verb_emb", torch.from_numpy(verbs), persistent=False)
@@ -153,8 +158,8 @@ class UnlabeledDistill(Objective):
         cells = roi_pool(memory.reshape(memory.shape[0], side, side, -1), u.cells,
                          torch.ones(u.cells.shape[:2], dtype=torch.bool, device=memory.device))
         dev = glance.device
-        glance_head = self.glance_proj if self.borrowed.glance is None else self.borrowed.glance
-        scene_head = nn.Identity() if self.borrowed.scene is None else self.borrowed.scene
+        glance_head = self.glance_proj if self.heads.glance is None else self.heads.glance
+        scene_head = nn.Identity() if self.heads.scene is None else self.heads.scene
         terms = {
             "unl_glance": c.align_weight * cosine_alignment(glance_head(glance),
                                                             batch_rows(t.global_feats, u.index, dev)),
