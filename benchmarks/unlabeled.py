@@ -126,11 +126,14 @@ class Results:
     """The results file, rewritten (with its plot) after every run; runs finished before are
     recorded again from their stages, so the file always matches the work folder."""
 
-    def __init__(self, path: Path, setup: dict, pool: int):
+    def __init__(self, path: Path, setup: dict, pool: int, report: bool = False):
+        """``report``: the file is rewritten from finished runs, and keeps the provenance of the
+        sitting that trained them."""
         self.path, self.pool = path, pool
         old = read_json(path) if path.is_file() else {}
         started = datetime.datetime.now(datetime.timezone.utc)
-        self.out: dict[str, Any] = {"provenance": provenance("unlabeled.py", started), "setup": setup, "rows": {},
+        made = old["provenance"] if report and "provenance" in old else provenance("unlabeled.py", started)
+        self.out: dict[str, Any] = {"provenance": made, "setup": setup, "rows": {},
                                     "pool_sizes": {CURVE_METHOD: {}}, "cost": {}, "variants": {},
                                     "machines": old.get("machines", {}), "training": {}}
 
@@ -246,7 +249,7 @@ def main() -> None:
              "footage_seed": f"draw + {FOOTAGE_SEED_OFFSET}", "student_epochs": ABLATION.student_epochs,
              "teacher_epochs": ABLATION.teacher_epochs, "input_size": ABLATION.input_size,
              "data": {k: getattr(ABLATION, k) for k in ("train", "dev", "test", "image_size")}}
-    results = Results(Path(args.results), setup, args.pool)
+    results = Results(Path(args.results), setup, args.pool, report=args.report)
     main_rows, curve, variants = phases(METHODS, args.pool, args.pool_sizes)
     for plan, draws in ((main_rows, args.draws), (curve, args.draws), (variants, args.variant_draws)):
         for draw in draws:

@@ -335,6 +335,27 @@ def hoi_tracks() -> str:
             f"at {s['fps']} fps); the student: {s['student']}.")
 
 
+def footage_label(name: str, pool: int) -> str:
+    """A row of the footage results as the docs name it: ``teacher``, `method`, `method` + N unlabeled."""
+    method, _, more = name.partition("+")
+    return "teacher" if name == "teacher" else f"`{method}`" + (f" + {pool:,} unlabeled" if more else "")
+
+
+def footage_means() -> str:
+    """Each method strict and with footage beside, mean [min, max] over the data draws."""
+    data = load(FOOTAGE)
+    rows, pool = data["rows"], data["setup"]["pool"]
+
+    def cell(row: Mapping[str, Any], split: str, setting: str = "top1", metric: str = "verb") -> str:
+        v = [m[split][setting][metric] for m in row["seeds"].values()]
+        return f"{sum(v) / len(v):.1f}" + (f" [{min(v):.1f}, {max(v):.1f}]" if len(v) > 1 else "")
+    table = [["student", "draws", "seen verb", "rare verb", "unseen verb", "grnd-value"]]
+    for name, row in rows.items():
+        table.append([footage_label(name, pool), str(len(row["seeds"]))]
+                     + [cell(row, s) for s in ("seen", "rare", "unseen")] + [cell(row, "all", metric="grnd_value")])
+    return render_table(table, markdown=True)
+
+
 def footage_rows() -> str:
     """Each method under the strict protocol and with unlabeled footage beside, every data draw, and
     its unseen-verb top-1 as a share of its draw's teacher's."""
@@ -344,8 +365,7 @@ def footage_rows() -> str:
     table = [["student", "draw", "seen verb", "rare verb", "unseen verb", "unseen, share of teacher's",
               "grnd-value", "gold-verb grnd-value"]]
     for name, row in rows.items():
-        method, _, more = name.partition("+")
-        label = "teacher" if name == "teacher" else f"`{method}`" + (f" + {pool:,} unlabeled" if more else "")
+        label = footage_label(name, pool)
         for draw, m in sorted(row["seeds"].items()):
             share = m["unseen"]["top1"]["verb"] / teacher[draw] if draw in teacher else None
             table.append([label, draw] + [f"{m[s]['top1']['verb']:.1f}" for s in ("seen", "rare", "unseen")]
@@ -594,6 +614,7 @@ PARTS: dict[str, Callable[[], str]] = {
     "multi-stream-provenance": lambda: provenance(MULTI_STREAM),
     "hoi-tracks": hoi_tracks,
     "hoi-tracks-provenance": lambda: provenance(HOI_TRACKS),
+    "footage-means": footage_means,
     "footage-rows": footage_rows,
     "footage-pool": footage_pool,
     "footage-cost": footage_cost,
