@@ -1,19 +1,20 @@
 """Distillation on unlabeled footage (``mipd-edge distill --unlabeled``) on SynthSitu, over data draws.
 
     python benchmarks/unlabeled.py [--draws 0 1 2] [--pool 2000] [--pool-sizes 500 8000]
-                                   [--variant-draws 0] [--workdir runs/unlabeled] [--results FILE] [--report]
+                                   [--variant-draws 0 1 2] [--workdir runs/unlabeled] [--results FILE]
+                                   [--report]
 
 Per data draw N (``WORKDIR/drawN``: SynthSitu generator seed N, so the world's images, the
 verb split, the teacher's own sample (seed N + 1000), its rationales and the footage (seed
 N + 2000, a generator stream of its own) are all drawn anew): the teacher, then students mipd,
 kd and none under the strict open-vocabulary protocol and each with ``--pool`` unlabeled
-images beside (rows ``<method>+unlabeled``); once every draw has those, ``mipd+unlabeled`` at
-each of ``--pool-sizes``, and on ``--variant-draws`` what else was tried (``VARIANTS``: the glance
-through a projection head instead of meeting the teacher's feature directly). Every student
-trains at training seed 0 for 24 epochs, as in the component ablation. Each run is a pipeline
-stage: a rerun reuses what finished and resumes an interrupted student from its last
-checkpoint; the results file (and its plot) is rewritten after every run, so a partial run is
-readable; ``--report`` rewrites them from what finished.
+images beside (rows ``<method>+unlabeled``); once every draw has those, on ``--variant-draws``
+what else was tried (``VARIANTS``: no soft labels on the unlabeled images; the glance through a
+projection head instead of meeting the teacher's feature directly), then ``mipd+unlabeled`` at
+each of ``--pool-sizes``. Every student trains at training seed 0 for 24 epochs, as in the
+component ablation. Each run is a pipeline stage: a rerun reuses what finished and resumes an
+interrupted student from its last checkpoint; the results file (and its plot) is rewritten
+after every run, so a partial run is readable; ``--report`` rewrites them from what finished.
 
 Results: the component ablation's shape, ``rows`` -> row -> ``seeds`` -> draw -> the metrics of
 ``mipd-edge eval`` per split (here a "seed" is a data draw), with ``teacher`` per draw;
@@ -54,8 +55,9 @@ METHODS = ("mipd", "kd", "none")  # in the order they train
 CURVE_METHOD = "mipd"  # the method measured at every pool size
 
 
-# what else was tried, on the draws --variant-draws names: name -> (method, training config overrides)
-VARIANTS = {"glance-head": (CURVE_METHOD, {"unlabeled_glance": "head"})}
+# what else was tried, on the draws --variant-draws names: name -> (methods, training config overrides)
+VARIANTS = {"no-soft": (("kd", "mipd"), {"unlabeled_soft": False}),
+            "glance-head": ((CURVE_METHOD,), {"unlabeled_glance": "head"})}
 
 
 def row_name(method: str, pool: int) -> str:
@@ -70,10 +72,11 @@ def model_name(method: str, pool: int, variant: str = "") -> str:
 def phases(methods: Sequence[str], pool: int, pool_sizes: Sequence[int]) -> list[list[tuple[str, int, str]]]:
     """What trains, as (method, pool size, variant), phase by phase, each phase over every draw
     before the next: each method strict and with the main pool side by side (the goals' rows, so
-    that every draw has them first), the pool-size curve, then the variants."""
+    that every draw has them first), the variants (which may change the recipe the curve is
+    measured with), then the pool-size curve."""
     return [[(m, n, "") for m in methods for n in (0, pool)],
-            [(CURVE_METHOD, n, "") for n in pool_sizes if n != pool],
-            [(VARIANTS[v][0], pool, v) for v in VARIANTS]]
+            [(m, pool, v) for v, (names, _) in VARIANTS.items() for m in names],
+            [(CURVE_METHOD, n, "") for n in pool_sizes if n != pool]]
 
 
 def unseen_top1(metrics: dict) -> float:
@@ -237,7 +240,7 @@ def main() -> None:
     parser.add_argument("--pool-sizes", nargs="+", type=int, default=[500, 8000],
                         help=f"more pool sizes, for {CURVE_METHOD}+unlabeled")
     parser.add_argument("--workdir", default="runs/unlabeled")
-    parser.add_argument("--variant-draws", nargs="*", type=int, default=[0],
+    parser.add_argument("--variant-draws", nargs="*", type=int, default=[0, 1, 2],
                         help=f"draws that also train the variants ({', '.join(VARIANTS)})")
     parser.add_argument("--results", default="benchmarks/results/unlabeled-footage.json")
     parser.add_argument("--report", action="store_true",
@@ -250,8 +253,8 @@ def main() -> None:
              "teacher_epochs": ABLATION.teacher_epochs, "input_size": ABLATION.input_size,
              "data": {k: getattr(ABLATION, k) for k in ("train", "dev", "test", "image_size")}}
     results = Results(Path(args.results), setup, args.pool, report=args.report)
-    main_rows, curve, variants = phases(METHODS, args.pool, args.pool_sizes)
-    for plan, draws in ((main_rows, args.draws), (curve, args.draws), (variants, args.variant_draws)):
+    main_rows, variants, curve = phases(METHODS, args.pool, args.pool_sizes)
+    for plan, draws in ((main_rows, args.draws), (variants, args.variant_draws), (curve, args.draws)):
         for draw in draws:
             pipe = Pipeline(Path(args.workdir) / f"draw{draw}", replace(ABLATION, seed=draw))
             run_draw(pipe, plan, results, train=not args.report)

@@ -389,6 +389,23 @@ def footage_pool() -> str:
     return render_table(table, markdown=True) + f"\n\n`{method}` students, unseen verb top-1 on SynthSitu test (%)."
 
 
+def footage_variants() -> str:
+    """What else was tried with unlabeled footage, beside the recipe it varies, draw by draw."""
+    data = load(FOOTAGE)
+    rows, pool = data["rows"], data["setup"]["pool"]
+    table = [["student", "draw", "seen verb", "rare verb", "unseen verb", "grnd-value"]]
+    for name, variant in data["variants"].items():
+        base, _, tried = name.partition(" (")
+        for label, row in ((footage_label(base, pool), rows.get(base, {"seeds": {}})),
+                           (f"{footage_label(base, pool)}, {tried.rstrip(')')}", variant)):
+            for draw in sorted(variant["seeds"]):
+                if draw in row["seeds"]:
+                    m = row["seeds"][draw]
+                    table.append([label, draw] + [f"{m[s]['top1']['verb']:.1f}" for s in ("seen", "rare", "unseen")]
+                                 + [f"{m['all']['top1']['grnd_value']:.1f}"])
+    return render_table(table, markdown=True, left=2)
+
+
 def footage_cost() -> str:
     """What unlabeled images cost: the teacher's features per 1,000 images, and training images/s."""
     data = load(FOOTAGE)
@@ -617,6 +634,7 @@ PARTS: dict[str, Callable[[], str]] = {
     "footage-means": footage_means,
     "footage-rows": footage_rows,
     "footage-pool": footage_pool,
+    "footage-variants": footage_variants,
     "footage-cost": footage_cost,
     "footage-provenance": lambda: provenance(FOOTAGE),
     "stream-smoothing-provenance": lambda: provenance(STREAM_SMOOTHING),

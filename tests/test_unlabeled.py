@@ -67,11 +67,13 @@ def unlabeled_run(tiny_world, footage, out, cache_dir, method, epochs=2, **overr
                                   unlabeled=footage), quiet(cache_dir))
 
 
-@pytest.mark.parametrize("method, terms", [("none", {"unl_glance", "unl_cells"}),
-                                           ("kd", {"unl_glance", "unl_cells", "unl_soft"}),
-                                           ("mipd", {"unl_glance", "unl_cells", "unl_soft", "unl_scene"})])
-def test_each_method_learns_from_unlabeled_images(tiny_world, footage, tmp_path, cache_dir, method, terms):
-    run = unlabeled_run(tiny_world, footage, tmp_path / method, cache_dir, method)
+@pytest.mark.parametrize("method, soft, terms", [
+    ("none", True, {"unl_glance", "unl_cells"}),
+    ("kd", True, {"unl_glance", "unl_cells", "unl_soft"}),
+    ("mipd", True, {"unl_glance", "unl_cells", "unl_soft", "unl_scene"}),
+    ("mipd", False, {"unl_glance", "unl_cells", "unl_scene"})])
+def test_each_method_learns_from_unlabeled_images(tiny_world, footage, tmp_path, cache_dir, method, soft, terms):
+    run = unlabeled_run(tiny_world, footage, tmp_path / method, cache_dir, method, unlabeled_soft=soft)
     losses = [epoch["losses"] for epoch in run["history"]]
     assert {k for k in losses[0] if k.startswith("unl_")} == terms
     assert all(np.isfinite(v) and v > 0 for epoch in losses for v in epoch.values())

@@ -140,6 +140,9 @@ class TrainConfig:
     # distill --unlabeled: the glance meets the teacher's feature directly where the teacher's space is
     # the student's text space (auto), or through a projection head always (head)
     unlabeled_glance: str = "auto"
+    # distill --unlabeled: the teacher's distribution over the training verbs on unlabeled images too,
+    # where the method distils soft labels (kd, mipd)
+    unlabeled_soft: bool = True
     eval_batch_size: int = 64  # images per batch of the dev evaluation
     # speed only (the same model and losses): NHWC convolutions and a fused AdamW
     # (benchmarks/training_speed.py measures what they gain)

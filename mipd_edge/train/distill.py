@@ -227,6 +227,7 @@ def with_unlabeled(inputs: ObjectiveInputs, built: tuple[Objective, dict[str, An
     shared = teacher.image_text and teacher.text_encoder().id == inputs.encoder.id
     if shared and inputs.cfg.unlabeled_glance == "auto":
         heads.glance = nn.Identity()
+    soft = soft and inputs.cfg.unlabeled_soft
     targets, key = main_first(inputs.env, lambda: pool_targets(teacher, pool, inputs.vocab, inputs.run, soft,
                                                                scene_of))
     return (UnlabeledDistill(objective, targets, inputs.model, inputs.vocab, inputs.cfg, heads),
