@@ -248,7 +248,7 @@ def train(job: "TrainingRun", cfg: TrainConfig, out: Path, env: Distributed, run
         scheduler.load_state_dict(state["scheduler"])
         restore_random_state(state, scaler, env.device)
         start, best, history = state["epoch"] + 1, state["best"], state["history"]
-        log.info("resuming %s after epoch %d (best dev score %.2f)", out, state["epoch"], best)
+        log.info("resuming %s after epoch %d (best dev score %.2f)", out, start, best)  # epochs count from 1 in the log
 
     for epoch in range(start, cfg.epochs):
         runner.train()
