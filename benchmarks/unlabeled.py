@@ -1,8 +1,8 @@
 """Distillation on unlabeled footage (``mipd-edge distill --unlabeled``) on SynthSitu, over data draws.
 
     python benchmarks/unlabeled.py [--draws 0 1 2] [--pool 2000] [--pool-sizes 500 8000]
-                                   [--variant-draws 0 1 2] [--workdir runs/unlabeled] [--results FILE]
-                                   [--report]
+                                   [--variant-draws 0 1 2] [--variants NAME ...] [--workdir runs/unlabeled]
+                                   [--results FILE] [--report]
 
 Per data draw N (``WORKDIR/drawN``: SynthSitu generator seed N, so the world's images, the
 verb split, the teacher's own sample (seed N + 1000), its rationales and the footage (seed
@@ -69,13 +69,14 @@ def model_name(method: str, pool: int, variant: str = "") -> str:
     return f"{name}-{variant}" if variant else name
 
 
-def phases(methods: Sequence[str], pool: int, pool_sizes: Sequence[int]) -> list[list[tuple[str, int, str]]]:
+def phases(methods: Sequence[str], pool: int, pool_sizes: Sequence[int],
+           variants: Sequence[str] = tuple(VARIANTS)) -> list[list[tuple[str, int, str]]]:
     """What trains, as (method, pool size, variant), phase by phase, each phase over every draw
     before the next: each method strict and with the main pool side by side (the goals' rows, so
     that every draw has them first), the variants (which may change the recipe the curve is
     measured with), then the pool-size curve."""
     return [[(m, n, "") for m in methods for n in (0, pool)],
-            [(m, pool, v) for v, (names, _) in VARIANTS.items() for m in names],
+            [(m, pool, v) for v in variants for m in VARIANTS[v][0]],
             [(CURVE_METHOD, n, "") for n in pool_sizes if n != pool]]
 
 
@@ -237,11 +238,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--draws", nargs="+", type=int, default=[0, 1, 2], help="SynthSitu generator seeds")
     parser.add_argument("--pool", type=int, default=2000, help="unlabeled images of the <method>+unlabeled rows")
-    parser.add_argument("--pool-sizes", nargs="+", type=int, default=[500, 8000],
-                        help=f"more pool sizes, for {CURVE_METHOD}+unlabeled")
+    parser.add_argument("--pool-sizes", nargs="*", type=int, default=[500, 8000],
+                        help=f"more pool sizes, for {CURVE_METHOD}+unlabeled (none: no curve)")
     parser.add_argument("--workdir", default="runs/unlabeled")
     parser.add_argument("--variant-draws", nargs="*", type=int, default=[0, 1, 2],
                         help=f"draws that also train the variants ({', '.join(VARIANTS)})")
+    parser.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--results", default="benchmarks/results/unlabeled-footage.json")
     parser.add_argument("--report", action="store_true",
                         help="rewrite the results from the finished runs, training nothing")
@@ -253,7 +255,7 @@ def main() -> None:
              "teacher_epochs": ABLATION.teacher_epochs, "input_size": ABLATION.input_size,
              "data": {k: getattr(ABLATION, k) for k in ("train", "dev", "test", "image_size")}}
     results = Results(Path(args.results), setup, args.pool, report=args.report)
-    main_rows, variants, curve = phases(METHODS, args.pool, args.pool_sizes)
+    main_rows, variants, curve = phases(METHODS, args.pool, args.pool_sizes, args.variants)
     for plan, draws in ((main_rows, args.draws), (variants, args.variant_draws), (curve, args.draws)):
         for draw in draws:
             pipe = Pipeline(Path(args.workdir) / f"draw{draw}", replace(ABLATION, seed=draw))
