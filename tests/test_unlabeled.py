@@ -203,3 +203,46 @@ def test_footage_and_unlabeled_distillation_from_the_command_line(tiny_world, tm
     info = read_json(tmp_path / "student" / "config.json")
     assert info["unlabeled"]["images"] == 24
     assert "24 unlabeled images" in r.stderr  # the log line that says what it trains on
+
+
+def split_metrics(seen: float, unseen: float, grnd: float = 50.0) -> dict:
+    """Test metrics of one run, as ``mipd-edge eval`` writes them, where only these numbers matter."""
+    top1 = {"verb": 0.0, "grnd_value": grnd}
+    return {"all": {"top1": {"verb": (seen + unseen) / 2, "grnd_value": grnd}, "gt_verb": {"grnd_value": grnd + 20}},
+            "seen": {"top1": {**top1, "verb": seen}}, "unseen": {"top1": {**top1, "verb": unseen}}}
+
+
+def test_the_footage_goals_are_means_over_the_draws_both_rows_have():
+    """benchmarks/unlabeled.py: the gain and the seen-verb change compare each draw with itself,
+    over the draws the strict and the footage rows both finished."""
+    from unlabeled import goals
+
+    rows = {"teacher": {"seeds": {"0": split_metrics(70, 60), "1": split_metrics(70, 80)}},
+            "mipd": {"seeds": {"0": split_metrics(80, 20), "1": split_metrics(82, 40), "2": split_metrics(90, 90)}},
+            "mipd+unlabeled": {"seeds": {"0": split_metrics(79.5, 40), "1": split_metrics(80.5, 52)}},
+            "kd": {"seeds": {"0": split_metrics(80, 20)}}, "kd+unlabeled": {"seeds": {"0": split_metrics(77, 60)}}}
+    out = goals(rows, 2000)
+    assert out["mipd+unlabeled"]["draws"] == ["0", "1"]  # draw 2 has no footage row yet
+    assert out["mipd+unlabeled"]["unseen_gain"] == pytest.approx(16.0)
+    assert out["mipd+unlabeled"]["seen_change"] == pytest.approx(-1.0) and out["mipd+unlabeled"]["met"]
+    assert not out["kd+unlabeled"]["met"]  # +40 unseen, but seen -3
+    share = out["share_of_teacher_unseen"]
+    assert share["rows"]["mipd+unlabeled"] == pytest.approx(46 / 70) and share["met"]
+
+
+def test_a_recipe_is_adopted_only_where_every_method_gains_without_losing_verbs():
+    """benchmarks/convergence.py: +2 grounded value for every method, verb top-1 no lower."""
+    from convergence import verdicts
+
+    def runs(*grnd_verb):
+        return {"seeds": {str(d): {**split_metrics(80, 40, g), "all": {"top1": {"verb": v, "grnd_value": g},
+                                                                      "gt_verb": {"grnd_value": g + 20}}}
+                          for d, (g, v) in enumerate(grnd_verb)}}
+    rows = {"none": runs((40, 60), (44, 62)), "none (a)": runs((43, 60), (47, 63)),
+            "none (b)": runs((50, 58), (50, 62)), "mipd": runs((50, 62), (52, 64)),
+            "mipd (a)": runs((52, 62), (54, 64)), "mipd (b)": runs((60, 62))}
+    out = verdicts(rows, ["a", "b"], ["none", "mipd"])
+    assert out["a"]["methods"]["none"]["grnd_value"] == pytest.approx(3.0)
+    assert out["a"]["methods"]["none"]["verb"] == pytest.approx(0.5) and out["a"]["adopt"]
+    assert out["b"]["methods"]["mipd"]["draws"] == ["0"]
+    assert not out["b"]["adopt"]  # none's verb top-1 fell by a point
