@@ -51,6 +51,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 METHODS = ("none", "kd", "mipd")
 ADOPT_GAIN = 2.0  # grounded value points a recipe must add, for every method, to be adopted
+ADOPT_DRAWS = 3  # data draws every method must have for a verdict of adoption
 
 
 def row_name(method: str, recipe: str) -> str:
@@ -65,9 +66,12 @@ def metric(metrics: dict, split: str, setting: str, name: str) -> float:
     return metrics[split][setting][name]
 
 
-def verdicts(rows: dict, recipes: Sequence[str], methods: Sequence[str]) -> dict:
+def verdicts(rows: dict, recipes: Sequence[str], methods: Sequence[str] = METHODS,
+             min_draws: int = ADOPT_DRAWS) -> dict:
     """Per recipe and method, the mean change over the draws both recipes have of grounded value
-    (top-1 verb; and with the gold verb, the nouns and boxes alone) and of verb top-1."""
+    (top-1 verb; and with the gold verb, the nouns and boxes alone) and of verb top-1. A recipe
+    is adopted only with every one of ``methods`` on ``min_draws`` draws or more (a screen on
+    fewer is a screen)."""
     out: dict[str, Any] = {}
     for recipe in recipes:
         changes: dict[str, Any] = {}
@@ -85,7 +89,8 @@ def verdicts(rows: dict, recipes: Sequence[str], methods: Sequence[str]) -> dict
                                "gt_verb_grnd_value": change("gt_verb", "grnd_value"), "verb": change("top1", "verb")}
         if changes:
             out[recipe] = {"methods": changes, "adopt": len(changes) == len(methods) and all(
-                c["grnd_value"] >= ADOPT_GAIN and c["verb"] >= 0 for c in changes.values())}
+                len(c["draws"]) >= min_draws and c["grnd_value"] >= ADOPT_GAIN and c["verb"] >= 0
+                for c in changes.values())}
     return out
 
 
@@ -163,7 +168,7 @@ def main() -> None:
                 out["machines"].setdefault(row, {}).setdefault(str(draw), this_machine())
                 out["training"].setdefault(row, {})[str(draw)] = training_history(model)
                 out["summary"] = summarise(out["rows"])
-                out["verdicts"] = verdicts(out["rows"], args.recipes, args.methods)
+                out["verdicts"] = verdicts(out["rows"], args.recipes)
                 write_json(path, out)
                 plot_convergence(out, path.with_suffix(".png"))
     print(format_verdicts(out))

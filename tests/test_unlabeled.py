@@ -241,8 +241,10 @@ def test_a_recipe_is_adopted_only_where_every_method_gains_without_losing_verbs(
     rows = {"none": runs((40, 60), (44, 62)), "none (a)": runs((43, 60), (47, 63)),
             "none (b)": runs((50, 58), (50, 62)), "mipd": runs((50, 62), (52, 64)),
             "mipd (a)": runs((52, 62), (54, 64)), "mipd (b)": runs((60, 62))}
-    out = verdicts(rows, ["a", "b"], ["none", "mipd"])
+    out = verdicts(rows, ["a", "b"], ["none", "mipd"], min_draws=2)
     assert out["a"]["methods"]["none"]["grnd_value"] == pytest.approx(3.0)
     assert out["a"]["methods"]["none"]["verb"] == pytest.approx(0.5) and out["a"]["adopt"]
     assert out["b"]["methods"]["mipd"]["draws"] == ["0"]
     assert not out["b"]["adopt"]  # none's verb top-1 fell by a point
+    assert not verdicts(rows, ["a"], ["none", "mipd"])["a"]["adopt"]  # two draws are a screen
+    assert not verdicts(rows, ["a"], ["none", "mipd", "kd"], min_draws=2)["a"]["adopt"]  # kd not measured
