@@ -243,7 +243,8 @@ def main() -> None:
     parser.add_argument("--workdir", default="runs/unlabeled")
     parser.add_argument("--variant-draws", nargs="*", type=int, default=[0, 1, 2],
                         help=f"draws that also train the variants ({', '.join(VARIANTS)})")
-    parser.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="which variants train (none: no variant)")
     parser.add_argument("--results", default="benchmarks/results/unlabeled-footage.json")
     parser.add_argument("--report", action="store_true",
                         help="rewrite the results from the finished runs, training nothing")
