@@ -96,7 +96,7 @@ def verdicts(rows: dict, recipes: Sequence[str], methods: Sequence[str] = METHOD
 
 def plot_convergence(results: dict, path: Path) -> None:
     """Dev gold-verb grounded value per epoch (nouns and boxes, the verb given), one panel per
-    method, the ablation's recipe against each other: a line per recipe, draws averaged."""
+    method: a line per recipe, averaged over the draws it trained (the legend says which)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,8 +111,9 @@ def plot_convergence(results: dict, path: Path) -> None:
                 continue
             curves = [[e["dev"]["gt_verb_grnd_value"] for e in history] for history in runs.values()]
             length = min(len(c) for c in curves)
-            ax.plot(range(1, length + 1), np.mean([c[:length] for c in curves], axis=0),
-                    color=f"C{i}", linewidth=2.0 if not recipe else 1.2, label=recipe or "ablation's recipe")
+            draws = f"{len(runs)} draws" if len(runs) > 1 else f"draw {next(iter(runs))}"
+            ax.plot(range(1, length + 1), np.mean([c[:length] for c in curves], axis=0), color=f"C{i}",
+                    linewidth=2.0 if not recipe else 1.2, label=f"{recipe or 'ablation recipe'} ({draws})")
         ax.set_title(method, fontsize=10)
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
@@ -124,13 +125,15 @@ def plot_convergence(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def format_verdicts(results: dict) -> str:
+def format_verdicts(results: dict, markdown: bool = False) -> str:
+    """Per recipe and method, the mean changes against the ablation's recipe and the verdict."""
     table = [["recipe", "method", "draws", "grnd-value", "gold-verb grnd-value", "verb top-1", "adopt"]]
     for recipe, v in results["verdicts"].items():
         for method, c in v["methods"].items():
-            table.append([recipe, method, ",".join(c["draws"]), f"{c['grnd_value']:+.1f}",
-                          f"{c['gt_verb_grnd_value']:+.1f}", f"{c['verb']:+.1f}", "yes" if v["adopt"] else "no"])
-    return render_table(table)
+            table.append([recipe, method, ",".join(c["draws"])]
+                         + [f"{round(c[k], 1) + 0.0:+.1f}" for k in ("grnd_value", "gt_verb_grnd_value", "verb")]
+                         + ["yes" if v["adopt"] else "no"])
+    return render_table(table, markdown=markdown, left=3)
 
 
 def main() -> None:

@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from convergence import METHODS, format_verdicts  # noqa: E402
+
 from mipd_edge.benchmark_report import format_results  # noqa: E402
 from mipd_edge.deploy.backends import BACKENDS  # noqa: E402
 from mipd_edge.tables import render_table  # noqa: E402
@@ -40,6 +42,7 @@ STREAM_SMOOTHING = "stream-smoothing-epyc-avx512.json"
 MULTI_STREAM = "multi-stream-epyc-avx512.json"
 HOI_TRACKS = "hoi-tracks-xeon-amx.json"
 FOOTAGE = "unlabeled-footage.json"
+CONVERGENCE = "convergence.json"
 HOI_RECIPE = "hoi-int8-recipe-epyc-avx512.json"
 
 PRECISION_NAMES = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8", "bf16": "BF16"}
@@ -335,25 +338,40 @@ def hoi_tracks() -> str:
             f"at {s['fps']} fps); the student: {s['student']}.")
 
 
+DRAW_COLUMNS = ["seen verb", "rare verb", "unseen verb", "grnd-value", "gold-verb grnd-value"]
+
+
+def draw_cells(metrics: Mapping[str, Any]) -> list[str]:
+    """One student on one data draw, as ``DRAW_COLUMNS``: test top-1 per split, grounded value
+    with the top-1 verb and with the gold verb."""
+    return ([f"{metrics[s]['top1']['verb']:.1f}" for s in ("seen", "rare", "unseen")]
+            + [f"{metrics['all'][k]['grnd_value']:.1f}" for k in ("top1", "gt_verb")])
+
+
 def footage_label(name: str, pool: int) -> str:
     """A row of the footage results as the docs name it: ``teacher``, `method`, `method` + N unlabeled."""
     method, _, more = name.partition("+")
     return "teacher" if name == "teacher" else f"`{method}`" + (f" + {pool:,} unlabeled" if more else "")
 
 
-def footage_means() -> str:
-    """Each method strict and with footage beside, mean [min, max] over the data draws."""
-    data = load(FOOTAGE)
-    rows, pool = data["rows"], data["setup"]["pool"]
-
+def means_table(rows: Mapping[str, Any], labels: Mapping[str, str]) -> str:
+    """The rows named in ``labels`` (in its order, as it names them): test top-1 per split and
+    grounded value, mean [min, max] over the data draws."""
     def cell(row: Mapping[str, Any], split: str, setting: str = "top1", metric: str = "verb") -> str:
         v = [m[split][setting][metric] for m in row["seeds"].values()]
         return f"{sum(v) / len(v):.1f}" + (f" [{min(v):.1f}, {max(v):.1f}]" if len(v) > 1 else "")
     table = [["student", "draws", "seen verb", "rare verb", "unseen verb", "grnd-value"]]
-    for name, row in rows.items():
-        table.append([footage_label(name, pool), str(len(row["seeds"]))]
+    for name, label in labels.items():
+        row = rows[name]
+        table.append([label, str(len(row["seeds"]))]
                      + [cell(row, s) for s in ("seen", "rare", "unseen")] + [cell(row, "all", metric="grnd_value")])
     return render_table(table, markdown=True)
+
+
+def footage_means() -> str:
+    """Each method strict and with footage beside, mean [min, max] over the data draws."""
+    data = load(FOOTAGE)
+    return means_table(data["rows"], {name: footage_label(name, data["setup"]["pool"]) for name in data["rows"]})
 
 
 def footage_rows() -> str:
@@ -362,15 +380,13 @@ def footage_rows() -> str:
     data = load(FOOTAGE)
     rows, pool = data["rows"], data["setup"]["pool"]
     teacher = {d: m["unseen"]["top1"]["verb"] for d, m in rows.get("teacher", {"seeds": {}})["seeds"].items()}
-    table = [["student", "draw", "seen verb", "rare verb", "unseen verb", "unseen, share of teacher's",
-              "grnd-value", "gold-verb grnd-value"]]
+    table = [["student", "draw"] + DRAW_COLUMNS[:3] + ["unseen, share of teacher's"] + DRAW_COLUMNS[3:]]
     for name, row in rows.items():
         label = footage_label(name, pool)
         for draw, m in sorted(row["seeds"].items()):
             share = m["unseen"]["top1"]["verb"] / teacher[draw] if draw in teacher else None
-            table.append([label, draw] + [f"{m[s]['top1']['verb']:.1f}" for s in ("seen", "rare", "unseen")]
-                         + ["-" if share is None else f"{100 * share:.0f}%", f"{m['all']['top1']['grnd_value']:.1f}",
-                            f"{m['all']['gt_verb']['grnd_value']:.1f}"])
+            cells = draw_cells(m)
+            table.append([label, draw] + cells[:3] + ["-" if share is None else f"{100 * share:.0f}%"] + cells[3:])
     return render_table(table, markdown=True, left=2)
 
 
@@ -393,16 +409,14 @@ def footage_variants() -> str:
     """What else was tried with unlabeled footage, beside the recipe it varies, draw by draw."""
     data = load(FOOTAGE)
     rows, pool = data["rows"], data["setup"]["pool"]
-    table = [["student", "draw", "seen verb", "rare verb", "unseen verb", "grnd-value"]]
+    table = [["student", "draw"] + DRAW_COLUMNS]
     for name, variant in data["variants"].items():
         base, _, tried = name.partition(" (")
         for label, row in ((footage_label(base, pool), rows.get(base, {"seeds": {}})),
                            (f"{footage_label(base, pool)}, {tried.rstrip(')')}", variant)):
             for draw in sorted(variant["seeds"]):
                 if draw in row["seeds"]:
-                    m = row["seeds"][draw]
-                    table.append([label, draw] + [f"{m[s]['top1']['verb']:.1f}" for s in ("seen", "rare", "unseen")]
-                                 + [f"{m['all']['top1']['grnd_value']:.1f}"])
+                    table.append([label, draw] + draw_cells(row["seeds"][draw]))
     return render_table(table, markdown=True, left=2)
 
 
@@ -420,6 +434,33 @@ def footage_cost() -> str:
         table.append([label, " / ".join(f"{x:.0f}" for x in v), f"{sum(v) / len(v):.0f}" if v else "-"])
     machine = machine_line(data["provenance"]["machine"])
     return render_table(table, markdown=True, left=1) + f"\n\nMeasured on {machine}."
+
+
+def convergence_verdicts() -> str:
+    return format_verdicts(load(CONVERGENCE), markdown=True)
+
+
+def convergence_labels(rows: Mapping[str, Any]) -> dict[str, str]:
+    """The recipe benchmark's rows, method by method, the ablation's recipe first: `method`, recipe."""
+    labels = {}
+    for name in sorted(rows, key=lambda n: (METHODS.index(n.split(" ")[0]), " " in n, n)):
+        method, _, recipe = name.partition(" (")
+        labels[name] = f"`{method}`" + (f", {recipe.rstrip(')')}" if recipe else "")
+    return labels
+
+
+def convergence_means() -> str:
+    rows = load(CONVERGENCE)["rows"]
+    return means_table(rows, convergence_labels(rows))
+
+
+def convergence_rows() -> str:
+    """Every student of the recipe benchmark, draw by draw."""
+    rows = load(CONVERGENCE)["rows"]
+    table = [["student", "draw"] + DRAW_COLUMNS]
+    for name, label in convergence_labels(rows).items():
+        table += [[label, draw] + draw_cells(m) for draw, m in sorted(rows[name]["seeds"].items())]
+    return render_table(table, markdown=True, left=2)
 
 
 def multi_stream() -> str:
@@ -637,6 +678,10 @@ PARTS: dict[str, Callable[[], str]] = {
     "footage-variants": footage_variants,
     "footage-cost": footage_cost,
     "footage-provenance": lambda: provenance(FOOTAGE),
+    "convergence-verdicts": convergence_verdicts,
+    "convergence-means": convergence_means,
+    "convergence-rows": convergence_rows,
+    "convergence-provenance": lambda: provenance(CONVERGENCE),
     "stream-smoothing-provenance": lambda: provenance(STREAM_SMOOTHING),
     "ray-autoscale-provenance": lambda: provenance(RAY_AUTOSCALE),
     "bf16-training-provenance": lambda: provenance(BF16_TRAINING),

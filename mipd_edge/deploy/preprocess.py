@@ -81,11 +81,14 @@ class Preprocess:
     def normalize(self, bgr: np.ndarray) -> np.ndarray:
         """BGR uint8 canvas (H, W, 3) or (N, H, W, 3) -> RGB float32 (3, H, W) or (N, 3, H, W).
 
-        OpenCV's blob maker does the colour swap, the layout change, the scaling and the mean
-        in one pass (a fifth of numpy's time, which matters next to a 2 ms INT8 model)."""
+        OpenCV's blob maker does the colour swap, the layout change, the mean and the scaling
+        per channel in one pass (a fifth of numpy's time, which matters next to a 2 ms INT8 model)."""
         batch = bgr if bgr.ndim == 4 else bgr[None]
-        x = cv2.dnn.blobFromImages(list(batch), 1 / 255, mean=tuple(255.0 * m for m in self.mean), swapRB=True)
-        x *= (1 / np.asarray(self.std, np.float32))[:, None, None]
+        params = cv2.dnn.Image2BlobParams()
+        params.mean = tuple(255.0 * m for m in self.mean)
+        params.scalefactor = tuple(1 / (255.0 * s) for s in self.std)
+        params.swapRB = True
+        x = cv2.dnn.blobFromImagesWithParams(list(batch), params)
         return x if bgr.ndim == 4 else x[0]
 
     def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
