@@ -70,8 +70,8 @@ def verdicts(rows: dict, recipes: Sequence[str], methods: Sequence[str] = METHOD
              min_draws: int = ADOPT_DRAWS) -> dict:
     """Per recipe and method, the mean change over the draws both recipes have of grounded value
     (top-1 verb; and with the gold verb, the nouns and boxes alone) and of verb top-1. A recipe
-    is adopted only with every one of ``methods`` on ``min_draws`` draws or more (a screen on
-    fewer is a screen)."""
+    is adopted only with every one of ``methods`` on ``min_draws`` draws or more: fewer draws
+    make a screen, not evidence."""
     out: dict[str, Any] = {}
     for recipe in recipes:
         changes: dict[str, Any] = {}
