@@ -4,24 +4,28 @@
     python benchmarks/ablation.py --components [--rows ROW ...] [--seeds 0 1 2] [--results FILE]
 
 Default: students trained with none, kd and mipd at one seed; writes ``DIR/default/ablation.json``
-= {"none": M, "kd": M, "mipd": M, "teacher": M} and prints a table (about 45 minutes on 2 cores:
-teacher 8 epochs, students 24 epochs). --quick is a small run (about 5 minutes); its numbers
+= {"none": M, "kd": M, "mipd": M, "teacher": M} and prints a table (about 40 minutes on 2 cores:
+teacher 8 epochs, students 48 epochs). --quick is a small run (about 5 minutes); its numbers
 show the pipeline works, not what the method gains.
 
 --components: MIPD's component ablation (mipd_lab/components.py): every row at every seed, the
-goal rows (none, kd, mipd, authors) first. The results JSON and its plot (same name, .png) are
-rewritten after every run, so a partial ablation is readable; a rerun reuses every finished run
-and resumes an interrupted one from its last checkpoint. On 2 cores a student takes about 11
-minutes (24 epochs), the whole default ablation (12 student rows and the teacher, 3 seeds)
-about 7.5 hours: run it in several sittings.
+goal rows (none, kd, mipd, authors) first, into ``--results`` (by default
+``benchmarks/results/ablation-components-<student epochs>-epochs.json``). The results JSON and
+its plot (same name, .png) are rewritten after every run, so a partial ablation is readable; a
+rerun reuses every finished run and resumes an interrupted one from its last checkpoint. On 2
+cores a student takes about 11 minutes (48 epochs), the whole ablation (17 student rows and the
+teacher, 3 seeds) about 10 hours: run it in several sittings.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 from dataclasses import replace
 from pathlib import Path
+
+from stream_smoothing import provenance
 
 from mipd_edge.cli import setup_logging
 from mipd_edge.metrics import format_comparison
@@ -41,7 +45,7 @@ def main() -> None:
     parser.add_argument("--components", action="store_true", help="the component ablation over seeds")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="students' training seeds")
-    parser.add_argument("--results", default="benchmarks/results/ablation-components.json")
+    parser.add_argument("--results", help="results JSON (default: named by the students' epochs, benchmarks/results)")
     args = parser.parse_args()
     setup_logging()
 
@@ -52,8 +56,9 @@ def main() -> None:
         cfg = replace(cfg, teacher_epochs=args.teacher_epochs)
     out = Path(args.out) / ("quick" if args.quick else "default")
     if args.components:
-        results = Path(args.results)
-        summary = run_components(Pipeline(out, cfg), args.rows, args.seeds, results, results.with_suffix(".png"))
+        results = Path(args.results or f"benchmarks/results/ablation-components-{cfg.student_epochs}-epochs.json")
+        made = provenance("ablation.py", datetime.datetime.now(datetime.timezone.utc))
+        summary = run_components(Pipeline(out, cfg), args.rows, args.seeds, results, results.with_suffix(".png"), made)
         print(f"\nComponent ablation on SynthSitu test (mean [min, max] over seeds {args.seeds})")
         print(format_components(summary))
         print("\nEvery seed (gold verb: roles scored with the image's true verb)")

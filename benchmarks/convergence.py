@@ -1,21 +1,21 @@
-"""Students that converge: training recipes against the component ablation's, over data draws.
+"""Students that converge: training recipes against the 24-epoch recipe, over data draws.
 
     python benchmarks/convergence.py [--draws 0 1 2] [--methods none kd mipd] [--recipes NAME ...]
                                      [--workdir runs/unlabeled] [--results FILE] [--report]
 
-The ablation's students end 24 epochs with their noun loss still falling and their gold-verb
-grounded value below the teacher's. Each recipe of ``RECIPES`` changes what might hold them
+The committed component ablation's students end 24 epochs with their noun loss still falling and
+their gold-verb grounded value below the teacher's. Each recipe of ``RECIPES`` changes what might hold them
 back (the learning rate, the warm-up, the noun loss's weight, the number of epochs) and trains
-``--methods`` on every draw of ``--draws`` beside the ablation's recipe. The draws are those of
+``--methods`` on every draw of ``--draws`` beside that 24-epoch recipe. The draws are those of
 ``benchmarks/unlabeled.py`` (its ``--workdir``: SynthSitu generator seed N, the world, teacher
 and rationales drawn anew), so its strict students are this benchmark's baseline and nothing is
 trained twice. Every student trains at training seed 0. Runs are recipe by recipe, every draw
 and method of one before the next, each a resumable pipeline stage; the results file (and its
 plot) is rewritten after every run.
 
-Results: ``rows`` -> ``<method>`` (the ablation's recipe) or ``<method> (<recipe>)`` ->
+Results: ``rows`` -> ``<method>`` (the 24-epoch recipe) or ``<method> (<recipe>)`` ->
 ``seeds`` -> draw -> the metrics of ``mipd-edge eval`` per split; ``verdicts`` per recipe: the
-change of grounded value and of verb top-1 against the ablation's recipe, per method as means
+change of grounded value and of verb top-1 against the 24-epoch recipe, per method as means
 over the draws, and whether it is worth adopting (grounded value +2 or more for every method,
 verb top-1 no lower).
 """
@@ -37,11 +37,11 @@ from mipd_edge.files import read_json, write_json
 from mipd_edge.pipeline import Pipeline, student_name
 from mipd_edge.tables import render_table
 from mipd_edge.train.config import LossWeights
-from mipd_lab.components import ABLATION, summarise, this_machine, training_history
+from mipd_lab.components import RECIPE_24_EPOCHS, summarise, this_machine, training_history
 
 log = logging.getLogger(__name__)
 
-# recipe -> training config overrides; each changes one thing of the ablation's recipe
+# recipe -> training config overrides; each changes one thing of the 24-epoch recipe
 RECIPES: dict[str, dict[str, Any]] = {
     "lr-5e-4": {"lr": 5e-4},
     "lr-2e-3": {"lr": 2e-3},
@@ -113,7 +113,7 @@ def plot_convergence(results: dict, path: Path) -> None:
             length = min(len(c) for c in curves)
             draws = f"{len(runs)} draws" if len(runs) > 1 else f"draw {next(iter(runs))}"
             ax.plot(range(1, length + 1), np.mean([c[:length] for c in curves], axis=0), color=f"C{i}",
-                    linewidth=2.0 if not recipe else 1.2, label=f"{recipe or 'ablation recipe'} ({draws})")
+                    linewidth=2.0 if not recipe else 1.2, label=f"{recipe or '24 epochs'} ({draws})")
         ax.set_title(method, fontsize=10)
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
@@ -126,7 +126,7 @@ def plot_convergence(results: dict, path: Path) -> None:
 
 
 def format_verdicts(results: dict, markdown: bool = False) -> str:
-    """Per recipe and method, the mean changes against the ablation's recipe and the verdict."""
+    """Per recipe and method, the mean changes against the 24-epoch recipe and the verdict."""
     table = [["recipe", "method", "draws", "grnd-value", "gold-verb grnd-value", "verb top-1", "adopt"]]
     for recipe, v in results["verdicts"].items():
         for method, c in v["methods"].items():
@@ -153,12 +153,12 @@ def main() -> None:
     out: dict[str, Any] = {"provenance": old.get("provenance", made) if args.report else made,
                            "setup": {"draws": args.draws, "methods": args.methods, "recipes": {
                                r: {k: v if not isinstance(v, LossWeights) else vars(v) for k, v in RECIPES[r].items()}
-                               for r in args.recipes}, "student_epochs": ABLATION.student_epochs,
+                               for r in args.recipes}, "student_epochs": RECIPE_24_EPOCHS.student_epochs,
                                "seed_meaning": "SynthSitu generator seed (a data draw); students at training seed 0"},
                            "rows": {}, "machines": old.get("machines", {}), "training": {}}
     for recipe in [""] + args.recipes:
         for draw in args.draws:
-            pipe = Pipeline(Path(args.workdir) / f"draw{draw}", replace(ABLATION, seed=draw))
+            pipe = Pipeline(Path(args.workdir) / f"draw{draw}", replace(RECIPE_24_EPOCHS, seed=draw))
             for method in args.methods:
                 name, row = model_name(method, recipe), row_name(method, recipe)
                 if args.report and not pipe.evaluated(name):

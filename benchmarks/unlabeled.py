@@ -12,7 +12,7 @@ images beside (rows ``<method>+unlabeled``); once every draw has those, on ``--v
 what else was tried (``VARIANTS``: no soft labels on the unlabeled images; the glance through a
 projection head instead of meeting the teacher's feature directly), then ``mipd+unlabeled`` at
 each of ``--pool-sizes``. Every student trains at training seed 0 for 24 epochs, as in the
-component ablation. Each run is a pipeline stage: a rerun reuses what finished and resumes an
+committed component ablation. Each run is a pipeline stage: a rerun reuses what finished and resumes an
 interrupted student from its last checkpoint; the results file (and its plot) is rewritten
 after every run, so a partial run is readable; ``--report`` rewrites them from what finished.
 
@@ -41,7 +41,7 @@ from mipd_edge.context import RunContext
 from mipd_edge.files import read_json, write_json
 from mipd_edge.pipeline import FOOTAGE_SEED_OFFSET, Pipeline, student_name
 from mipd_lab.components import (
-    ABLATION,
+    RECIPE_24_EPOCHS,
     format_components,
     format_seeds,
     summarise,
@@ -252,14 +252,14 @@ def main() -> None:
     setup_logging()
     setup = {"draws": args.draws, "seed_meaning": "SynthSitu generator seed (a data draw); students at training seed 0",
              "pool": args.pool, "pool_sizes": sorted({0, args.pool, *args.pool_sizes}),
-             "footage_seed": f"draw + {FOOTAGE_SEED_OFFSET}", "student_epochs": ABLATION.student_epochs,
-             "teacher_epochs": ABLATION.teacher_epochs, "input_size": ABLATION.input_size,
-             "data": {k: getattr(ABLATION, k) for k in ("train", "dev", "test", "image_size")}}
+             "footage_seed": f"draw + {FOOTAGE_SEED_OFFSET}", "student_epochs": RECIPE_24_EPOCHS.student_epochs,
+             "teacher_epochs": RECIPE_24_EPOCHS.teacher_epochs, "input_size": RECIPE_24_EPOCHS.input_size,
+             "data": {k: getattr(RECIPE_24_EPOCHS, k) for k in ("train", "dev", "test", "image_size")}}
     results = Results(Path(args.results), setup, args.pool, report=args.report)
     main_rows, variants, curve = phases(METHODS, args.pool, args.pool_sizes, args.variants)
     for plan, draws in ((main_rows, args.draws), (variants, args.variant_draws), (curve, args.draws)):
         for draw in draws:
-            pipe = Pipeline(Path(args.workdir) / f"draw{draw}", replace(ABLATION, seed=draw))
+            pipe = Pipeline(Path(args.workdir) / f"draw{draw}", replace(RECIPE_24_EPOCHS, seed=draw))
             run_draw(pipe, plan, results, train=not args.report)
     print("\nUnlabeled footage on SynthSitu test (mean [min, max] over data draws)")
     print(format_components(results.out))

@@ -43,6 +43,8 @@ MULTI_STREAM = "multi-stream-epyc-avx512.json"
 HOI_TRACKS = "hoi-tracks-xeon-amx.json"
 FOOTAGE = "unlabeled-footage.json"
 CONVERGENCE = "convergence.json"
+ABLATION_24 = "ablation-components-24-epochs.json"  # every component row, students trained 24 epochs
+GOAL_ROWS = "ablation-components-48-epochs.json"  # none, kd, mipd and the teacher, at the adopted 48 epochs
 HOI_RECIPE = "hoi-int8-recipe-epyc-avx512.json"
 
 PRECISION_NAMES = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8", "bf16": "BF16"}
@@ -481,14 +483,10 @@ def benchmark_table(name: str) -> str:
     return format_results(load(name), markdown=True)
 
 
-def ablation_means() -> str:
-    return format_components(load("ablation-components.json"), markdown=True)
-
-
 def method_choice() -> str:
-    """none, kd and mipd beside their teacher (the component ablation), and how kd and mipd
-    compare seed by seed: what "Choosing a distillation method" says, read from the results."""
-    rows = load("ablation-components.json")["rows"]
+    """none, kd and mipd beside their teacher (the ablation's goal rows at 48 epochs), and how kd
+    and mipd compare seed by seed: what "Choosing a distillation method" says, read from the results."""
+    rows = load(GOAL_ROWS)["rows"]
 
     def values(row: str, split: str, k: str = "top1", metric: str = "verb") -> dict[str, float]:
         return {seed: m[split][k][metric] for seed, m in rows[row]["seeds"].items()}
@@ -507,8 +505,24 @@ def method_choice() -> str:
             f"{ahead['rare']} of {n} seeds and on unseen verbs at {ahead['unseen']} of {n}.")
 
 
-def ablation_seeds() -> str:
-    return format_seeds(load("ablation-components.json"), markdown=True)
+def epochs_change() -> str:
+    """The goal rows at 24 and at 48 epochs (the same data draw, teacher and training seeds):
+    mean over the seeds both have, and the change."""
+    short, long = load(ABLATION_24)["rows"], load(GOAL_ROWS)["rows"]
+    columns = (("seen", "top1", "verb"), ("rare", "top1", "verb"), ("unseen", "top1", "verb"),
+               ("all", "top1", "grnd_value"), ("all", "gt_verb", "grnd_value"))
+    table = [["row", "seeds"] + DRAW_COLUMNS]
+    for row in ("none", "kd", "mipd"):
+        seeds = sorted(set(short[row]["seeds"]) & set(long[row]["seeds"]))
+        if not seeds:
+            continue
+        cells = []
+        for split, setting, metric in columns:
+            before, after = ([run[row]["seeds"][s][split][setting][metric] for s in seeds] for run in (short, long))
+            change = round(sum(after) / len(after) - sum(before) / len(before), 1) + 0.0
+            cells.append(f"{sum(before) / len(before):.1f} → {sum(after) / len(after):.1f} ({change:+.1f})")
+        table.append([f"`{row}`", ",".join(seeds)] + cells)
+    return render_table(table, markdown=True)
 
 
 def hoi_seeds() -> str:
@@ -631,10 +645,14 @@ PARTS: dict[str, Callable[[], str]] = {
     "int8-evidence": int8_evidence,
     "quickstart-provenance": lambda: provenance(QUICKSTART),
     "cli-reference": cli_reference,
-    "ablation-means": ablation_means,
-    "ablation-seeds": ablation_seeds,
+    "ablation-means": lambda: format_components(load(ABLATION_24), markdown=True),
+    "ablation-seeds": lambda: format_seeds(load(ABLATION_24), markdown=True),
+    "ablation-provenance": lambda: provenance(ABLATION_24),
+    "goal-rows-means": lambda: format_components(load(GOAL_ROWS), markdown=True),
+    "goal-rows-seeds": lambda: format_seeds(load(GOAL_ROWS), markdown=True),
+    "goal-rows-epochs": epochs_change,
+    "goal-rows-provenance": lambda: provenance(GOAL_ROWS),
     "method-choice": method_choice,
-    "ablation-provenance": lambda: provenance("ablation-components.json"),
     "knowledge-probe": knowledge_probe,
     "knowledge-probe-provenance": lambda: provenance("knowledge-probe.json"),
     "hoi-seeds": hoi_seeds,

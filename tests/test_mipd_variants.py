@@ -324,8 +324,10 @@ def test_component_ablation_over_seeds_resumes_and_reports_every_seed(tmp_path, 
     pipe = Pipeline(tmp_path / "work", cfg, progress=False)
     results, plot = tmp_path / "ablation.json", tmp_path / "ablation.png"
     rows = ["authors", "teacher"]
-    out = run_components(pipe, rows, [0, 1], results, plot)
+    made = {"command": "python benchmarks/ablation.py --components", "date": "2026-12-06T03:00:00+00:00"}
+    out = run_components(pipe, rows, [0, 1], results, plot, made)
     assert json.loads(results.read_text()) == out and plot.stat().st_size > 10_000
+    assert out["provenance"] == made  # the file says how it was made
     assert list(out["rows"]) == rows and all(set(out["rows"][r]["seeds"]) == {"0", "1"} for r in rows)
     test = SituDataset(pipe.data, "test")
     folders = {"authors": "student-authors-seed{}", "teacher": "teacher-seed{}"}
