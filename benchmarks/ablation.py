@@ -4,7 +4,7 @@
     python benchmarks/ablation.py --components [--rows ROW ...] [--seeds 0 1 2] [--results FILE]
 
 Default: students trained with none, kd and mipd at one seed; writes ``DIR/default/ablation.json``
-= {"none": M, "kd": M, "mipd": M, "teacher": M} and prints a table (about 40 minutes on 2 cores:
+= {"none": M, "kd": M, "mipd": M, "teacher": M} and prints a table (about 45 minutes on 2 cores:
 teacher 8 epochs, students 48 epochs). --quick is a small run (about 5 minutes); its numbers
 show the pipeline works, not what the method gains.
 

@@ -3,10 +3,10 @@
     python benchmarks/convergence.py [--draws 0 1 2] [--methods none kd mipd] [--recipes NAME ...]
                                      [--workdir runs/unlabeled] [--results FILE] [--report]
 
-The committed component ablation's students end 24 epochs with their noun loss still falling and
-their gold-verb grounded value below the teacher's. Each recipe of ``RECIPES`` changes what might hold them
-back (the learning rate, the warm-up, the noun loss's weight, the number of epochs) and trains
-``--methods`` on every draw of ``--draws`` beside that 24-epoch recipe. The draws are those of
+The committed component ablation's students end 24 epochs with their noun loss still falling
+and their gold-verb grounded value below the teacher's. Each recipe of ``RECIPES`` changes what
+might hold them back (the learning rate, the warm-up, the noun loss's weight, the number of
+epochs) and trains ``--methods`` on every draw of ``--draws`` beside that 24-epoch recipe. The draws are those of
 ``benchmarks/unlabeled.py`` (its ``--workdir``: SynthSitu generator seed N, the world, teacher
 and rationales drawn anew), so its strict students are this benchmark's baseline and nothing is
 trained twice. Every student trains at training seed 0. Runs are recipe by recipe, every draw

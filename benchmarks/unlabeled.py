@@ -12,9 +12,10 @@ images beside (rows ``<method>+unlabeled``); once every draw has those, on ``--v
 what else was tried (``VARIANTS``: no soft labels on the unlabeled images; the glance through a
 projection head instead of meeting the teacher's feature directly), then ``mipd+unlabeled`` at
 each of ``--pool-sizes``. Every student trains at training seed 0 for 24 epochs, as in the
-committed component ablation. Each run is a pipeline stage: a rerun reuses what finished and resumes an
-interrupted student from its last checkpoint; the results file (and its plot) is rewritten
-after every run, so a partial run is readable; ``--report`` rewrites them from what finished.
+committed component ablation. Each run is a pipeline stage: a rerun reuses what finished and
+resumes an interrupted student from its last checkpoint; the results file (and its plot) is
+rewritten after every run, so a partial run is readable; ``--report`` rewrites them from what
+finished.
 
 Results: the component ablation's shape, ``rows`` -> row -> ``seeds`` -> draw -> the metrics of
 ``mipd-edge eval`` per split (here a "seed" is a data draw), with ``teacher`` per draw;

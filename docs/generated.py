@@ -14,6 +14,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from statistics import fmean
 from typing import Any, Callable, Mapping
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -341,13 +342,15 @@ def hoi_tracks() -> str:
 
 
 DRAW_COLUMNS = ["seen verb", "rare verb", "unseen verb", "grnd-value", "gold-verb grnd-value"]
+# (split, setting, metric) of each of DRAW_COLUMNS: test top-1 per split, grounded value with the
+# top-1 verb and with the gold verb
+DRAW_METRICS = (("seen", "top1", "verb"), ("rare", "top1", "verb"), ("unseen", "top1", "verb"),
+                ("all", "top1", "grnd_value"), ("all", "gt_verb", "grnd_value"))
 
 
 def draw_cells(metrics: Mapping[str, Any]) -> list[str]:
-    """One student on one data draw, as ``DRAW_COLUMNS``: test top-1 per split, grounded value
-    with the top-1 verb and with the gold verb."""
-    return ([f"{metrics[s]['top1']['verb']:.1f}" for s in ("seen", "rare", "unseen")]
-            + [f"{metrics['all'][k]['grnd_value']:.1f}" for k in ("top1", "gt_verb")])
+    """One student on one data draw, as ``DRAW_COLUMNS``."""
+    return [f"{metrics[split][setting][metric]:.1f}" for split, setting, metric in DRAW_METRICS]
 
 
 def footage_label(name: str, pool: int) -> str:
@@ -509,18 +512,16 @@ def epochs_change() -> str:
     """The goal rows at 24 and at 48 epochs (the same data draw, teacher and training seeds):
     mean over the seeds both have, and the change."""
     short, long = load(ABLATION_24)["rows"], load(GOAL_ROWS)["rows"]
-    columns = (("seen", "top1", "verb"), ("rare", "top1", "verb"), ("unseen", "top1", "verb"),
-               ("all", "top1", "grnd_value"), ("all", "gt_verb", "grnd_value"))
     table = [["row", "seeds"] + DRAW_COLUMNS]
     for row in ("none", "kd", "mipd"):
         seeds = sorted(set(short[row]["seeds"]) & set(long[row]["seeds"]))
         if not seeds:
             continue
         cells = []
-        for split, setting, metric in columns:
-            before, after = ([run[row]["seeds"][s][split][setting][metric] for s in seeds] for run in (short, long))
-            change = round(sum(after) / len(after) - sum(before) / len(before), 1) + 0.0
-            cells.append(f"{sum(before) / len(before):.1f} → {sum(after) / len(after):.1f} ({change:+.1f})")
+        for split, setting, metric in DRAW_METRICS:
+            before, after = (fmean(run[row]["seeds"][s][split][setting][metric] for s in seeds)
+                             for run in (short, long))
+            cells.append(f"{before:.1f} → {after:.1f} ({round(after - before, 1) + 0.0:+.1f})")
         table.append([f"`{row}`", ",".join(seeds)] + cells)
     return render_table(table, markdown=True)
 
