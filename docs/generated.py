@@ -112,15 +112,18 @@ def quickstart_accuracy() -> str:
 
 
 def quickstart_speed(name: str = QUICKSTART) -> str:
-    """Batch-1 latency of the quickstart's MIPD student per backend and precision, with its accuracy."""
+    """Batch-1 latency of the quickstart's MIPD student per backend and precision (raw inference,
+    the whole Predictor call and what the call adds), with its accuracy."""
     bench = load(name)["benchmark"]
-    table = [["backend", "precision", "p50 ms", "Predictor ms", "MB", "verb top-1", "grnd-value", "vs PyTorch"]]
+    table = [["backend", "precision", "p50 ms", "Predictor ms", "Predictor +", "MB", "verb top-1", "grnd-value",
+              "vs PyTorch"]]
     for r in bench["rows"]:
         if r["batch"] != 1 or r["model"] != "student" or r["status"] != "ok":
             continue
         m = r["metrics"]["all"]["top1"] if r.get("metrics") else None
+        raw, whole = r["latency_ms"]["p50"], r["predictor_ms"]["p50"]
         table.append([r["backend"], r["precision"] + (f" ({r['variant']})" if r.get("variant") else ""),
-                      f"{r['latency_ms']['p50']:.2f}", f"{r['predictor_ms']['p50']:.2f}", f"{r['size_mb']:.1f}",
+                      f"{raw:.2f}", f"{whole:.2f}", f"{100 * (whole / raw - 1):.1f}%", f"{r['size_mb']:.1f}",
                       f"{m['verb']:.1f}" if m else "-", f"{m['grnd_value']:.1f}" if m else "-",
                       f"{r['speedup_vs_torch_fp32']:.2f}x"])
     return render_table(table, markdown=True, left=2)

@@ -13,7 +13,19 @@ def test_path_bytes_and_array(tmp_path):
     assert np.array_equal(load_image(tmp_path / "a.png"), img)
     assert np.array_equal(load_image(str(tmp_path / "a.png")), img)
     assert np.array_equal(load_image((tmp_path / "a.png").read_bytes()), img)
-    assert np.array_equal(load_image(img), img)  # a valid BGR array passes through without a copy
+    assert load_image(img) is img  # a valid BGR array passes through without a copy
+    view = img[::2, ::-1]  # a strided view: made contiguous, same pixels
+    assert load_image(view).flags.c_contiguous and np.array_equal(load_image(view), view)
+
+
+def test_arrays_over_the_pixel_limit_are_refused(monkeypatch):
+    from mipd_edge.deploy import image
+
+    monkeypatch.setattr(image, "MAX_PIXELS", 100)
+    for array in (np.zeros((10, 11, 3), np.uint8), np.zeros((10, 11), np.uint8)):
+        with pytest.raises(InvalidImageError, match="11x10 is larger than 100 pixels"):
+            load_image(array)
+    assert load_image(np.zeros((10, 10, 3), np.uint8)).shape == (10, 10, 3)
 
 
 def test_gray_rgba_and_16_bit(tmp_path):

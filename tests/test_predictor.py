@@ -114,6 +114,19 @@ def test_runtime_vocabulary_edits(tiny_bundle, tiny_world, backend):
     assert p(image).verb != situation.verb
 
 
+def test_a_pinned_decoder_lasts_until_the_vocabulary_changes(tiny_bundle):
+    """Calls share one pinned decoder per vocabulary version; an edit gives the next call a
+    new one, while a call still holding the old one keeps its whole vocabulary."""
+    p = Predictor(tiny_bundle, backend="onnxruntime")
+    before = p.decoder.pinned()
+    assert p.decoder.pinned() is before
+    verb = before.tables.verbs[0]
+    p.vocabulary.remove_verb(verb)
+    after = p.decoder.pinned()
+    assert after is not before and verb not in after.tables.verbs
+    assert verb in before.tables.verbs and before.pinned().tables is before.tables
+
+
 def test_vocabulary_that_does_not_fit_the_bundle(tiny_bundle, tmp_path):
     import shutil
 

@@ -114,3 +114,17 @@ def test_letterbox_canvas_equals_resize_then_border(shape):
     px, py = int(box.pad_x), int(box.pad_y)
     expected = cv2.copyMakeBorder(resized, py, 64 - nh - py, px, 64 - nw - px, cv2.BORDER_CONSTANT, value=(114,) * 3)
     assert canvas.shape == (64, 64, 3) and np.array_equal(canvas, expected)
+
+
+def test_one_pass_padding_and_normalisation_equals_the_two_steps():
+    """``blob`` (what the Predictor feeds backends that take normalised input) pads and
+    normalises fitted images of every shape, in a batch of mixed shapes, exactly as ``pad``
+    then ``normalize`` do (what training sees)."""
+    prep = Preprocess(64)
+    rng = np.random.default_rng(1)
+    shapes = [(50, 100, 3), (100, 50, 3), (64, 64, 3), (7, 200, 3), (96, 95, 3), (1, 1, 3), (300, 2, 3), (63, 64, 3)]
+    fitted = [prep.fit(rng.integers(0, 256, s, dtype=np.uint8))[0] for s in shapes]
+    assert all(max(f.shape[:2]) == 64 for f in fitted)
+    blob = prep.blob(fitted)
+    assert blob.shape == (len(shapes), 3, 64, 64)
+    assert np.array_equal(blob, prep.normalize(np.stack([prep.pad(f) for f in fitted])))

@@ -64,6 +64,8 @@ class VocabularyTables:
         self.noun_logits = np.ascontiguousarray(noun_scale * noun_emb.T)
         roles, mask = role_inputs(vocabulary, self.verbs, max_roles)[::2]
         self.role_emb, self.role_mask = roles, mask
+        # one verb's decoder inputs as views, ready: slicing three arrays per call cost 15 us
+        self.role_views = [(roles[v:v + 1], verb_emb[v:v + 1], mask[v:v + 1]) for v in range(len(self.verbs))]
         self.role_names = [vocabulary.frame(v).roles[:max_roles] for v in self.verbs]
 
 
@@ -78,6 +80,7 @@ class SituationDecoder:
         self.exists_logit = float(np.log(exists_threshold / (1 - exists_threshold)))  # sigmoid(x) >= t
         self._tables: Optional[VocabularyTables] = None
         self._pinned = False
+        self._pinned_copy: Optional[SituationDecoder] = None
 
     @property
     def tables(self) -> VocabularyTables:
@@ -89,10 +92,17 @@ class SituationDecoder:
 
     def pinned(self) -> "SituationDecoder":
         """This decoder with today's tables fixed: one call decodes against one version of the
-        vocabulary even when another thread edits it meanwhile."""
-        decoder = copy.copy(self)
-        decoder._tables, decoder._pinned = self.tables, True
-        return decoder
+        vocabulary even when another thread edits it meanwhile.
+
+        The pinned copy is made once per version of the tables and shared by every call until
+        the vocabulary changes (it is never modified, so threads may share it): a copy per
+        call cost about 30 us, which is 1.5% of a 2 ms INT8 inference."""
+        tables, pinned = self.tables, self._pinned_copy
+        if pinned is None or pinned._tables is not tables:
+            pinned = copy.copy(self)
+            pinned._tables, pinned._pinned, pinned._pinned_copy = tables, True, None
+            self._pinned_copy = pinned
+        return pinned
 
     def rank_verbs(self, glance: np.ndarray) -> tuple[list[list[int]], list[list[float]]]:
         """Top-k verb indices (into ``tables.verbs``) per image and their probabilities over the
@@ -115,8 +125,7 @@ class SituationDecoder:
         """Decoder inputs for verb indices: role embeddings (n, R, D), verb embedding (n, D), mask (n, R)."""
         t = self.tables
         if len(verbs) == 1:  # the deployment case: views, no gather
-            v = slice(verbs[0], verbs[0] + 1)
-            return t.role_emb[v], t.verb_emb[v], t.role_mask[v]
+            return t.role_views[verbs[0]]
         return t.role_emb[verbs], t.verb_emb[verbs], t.role_mask[verbs]
 
     def match_nouns(self, nouns: np.ndarray) -> tuple[list[list[int]], list[list[float]]]:

@@ -116,9 +116,8 @@ class Predictor(ABC):
 
     def prepare(self, images: Sequence[ImageSource]) -> tuple[np.ndarray, list[Letterbox]]:
         """Images -> the encoder's input batch and where each image sits in it."""
-        prepared = [self.preprocess.letterbox(load_image(img)) for img in images]
-        canvases = prepared[0][0][None] if len(prepared) == 1 else np.stack([p[0] for p in prepared])
-        return self.runtime.encoder_input(canvases), [p[1] for p in prepared]
+        fitted = [self.preprocess.fit(load_image(img)) for img in images]
+        return self.runtime.encoder_input([f[0] for f in fitted]), [f[1] for f in fitted]
 
     def encode(self, batch: np.ndarray, graph: str = "encoder") -> dict[str, np.ndarray]:
         """The outputs of an encoder graph on a ``prepare``d batch, one image at a time where the

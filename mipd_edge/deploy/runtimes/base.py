@@ -13,7 +13,7 @@ import weakref
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, Optional, Sequence, TypeVar
 
 import numpy as np
 
@@ -82,9 +82,13 @@ class Runtime(ABC):
         self.match_lock = threading.Lock()
         self.serials = itertools.count()
 
-    def encoder_input(self, canvases: np.ndarray) -> np.ndarray:
-        """Letterboxed BGR uint8 canvases (N, H, W, 3) -> what this runtime's encoder takes."""
-        return canvases if self.takes_canvas else self.preprocess.normalize(canvases)
+    def encoder_input(self, fitted: Sequence[np.ndarray]) -> np.ndarray:
+        """Images fitted to the input square (``Preprocess.fit``) -> what this runtime's encoder
+        takes: their BGR uint8 canvases (N, H, W, 3), or the normalised batch (N, 3, H, W)."""
+        if not self.takes_canvas:
+            return self.preprocess.blob(fitted)
+        canvases = [self.preprocess.pad(image) for image in fitted]
+        return canvases[0][None] if len(canvases) == 1 else np.stack(canvases)
 
     def match_with(self, tables: "VocabularyTables", top_k: int) -> tuple[str, str]:
         """The names of an encoder graph giving (memory, verb_ids, verb_probs: the top-k verbs) and
@@ -143,7 +147,7 @@ class Runtime(ABC):
         """Inputs of the right shapes for both graphs: for warm-up and timing (the graphs are
         dense, so their cost does not depend on the values)."""
         size = self.preprocess.size
-        images = self.encoder_input(np.zeros((batch, size, size, 3), np.uint8))
+        images = self.encoder_input([np.zeros((size, size, 3), np.uint8)] * batch)
         memory, _ = self.encode(images[:1])  # batch 1: every encoder graph takes it
         memory = np.repeat(memory, batch, axis=0)
         return {"encoder": {"images": images},

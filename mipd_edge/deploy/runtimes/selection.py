@@ -143,14 +143,14 @@ def time_runtimes(runtimes: Mapping[tuple[str, str], Runtime], seconds: float = 
                   warmup: int = WARMUP) -> dict[tuple[str, str], float]:
     """Median ms of one image through encoder + decoder (input normalisation included where the
     backend does it outside its graph), timed in ``rounds`` interleaved slices per runtime."""
-    def one_call(runtime: Runtime, canvas: np.ndarray, decoder: dict) -> None:
-        runtime.run("encoder", {"images": runtime.encoder_input(canvas)})
+    def one_call(runtime: Runtime, fitted: list[np.ndarray], decoder: dict) -> None:
+        runtime.run("encoder", {"images": runtime.encoder_input(fitted)})
         runtime.run("decoder", decoder)
 
     work = {}
     for key, runtime in runtimes.items():
-        canvas = np.zeros((1, runtime.preprocess.size, runtime.preprocess.size, 3), np.uint8)
-        work[key] = (runtime, canvas, runtime.example_inputs(1)["decoder"])
+        fitted = [np.zeros((runtime.preprocess.size, runtime.preprocess.size, 3), np.uint8)]
+        work[key] = (runtime, fitted, runtime.example_inputs(1)["decoder"])
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in runtimes}
     for _ in range(rounds):
         for key, args in work.items():
