@@ -139,13 +139,15 @@ class SituationDecoder:
     def name_roles(self, verbs: Sequence[int], nouns, boxes: np.ndarray, exists: np.ndarray,
                    letterboxes: Sequence[Letterbox]) -> list[dict[str, RoleValue]]:
         """Decoder outputs of n verbs -> per verb, role -> RoleValue with its box in image pixels."""
-        t = self.tables
+        t, threshold = self.tables, self.exists_logit
         best, probs = self.match_nouns(nouns)
         out = []
-        for i, (verb, letterbox, xywh, exist) in enumerate(zip(verbs, letterboxes, boxes.tolist(), exists.tolist())):
-            # a handful of boxes: plain Python beats numpy's per-call cost here
-            out.append({role: RoleValue(noun=t.nouns[best[i][j]], label=t.noun_labels[best[i][j]], score=probs[i][j],
-                                        box=letterbox.box_to_image(xywh[j]) if exist[j] >= self.exists_logit else None)
+        for verb, letterbox, ids, scores, xywh, exist in zip(verbs, letterboxes, best, probs, boxes.tolist(),
+                                                              exists.tolist()):
+            # a handful of boxes: plain Python beats numpy's per-call cost here (and positional
+            # arguments keyword ones, right after an inference)
+            out.append({role: RoleValue(t.nouns[ids[j]], t.noun_labels[ids[j]], scores[j],
+                                        letterbox.box_to_image(xywh[j]) if exist[j] >= threshold else None)
                         for j, role in enumerate(t.role_names[verb])})
         return out
 

@@ -41,7 +41,8 @@ class Letterbox:
     def box_to_image(self, cxcywh: Sequence[float]) -> list[float]:
         """One box; in plain Python, because the Predictor converts a few boxes per image and
         numpy's fixed cost per call would dominate."""
-        cx, cy, w, h = (v * self.size for v in cxcywh)
+        cx, cy, w, h = cxcywh
+        cx, cy, w, h = cx * self.size, cy * self.size, w * self.size, h * self.size
         x1, x2 = (cx - w / 2 - self.pad_x) / self.scale, (cx + w / 2 - self.pad_x) / self.scale
         y1, y2 = (cy - h / 2 - self.pad_y) / self.scale, (cy + h / 2 - self.pad_y) / self.scale
         return [min(max(x1, 0.0), self.width), min(max(y1, 0.0), self.height),
