@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import save_file
 
 from mipd_edge.deploy.preprocess import Preprocess
-from mipd_edge.errors import MipdEdgeError
+from mipd_edge.errors import InvalidImageError, MipdEdgeError
 from mipd_edge.models import STUDENT_CONFIGS, create_student
 from mipd_edge.models.backbones import build_backbone
 from mipd_edge.models.teacher import roi_pool
@@ -105,8 +105,8 @@ def test_letterbox_round_trip_and_normalisation():
 @pytest.mark.parametrize("shape", [(50, 100, 3), (100, 50, 3), (64, 64, 3), (32, 64, 3), (64, 30, 3), (7, 200, 3),
                                    (96, 95, 3)])  # the last is 63 px wide in the canvas: a 1-px column of padding
 def test_letterbox_canvas_equals_resize_then_border(shape):
-    """The canvas is written in place for wide images: every shape must give exactly what a
-    plain resize followed by a constant border gives."""
+    """Every shape, wide, tall, square, already at size or one pixel short of it, gives exactly
+    what a plain resize followed by a constant border gives."""
     image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     canvas, box = Preprocess(64).letterbox(image)
     nw, nh = round(shape[1] * box.scale), round(shape[0] * box.scale)
@@ -128,3 +128,13 @@ def test_one_pass_padding_and_normalisation_equals_the_two_steps():
     blob = prep.blob(fitted)
     assert blob.shape == (len(shapes), 3, 64, 64)
     assert np.array_equal(blob, prep.normalize(np.stack([prep.pad(f) for f in fitted])))
+
+
+def test_padding_refuses_images_that_were_not_fitted():
+    prep = Preprocess(64)
+    for image, message in ((np.zeros((70, 64, 3), np.uint8), "fitted to 64 px"),
+                           (np.zeros((32, 50, 3), np.uint8), "fitted to 64 px"),
+                           (np.zeros((64, 64), np.uint8), "BGR uint8")):
+        for step in (prep.pad, lambda x: prep.blob([x])):
+            with pytest.raises(InvalidImageError, match=message):
+                step(image)

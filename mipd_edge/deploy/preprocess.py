@@ -49,6 +49,13 @@ class Letterbox:
                 min(max(x2, 0.0), self.width), min(max(y2, 0.0), self.height)]
 
 
+def _bgr8_shape(image: np.ndarray, what: str) -> tuple[int, int]:
+    """(height, width) of a BGR uint8 (H, W, 3) array; anything else is an ``InvalidImageError``."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InvalidImageError(f"{what} takes BGR uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    return image.shape[0], image.shape[1]
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """Letterbox to a square, BGR -> RGB, scale to [0, 1], subtract mean, divide by std."""
@@ -61,20 +68,29 @@ class Preprocess:
     def fit(self, bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """The image resized so that its long side fills the square, and where it sits in the
         square once padded (``pad``, or ``blob`` for many at once)."""
-        if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
-            raise InvalidImageError(f"pre-processing takes BGR uint8 (H, W, 3), got {bgr.dtype} {bgr.shape}")
-        h, w = bgr.shape[:2]
+        h, w = _bgr8_shape(bgr, "pre-processing")
         scale = self.size / max(h, w)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))  # the long side is exactly ``size``
         fitted = bgr if (nw, nh) == (w, h) else cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        return fitted, Letterbox(nw / w, float((self.size - nw) // 2), float((self.size - nh) // 2), w, h, self.size)
+        return fitted, Letterbox(nw / w, float(self._offset(nw)), float(self._offset(nh)), w, h, self.size)
+
+    def borders(self, fitted: np.ndarray) -> tuple[int, int, int, int]:
+        """The (top, bottom, left, right) padding that centres a ``fit`` image on the square; an
+        image that does not fit it is an ``InvalidImageError``."""
+        h, w = _bgr8_shape(fitted, "padding")
+        if max(h, w) != self.size:
+            raise InvalidImageError(f"padding takes an image fitted to {self.size} px (Preprocess.fit), got {w}x{h}")
+        top, left = self._offset(h), self._offset(w)
+        return top, self.size - h - top, left, self.size - w - left
+
+    def _offset(self, length: int) -> int:
+        """Where a side of ``length`` pixels starts, centred on the square (the odd pixel of
+        padding goes after it)."""
+        return (self.size - length) // 2
 
     def pad(self, fitted: np.ndarray) -> np.ndarray:
         """A ``fit`` image centred on the BGR uint8 (size, size, 3) canvas of ``pad_value``."""
-        h, w = fitted.shape[:2]
-        top, left = (self.size - h) // 2, (self.size - w) // 2
-        return cv2.copyMakeBorder(fitted, top, self.size - h - top, left, self.size - w - left, cv2.BORDER_CONSTANT,
-                                  value=(self.pad_value,) * 3)
+        return cv2.copyMakeBorder(fitted, *self.borders(fitted), cv2.BORDER_CONSTANT, value=(self.pad_value,) * 3)
 
     def letterbox(self, bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """The BGR uint8 (size, size, 3) canvas and where the image sits in it (the swap to RGB
@@ -96,6 +112,8 @@ class Preprocess:
         canvases: OpenCV pads and normalises in one pass (its letterbox mode leaves an image
         whose long side fills the square at its size), about 45 us less per image than the
         two steps right after an inference."""
+        for image in fitted:
+            self.borders(image)  # OpenCV would resize an image that does not fit, by rules of its own
         return cv2.dnn.blobFromImagesWithParams(list(fitted), self._padding_blob_params)
 
     @cached_property
