@@ -25,6 +25,7 @@ from convergence import METHODS, format_verdicts  # noqa: E402
 
 from mipd_edge.benchmark_report import format_results  # noqa: E402
 from mipd_edge.deploy.backends import BACKENDS  # noqa: E402
+from mipd_edge.machine import describe_machine  # noqa: E402
 from mipd_edge.tables import render_table  # noqa: E402
 from mipd_lab.components import format_components, format_seeds  # noqa: E402
 
@@ -32,7 +33,8 @@ PART = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)",
 # the Markdown files that hold generated parts
 FILES = ("README.md", "docs/*.md", "docs/results/*.md")
 QUICKSTART = "quickstart-xeon-amx.json"
-QUICKSTART_EPYC = "quickstart-epyc-avx512.json"  # the same run on the other CPU kind with AVX-512
+QUICKSTART_ZEN5 = "quickstart-epyc-zen5.json"  # the same run on the AMD EPYCs with AVX-512
+QUICKSTART_ZEN4 = "quickstart-epyc-zen4.json"
 INT8_RECIPE = "int8-recipe-epyc-avx512.json"
 CALIBRATION = "calibration-size-epyc-avx512.json"
 BF16_TRAINING = "bf16-training-epyc-avx512.json"
@@ -57,14 +59,6 @@ def load(name: str) -> dict[str, Any]:
     return json.loads((RESULTS / name).read_text(encoding="utf-8"))
 
 
-def machine_line(machine: Mapping[str, Any]) -> str:
-    """A machine in one line: CPU, instruction sets, cores, GPU."""
-    features = " ".join(machine.get("cpu_features", [])) or "instruction sets not recorded"
-    gpu = f"; GPU {machine['gpu'][0]}" if machine.get("gpu") else ""
-    return (f"{machine.get('cpu', '?')} ({features}), "
-            f"{machine.get('usable_cores', machine.get('logical_cores', '?'))} cores{gpu}")
-
-
 def provenance(name: str) -> str:
     """Where, when, with what and by which command a results file was measured."""
     data = load(name)
@@ -72,7 +66,7 @@ def provenance(name: str) -> str:
     machine = data.get("machine") or data.get("device") or meta.get("machine")
     versions = {**data.get("versions", {}), **meta.get("versions", {})}
     lines = [f"- **Measured**: {data.get('date', meta.get('date', 'not recorded'))}",
-             f"- **Machine**: {machine_line(machine) if isinstance(machine, dict) else machine}",
+             f"- **Machine**: {describe_machine(machine) if isinstance(machine, dict) else machine}",
              "- **Libraries**: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "not recorded"),
              f"- **Command**: `{data.get('command', meta.get('command'))}`",
              f"- **Results file**: `benchmarks/results/{name}`"]
@@ -134,7 +128,7 @@ def quickstart_headline(name: str = QUICKSTART) -> str:
     summary, minutes = run["benchmark"]["summary"], run["seconds"] / 60
     auto = {Path(k).name: v for k, v in summary.get("auto", {}).items()}.get("bundle-int8")
     lines = [f"The run took **{int(minutes)} min {round(run['seconds'] - 60 * int(minutes))} s** from an empty "
-             f"cache on {machine_line(run['machine'])} ({run['date'][:10]}, `{run['command']}`)."]
+             f"cache on {describe_machine(run['machine'])} ({run['date'][:10]}, `{run['command']}`)."]
     if "openvino_int8_speedup_vs_torch_fp32" in summary:
         lines.append(f"OpenVINO INT8 answers **{summary['openvino_int8_speedup_vs_torch_fp32']:.2f}x** faster than "
                      f"PyTorch eager FP32 at batch 1; the whole `Predictor` call adds "
@@ -278,7 +272,7 @@ def bf16_speed() -> str:
     for kind, v in data["autocast"].items():
         table.append([kind, f"{v['images_per_second']['fp32']:.1f}", f"{v['images_per_second']['bf16']:.1f}",
                       f"{v['bf16_speedup']:.2f}x"])
-    return render_table(table, markdown=True) + f"\n\nMeasured on {machine_line(data['device'])}."
+    return render_table(table, markdown=True) + f"\n\nMeasured on {describe_machine(data['device'])}."
 
 
 def serve_load() -> str:
@@ -440,7 +434,7 @@ def footage_cost() -> str:
                        ("unlabeled_images_per_second", "training, labeled images/s, with footage")):
         v = [c[key] for c in cost.values() if key in c]
         table.append([label, " / ".join(f"{x:.0f}" for x in v), f"{sum(v) / len(v):.0f}" if v else "-"])
-    machine = machine_line(data["provenance"]["machine"])
+    machine = describe_machine(data["provenance"]["machine"])
     return render_table(table, markdown=True, left=1) + f"\n\nMeasured on {machine}."
 
 
@@ -677,9 +671,12 @@ PARTS: dict[str, Callable[[], str]] = {
     "h100-torch-cuda-provenance": lambda: provenance("h100-torch-cuda.json"),
     "ablation-rerun-provenance": lambda: provenance("ablation-rerun-mipd-seed1.json"),
     "int8-graphs": int8_graphs,
-    "epyc-avx512-quickstart-headline": lambda: quickstart_headline(QUICKSTART_EPYC),
-    "epyc-avx512-quickstart-speed": lambda: quickstart_speed(QUICKSTART_EPYC),
-    "epyc-avx512-quickstart-provenance": lambda: provenance(QUICKSTART_EPYC),
+    "epyc-zen5-quickstart-headline": lambda: quickstart_headline(QUICKSTART_ZEN5),
+    "epyc-zen5-quickstart-speed": lambda: quickstart_speed(QUICKSTART_ZEN5),
+    "epyc-zen5-quickstart-provenance": lambda: provenance(QUICKSTART_ZEN5),
+    "epyc-zen4-quickstart-headline": lambda: quickstart_headline(QUICKSTART_ZEN4),
+    "epyc-zen4-quickstart-speed": lambda: quickstart_speed(QUICKSTART_ZEN4),
+    "epyc-zen4-quickstart-provenance": lambda: provenance(QUICKSTART_ZEN4),
     "int8-recipe": int8_recipe,
     "int8-recipe-provenance": lambda: provenance(INT8_RECIPE),
     "calibration-size": calibration_size,

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from .errors import MipdEdgeError
 from .files import PathLike, read_json, write_json
+from .machine import describe_machine
 from .tables import render_table
 
 log = logging.getLogger(__name__)
@@ -137,11 +138,7 @@ def format_results(results: dict[str, Any], markdown: bool = False) -> str:
     lines = [render_table(table, markdown, left=3), ""]
     lines += [("- " if markdown else "not run: ") + s for s in skipped]
     bullet = "- " if markdown else ""
-    lines.append(
-        f"{bullet}device: {device.get('cpu')} ({' '.join(device.get('cpu_features', [])) or 'features unknown'}), "
-        f"{device.get('usable_cores', device.get('logical_cores'))} cores"
-        + (f", GPU {device['gpu'][0]}" if device.get("gpu") else "")
-    )
+    lines.append(f"{bullet}device: {describe_machine(device)}")
     for bundle, auto in results.get("summary", {}).get("auto", {}).items():
         lines.append(f"{bullet}auto picks {auto['picked']} for {Path(bundle).name}; this run's fastest batch-1 row "
                      f"of the same candidates: {auto['fastest_row']}"

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 # instruction sets that decide which kernels a runtime can use (x86 and Arm names as Linux prints them)
 SPEED_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
@@ -22,18 +22,29 @@ SPEED_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "a
                "asimdhp", "i8mm", "bf16", "sve", "sve2")
 
 
+# the keys of /proc/cpuinfo that name a processor model: x86's vendor, family, model and
+# stepping; Arm's implementer, part, variant and revision
+CPU_ID_KEYS = {"vendor": "vendor_id", "family": "cpu family", "model": "model", "stepping": "stepping",
+               "implementer": "CPU implementer", "part": "CPU part", "variant": "CPU variant",
+               "revision": "CPU revision"}
+
+
+def parse_cpuinfo(text: str) -> dict[str, str]:
+    """The first processor's ``key: value`` lines of a /proc/cpuinfo text."""
+    info: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key and key not in info and value.strip():
+            info[key] = value.strip()
+    return info
+
+
 @lru_cache(maxsize=1)
 def _cpuinfo() -> dict[str, str]:
-    """The first processor's ``key: value`` lines of /proc/cpuinfo (empty where there is none)."""
+    """This machine's parsed /proc/cpuinfo (empty where there is none)."""
     path = Path("/proc/cpuinfo")
-    info: dict[str, str] = {}
-    if path.is_file():
-        for line in path.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key and key not in info and value.strip():
-                info[key] = value.strip()
-    return info
+    return parse_cpuinfo(path.read_text(errors="replace")) if path.is_file() else {}
 
 
 def cpu_name() -> str:
@@ -48,6 +59,28 @@ def cpu_features() -> list[str]:
     return [f for f in SPEED_FLAGS if f in flags]
 
 
+def cpu_id(info: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
+    """Which processor model this is, beyond its name (``info``: a ``parse_cpuinfo``, default
+    this machine's). Virtual machines often show every generation of a vendor's server CPUs
+    under one name ("AMD EPYC"), and the generations differ in speed and instruction sets:
+    family 25 is AMD's Zen 3 and Zen 4, family 26 Zen 5. x86 numbers are integers; Arm's stay
+    as printed (``0x41``)."""
+    info = _cpuinfo() if info is None else info
+    return {key: int(info[name]) if info[name].isdigit() else info[name]
+            for key, name in CPU_ID_KEYS.items() if name in info}
+
+
+def describe_machine(machine: Mapping[str, Any]) -> str:
+    """A ``device_info`` record in one line: CPU (and its family and model, where recorded),
+    instruction sets, cores, GPU. Benchmark tables and the docs print it."""
+    ident = machine.get("cpu_id") or {}
+    model = " ".join(f"{k} {ident[k]}" for k in ("family", "model", "part") if k in ident)
+    features = " ".join(machine.get("cpu_features", [])) or "instruction sets not recorded"
+    gpu = f"; GPU {machine['gpu'][0]}" if machine.get("gpu") else ""
+    return (f"{machine.get('cpu', '?')}{', ' + model if model else ''} ({features}), "
+            f"{machine.get('usable_cores', machine.get('logical_cores', '?'))} cores{gpu}")
+
+
 def bf16_capable() -> bool:
     """Whether this CPU computes in bf16 natively (AVX512_BF16 or AMX-BF16): where OpenVINO's
     ``bf16`` precision is a real speed-up rather than an emulation or a silent FP32."""
@@ -58,7 +91,8 @@ def device_info() -> dict[str, Any]:
     """The machine, as far as it can be read without root: CPU and its instruction sets, GPU,
     Jetson release and power mode."""
     info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpu": cpu_name(), "cpu_features": cpu_features(), "logical_cores": os.cpu_count()}
+                            "cpu": cpu_name(), "cpu_id": cpu_id(), "cpu_features": cpu_features(),
+                            "logical_cores": os.cpu_count()}
     if hasattr(os, "sched_getaffinity"):
         info["usable_cores"] = len(os.sched_getaffinity(0))
     gpu = _command(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])

@@ -27,7 +27,7 @@ import numpy as np
 
 from ...errors import BundleError, MipdEdgeError
 from ...files import atomic_write_bytes, default_cache_dir
-from ...machine import bf16_capable, cpu_features, cpu_name, library_versions
+from ...machine import bf16_capable, cpu_features, cpu_id, cpu_name, library_versions
 from ..backends import BACKENDS, backends_for, installed, unsupported
 from ..bundle import PRECISIONS, BundleManifest, bundle_digest, graph_format
 from . import load_runtime, runtime_class
@@ -199,7 +199,7 @@ def cache_key(bundle: Path, device: str, threads: Optional[int], pairs: list[tup
     """Everything a measured choice depends on: change any of it and ``auto`` measures again."""
     versions = library_versions()
     facts = {"bundle": bundle_digest(bundle), "device": device.upper(), "threads": threads, "cpu": cpu_name(),
-             "cpu_features": cpu_features(), "candidates": [list(p) for p in pairs],
+             "cpu_id": cpu_id(), "cpu_features": cpu_features(), "candidates": [list(p) for p in pairs],
              "options": {k: repr(v) for k, v in sorted(options.items())},
              "versions": {k: versions.get(k) for k in ("mipd-edge", "onnxruntime", "onnxruntime-gpu", "openvino",
                                                        "torch", "tensorrt", "numpy")}}
