@@ -102,9 +102,9 @@ def this_machine() -> dict:
     """What a run's numbers depend on beyond its configuration: the CPU's kernels and torch."""
     import torch
 
-    from mipd_edge.machine import cpu_features, cpu_name
+    from mipd_edge.machine import cpu_features, cpu_id, cpu_name
 
-    return {"cpu": cpu_name(), "cpu_features": cpu_features(), "torch": torch.__version__}
+    return {"cpu": cpu_name(), "cpu_id": cpu_id(), "cpu_features": cpu_features(), "torch": torch.__version__}
 
 
 # what each epoch's record keeps of the dev metrics: (setting, metric) over all dev images
@@ -268,11 +268,12 @@ SEED_COLUMNS = (("seen top-1", "seen", "top1", "verb"), ("rare top-1", "rare", "
 
 
 def machine_label(machine: Mapping[str, Any]) -> str:
-    """A run's machine in a few words: its CPU and widest vector instructions."""
+    """A run's machine in a few words: its CPU (and family, where recorded) and widest vector instructions."""
     cpu = " ".join(w for w in machine.get("cpu", "?").replace("(R)", "").split() if w != "Processor")
+    family = (machine.get("cpu_id") or {}).get("family")
     features = machine.get("cpu_features", [])
     vector = "AVX-512" if any(f.startswith("avx512") for f in features) else "AVX2" if "avx2" in features else ""
-    return f"{cpu} {vector}".strip()
+    return f"{cpu}{f' family {family}' if family is not None else ''} {vector}".strip()
 
 
 def format_seeds(results: Mapping[str, Any], markdown: bool = False) -> str:
