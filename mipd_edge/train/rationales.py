@@ -28,9 +28,9 @@ import logging
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import IO, Any, Iterator, Mapping, Optional
 
 import numpy as np
 import torch
@@ -267,9 +267,7 @@ def generate_rationales(data_dir: PathLike, teacher_spec: PathLike, out: PathLik
     """Write rationales for every training image (training view of the Ov split) into ``out``
     (JSONL, resumed where it stops); ``cfg.judgment`` ``random`` draws the kept negatives at
     random instead of by the teacher's judgment."""
-    generator, endpoint, model, workers, candidates, keep = (cfg.generator, cfg.endpoint, cfg.model, cfg.workers,
-                                                             cfg.candidates, cfg.keep)
-    timeout, retries, backoff, judgment = cfg.timeout, cfg.retries, cfg.backoff, cfg.judgment
+    generator, endpoint, model, judgment = cfg.generator, cfg.endpoint, cfg.model, cfg.judgment
     progress, cache_dir = run.progress, run.cache
     judgment_rng(judgment, "")  # an unknown judgment fails before any work
     data_dir, out = Path(data_dir), Path(out)
@@ -280,13 +278,13 @@ def generate_rationales(data_dir: PathLike, teacher_spec: PathLike, out: PathLik
         raise MipdEdgeError(f"teacher {teacher.id} cannot judge negatives: its image features are not in its text "
                             "space (BLIP-2); draw them with --judgment random")
     cache: TeacherCache = teacher_cache(teacher, train_set, vocab, cache_dir / "teacher", progress=progress)
-    templates = TemplateGenerator(vocab, candidates)
+    templates = TemplateGenerator(vocab, cfg.candidates)
     if generator == "template":
         make = templates
     elif generator == "openai":
         if not endpoint or not model:
             raise LLMError("the openai generator needs --endpoint and --model")
-        client = ChatClient(endpoint, model, timeout=timeout, retries=retries, backoff=backoff,
+        client = ChatClient(endpoint, model, timeout=cfg.timeout, retries=cfg.retries, backoff=cfg.backoff,
                             api_key=os.environ.get("OPENAI_API_KEY"))
         make = LLMGenerator(client, templates)
     else:
@@ -297,7 +295,6 @@ def generate_rationales(data_dir: PathLike, teacher_spec: PathLike, out: PathLik
         load_judged_rationales(out, judgment)  # never complete a file with negatives chosen the other way
     todo = [i for i, n in enumerate(train_set.names) if n not in done]
     errors = out.with_suffix(out.suffix + ".errors")
-    stats = {"done_before": len(done), "written": 0, "failed": 0}
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def draft(i: int) -> tuple[int, Draft | Exception]:
@@ -306,12 +303,14 @@ def generate_rationales(data_dir: PathLike, teacher_spec: PathLike, out: PathLik
         except LLMError as exc:
             return i, exc
 
-    def write(results: list[tuple[int, Draft | Exception]]) -> None:
-        _write(results, f, errors, train_set, vocab, cache, teacher, keep, make, stats, judgment)
-        bar.update(len(results))
-
-    with out.open("a", encoding="utf-8") as f, ThreadPoolExecutor(max(1, workers)) as pool, \
+    with out.open("a", encoding="utf-8") as f, ThreadPoolExecutor(max(1, cfg.workers)) as pool, \
             progress_bar(total=len(todo), desc=f"rationales ({make.name})", unit="img", enabled=progress) as bar:
+        writer = RationaleWriter(f, errors, train_set, vocab, cache, teacher, make.name, cfg)
+
+        def write(results: list[tuple[int, Draft | Exception]]) -> None:
+            writer.write(results)
+            bar.update(len(results))
+
         # bounded: drafts in flight for at most two chunks; each chunk is judged with one batched
         # pass of the teacher's text tower and written in submission order
         pending: list = []
@@ -322,30 +321,48 @@ def generate_rationales(data_dir: PathLike, teacher_spec: PathLike, out: PathLik
                 pending = pending[JUDGE_CHUNK:]
         for start in range(0, len(pending), JUDGE_CHUNK):
             write([fut.result() for fut in pending[start:start + JUDGE_CHUNK]])
+    stats = {"done_before": len(done), **writer.stats}
     log.info("rationales: %d written, %d failed (see %s), %d were already done -> %s",
              stats["written"], stats["failed"], errors, stats["done_before"], out)
     return stats
 
 
-def _write(results: list[tuple[int, Draft | Exception]], f, errors: Path, train_set: SituDataset, vocab: Vocabulary,
-           cache: TeacherCache, teacher: Teacher, keep: int, make, stats: dict, judgment: str) -> None:
-    drafts = [(i, d) for i, d in results if not isinstance(d, Exception)]
-    for i, exc in results:
-        if isinstance(exc, Exception):
-            stats["failed"] += 1
-            with errors.open("a", encoding="utf-8") as e:
-                e.write(json.dumps({"image": train_set.names[i], "error": str(exc)}) + "\n")
-    texts = list(dict.fromkeys(t for _, d in drafts for t in draft_texts(d))) if teacher.image_text else []
-    with torch.no_grad():
-        text_features = dict(zip(texts, teacher.encode_text(texts).float().numpy())) if texts else {}
-    for i, d in drafts:
-        name = train_set.names[i]
-        annotation = train_set.annotations[name]
-        roles = list(vocab.frame(annotation.verb).roles)
-        record = judge(d, np.asarray(cache.global_feats[i]), np.asarray(cache.regions[i]), roles, text_features,
-                       teacher.logit_scale, keep, judgment_rng(judgment, name))
-        f.write(json.dumps({"image": name, "verb": annotation.verb, "generator": make.name, "judgment": judgment,
-                            **record}) + "\n")
-        stats["written"] += 1
-    f.flush()
-    os.fsync(f.fileno())
+@dataclass
+class RationaleWriter:
+    """Judges chunks of drafts and appends their records to the open rationale file (and the
+    drafts that failed to ``errors``), counting both in ``stats``: one batched pass of the
+    teacher's text tower per chunk, and each chunk on disk before the next is judged, so a
+    kill loses at most one chunk."""
+
+    file: IO[str]
+    errors: Path
+    train_set: SituDataset
+    vocab: Vocabulary
+    cache: TeacherCache
+    teacher: Teacher
+    generator: str
+    cfg: RationaleConfig  # keep, judgment
+    stats: dict[str, int] = field(init=False, default_factory=lambda: {"written": 0, "failed": 0})
+
+    def write(self, results: list[tuple[int, Draft | Exception]]) -> None:
+        names, teacher = self.train_set.names, self.teacher
+        drafts = [(i, d) for i, d in results if not isinstance(d, Exception)]
+        for i, exc in results:
+            if isinstance(exc, Exception):
+                self.stats["failed"] += 1
+                with self.errors.open("a", encoding="utf-8") as e:
+                    e.write(json.dumps({"image": names[i], "error": str(exc)}) + "\n")
+        texts = list(dict.fromkeys(t for _, d in drafts for t in draft_texts(d))) if teacher.image_text else []
+        with torch.no_grad():
+            text_features = dict(zip(texts, teacher.encode_text(texts).float().numpy())) if texts else {}
+        judgment = self.cfg.judgment
+        for i, d in drafts:
+            annotation = self.train_set.annotations[names[i]]
+            roles = list(self.vocab.frame(annotation.verb).roles)
+            record = judge(d, np.asarray(self.cache.global_feats[i]), np.asarray(self.cache.regions[i]), roles,
+                           text_features, teacher.logit_scale, self.cfg.keep, judgment_rng(judgment, names[i]))
+            self.file.write(json.dumps({"image": names[i], "verb": annotation.verb, "generator": self.generator,
+                                        "judgment": judgment, **record}) + "\n")
+            self.stats["written"] += 1
+        self.file.flush()
+        os.fsync(self.file.fileno())

@@ -75,14 +75,26 @@ def dataset_fingerprint(dataset: SituDataset) -> str:
 Sample = tuple[np.ndarray, list[Optional[Sequence[float]]]]
 
 
+@dataclass(frozen=True)
+class CachedImages:
+    """The images a cache holds, whatever they come from (a dataset, unlabelled crops, a
+    folder): their names, how to read one, a fingerprint of their files (part of the cache
+    key) and how many regions each image's features are pooled in."""
+
+    names: list[str]
+    sample: Callable[[int], Sample]
+    fingerprint: str
+    regions: int
+
+
 def teacher_cache(teacher: Teacher, dataset: SituDataset, vocabulary: Vocabulary, cache_root: Path,
                   max_roles: int = 6, batch_size: int = 32, progress: bool = True) -> TeacherCache:
     def sample(i: int) -> Sample:
         s = dataset[i]
         return s.image, [s.annotation.boxes.get(r) for r in vocabulary.frame(s.annotation.verb).roles[:max_roles]]
 
-    return _cached_features(teacher, dataset.names, sample, dataset_fingerprint(dataset), vocabulary, cache_root,
-                           max_roles, batch_size, progress)
+    images = CachedImages(dataset.names, sample, dataset_fingerprint(dataset), max_roles)
+    return _cached_features(teacher, images, vocabulary, cache_root, batch_size, progress)
 
 
 def unlabelled_cache(teacher: Teacher, pairs_dir: Path, vocabulary: Vocabulary, cache_root: Path,
@@ -97,8 +109,8 @@ def unlabelled_cache(teacher: Teacher, pairs_dir: Path, vocabulary: Vocabulary, 
         entry = index[names[i]]
         return load_image(folder / names[i]), [entry["bb"].get(r) for r in ROLES[:max_roles]]
 
-    return _cached_features(teacher, names, sample, files_fingerprint(folder, {n: index[n] for n in names}),
-                           vocabulary, cache_root, max_roles, batch_size, progress)
+    images = CachedImages(names, sample, files_fingerprint(folder, {n: index[n] for n in names}), max_roles)
+    return _cached_features(teacher, images, vocabulary, cache_root, batch_size, progress)
 
 
 def folder_cache(teacher: Teacher, folder: Path, files: Sequence[Path], vocabulary: Vocabulary, cache_root: Path,
@@ -112,19 +124,17 @@ def folder_cache(teacher: Teacher, folder: Path, files: Sequence[Path], vocabula
         image = load_image(files[i])
         return image, list(cells(image.shape[1], image.shape[0]))
 
-    return _cached_features(teacher, names, sample, files_fingerprint(folder, dict.fromkeys(names, n_cells)),
-                           vocabulary, cache_root, n_cells, batch_size, progress)
+    images = CachedImages(names, sample, files_fingerprint(folder, dict.fromkeys(names, n_cells)), n_cells)
+    return _cached_features(teacher, images, vocabulary, cache_root, batch_size, progress)
 
 
-def _cached_features(teacher: Teacher, names: list[str], sample: Callable[[int], Sample], fingerprint: str,
-                    vocabulary: Vocabulary, cache_root: Path, max_roles: int, batch_size: int,
-                    progress: bool) -> TeacherCache:
-    verbs = vocabulary.verbs
-    key = hashlib.sha256(json.dumps([teacher.id, fingerprint, teacher.preprocess.to_json(),
-                                     verbs, max_roles]).encode()).hexdigest()[:20]
+def _cached_features(teacher: Teacher, images: CachedImages, vocabulary: Vocabulary, cache_root: Path,
+                     batch_size: int, progress: bool) -> TeacherCache:
+    key = hashlib.sha256(json.dumps([teacher.id, images.fingerprint, teacher.preprocess.to_json(),
+                                     vocabulary.verbs, images.regions]).encode()).hexdigest()[:20]
     folder = cache_root / key
     if not (folder / "meta.json").is_file():
-        _compute(teacher, names, sample, vocabulary, folder, key, max_roles, batch_size, progress)
+        _compute(teacher, images, vocabulary, folder, key, batch_size, progress)
     else:
         log.info("teacher features: reusing %s", folder)
     meta = read_json(folder / "meta.json")
@@ -137,10 +147,11 @@ FLUSH_EVERY = 16  # batches between two progress records of a computation
 
 
 @torch.no_grad()
-def _compute(teacher: Teacher, names: list[str], sample: Callable[[int], Sample], vocabulary: Vocabulary,
-             folder: Path, key: str, max_roles: int, batch_size: int, progress: bool) -> None:
+def _compute(teacher: Teacher, images: CachedImages, vocabulary: Vocabulary, folder: Path, key: str,
+             batch_size: int, progress: bool) -> None:
     started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
+    names, sample, max_roles = images.names, images.sample, images.regions
     n, d = len(names), teacher.dim
     record = folder / "progress.json"
     done = read_json(record)["done"] if record.is_file() else 0
@@ -164,18 +175,18 @@ def _compute(teacher: Teacher, names: list[str], sample: Callable[[int], Sample]
     starts = range(done, n, batch_size)
     for k, start in enumerate(progress_bar(starts, desc="teacher features", unit="batch", enabled=progress)):
         samples = [sample(i) for i in range(start, min(n, start + batch_size))]
-        images, boxes, has_box = (
+        pixels, boxes, has_box = (
             [],
             np.zeros((len(samples), max_roles, 4), np.float32),
             np.zeros((len(samples), max_roles), bool),
         )
         for j, (image, role_boxes) in enumerate(samples):
             x, letterbox = prep(image)
-            images.append(x)
+            pixels.append(x)
             for r, box in enumerate(role_boxes):
                 if box is not None:
                     boxes[j, r], has_box[j, r] = letterbox.boxes_to_input(np.asarray(box))[0], True
-        global_feats, patches = teacher.encode_images(torch.from_numpy(np.stack(images)))
+        global_feats, patches = teacher.encode_images(torch.from_numpy(np.stack(pixels)))
         regions = roi_pool(patches.float().cpu(), torch.from_numpy(boxes), torch.from_numpy(has_box))
         end = start + len(samples)
         out_global[start:end] = global_feats.float().cpu().numpy()
