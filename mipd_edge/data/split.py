@@ -117,13 +117,6 @@ def write_split(path: PathLike, split: Mapping) -> None:
     write_json(path, dict(split))
 
 
-def split_of(verb: str, split: Mapping) -> Optional[str]:
-    for name in SPLITS:
-        if verb in split[name]:
-            return name
-    return None
-
-
 def training_verbs(split: Mapping) -> list[str]:
     """The verbs a student may know about: seen and rare, never unseen."""
     return sorted(set(split["seen"]) | set(split["rare"]))

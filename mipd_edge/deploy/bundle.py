@@ -22,7 +22,6 @@ from .tasks import TASKS, BundleTask, bundle_task
 FORMAT = "mipd-edge-bundle"
 VERSION = 2  # 2: every file's SHA-256 recorded in "files"
 
-GRAPHS = ("encoder", "decoder")
 # run-time precisions; bf16 is OpenVINO's arithmetic on the FP32 graphs, on CPUs that have it
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 MAX_MANIFEST_BYTES = 16 << 20

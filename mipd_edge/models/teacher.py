@@ -294,8 +294,3 @@ def load_teacher(spec: str | os.PathLike, device: str = "cpu", text_encoder: Opt
     if raw.get("format") == "mipd-edge-model":
         return SynthSituTeacher(path, text_encoder, device)
     return HFClipTeacher(path, device)
-
-
-def teacher_scores(teacher: Teacher, image_feats: torch.Tensor, texts: Sequence[str]) -> np.ndarray:
-    """Cosine logits (scaled) of image features against texts in the teacher's space."""
-    return (teacher.logit_scale * image_feats.float() @ teacher.encode_text(texts).float().T).cpu().numpy()

@@ -18,11 +18,6 @@ from typing import Optional
 
 from ...situation import Frame, Noun
 
-POSES = ("stand", "raise", "reach", "crouch", "sit", "lie")
-RELATIONS = ("none", "overhead", "hand", "feet", "far")
-MOTIONS = ("still", "agent", "item", "both")
-PARTNERS = ("none", "person", "container")
-
 POSE_TEXT = {
     "stand": "stands upright with the arms down",
     "raise": "stands with both arms raised above the head",
